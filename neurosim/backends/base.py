@@ -1,0 +1,73 @@
+"""The backend interface: every arithmetic operation the simulator needs.
+
+A backend receives the chip's flat buffers (see :mod:`neurosim.chip`) and the optimizer
+state and computes in the simulation dtype. Random numbers come from the counter-based
+streams of :mod:`neurosim.rng`, so all backends draw identical numbers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from neurosim.chip import Chip
+from neurosim.optimizers import OptimizerState
+
+
+class Backend(ABC):
+    """Arithmetic for one simulation dtype; stateless apart from scratch buffers."""
+
+    name: str
+
+    def __init__(self, dtype: str = "float32"):
+        self.dtype = np.dtype(dtype)
+
+    # ------------------------------------------------------------ random numbers
+    @abstractmethod
+    def uniform(self, key: int, n: int) -> np.ndarray:
+        """``n`` float64 uniforms in [0, 1) of stream ``key`` (:func:`neurosim.rng.uniform`)."""
+
+    @abstractmethod
+    def normal(self, key: int, n: int) -> np.ndarray:
+        """``n`` float64 standard normals of stream ``key`` (:func:`neurosim.rng.normal`)."""
+
+    # ------------------------------------------------------------------ feedback
+    def feedback_buffer(self, chip: Chip) -> np.ndarray:
+        """The flat feedback matrices the chip applies now.
+
+        Stored arrays are read as programmed; regenerated ones are re-drawn from their keys
+        on every call (the digital logic's PRNG), into a scratch buffer.
+        """
+        if chip.feedback_kind == "stored":
+            return chip.feedback
+        scratch = np.empty_like(chip.feedback)
+        self.regenerate_feedback(chip, scratch)
+        return scratch
+
+    @abstractmethod
+    def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
+        """Draw every feedback matrix of ``chip`` from its key into ``out`` (flat)."""
+
+    # ---------------------------------------------------------------- arithmetic
+    @abstractmethod
+    def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
+        """Output pre-activations ``a_L`` for inputs ``x`` (batch x n_0)."""
+
+    @abstractmethod
+    def gradients(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
+                  rule_code: int, out: np.ndarray) -> tuple[float, int]:
+        """The rule's gradient ``mean_batch(delta_l h_{l-1}^T)`` (and bias gradient
+        ``mean_batch(delta_l)``) of every layer, in network units, written into ``out``
+        (the chip's flat layout). Returns (summed cross-entropy loss, correct predictions)
+        of the forward pass it ran."""
+
+    @abstractmethod
+    def optimizer_step(self, state: OptimizerState, grads: np.ndarray, out: np.ndarray) -> None:
+        """Write the desired update ``dW`` for gradient ``grads`` into ``out`` and advance
+        the optimizer state by one step."""
+
+    @abstractmethod
+    def apply_ideal_update(self, chip: Chip, deltas: np.ndarray) -> None:
+        """Realize ``dW`` exactly: ``w += dW / alpha`` clipped to ``[w_min, w_max]``;
+        ``b += db``."""

@@ -1,0 +1,262 @@
+"""The Numba CPU backend: fused compiled kernels, the default.
+
+Each kernel computes exactly what :mod:`neurosim.backends.numpy_ref` computes, in the same
+order of floating-point operations where that is cheap (so results agree to rounding of the
+BLAS products), but fused: one compiled call does the whole forward and backward pass of
+every layer, one more does the optimizer and the array update. Matrix products go to BLAS
+through ``np.dot`` (multithreaded); everything else is written as loops over the flat
+parameter buffer, with no temporaries beyond the activations.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+from neurosim import rng
+from neurosim.backends.base import Backend
+from neurosim.chip import Chip
+from neurosim.optimizers import OptimizerState
+from neurosim.rules import RuleCode
+
+_BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
+
+
+# ------------------------------------------------------------------ random numbers
+@njit(cache=True, inline="always")
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(rng.MUL1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(rng.MUL2)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def uniform_kernel(key, n):
+    """Draws ``0..n-1`` of stream ``key`` as float64 uniforms (see :mod:`neurosim.rng`)."""
+    out = np.empty(n, dtype=np.float64)
+    k = np.uint64(key)
+    golden = np.uint64(rng.GOLDEN)
+    for i in range(n):
+        z = _mix64(k + np.uint64(i + 1) * golden)
+        out[i] = np.float64(z >> np.uint64(11)) * (2.0 ** -53)
+    return out
+
+
+@njit(cache=True)
+def normal_kernel(key, n):
+    """Box-Muller normals on consecutive uniform pairs (see :mod:`neurosim.rng`)."""
+    u = uniform_kernel(key, 2 * n)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        out[i] = np.sqrt(-2.0 * np.log1p(-u[2 * i])) * np.cos(rng.TWO_PI * u[2 * i + 1])
+    return out
+
+
+# ---------------------------------------------------------------- network kernels
+@njit(cache=True)
+def _forward(params, layout, alphas, zero, x, act):
+    """Lists of pre-activations (``pre[l+1] = a_l``) and inputs (``post[l] = h_{l}``)."""
+    n_layers = layout.shape[0]
+    batch = x.shape[0]
+    pre = [x]
+    post = [x]
+    for l in range(n_layers):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        a = np.dot(post[l], w.T)
+        alpha = alphas[l]
+        last = l == n_layers - 1
+        h = a if last else np.empty_like(a)
+        for i in range(batch):
+            for j in range(n_out):
+                v = alpha * a[i, j] + params[b_off + j]
+                a[i, j] = v
+                if not last:
+                    if act == 0:
+                        h[i, j] = v if v > 0 else zero
+                    else:
+                        h[i, j] = np.tanh(v)
+        pre.append(a)
+        post.append(h)
+    return pre, post
+
+
+@njit(cache=True)
+def logits_kernel(params, layout, alphas, x, act):
+    zero = params[:1][0] * 0
+    pre, _ = _forward(params, layout, alphas, zero, x, act)
+    return pre[-1]
+
+
+@njit(cache=True)
+def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, out):
+    """Forward pass, softmax cross-entropy, the rule's backward pass and the gradients."""
+    n_layers = layout.shape[0]
+    batch = x.shape[0]
+    zero = params[:1][0] * 0
+    batch_count = zero + batch
+    pre, post = _forward(params, layout, alphas, zero, x, act)
+    logits = pre[n_layers]
+    n_classes = logits.shape[1]
+    e = np.empty_like(logits)
+    loss = 0.0
+    correct = 0
+    for i in range(batch):
+        best = 0
+        m = logits[i, 0]
+        for j in range(1, n_classes):
+            if logits[i, j] > m:
+                m = logits[i, j]
+                best = j
+        s = zero
+        for j in range(n_classes):
+            s += np.exp(logits[i, j] - m)
+        log_s = np.log(s)
+        for j in range(n_classes):
+            e[i, j] = np.exp((logits[i, j] - m) - log_s)
+        loss -= (logits[i, y[i]] - m) - log_s
+        e[i, y[i]] -= 1
+        if best == y[i]:
+            correct += 1
+    delta = e
+    for l in range(n_layers - 1, -1, -1):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        np.dot(delta.T, post[l], g)
+        for j in range(n_out):
+            for k in range(n_in):
+                g[j, k] = g[j, k] / batch_count
+            s = zero
+            for i in range(batch):
+                s += delta[i, j]
+            out[b_off + j] = s / batch_count
+        if l == 0:
+            break
+        if rule == _BP:
+            w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+            signal = np.dot(delta, w)
+            alpha = alphas[l]
+            for i in range(batch):
+                for k in range(n_in):
+                    signal[i, k] = alpha * signal[i, k]
+        else:
+            index = l if rule == _FA else l - 1
+            offset, rows, cols = fb_layout[index, 0], fb_layout[index, 1], fb_layout[index, 2]
+            B = feedback[offset:offset + rows * cols].reshape((rows, cols))
+            signal = np.dot(delta if rule == _FA else e, B.T)
+        a_prev = pre[l]
+        h_prev = post[l]
+        for i in range(batch):
+            for k in range(n_in):
+                if act == 0:
+                    signal[i, k] = signal[i, k] * (1 if a_prev[i, k] > 0 else 0)
+                else:
+                    signal[i, k] = signal[i, k] * (1 - h_prev[i, k] * h_prev[i, k])
+        delta = signal
+    return loss, correct
+
+
+@njit(cache=True)
+def optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
+                     m, v, grads, out):
+    """Adam (code 1) or SGD with optional momentum (code 0); scalars in the buffer dtype."""
+    n = grads.shape[0]
+    if code == 1:
+        for i in range(n):
+            g = grads[i]
+            m[i] = b1 * m[i] + one_minus_b1 * g
+            v[i] = b2 * v[i] + one_minus_b2 * g * g
+            out[i] = (-lr * (m[i] / c1)) / (np.sqrt(v[i] / c2) + eps)
+    elif m.shape[0] > 0:
+        for i in range(n):
+            m[i] = momentum * m[i] + grads[i]
+            out[i] = -lr * m[i]
+    else:
+        for i in range(n):
+            out[i] = -lr * grads[i]
+
+
+@njit(cache=True)
+def ideal_update_kernel(params, layout, alphas64, bounds, deltas):
+    """``w <- clip(w + dW / alpha, w_min, w_max)`` (float64 arithmetic), ``b <- b + db``."""
+    for l in range(layout.shape[0]):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        alpha = alphas64[l]
+        lo, hi = bounds[l, 0], bounds[l, 1]
+        for i in range(w_off, w_off + n_out * n_in):
+            w = np.float64(params[i]) + np.float64(deltas[i]) / alpha
+            params[i] = min(max(w, lo), hi)
+        for j in range(b_off, b_off + n_out):
+            params[j] = params[j] + deltas[j]
+
+
+@njit(cache=True)
+def feedback_kernel(keys, offsets, sizes, uniform_dist, scales, out):
+    """Re-draw every feedback matrix from its key (regenerated feedback)."""
+    for index in range(keys.shape[0]):
+        if uniform_dist[index]:
+            u = uniform_kernel(keys[index], sizes[index])
+            for i in range(sizes[index]):
+                out[offsets[index] + i] = scales[index] * (2.0 * u[i] - 1.0)
+        else:
+            z = normal_kernel(keys[index], sizes[index])
+            for i in range(sizes[index]):
+                out[offsets[index] + i] = scales[index] * z[i]
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+
+    def __init__(self, dtype: str = "float32", threads: int | None = None):
+        super().__init__(dtype)
+        if threads is not None:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        self._chip_cache: dict[int, tuple] = {}
+
+    def uniform(self, key: int, n: int) -> np.ndarray:
+        return uniform_kernel(np.uint64(key), n)
+
+    def normal(self, key: int, n: int) -> np.ndarray:
+        return normal_kernel(np.uint64(key), n)
+
+    def _feedback_args(self, chip: Chip) -> tuple:
+        specs = [s for s in chip.feedback_specs if s is not None]
+        offsets = [chip.feedback_layout[s.layer, 0] for s in specs]
+        return (np.array([s.key for s in specs], dtype=np.uint64),
+                np.array(offsets, dtype=np.int64),
+                np.array([s.size for s in specs], dtype=np.int64),
+                np.array([s.distribution == "uniform" for s in specs], dtype=np.bool_),
+                np.array([s.scale for s in specs], dtype=np.float64))
+
+    def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
+        feedback_kernel(*self._feedback_args(chip), out)
+
+    @staticmethod
+    def _alphas(chip: Chip) -> np.ndarray:
+        return chip.alphas.astype(chip.dtype)
+
+    def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=chip.dtype)
+        return logits_kernel(chip.params, chip.layout, self._alphas(chip), x,
+                             chip.activation_code)
+
+    def gradients(self, chip, feedback, x, y, rule_code, out):
+        x = np.ascontiguousarray(x, dtype=chip.dtype)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        loss, correct = gradients_kernel(chip.params, chip.layout, self._alphas(chip), feedback,
+                                         chip.feedback_layout, x, y, int(rule_code),
+                                         chip.activation_code, out)
+        return float(loss), int(correct)
+
+    def optimizer_step(self, state: OptimizerState, grads, out):
+        cfg = state.config
+        t = grads.dtype.type
+        c1, c2 = state.bias_corrections()
+        optimizer_kernel(state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
+                         t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(c1), t(c2),
+                         state.m, state.v, grads, out)
+        state.step += 1
+
+    def apply_ideal_update(self, chip: Chip, deltas):
+        ideal_update_kernel(chip.params, chip.layout, chip.alphas, chip.bounds, deltas)

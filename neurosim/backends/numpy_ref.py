@@ -1,0 +1,109 @@
+"""The NumPy reference backend: plain, obvious code; the executable specification.
+
+Every fast kernel is tested against this module. It favours readability over speed: one
+layer at a time, the equations of DESIGN §3 written as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim import rng
+from neurosim.backends.base import Backend
+from neurosim.chip import Chip, draw_feedback_numpy
+from neurosim.optimizers import OptimizerState
+from neurosim.rules import RuleCode
+
+
+def activation(a: np.ndarray, code: int) -> np.ndarray:
+    """Hidden activation ``f``: ReLU (code 0) or tanh (code 1)."""
+    return np.maximum(a, 0) if code == 0 else np.tanh(a)
+
+
+def activation_derivative(a: np.ndarray, h: np.ndarray, code: int) -> np.ndarray:
+    """``f'(a)``: ReLU ``[a > 0]``; tanh ``1 - h^2``."""
+    return (a > 0).astype(a.dtype) if code == 0 else 1 - h * h
+
+
+def log_softmax(a: np.ndarray) -> np.ndarray:
+    shifted = a - a.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+
+    def uniform(self, key: int, n: int) -> np.ndarray:
+        return rng.uniform(key, n)
+
+    def normal(self, key: int, n: int) -> np.ndarray:
+        return rng.normal(key, n)
+
+    def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
+        out[:] = draw_feedback_numpy(chip.feedback_specs, out.size)
+
+    def forward_layers(self, chip: Chip, x: np.ndarray) -> tuple[list, list]:
+        """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``)."""
+        pre, post = [], [x]
+        for l in range(chip.n_layers):
+            # The array computes w x in its own units; the periphery scales by alpha.
+            a = chip.dtype.type(chip.alphas[l]) * (post[-1] @ chip.weights(l).T) + chip.bias(l)
+            pre.append(a)
+            post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
+        return pre, post
+
+    def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
+        return self.forward_layers(chip, x.astype(chip.dtype, copy=False))[0][-1]
+
+    def gradients(self, chip, feedback, x, y, rule_code, out):
+        x = x.astype(chip.dtype, copy=False)
+        pre, post = self.forward_layers(chip, x)
+        batch = x.shape[0]
+        logp = log_softmax(pre[-1])
+        loss = -float(logp[np.arange(batch), y].sum())
+        correct = int((pre[-1].argmax(axis=1) == y).sum())
+        onehot = np.zeros_like(pre[-1])
+        onehot[np.arange(batch), y] = 1
+        e = np.exp(logp) - onehot  # dLoss/da_L for softmax + cross-entropy
+        delta = e
+        for l in range(chip.n_layers - 1, -1, -1):
+            w_off, n_out, n_in, b_off = chip.layout[l]
+            out[w_off:w_off + n_out * n_in] = (delta.T @ post[l] / batch).ravel()
+            out[b_off:b_off + n_out] = delta.sum(axis=0) / batch
+            if l == 0:
+                break
+            if rule_code == RuleCode.BP:
+                signal = chip.dtype.type(chip.alphas[l]) * (delta @ chip.weights(l))
+            elif rule_code == RuleCode.FA:
+                signal = delta @ self._feedback(chip, feedback, l).T
+            else:  # DFA: the output error projected straight to hidden layer l-1
+                signal = e @ self._feedback(chip, feedback, l - 1).T
+            delta = signal * activation_derivative(pre[l - 1], post[l], chip.activation_code)
+        return loss, correct
+
+    @staticmethod
+    def _feedback(chip: Chip, feedback: np.ndarray, index: int) -> np.ndarray:
+        offset, rows, cols = chip.feedback_layout[index]
+        return feedback[offset:offset + rows * cols].reshape(rows, cols)
+
+    def optimizer_step(self, state: OptimizerState, grads, out):
+        cfg = state.config
+        if cfg.name == "adam":
+            c1, c2 = state.bias_corrections()
+            state.m[:] = cfg.beta1 * state.m + (1 - cfg.beta1) * grads
+            state.v[:] = cfg.beta2 * state.v + (1 - cfg.beta2) * grads * grads
+            out[:] = -cfg.lr * (state.m / c1) / (np.sqrt(state.v / c2) + cfg.eps)
+        elif cfg.momentum > 0:
+            state.m[:] = cfg.momentum * state.m + grads
+            out[:] = -cfg.lr * state.m
+        else:
+            out[:] = -cfg.lr * grads
+        state.step += 1
+
+    def apply_ideal_update(self, chip: Chip, deltas):
+        for l in range(chip.n_layers):
+            w_off, n_out, n_in, b_off = chip.layout[l]
+            w = chip.weights(l)
+            dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) / chip.alphas[l]
+            np.clip(w + dw, chip.bounds[l, 0], chip.bounds[l, 1], out=w)
+            chip.bias(l)[:] += deltas[b_off:b_off + n_out]

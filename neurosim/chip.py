@@ -1,0 +1,178 @@
+"""The simulated chip: forward arrays, digital biases and fixed random feedback arrays.
+
+State and meaning live here; arithmetic lives in :mod:`neurosim.backends`.
+
+Layer ``l = 1..L`` (index ``l - 1`` in code) maps ``n_{l-1}`` inputs to ``n_l`` outputs:
+
+* its **forward array** holds normalized weights ``w in [w_min, w_max]`` (shape
+  ``n_l x n_{l-1}``); the network weight is ``W_l = alpha_l * w`` with a digital scale
+  ``alpha_l`` fixed at construction so that the largest initial ``|w|`` fills
+  ``init_fill`` of the range;
+* its **bias** ``b_l`` lives in the digital periphery, in network units;
+* its **feedback array** holds a fixed random ``B_l`` (shape given by the rule, see
+  :meth:`neurosim.rules.Rule.feedback_shapes`), programmed once and never updated.
+  ``stored``: a crossbar holding ``B``; ``regenerated``: ``B`` is re-drawn from its PRNG key
+  into a scratch buffer on every use (zero storage; costs random numbers).
+
+All parameters sit in one flat buffer ``params = [w_1, b_1, w_2, b_2, ...]`` described by
+``layout[l] = (w_offset, n_out, n_in, b_offset)``, so that compiled kernels and the
+optimizer can work on the whole network at once; per-layer views are provided for the
+reference backend and the metrics. Feedback matrices sit in ``feedback`` with
+``feedback_layout[l] = (offset, rows, cols)`` (``rows = 0``: layer has none).
+
+Initialization (PyTorch ``nn.Linear`` default, as in the paper): ``W_l, b_l ~
+U(-1/sqrt(n_{l-1}), 1/sqrt(n_{l-1}))``. Feedback: uniform ``U(-g/sqrt(fan), g/sqrt(fan))``
+or Gaussian with the same std, ``fan = n_{l-1}`` for FA-shaped arrays (the matched forward
+layer's fan-in, so ``B_{l}`` is distributed like ``W_l^T``) and ``n_L`` for DFA arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurosim import rng
+from neurosim.config import ChipConfig, NetworkConfig
+from neurosim.rules import Rule, RuleCode
+
+ACTIVATIONS = {"relu": 0, "tanh": 1}
+
+
+@dataclass(frozen=True)
+class FeedbackSpec:
+    """How the feedback matrix of one layer is drawn: ``B = scale * X``, X from ``key``."""
+
+    layer: int
+    shape: tuple[int, int]
+    key: int
+    distribution: str
+    scale: float
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+
+class Chip:
+    """A chip running a ``dims[0] -> ... -> dims[-1]`` network (see module docstring)."""
+
+    def __init__(self, config: ChipConfig, network: NetworkConfig, rule: Rule, seed: int,
+                 dtype: str = "float32"):
+        self.config = config
+        self.rule = rule
+        self.seed = seed
+        self.dims = tuple(network.dims)
+        self.activation = network.activation
+        self.activation_code = ACTIVATIONS[network.activation]
+        self.dtype = np.dtype(dtype)
+        self.n_layers = len(self.dims) - 1
+
+        layout, offset = [], 0
+        for n_in, n_out in zip(self.dims[:-1], self.dims[1:]):
+            layout.append((offset, n_out, n_in, offset + n_out * n_in))
+            offset += n_out * n_in + n_out
+        self.layout = np.array(layout, dtype=np.int64)
+        self.n_params = offset
+        self.params = np.zeros(offset, dtype=self.dtype)
+        self.bounds = np.tile([config.forward.w_min, config.forward.w_max], (self.n_layers, 1))
+        self.alphas = np.ones(self.n_layers, dtype=np.float64)
+        self._initialize_forward()
+
+        self.feedback_specs: list[FeedbackSpec | None] = []
+        fb_layout, fb_offset = [], 0
+        for index, shape in enumerate(rule.feedback_shapes(self.dims)):
+            if shape is None:
+                self.feedback_specs.append(None)
+                fb_layout.append((fb_offset, 0, 0))
+                continue
+            # FA: n_{l-1}, the fan-in of the matched forward layer; DFA: n_L.
+            fan = shape[1] if rule.code == RuleCode.DFA else shape[0]
+            bound = config.feedback.gain / np.sqrt(fan)
+            spec = FeedbackSpec(
+                layer=index, shape=shape,
+                key=rng.stream_key(seed, 0, index, rng.Purpose.FEEDBACK),
+                distribution=config.feedback.distribution,
+                scale=bound if config.feedback.distribution == "uniform" else bound / np.sqrt(3.0))
+            self.feedback_specs.append(spec)
+            fb_layout.append((fb_offset, shape[0], shape[1]))
+            fb_offset += spec.size
+        self.feedback_layout = np.array(fb_layout, dtype=np.int64)
+        self.feedback = np.zeros(fb_offset, dtype=self.dtype)
+        self.feedback_kind = config.feedback.kind
+        if self.feedback_kind == "stored":
+            self.feedback[:] = draw_feedback_numpy(self.feedback_specs, fb_offset)
+
+    # ------------------------------------------------------------------ init
+    def _initialize_forward(self) -> None:
+        forward = self.config.forward
+        reach = max(abs(forward.w_min), abs(forward.w_max))
+        for index, (w_off, n_out, n_in, b_off) in enumerate(self.layout):
+            bound = 1.0 / np.sqrt(n_in)
+            W = bound * (2.0 * rng.uniform(
+                rng.stream_key(self.seed, 0, index, rng.Purpose.INIT_WEIGHTS), n_out * n_in) - 1.0)
+            b = bound * (2.0 * rng.uniform(
+                rng.stream_key(self.seed, 0, index, rng.Purpose.INIT_BIAS), n_out) - 1.0)
+            alpha = np.max(np.abs(W)) / (forward.init_fill * reach)
+            self.alphas[index] = alpha
+            self.params[w_off:w_off + n_out * n_in] = W / alpha
+            self.params[b_off:b_off + n_out] = b
+
+    # ----------------------------------------------------------------- views
+    def weights(self, index: int) -> np.ndarray:
+        """Array weights ``w`` of layer ``index`` (normalized units), a view."""
+        w_off, n_out, n_in, _ = self.layout[index]
+        return self.params[w_off:w_off + n_out * n_in].reshape(n_out, n_in)
+
+    def bias(self, index: int) -> np.ndarray:
+        """Bias ``b`` of layer ``index`` (network units), a view."""
+        _, n_out, _, b_off = self.layout[index]
+        return self.params[b_off:b_off + n_out]
+
+    def effective_weights(self) -> list[np.ndarray]:
+        """Network weights ``W_l = alpha_l * w_l`` as float64 copies."""
+        return [self.alphas[i] * self.weights(i).astype(np.float64) for i in range(self.n_layers)]
+
+    def feedback_matrix(self, index: int) -> np.ndarray | None:
+        """The feedback matrix ``B`` of layer ``index`` as the chip applies it (float64)."""
+        spec = self.feedback_specs[index]
+        if spec is None:
+            return None
+        offset = self.feedback_layout[index, 0]
+        if self.feedback_kind == "stored":
+            flat = self.feedback[offset:offset + spec.size]
+        else:
+            flat = draw_feedback_numpy([spec], spec.size).astype(self.dtype)
+        return flat.astype(np.float64).reshape(spec.shape)
+
+    @property
+    def n_feedback_values(self) -> int:
+        return int(self.feedback.size)
+
+    # ------------------------------------------------------------ checkpoint
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything that changes during training (the feedback never does)."""
+        return {"params": self.params.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        params = np.asarray(state["params"])
+        if params.shape != self.params.shape or params.dtype != self.params.dtype:
+            raise ValueError(f"checkpoint params {params.shape}/{params.dtype} do not match "
+                             f"the chip's {self.params.shape}/{self.params.dtype}")
+        self.params[:] = params
+
+
+def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:
+    """Draw the feedback matrices of ``specs`` back to back (float64, flat)."""
+    out = np.empty(total, dtype=np.float64)
+    offset = 0
+    for spec in specs:
+        if spec is None:
+            continue
+        if spec.distribution == "uniform":
+            values = spec.scale * (2.0 * rng.uniform(spec.key, spec.size) - 1.0)
+        else:
+            values = spec.scale * rng.normal(spec.key, spec.size)
+        out[offset:offset + spec.size] = values
+        offset += spec.size
+    return out

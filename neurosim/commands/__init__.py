@@ -1,0 +1,5 @@
+"""Sub-commands of the ``neurosim`` CLI, one module each (see :mod:`neurosim.cli`)."""
+
+from neurosim.commands import compare, config, data, run
+
+COMMANDS = (run, compare, config, data)

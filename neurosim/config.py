@@ -1,0 +1,324 @@
+"""Configuration: the chip (hardware), the simulation (how) and the experiment (what).
+
+Three kinds of plain data, each parsed once into frozen dataclasses and validated by
+:mod:`neurosim.schema`:
+
+* :class:`ChipConfig`, from a YAML file in ``hw_configs/``: forward arrays, feedback arrays,
+  tiles. What the hardware *is*.
+* :class:`SimulationConfig`: backend, dtype, threads. How it is simulated.
+* :class:`ExperimentConfig`, from ``experiments/*.yaml``: network, rule, optimizer,
+  preconditioning, data, training schedule, evaluation, seeds and named conditions.
+
+An experiment names its chip (a preset in ``hw_configs/`` or a path). Overrides
+(``--set train.epochs=3``) and per-condition overrides use the same dotted paths and are
+validated the same way as the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neurosim.errors import ConfigError
+from neurosim.schema import build, set_dotted, spec, to_plain
+
+HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
+
+RULES = ("bp", "fa", "dfa")
+BACKENDS = ("numpy", "numba")
+DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "usps")
+DATASET_FEATURES = 784  # every dataset is delivered in the 28 x 28 MNIST frame
+DATASET_CLASSES = 10
+
+
+# --------------------------------------------------------------------------- chip
+@dataclass(frozen=True)
+class ForwardArrayConfig:
+    """Forward crossbar arrays holding ``W_l = alpha_l * w`` with ``w in [w_min, w_max]``."""
+
+    device: str = spec("ideal", doc="device model of the forward arrays", choices=("ideal",))
+    update: str = spec("ideal", doc="how a digital update dW is realized on the array",
+                       choices=("ideal",))
+    w_min: float = spec(-1.0, doc="lower bound of the normalized array weight")
+    w_max: float = spec(1.0, doc="upper bound of the normalized array weight")
+    init_fill: float = spec(0.25, gt=0.0, le=1.0,
+                            doc="fraction of the range max(|w_min|, w_max) that the largest "
+                                "initial |w| of a layer occupies; fixes the digital scale "
+                                "alpha_l = max|W_init| / (init_fill * max(|w_min|, w_max))")
+
+    def check(self, source: str, path: str) -> None:
+        if not self.w_min < self.w_max:
+            raise ConfigError(source, f"{path}.w_max", self.w_max,
+                              f"must be > {path}.w_min ({self.w_min})")
+        if not (self.w_min < 0.0 < self.w_max):
+            raise ConfigError(source, f"{path}.w_min", self.w_min,
+                              "the range [w_min, w_max] must contain 0 (signed weights)")
+
+
+@dataclass(frozen=True)
+class FeedbackArrayConfig:
+    """Fixed random feedback arrays ``B_l``: programmed once, never updated."""
+
+    kind: str = spec("stored", choices=("stored", "regenerated"),
+                     doc="stored: a crossbar holding B; regenerated: B re-drawn from a PRNG "
+                         "seed in digital logic on every use (no storage, costs RNG draws)")
+    distribution: str = spec("uniform", choices=("uniform", "gaussian"),
+                             doc="distribution of the entries of B")
+    gain: float = spec(1.0, gt=0.0, doc="B entries have std gain/sqrt(3 * fan) (uniform: "
+                                        "U(-gain/sqrt(fan), gain/sqrt(fan))), fan = the "
+                                        "matched forward layer's fan-in (FA) or n_L (DFA)")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Arrays are split into tiles of ``rows x cols`` cells."""
+
+    rows: int = spec(256, ge=1, doc="cells per tile column (inputs per tile)")
+    cols: int = spec(256, ge=1, doc="cells per tile row (outputs per tile)")
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """A chip description (``hw_configs/*.yaml``)."""
+
+    name: str = spec(doc="preset name")
+    description: str = spec("", doc="what the preset models")
+    source: str = spec("", doc="where its parameter values come from")
+    forward: ForwardArrayConfig = spec(factory=ForwardArrayConfig, doc="forward arrays")
+    feedback: FeedbackArrayConfig = spec(factory=FeedbackArrayConfig, doc="feedback arrays")
+    tiles: TileConfig = spec(factory=TileConfig, doc="tiling of the arrays")
+
+
+# --------------------------------------------------------------------- simulation
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How the chip is simulated; changes speed, never the model."""
+
+    backend: str = spec("numba", choices=BACKENDS, doc="arithmetic backend")
+    dtype: str = spec("float32", choices=("float32", "float64"), doc="floating-point type")
+    threads: int | None = spec(None, ge=1, doc="numba threads (default: all cores)")
+
+
+# --------------------------------------------------------------------- experiment
+@dataclass(frozen=True)
+class NetworkConfig:
+    dims: tuple[int, ...] = spec((784, 100, 10), ge=1, min_len=2,
+                                 doc="layer widths n_0 -> n_1 -> ... -> n_L")
+    activation: str = spec("relu", choices=("relu", "tanh"), doc="hidden activation")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Digital-periphery optimizer turning the rule's gradient into a desired dW."""
+
+    name: str = spec("adam", choices=("sgd", "adam"), doc="sgd (hardware-native) or adam")
+    lr: float = spec(1e-4, gt=0.0, doc="learning rate eta")
+    beta1: float = spec(0.9, ge=0.0, lt=1.0, doc="Adam first-moment decay")
+    beta2: float = spec(0.999, ge=0.0, lt=1.0, doc="Adam second-moment decay")
+    eps: float = spec(1e-8, gt=0.0, doc="Adam denominator floor")
+    momentum: float = spec(0.0, ge=0.0, lt=1.0, doc="SGD momentum")
+
+
+@dataclass(frozen=True)
+class NoiseInputConfig:
+    """Distribution of the noise inputs x (per element, independent)."""
+
+    distribution: str = spec("gaussian", choices=("gaussian", "uniform"),
+                             doc="gaussian N(mean, std^2) or uniform U(low, high)")
+    mean: float = spec(0.0, doc="gaussian mean mu")
+    std: float = spec(1.0, ge=0.0, doc="gaussian standard deviation sigma")
+    low: float = spec(0.0, doc="uniform lower bound")
+    high: float = spec(1.0, doc="uniform upper bound")
+
+    def check(self, source: str, path: str) -> None:
+        if self.distribution == "uniform" and not self.low < self.high:
+            raise ConfigError(source, f"{path}.high", self.high, f"must be > {path}.low ({self.low})")
+
+
+@dataclass(frozen=True)
+class PreconditionConfig:
+    """Noise preconditioning (the paper's Algorithm 1): random inputs, random labels."""
+
+    enabled: bool = spec(False, doc="run the noise phase before data training")
+    regime: str = spec("fixed_set", choices=("fixed_set", "fresh_stream"),
+                       doc="fixed_set: N examples drawn once and reused every epoch; "
+                           "fresh_stream: new noise every step")
+    n_examples: int = spec(10000, ge=1, doc="size N of the fixed noise set")
+    steps: int = spec(10000, ge=0, doc="optimizer steps of the noise phase")
+    batch_size: int = spec(64, ge=1, doc="noise mini-batch size")
+    input: NoiseInputConfig = spec(factory=NoiseInputConfig, doc="noise input distribution")
+    optimizer: OptimizerConfig | None = spec(None, doc="optimizer (default: the experiment's)")
+    log_every: int = spec(100, ge=1, doc="steps between metric records")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = spec("digits", choices=DATASETS, doc="training/test dataset")
+    train_size: int | None = spec(None, ge=1, doc="use the first N training examples")
+    test_size: int | None = spec(None, ge=1, doc="use the first N test examples")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = spec(5, ge=0, doc="epochs of data training")
+    batch_size: int = spec(64, ge=1, doc="mini-batch size")
+    checkpoint_every: int = spec(1, ge=1, doc="epochs between checkpoints")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    fractional_epochs: tuple[float, ...] = spec((0.02, 0.05, 0.1, 0.2, 0.5), gt=0.0, lt=1.0,
+                                                doc="extra evaluation points within epoch 1")
+    train_probe_size: int = spec(10000, ge=1, doc="training examples used for train loss")
+    gradient_probe_size: int = spec(256, ge=1,
+                                    doc="examples used for the update-vs-BP-gradient angle")
+    noise_probe_size: int = spec(10000, ge=1,
+                                 doc="noise examples used for the readout probability")
+    ood: tuple[str, ...] = spec(("translate", "rotate", "scale"),
+                                choices=("translate", "rotate", "scale", "usps", "digits",
+                                         "mnist"),
+                                doc="out-of-distribution test sets evaluated after training: "
+                                    "transforms of the test set, or other datasets")
+    ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0,
+                                            doc="translations (right and down), pixels")
+    ood_rotations_deg: tuple[float, ...] = spec((15.0, 30.0, 45.0), doc="rotations, degrees")
+    ood_scales: tuple[float, ...] = spec((0.7, 1.3), gt=0.0, doc="scale factors")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: a chip, a network, a rule and a schedule, over seeds and conditions."""
+
+    name: str = spec(doc="experiment name (the run folder's name)")
+    chip: str = spec("ideal", doc="a preset in hw_configs/ or a path to a chip YAML")
+    network: NetworkConfig = spec(factory=NetworkConfig, doc="network shape")
+    rule: str = spec("fa", choices=RULES, doc="learning rule")
+    optimizer: OptimizerConfig = spec(factory=OptimizerConfig, doc="optimizer")
+    precondition: PreconditionConfig = spec(factory=PreconditionConfig, doc="noise phase")
+    data: DataConfig = spec(factory=DataConfig, doc="dataset")
+    train: TrainConfig = spec(factory=TrainConfig, doc="data training schedule")
+    evaluation: EvaluationConfig = spec(factory=EvaluationConfig, doc="evaluation")
+    seed: int = spec(0, ge=0, doc="seed of a single run")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, doc="seeds to run (overrides seed)")
+    simulation: SimulationConfig = spec(factory=SimulationConfig, doc="simulation")
+    conditions: dict | None = spec(None, doc="named conditions: name -> dotted overrides")
+
+    def check(self, source: str, path: str) -> None:
+        dims = self.network.dims
+        if dims[0] != DATASET_FEATURES:
+            raise ConfigError(source, "network.dims[0]", dims[0],
+                              f"must equal the dataset's {DATASET_FEATURES} input features "
+                              f"({self.data.dataset} images are 28x28)")
+        if dims[-1] != DATASET_CLASSES:
+            raise ConfigError(source, f"network.dims[{len(dims) - 1}]", dims[-1],
+                              f"must equal the dataset's {DATASET_CLASSES} classes")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One resolved run: a condition of an experiment with one seed and its chip."""
+
+    experiment: ExperimentConfig
+    chip: ChipConfig
+    condition: str
+    seed: int
+
+
+# ------------------------------------------------------------------------ loading
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(str(path), "(file)", str(path), f"cannot be read: {error.strerror}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(str(path), where, "(yaml)", f"is not valid YAML: "
+                          f"{getattr(error, 'problem', error)}")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "(top level)", data, "must be a mapping of fields")
+    return data
+
+
+def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
+    """A chip preset name (``ideal``) or a path, relative to the experiment file."""
+    candidates = [Path(name)]
+    if relative_to is not None:
+        candidates.append(relative_to.parent / name)
+    candidates.append(HW_CONFIG_DIR / f"{name}.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    presets = ", ".join(sorted(p.stem for p in HW_CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(str(relative_to or "--set"), "chip", name,
+                      f"must be a preset ({presets}) or a path to a chip YAML")
+
+
+def load_chip(path: str | Path) -> ChipConfig:
+    return build(ChipConfig, read_yaml(path), str(path))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'train.epochs=3'`` -> ``('train.epochs', 3)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError("--set", text, text, "must look like dotted.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError("--set", text, text, "must look like dotted.key=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict, overrides: list[tuple[str, Any]]) -> dict:
+    data = copy.deepcopy(data)
+    for key, value in overrides:
+        set_dotted(data, key, value)
+    return data
+
+
+def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Parse and validate an experiment file with ``--set`` overrides applied."""
+    data = apply_overrides(read_yaml(path), [parse_override(o) for o in overrides])
+    source = f"{path}" + (" (with --set overrides)" if overrides else "")
+    experiment = build(ExperimentConfig, data, source)
+    for run in expand_runs(experiment, Path(path)):
+        pass  # every condition and its chip are validated here, before anything runs
+    return experiment
+
+
+def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[RunSpec]:
+    """The runs of an experiment: every condition times every seed, each validated."""
+    source = str(path) if path else experiment.name
+    base = to_plain(experiment)
+    conditions = experiment.conditions or {"default": {}}
+    seeds = experiment.seeds if experiment.seeds is not None else (experiment.seed,)
+    runs = []
+    for name, overrides in conditions.items():
+        if not isinstance(overrides, dict):
+            raise ConfigError(source, f"conditions.{name}", overrides,
+                              "must be a mapping of dotted.key: value overrides")
+        if "conditions" in overrides or "seeds" in overrides:
+            raise ConfigError(source, f"conditions.{name}", overrides,
+                              "cannot override conditions or seeds")
+        data = apply_overrides(base, list(overrides.items()))
+        data["conditions"] = None
+        data["seeds"] = None
+        resolved = build(ExperimentConfig, data, f"{source} (condition {name})")
+        chip = load_chip(resolve_chip_path(resolved.chip, path))
+        for seed in seeds:
+            runs.append(RunSpec(dataclasses.replace(resolved, seed=seed), chip, name, seed))
+    return runs

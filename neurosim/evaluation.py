@@ -1,0 +1,118 @@
+"""The paper's metrics measured on a simulated chip (DESIGN §5).
+
+Everything here reads the chip's *effective* weights ``W_l = alpha_l w_l`` and the feedback
+matrices as the chip applies them, runs forward passes through the chip's backend, and
+returns plain JSON-ready values. The metric formulas themselves are in
+:mod:`neurosim.metrics`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim import metrics
+from neurosim.backends.base import Backend
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.chip import Chip
+from neurosim.rules import RuleCode
+
+EVAL_CHUNK = 2048
+
+
+def logits(chip: Chip, backend: Backend, x: np.ndarray) -> np.ndarray:
+    """Output pre-activations for ``x``, computed in chunks (float64)."""
+    parts = [backend.logits(chip, x[i:i + EVAL_CHUNK]).astype(np.float64)
+             for i in range(0, len(x), EVAL_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros((0, chip.dims[-1]))
+
+
+def loss_and_accuracy(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray) -> dict:
+    """Mean cross-entropy loss and accuracy (fraction) on ``(x, y)``."""
+    out = logits(chip, backend, x)
+    return {"loss": metrics.cross_entropy(out, y), "accuracy": metrics.accuracy(out, y)}
+
+
+def readout(chip: Chip, backend: Backend, x: np.ndarray) -> dict:
+    """Mean softmax output per class on a probe set, and its largest distance from 1/C."""
+    probs = metrics.softmax(logits(chip, backend, x))
+    return {"readout_probability": metrics.readout_probability(probs).tolist(),
+            "readout_max_deviation": metrics.readout_deviation_from_chance(probs)}
+
+
+def feedback_targets(chip: Chip) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """(layer index, forward matrix to compare, feedback matrix) for every feedback array.
+
+    FA-shaped ``B_l`` (``n_{l-1} x n_l``) is compared with ``W_l``. A DFA array ``B_l``
+    (``n_l x n_L``) is compared with the linearized path from layer ``l`` to the output,
+    ``W_L W_{L-1} ... W_{l+1}`` (``n_L x n_l``); for the last hidden layer that is ``W_L``.
+    """
+    weights = chip.effective_weights()
+    targets = []
+    for index, spec in enumerate(chip.feedback_specs):
+        if spec is None:
+            continue
+        B = chip.feedback_matrix(index)
+        if chip.rule.code == RuleCode.DFA:
+            path = weights[-1]
+            for W in reversed(weights[index + 1:-1]):
+                path = path @ W
+            targets.append((index, path, B))
+        else:
+            targets.append((index, weights[index], B))
+    return targets
+
+
+def alignment(chip: Chip) -> dict:
+    """Layer alignment angles and per-neuron angle mean/std, degrees, per feedback array.
+
+    Keys are 1-based layer numbers as strings (``"2"`` is ``W_2`` vs ``B_2`` for FA).
+    """
+    layer, neuron_mean, neuron_std = {}, {}, {}
+    for index, W, B in feedback_targets(chip):
+        name = str(index + 1)
+        layer[name] = metrics.alignment_angle(W, B)
+        per_neuron = metrics.neuron_alignment_angles(W, B)
+        per_neuron = per_neuron[np.isfinite(per_neuron)]
+        neuron_mean[name] = float(per_neuron.mean()) if per_neuron.size else float("nan")
+        neuron_std[name] = float(per_neuron.std()) if per_neuron.size else float("nan")
+    return {"alignment_deg": layer, "neuron_alignment_mean_deg": neuron_mean,
+            "neuron_alignment_std_deg": neuron_std}
+
+
+def neuron_angles(chip: Chip) -> dict[str, list[float]]:
+    """Every hidden neuron's alignment angle (degrees), per feedback array."""
+    return {str(index + 1): metrics.neuron_alignment_angles(W, B).tolist()
+            for index, W, B in feedback_targets(chip)}
+
+
+def update_vs_backprop(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray) -> dict:
+    """Angle (degrees) between each layer's rule gradient and the true BP gradient on
+    ``(x, y)``; 0 for every layer under BP and for the output layer under any rule."""
+    feedback = backend.feedback_buffer(chip)
+    rule_grads = np.zeros(chip.n_params, dtype=chip.dtype)
+    bp_grads = np.zeros_like(rule_grads)
+    backend.gradients(chip, feedback, x, y, chip.rule.code, rule_grads)
+    backend.gradients(chip, feedback, x, y, RuleCode.BP, bp_grads)
+    angles = {}
+    for index, (w_off, n_out, n_in, _) in enumerate(chip.layout):
+        part = slice(w_off, w_off + n_out * n_in)
+        angles[str(index + 1)] = metrics.angle_between(rule_grads[part], bp_grads[part])
+    return {"update_vs_bp_deg": angles}
+
+
+def weight_spectra(chip: Chip) -> dict:
+    """Effective rank (Roy & Vetterli 2007) of every ``W_l``."""
+    return {"effective_rank": {str(i + 1): metrics.effective_rank(W)
+                               for i, W in enumerate(chip.effective_weights())}}
+
+
+def hidden_representations(chip: Chip, x: np.ndarray) -> list[np.ndarray]:
+    """Hidden activations ``h_1 .. h_{L-1}`` on ``x`` (float64), by the reference forward."""
+    _, post = NumpyBackend(chip.dtype.name).forward_layers(chip, x.astype(chip.dtype))
+    return [h.astype(np.float64) for h in post[1:-1]]
+
+
+def representation_rank(chip: Chip, x: np.ndarray) -> dict:
+    """Effective rank of the cosine-similarity Gram matrix of each hidden layer on ``x``."""
+    return {"gram_effective_rank": {str(i + 1): metrics.gram_effective_rank(h)
+                                    for i, h in enumerate(hidden_representations(chip, x))}}

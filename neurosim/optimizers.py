@@ -1,0 +1,56 @@
+"""Digital-periphery optimizers: turn the rule's gradient ``g`` into a desired update ``dW``.
+
+Both run in the chip's digital periphery on the flat parameter layout of
+:class:`neurosim.chip.Chip` (``[W_1, b_1, W_2, b_2, ...]`` in network units); their state is
+digital memory (and, for the ledger, memory traffic).
+
+* SGD with momentum ``mu``: ``v <- mu v + g``; ``dW = -eta v`` (``mu = 0``: plain SGD,
+  hardware-native).
+* Adam (Kingma & Ba 2015, the paper's optimizer): ``m <- b1 m + (1-b1) g``,
+  ``v <- b2 v + (1-b2) g^2``, ``dW = -eta (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurosim.config import OptimizerConfig
+
+OPTIMIZER_CODES = {"sgd": 0, "adam": 1}
+
+
+@dataclass
+class OptimizerState:
+    """Hyper-parameters plus the mutable moment buffers and step count."""
+
+    config: OptimizerConfig
+    step: int
+    m: np.ndarray  # momentum (SGD) or first moment (Adam)
+    v: np.ndarray  # second moment (Adam); empty for SGD
+
+    @classmethod
+    def create(cls, config: OptimizerConfig, n_params: int, dtype: np.dtype) -> OptimizerState:
+        uses_second_moment = config.name == "adam"
+        uses_first_moment = uses_second_moment or config.momentum > 0.0
+        return cls(config, 0,
+                   np.zeros(n_params if uses_first_moment else 0, dtype=dtype),
+                   np.zeros(n_params if uses_second_moment else 0, dtype=dtype))
+
+    @property
+    def code(self) -> int:
+        return OPTIMIZER_CODES[self.config.name]
+
+    def bias_corrections(self) -> tuple[float, float]:
+        """``(1 - b1^t, 1 - b2^t)`` for the step about to be taken (``t = step + 1``)."""
+        t = self.step + 1
+        return 1.0 - self.config.beta1 ** t, 1.0 - self.config.beta2 ** t
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"step": np.array(self.step), "m": self.m.copy(), "v": self.v.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.step = int(state["step"])
+        self.m[:] = state["m"]
+        self.v[:] = state["v"]

@@ -1,0 +1,99 @@
+"""Noise preconditioning inputs (the paper's Algorithm 1, DESIGN §4).
+
+Inputs are drawn per element from ``N(mean, std^2)`` (or ``U(low, high)``) and labels
+uniformly over the classes, independent of the inputs. Two regimes:
+
+* ``fixed_set``: ``N`` examples drawn once and reused every epoch, reshuffled each epoch
+  (the paper's appendix gives a "number of examples");
+* ``fresh_stream``: a new batch of noise every step (never repeats).
+
+Every draw comes from a counter-based stream keyed by the run seed and the step (or
+epoch), so a resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim import rng
+from neurosim.backends.base import Backend
+from neurosim.config import NoiseInputConfig, PreconditionConfig
+
+
+def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: int,
+                      n_features: int, dtype: np.dtype) -> np.ndarray:
+    """``n x n_features`` noise inputs from stream ``key``."""
+    count = n * n_features
+    if config.distribution == "gaussian":
+        values = config.mean + config.std * backend.normal(key, count)
+    else:
+        values = config.low + (config.high - config.low) * backend.uniform(key, count)
+    return values.astype(dtype).reshape(n, n_features)
+
+
+def draw_noise_labels(backend: Backend, key: int, n: int, n_classes: int) -> np.ndarray:
+    """``n`` labels uniform over ``0..n_classes-1``, independent of everything else."""
+    u = backend.uniform(key, n)
+    return np.minimum((u * n_classes).astype(np.int64), n_classes - 1)
+
+
+def batch_bounds(step: int, n_examples: int, batch_size: int) -> tuple[int, int, int]:
+    """(epoch, start, stop) of ``step`` when ``n_examples`` are cut into batches per epoch
+    (the last batch of an epoch may be smaller)."""
+    batches_per_epoch = -(-n_examples // batch_size)
+    epoch, index = divmod(step, batches_per_epoch)
+    start = index * batch_size
+    return epoch, start, min(start + batch_size, n_examples)
+
+
+class NoiseSource:
+    """The batches of the noise phase of one run."""
+
+    def __init__(self, config: PreconditionConfig, backend: Backend, seed: int, n_features: int,
+                 n_classes: int, dtype: np.dtype):
+        self.config = config
+        self.backend = backend
+        self.seed = seed
+        self.n_features = n_features
+        self.n_classes = n_classes
+        self.dtype = dtype
+        self.inputs = self.labels = None
+        if config.regime == "fixed_set":
+            self.inputs = draw_noise_inputs(
+                backend, config.input, rng.stream_key(seed, 0, 0, rng.Purpose.NOISE_SET_INPUTS),
+                config.n_examples, n_features, dtype)
+            self.labels = draw_noise_labels(
+                backend, rng.stream_key(seed, 0, 0, rng.Purpose.NOISE_SET_LABELS),
+                config.n_examples, n_classes)
+        self._permutation_epoch = -1
+        self._permutation = None
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (inputs, labels) of noise step ``step`` (0-based)."""
+        size = self.config.batch_size
+        if self.config.regime == "fresh_stream":
+            x = draw_noise_inputs(self.backend, self.config.input,
+                                  rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_INPUTS),
+                                  size, self.n_features, self.dtype)
+            y = draw_noise_labels(self.backend,
+                                  rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_LABELS),
+                                  size, self.n_classes)
+            return x, y
+        epoch, start, stop = batch_bounds(step, self.config.n_examples, size)
+        if epoch != self._permutation_epoch:
+            self._permutation = rng.permutation(
+                rng.stream_key(self.seed, epoch, 0, rng.Purpose.NOISE_SHUFFLE),
+                self.config.n_examples)
+            self._permutation_epoch = epoch
+        index = self._permutation[start:stop]
+        return self.inputs[index], self.labels[index]
+
+    def probe(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A separate noise probe set of ``n`` examples (never trained on)."""
+        x = draw_noise_inputs(self.backend, self.config.input,
+                              rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_PROBE_INPUTS),
+                              n, self.n_features, self.dtype)
+        y = draw_noise_labels(self.backend,
+                              rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_PROBE_LABELS),
+                              n, self.n_classes)
+        return x, y

@@ -1,0 +1,120 @@
+"""Files of a run folder, written so that a crash never leaves a half-written file.
+
+Every file is written to a temporary name in the same folder, flushed to disk and renamed
+over the target (``os.replace`` is atomic on POSIX), so a reader sees either the old or the
+new complete file. The metric log is JSON lines; on resume it is cut back to the records
+that the checkpoint knew about, so an interrupted run and an uninterrupted one end with
+identical logs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurosim.errors import CheckpointError
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form: numpy scalars/arrays to Python, non-finite floats to null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(_plain(value), indent=indent, sort_keys=False)
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (to_json(value) + "\n").encode())
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Arrays plus a JSON metadata record in one ``.npz``, written atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, __meta__=np.frombuffer(to_json(meta, None).encode(), dtype=np.uint8),
+             **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+            meta = json.loads(data["__meta__"].tobytes().decode())
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({error})") from error
+    return arrays, meta
+
+
+class MetricLog:
+    """Append-only JSON-lines log of metric records, mirrored in memory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: list[dict] = []
+
+    def reset(self) -> None:
+        self.records = []
+        atomic_write_bytes(self.path, b"")
+
+    def restore(self, n_records: int) -> None:
+        """Keep the first ``n_records`` records on disk (those a checkpoint knew about)."""
+        try:
+            lines = self.path.read_text().splitlines()
+        except OSError as error:
+            raise CheckpointError(f"{self.path}: cannot read metric log ({error})") from error
+        if len(lines) < n_records:
+            raise CheckpointError(f"{self.path}: has {len(lines)} records, the checkpoint "
+                                  f"expects at least {n_records}")
+        self.records = [json.loads(line) for line in lines[:n_records]]
+        atomic_write_bytes(self.path, "".join(line + "\n" for line in lines[:n_records]).encode())
+
+    def append(self, record: dict) -> dict:
+        record = _plain(record)
+        self.records.append(record)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        return record
+
+    def phase(self, name: str) -> list[dict]:
+        return [r for r in self.records if r.get("phase") == name]

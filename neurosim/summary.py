@@ -1,0 +1,75 @@
+"""A run's ``summary.json``: the headline numbers derived from its metric log.
+
+Test-accuracy AUC is the trapezoid area under test accuracy vs epoch divided by the epoch
+span (1.0 means 100 % from the start), over the whole run and over the first epoch
+(evaluated at the fractional epochs early on).
+"""
+
+from __future__ import annotations
+
+from neurosim.config import RunSpec
+from neurosim.metrics import test_accuracy_auc
+from neurosim.schema import to_plain
+
+
+def _auc(records: list[dict], end: float | None) -> float | None:
+    epochs = [r["epoch"] for r in records]
+    accuracy = [r["test_accuracy"] for r in records]
+    if len(epochs) < 2 or (end is not None and epochs[-1] < end):
+        return None
+    return test_accuracy_auc(epochs, accuracy, 0.0, end)
+
+
+def _last(records: list[dict], keys: tuple[str, ...]) -> dict:
+    return {key: records[-1].get(key) for key in keys} if records else {}
+
+
+def samples_per_second(spec: RunSpec, records: list[dict], seconds: dict) -> dict:
+    """Training throughput of each phase (samples per second of step time)."""
+    experiment = spec.experiment
+    out = {}
+    noise = [r for r in records if r["phase"] == "precondition"]
+    if noise and seconds.get("precondition"):
+        out["precondition"] = noise[-1]["step"] * experiment.precondition.batch_size / seconds["precondition"]
+    train = [r for r in records if r["phase"] == "train"]
+    if train and seconds.get("train") and train[-1]["step"]:
+        n_train_steps = train[-1]["step"]
+        out["train"] = n_train_steps * experiment.train.batch_size / seconds["train"]
+    return out
+
+
+def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
+              backend: str) -> dict:
+    experiment = spec.experiment
+    noise = [r for r in records if r["phase"] == "precondition"]
+    train = [r for r in records if r["phase"] == "train"]
+    summary = {
+        "name": experiment.name, "condition": spec.condition, "seed": spec.seed,
+        "rule": experiment.rule, "chip": spec.chip.name, "backend": backend,
+        "dims": list(experiment.network.dims), "dataset": experiment.data.dataset,
+        "precondition": {"enabled": experiment.precondition.enabled},
+        "train": {"epochs": experiment.train.epochs},
+        "seconds": dict(seconds),
+        "samples_per_second": samples_per_second(spec, records, seconds),
+    }
+    if experiment.precondition.enabled:
+        summary["precondition"].update({
+            "regime": experiment.precondition.regime,
+            "steps": experiment.precondition.steps,
+            "before": results.get("precondition_before"),
+            "after": results.get("precondition_after"),
+            "final_probe_loss": noise[-1]["probe_loss"] if noise else None,
+        })
+    if train:
+        summary["train"].update({
+            "auc": _auc(train, None),
+            "auc_first_epoch": _auc(train, 1.0),
+            **_last(train, ("test_accuracy", "test_loss", "train_accuracy", "train_loss",
+                            "generalization_gap", "error_gap", "alignment_deg",
+                            "neuron_alignment_mean_deg", "update_vs_bp_deg",
+                            "effective_rank")),
+            "initial_alignment_deg": train[0]["alignment_deg"],
+        })
+    summary["final"] = results.get("final")
+    summary["config"] = to_plain(experiment)
+    return summary

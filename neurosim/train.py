@@ -1,0 +1,309 @@
+"""One run: build the chip, precondition it on noise, train it on data, evaluate it.
+
+Policy lives here (what happens when); arithmetic lives in the backend and state in the
+chip. A training step is the same in both phases::
+
+    g  = rule gradient on the batch              (backend.gradients)
+    dW = optimizer(g)                            (digital periphery)
+    the forward arrays realize dW                (backend.apply_ideal_update)
+
+Evaluation points: the noise phase is logged every ``log_every`` steps; data training is
+evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs`` and at
+the end of every epoch. The run checkpoints atomically (every ``checkpoint_every`` epochs
+and every ``PRECONDITION_CHECKPOINT_STEPS`` noise steps, always at a logging point) and
+``resume=True`` continues from the last checkpoint to the identical result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from neurosim import evaluation, rng
+from neurosim.backends import Backend, create_backend
+from neurosim.chip import Chip
+from neurosim.config import RunSpec
+from neurosim.data import Dataset, load_dataset
+from neurosim.errors import CheckpointError
+from neurosim.optimizers import OptimizerState
+from neurosim.precondition import NoiseSource, batch_bounds
+from neurosim.rules import get_rule
+from neurosim.ood_eval import ood_accuracies
+from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
+from neurosim.summary import summarize
+
+PRECONDITION_CHECKPOINT_STEPS = 1000
+PHASES = ("precondition", "train", "done")
+
+
+def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, ...]) -> list[int]:
+    """Sorted distinct step counts at which data training is evaluated (0 included)."""
+    points = {0} | {e * steps_per_epoch for e in range(1, epochs + 1)}
+    if epochs >= 1:
+        points |= {int(round(f * steps_per_epoch)) for f in fractions}
+    return sorted(points)
+
+
+@dataclass
+class Position:
+    """Where a run is: its phase and the steps done in it (what a checkpoint restores)."""
+
+    phase: str = "precondition"
+    step: int = 0
+    seconds: dict = field(default_factory=lambda: {"precondition": 0.0, "train": 0.0,
+                                                    "evaluation": 0.0})
+    results: dict = field(default_factory=dict)  # one-off measurements kept for the summary
+
+
+class Trainer:
+    """Runs one :class:`RunSpec` into ``run_dir`` (see the module docstring)."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path, backend: Backend | None = None,
+                 progress: bool = False, data_dir: str | None = None):
+        self.spec = spec
+        self.experiment = spec.experiment
+        self.run_dir = Path(run_dir)
+        self.backend = backend or create_backend(self.experiment.simulation)
+        self.progress = progress
+        self.data_dir = data_dir
+        self.chip = Chip(spec.chip, self.experiment.network, get_rule(self.experiment.rule),
+                         spec.seed, self.experiment.simulation.dtype)
+        self.grads = np.zeros(self.chip.n_params, dtype=self.chip.dtype)
+        self.deltas = np.zeros_like(self.grads)
+        self.log = MetricLog(self.run_dir / METRICS)
+        self.position = Position()
+        pre = self.experiment.precondition
+        self.noise = NoiseSource(pre, self.backend, spec.seed, self.chip.dims[0],
+                                 self.chip.dims[-1], self.chip.dtype)
+        self.noise_probe = self.noise.probe(self.experiment.evaluation.noise_probe_size)
+        self.optimizer = self._new_optimizer("precondition" if pre.enabled else "train")
+        self._dataset: Dataset | None = None
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            data = self.experiment.data
+            self._dataset = load_dataset(data.dataset, self.data_dir, train_size=data.train_size,
+                                         test_size=data.test_size)
+            probe = rng.permutation(rng.stream_key(self.spec.seed, 0, 0,
+                                                   rng.Purpose.PROBE_SELECTION),
+                                    len(self._dataset.y_train))
+            self._train_probe = probe[:self.experiment.evaluation.train_probe_size]
+            self._gradient_probe = probe[:self.experiment.evaluation.gradient_probe_size]
+        return self._dataset
+
+    def _new_optimizer(self, phase: str) -> OptimizerState:
+        config = self.experiment.optimizer
+        if phase == "precondition" and self.experiment.precondition.optimizer is not None:
+            config = self.experiment.precondition.optimizer
+        return OptimizerState.create(config, self.chip.n_params, self.chip.dtype)
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """One training step on a batch; returns (summed loss, correct predictions)."""
+        feedback = self.backend.feedback_buffer(self.chip)
+        loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
+                                               self.grads)
+        self.backend.optimizer_step(self.optimizer, self.grads, self.deltas)
+        self.backend.apply_ideal_update(self.chip, self.deltas)
+        return loss, correct
+
+    # ------------------------------------------------------------- checkpoints
+    def _checkpoint(self) -> None:
+        arrays = {f"chip_{k}": v for k, v in self.chip.state().items()}
+        arrays.update({f"optimizer_{k}": v for k, v in self.optimizer.state().items()})
+        meta = {"phase": self.position.phase, "step": self.position.step,
+                "seconds": self.position.seconds, "results": self.position.results,
+                "n_records": len(self.log.records), "seed": self.spec.seed,
+                "condition": self.spec.condition}
+        save_checkpoint(self.run_dir / CHECKPOINT, arrays, meta)
+
+    def _restore(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        arrays, meta = load_checkpoint(path)
+        if meta.get("seed") != self.spec.seed or meta.get("condition") != self.spec.condition:
+            raise CheckpointError(f"{path}: belongs to condition {meta.get('condition')} seed "
+                                  f"{meta.get('seed')}, not {self.spec.condition} seed "
+                                  f"{self.spec.seed}")
+        self.chip.load_state({"params": arrays["chip_params"]})
+        self.optimizer = self._new_optimizer(meta["phase"])
+        self.optimizer.load_state({k[len("optimizer_"):]: v for k, v in arrays.items()
+                                   if k.startswith("optimizer_")})
+        self.position = Position(meta["phase"], meta["step"], meta["seconds"], meta["results"])
+        self.log.restore(meta["n_records"])
+        return True
+
+    # ------------------------------------------------------------------- phases
+    def run(self, resume: bool = False) -> dict:
+        """Run to the end (or continue from the checkpoint) and return the summary."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and self._restore()):
+            self.log.reset()
+            self.position = Position()
+            if not self.experiment.precondition.enabled:
+                self.position.phase = "train"
+        total = self._total_steps()
+        with tqdm(total=total, disable=not self.progress, unit="step", leave=False,
+                  desc=f"{self.spec.condition}/seed{self.spec.seed}") as bar:
+            bar.update(self._steps_done())
+            if self.position.phase == "precondition":
+                self._precondition(bar)
+            if self.position.phase == "train":
+                self._train(bar)
+        return self._finish()
+
+    def _total_steps(self) -> int:
+        pre = self.experiment.precondition.steps if self.experiment.precondition.enabled else 0
+        train = self.experiment.train.epochs * self._steps_per_epoch() if self.experiment.train.epochs else 0
+        return pre + train
+
+    def _steps_done(self) -> int:
+        pre = self.experiment.precondition.steps if self.experiment.precondition.enabled else 0
+        if self.position.phase == "precondition":
+            return self.position.step
+        return pre + (self.position.step if self.position.phase == "train" else self._total_steps() - pre)
+
+    def _steps_per_epoch(self) -> int:
+        return -(-len(self.dataset.y_train) // self.experiment.train.batch_size)
+
+    def _timed(self, key: str, start: float) -> float:
+        now = time.perf_counter()
+        self.position.seconds[key] += now - start
+        return now
+
+    def _noise_record(self, step: int, loss_sum: float, correct: int, count: int) -> None:
+        x, y = self.noise_probe
+        probe = evaluation.loss_and_accuracy(self.chip, self.backend, x, y)
+        n = self.experiment.evaluation.gradient_probe_size
+        self.log.append({
+            "phase": "precondition", "step": step,
+            "batch_loss": loss_sum / count if count else None,
+            "batch_accuracy": correct / count if count else None,
+            "probe_loss": probe["loss"], "probe_accuracy": probe["accuracy"],
+            **evaluation.alignment(self.chip),
+            **evaluation.update_vs_backprop(self.chip, self.backend, x[:n], y[:n]),
+            **evaluation.weight_spectra(self.chip)})
+
+    def _precondition(self, bar: tqdm) -> None:
+        config = self.experiment.precondition
+        results = self.position.results
+        start = time.perf_counter()
+        if self.position.step == 0:
+            results["precondition_before"] = {
+                **evaluation.alignment(self.chip),
+                **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
+                "neuron_angles": evaluation.neuron_angles(self.chip)}
+            self._noise_record(0, 0.0, 0, 0)
+        start = self._timed("evaluation", start)
+        loss_sum, correct, count = 0.0, 0, 0
+        checkpoint_every = config.log_every * max(1, PRECONDITION_CHECKPOINT_STEPS // config.log_every)
+        for step in range(self.position.step, config.steps):
+            x, y = self.noise.batch(step)
+            loss, hits = self.step(x, y)
+            loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(y)
+            bar.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                start = self._timed("precondition", start)
+                self._noise_record(done, loss_sum, correct, count)
+                loss_sum, correct, count = 0.0, 0, 0
+                self.position.step = done
+                if done % checkpoint_every == 0 and done < config.steps:
+                    self._checkpoint()
+                start = self._timed("evaluation", start)
+        results["precondition_after"] = {
+            **evaluation.alignment(self.chip),
+            **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
+            "neuron_angles": evaluation.neuron_angles(self.chip)}
+        self._timed("evaluation", start)
+        self.position.phase, self.position.step = "train", 0
+        self.optimizer = self._new_optimizer("train")
+        self._checkpoint()
+
+    def _data_record(self, step: int, loss_sum: float, correct: int, count: int) -> None:
+        data = self.dataset
+        test = evaluation.loss_and_accuracy(self.chip, self.backend, data.x_test, data.y_test)
+        train = evaluation.loss_and_accuracy(self.chip, self.backend,
+                                             data.x_train[self._train_probe],
+                                             data.y_train[self._train_probe])
+        grad_x = data.x_train[self._gradient_probe]
+        grad_y = data.y_train[self._gradient_probe]
+        self.log.append({
+            "phase": "train", "step": step, "epoch": step / self._steps_per_epoch(),
+            "batch_loss": loss_sum / count if count else None,
+            "batch_accuracy": correct / count if count else None,
+            "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+            "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+            "generalization_gap": test["loss"] - train["loss"],
+            "error_gap": train["accuracy"] - test["accuracy"],
+            **evaluation.alignment(self.chip),
+            **evaluation.update_vs_backprop(self.chip, self.backend, grad_x, grad_y),
+            **evaluation.weight_spectra(self.chip)})
+
+    def _train(self, bar: tqdm) -> None:
+        config = self.experiment.train
+        data = self.dataset
+        steps_per_epoch = self._steps_per_epoch()
+        points = set(evaluation_steps(steps_per_epoch, config.epochs,
+                                      self.experiment.evaluation.fractional_epochs))
+        start = time.perf_counter()
+        if self.position.step == 0:
+            self._data_record(0, 0.0, 0, 0)
+        start = self._timed("evaluation", start)
+        loss_sum, correct, count = 0.0, 0, 0
+        permutation, permutation_epoch = None, -1
+        for step in range(self.position.step, config.epochs * steps_per_epoch):
+            epoch, lo, hi = batch_bounds(step, len(data.y_train), config.batch_size)
+            if epoch != permutation_epoch:
+                permutation = rng.permutation(
+                    rng.stream_key(self.spec.seed, epoch, 0, rng.Purpose.DATA_SHUFFLE),
+                    len(data.y_train))
+                permutation_epoch = epoch
+            index = permutation[lo:hi]
+            loss, hits = self.step(data.x_train[index], data.y_train[index])
+            loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(index)
+            bar.update(1)
+            done = step + 1
+            if done in points:
+                start = self._timed("train", start)
+                self._data_record(done, loss_sum, correct, count)
+                loss_sum, correct, count = 0.0, 0, 0
+                self.position.step = done
+                if done % steps_per_epoch == 0 and (done // steps_per_epoch) % config.checkpoint_every == 0:
+                    self._checkpoint()
+                start = self._timed("evaluation", start)
+        self.position.phase = "done"
+        self._timed("train", start)
+
+    # ------------------------------------------------------------------ summary
+    def _finish(self) -> dict:
+        start = time.perf_counter()
+        results = self.position.results
+        if "final" not in results:
+            data = self.dataset
+            results["final"] = {
+                **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
+                "test_readout_probability": evaluation.readout(
+                    self.chip, self.backend, data.x_test)["readout_probability"],
+                **evaluation.representation_rank(
+                    self.chip, data.x_test[:self.experiment.evaluation.train_probe_size]),
+                "neuron_angles": evaluation.neuron_angles(self.chip),
+                "ood": ood_accuracies(self.chip, self.backend, data,
+                                      self.experiment.evaluation, self.data_dir),
+            }
+            self._timed("evaluation", start)
+            self._checkpoint()
+        return summarize(self.spec, self.log.records, results, self.position.seconds,
+                         self.backend.name)
+
+
+def run_spec(spec: RunSpec, run_dir: Path, resume: bool = False, progress: bool = False,
+             data_dir: str | None = None) -> dict:
+    """Run (or resume) one run into ``run_dir``; returns its summary."""
+    return Trainer(spec, run_dir, progress=progress, data_dir=data_dir).run(resume=resume)
