@@ -154,6 +154,8 @@ class PreconditionConfig:
     input: NoiseInputConfig = spec(factory=NoiseInputConfig, doc="noise input distribution")
     optimizer: OptimizerConfig | None = spec(None, doc="optimizer (default: the experiment's)")
     log_every: int = spec(100, ge=1, doc="steps between metric records")
+    checkpoint_every: int = spec(1000, ge=1, doc="steps between checkpoints (rounded up to a "
+                                                 "multiple of log_every)")
 
 
 @dataclass(frozen=True)

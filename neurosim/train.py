@@ -5,12 +5,12 @@ chip. A training step is the same in both phases::
 
     g  = rule gradient on the batch              (backend.gradients)
     dW = optimizer(g)                            (digital periphery)
-    the forward arrays realize dW                (backend.apply_ideal_update)
+    the forward arrays realize dW                (backend.update_ideal: both fused)
 
 Evaluation points: the noise phase is logged every ``log_every`` steps; data training is
 evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs`` and at
 the end of every epoch. The run checkpoints atomically (every ``checkpoint_every`` epochs
-and every ``PRECONDITION_CHECKPOINT_STEPS`` noise steps, always at a logging point) and
+and every ``precondition.checkpoint_every`` noise steps, always at a logging point) and
 ``resume=True`` continues from the last checkpoint to the identical result.
 """
 
@@ -36,8 +36,6 @@ from neurosim.ood_eval import ood_accuracies
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
 from neurosim.summary import summarize
 
-PRECONDITION_CHECKPOINT_STEPS = 1000
-PHASES = ("precondition", "train", "done")
 
 
 def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, ...]) -> list[int]:
@@ -108,8 +106,7 @@ class Trainer:
         feedback = self.backend.feedback_buffer(self.chip)
         loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
                                                self.grads)
-        self.backend.optimizer_step(self.optimizer, self.grads, self.deltas)
-        self.backend.apply_ideal_update(self.chip, self.deltas)
+        self.backend.update_ideal(self.chip, self.optimizer, self.grads, self.deltas)
         return loss, correct
 
     # ------------------------------------------------------------- checkpoints
@@ -202,7 +199,7 @@ class Trainer:
             self._noise_record(0, 0.0, 0, 0)
         start = self._timed("evaluation", start)
         loss_sum, correct, count = 0.0, 0, 0
-        checkpoint_every = config.log_every * max(1, PRECONDITION_CHECKPOINT_STEPS // config.log_every)
+        checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
         for step in range(self.position.step, config.steps):
             x, y = self.noise.batch(step)
             loss, hits = self.step(x, y)

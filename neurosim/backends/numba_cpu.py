@@ -10,6 +10,8 @@ parameter buffer, with no temporaries beyond the activations.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from numba import njit
@@ -22,16 +24,21 @@ from neurosim.rules import RuleCode
 
 _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
 
+# NumPy's floating-point error model (inf/nan instead of ZeroDivisionError checks) lets
+# LLVM vectorize the element-wise loops; it changes no result. No fastmath: results must
+# match the reference backend operation for operation.
+kernel = functools.partial(njit, cache=True, error_model="numpy")
+
 
 # ------------------------------------------------------------------ random numbers
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _mix64(z):
     z = (z ^ (z >> np.uint64(30))) * np.uint64(rng.MUL1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(rng.MUL2)
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@kernel
 def uniform_kernel(key, n):
     """Draws ``0..n-1`` of stream ``key`` as float64 uniforms (see :mod:`neurosim.rng`)."""
     out = np.empty(n, dtype=np.float64)
@@ -43,7 +50,7 @@ def uniform_kernel(key, n):
     return out
 
 
-@njit(cache=True)
+@kernel
 def normal_kernel(key, n):
     """Box-Muller normals on consecutive uniform pairs (see :mod:`neurosim.rng`)."""
     u = uniform_kernel(key, 2 * n)
@@ -54,7 +61,7 @@ def normal_kernel(key, n):
 
 
 # ---------------------------------------------------------------- network kernels
-@njit(cache=True)
+@kernel
 def _forward(params, layout, alphas, zero, x, act):
     """Lists of pre-activations (``pre[l+1] = a_l``) and inputs (``post[l] = h_{l}``)."""
     n_layers = layout.shape[0]
@@ -82,14 +89,14 @@ def _forward(params, layout, alphas, zero, x, act):
     return pre, post
 
 
-@njit(cache=True)
+@kernel
 def logits_kernel(params, layout, alphas, x, act):
     zero = params[:1][0] * 0
     pre, _ = _forward(params, layout, alphas, zero, x, act)
     return pre[-1]
 
 
-@njit(cache=True)
+@kernel
 def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, out):
     """Forward pass, softmax cross-entropy, the rule's backward pass and the gradients."""
     n_layers = layout.shape[0]
@@ -114,9 +121,8 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
             s += np.exp(logits[i, j] - m)
         log_s = np.log(s)
         for j in range(n_classes):
-            e[i, j] = np.exp((logits[i, j] - m) - log_s)
+            e[i, j] = (np.exp((logits[i, j] - m) - log_s) - (1 if j == y[i] else 0)) / batch_count
         loss -= (logits[i, y[i]] - m) - log_s
-        e[i, y[i]] -= 1
         if best == y[i]:
             correct += 1
     delta = e
@@ -125,12 +131,10 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
         g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
         np.dot(delta.T, post[l], g)
         for j in range(n_out):
-            for k in range(n_in):
-                g[j, k] = g[j, k] / batch_count
-            s = zero
-            for i in range(batch):
-                s += delta[i, j]
-            out[b_off + j] = s / batch_count
+            out[b_off + j] = zero
+        for i in range(batch):
+            for j in range(n_out):
+                out[b_off + j] += delta[i, j]
         if l == 0:
             break
         if rule == _BP:
@@ -157,41 +161,68 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
     return loss, correct
 
 
-@njit(cache=True)
+@kernel(inline="always")
+def _optimizer_delta(i, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
+                     m, v, grads):
+    """Desired update of element ``i``; advances its optimizer moments (see optimizers)."""
+    g = grads[i]
+    if code == 1:  # Adam
+        m[i] = b1 * m[i] + one_minus_b1 * g
+        v[i] = b2 * v[i] + one_minus_b2 * g * g
+        return (-lr * (m[i] / c1)) / (np.sqrt(v[i] / c2) + eps)
+    if m.shape[0] > 0:  # SGD with momentum
+        m[i] = momentum * m[i] + g
+        return -lr * m[i]
+    return -lr * g
+
+
+@kernel
 def optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
                      m, v, grads, out):
     """Adam (code 1) or SGD with optional momentum (code 0); scalars in the buffer dtype."""
-    n = grads.shape[0]
-    if code == 1:
-        for i in range(n):
-            g = grads[i]
-            m[i] = b1 * m[i] + one_minus_b1 * g
-            v[i] = b2 * v[i] + one_minus_b2 * g * g
-            out[i] = (-lr * (m[i] / c1)) / (np.sqrt(v[i] / c2) + eps)
-    elif m.shape[0] > 0:
-        for i in range(n):
-            m[i] = momentum * m[i] + grads[i]
-            out[i] = -lr * m[i]
-    else:
-        for i in range(n):
-            out[i] = -lr * grads[i]
+    for i in range(grads.shape[0]):
+        out[i] = _optimizer_delta(i, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
+                                  momentum, c1, c2, m, v, grads)
 
 
-@njit(cache=True)
+@kernel(inline="always")
+def _apply_weight(params, i, delta, inverse_alpha, lo, hi):
+    w = np.float64(params[i]) + np.float64(delta) * inverse_alpha
+    params[i] = min(max(w, lo), hi)
+
+
+@kernel
 def ideal_update_kernel(params, layout, alphas64, bounds, deltas):
-    """``w <- clip(w + dW / alpha, w_min, w_max)`` (float64 arithmetic), ``b <- b + db``."""
+    """``w <- clip(w + dW * (1 / alpha), w_min, w_max)`` (float64), ``b <- b + db``."""
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        alpha = alphas64[l]
-        lo, hi = bounds[l, 0], bounds[l, 1]
+        inverse_alpha = 1.0 / alphas64[l]
         for i in range(w_off, w_off + n_out * n_in):
-            w = np.float64(params[i]) + np.float64(deltas[i]) / alpha
-            params[i] = min(max(w, lo), hi)
+            _apply_weight(params, i, deltas[i], inverse_alpha, bounds[l, 0], bounds[l, 1])
         for j in range(b_off, b_off + n_out):
             params[j] = params[j] + deltas[j]
 
 
-@njit(cache=True)
+@kernel
+def fused_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
+                        m, v, grads, deltas, params, layout, alphas64, bounds):
+    """``optimizer_kernel`` then ``ideal_update_kernel`` in one pass over the parameters."""
+    for l in range(layout.shape[0]):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        inverse_alpha = 1.0 / alphas64[l]
+        for i in range(w_off, w_off + n_out * n_in):
+            d = _optimizer_delta(i, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
+                                 momentum, c1, c2, m, v, grads)
+            deltas[i] = d
+            _apply_weight(params, i, d, inverse_alpha, bounds[l, 0], bounds[l, 1])
+        for j in range(b_off, b_off + n_out):
+            d = _optimizer_delta(j, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
+                                 momentum, c1, c2, m, v, grads)
+            deltas[j] = d
+            params[j] = params[j] + d
+
+
+@kernel
 def feedback_kernel(keys, offsets, sizes, uniform_dist, scales, out):
     """Re-draw every feedback matrix from its key (regenerated feedback)."""
     for index in range(keys.shape[0]):
@@ -249,14 +280,22 @@ class NumbaBackend(Backend):
                                          chip.activation_code, out)
         return float(loss), int(correct)
 
-    def optimizer_step(self, state: OptimizerState, grads, out):
-        cfg = state.config
-        t = grads.dtype.type
+    @staticmethod
+    def _optimizer_scalars(state: OptimizerState, dtype: np.dtype) -> tuple:
+        cfg, t = state.config, dtype.type
         c1, c2 = state.bias_corrections()
-        optimizer_kernel(state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
-                         t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(c1), t(c2),
-                         state.m, state.v, grads, out)
+        return (state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
+                t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(c1), t(c2))
+
+    def optimizer_step(self, state: OptimizerState, grads, out):
+        optimizer_kernel(*self._optimizer_scalars(state, grads.dtype), state.m, state.v,
+                         grads, out)
         state.step += 1
 
     def apply_ideal_update(self, chip: Chip, deltas):
         ideal_update_kernel(chip.params, chip.layout, chip.alphas, chip.bounds, deltas)
+
+    def update_ideal(self, chip: Chip, state: OptimizerState, grads, deltas):
+        fused_update_kernel(*self._optimizer_scalars(state, grads.dtype), state.m, state.v,
+                            grads, deltas, chip.params, chip.layout, chip.alphas, chip.bounds)
+        state.step += 1

@@ -64,12 +64,14 @@ class NumpyBackend(Backend):
         correct = int((pre[-1].argmax(axis=1) == y).sum())
         onehot = np.zeros_like(pre[-1])
         onehot[np.arange(batch), y] = 1
-        e = np.exp(logp) - onehot  # dLoss/da_L for softmax + cross-entropy
+        # dLoss/da_L of the batch-mean softmax cross-entropy; the 1/batch of the mean is
+        # applied here once, so every delta below is already batch-averaged.
+        e = (np.exp(logp) - onehot) / chip.dtype.type(batch)
         delta = e
         for l in range(chip.n_layers - 1, -1, -1):
             w_off, n_out, n_in, b_off = chip.layout[l]
-            out[w_off:w_off + n_out * n_in] = (delta.T @ post[l] / batch).ravel()
-            out[b_off:b_off + n_out] = delta.sum(axis=0) / batch
+            out[w_off:w_off + n_out * n_in] = (delta.T @ post[l]).ravel()
+            out[b_off:b_off + n_out] = delta.sum(axis=0)
             if l == 0:
                 break
             if rule_code == RuleCode.BP:
@@ -104,6 +106,6 @@ class NumpyBackend(Backend):
         for l in range(chip.n_layers):
             w_off, n_out, n_in, b_off = chip.layout[l]
             w = chip.weights(l)
-            dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) / chip.alphas[l]
+            dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) * (1.0 / chip.alphas[l])
             np.clip(w + dw, chip.bounds[l, 0], chip.bounds[l, 1], out=w)
             chip.bias(l)[:] += deltas[b_off:b_off + n_out]

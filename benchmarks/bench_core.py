@@ -1,0 +1,233 @@
+"""Benchmark: one FA training step of a [784, 100, 10] network on the ideal chip.
+
+Measured side by side in one run, as medians of interleaved repeats after warm-up:
+
+* ``numba``: neurosim's default backend (fused gradient kernel + fused optimizer/array
+  update), through the same calls the trainer makes;
+* ``numpy``: the reference backend (for scale);
+* ``torch``: a plain torch CPU implementation of the same step (manual FA forward/backward,
+  ``torch.optim``), the way a user would write it without neurosim;
+* the machine's float32 GEMM peak (numpy 2048 x 2048 matmul), against which the step's
+  achieved FLOP rate is reported.
+
+FLOPs per sample (a multiply-add counts 2): forward ``2 sum n_l n_{l-1}``, weight gradients
+the same again, feedback ``2 sum_{l>=2} n_{l-1} n_l``. Writes
+``benchmarks/results/core_step.{json,md}`` with the machine description.
+
+Run: ``make bench`` (installs the optional torch CPU wheel) or
+``.venv/bin/python benchmarks/bench_core.py [--repeats N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.chip import Chip
+from neurosim.config import HW_CONFIG_DIR, NetworkConfig, OptimizerConfig, load_chip
+from neurosim.optimizers import OptimizerState
+from neurosim.rules import get_rule
+
+DIMS = (784, 100, 10)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def flops_per_sample(dims) -> int:
+    pairs = list(zip(dims[:-1], dims[1:]))
+    forward = sum(2 * a * b for a, b in pairs)
+    feedback = sum(2 * a * b for a, b in pairs[1:])
+    return 2 * forward + feedback
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "platform": platform.platform(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "torch": None}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def gemm_peak(repeats: int, n: int = 2048) -> float:
+    """Median float32 GEMM rate of numpy (GFLOP/s)."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+class NeurosimStep:
+    """The trainer's step (gradients + fused optimizer/array update) on one backend."""
+
+    def __init__(self, backend, optimizer: OptimizerConfig, batch: int):
+        chip_config = load_chip(HW_CONFIG_DIR / "ideal.yaml")
+        self.chip = Chip(chip_config, NetworkConfig(dims=DIMS), get_rule("fa"), 0, "float32")
+        self.backend = backend
+        self.state = OptimizerState.create(optimizer, self.chip.n_params, self.chip.dtype)
+        self.grads = np.zeros(self.chip.n_params, dtype=np.float32)
+        self.deltas = np.zeros_like(self.grads)
+        generator = np.random.default_rng(1)
+        self.x = generator.random((batch, DIMS[0]), dtype=np.float32)
+        self.y = generator.integers(0, DIMS[-1], batch)
+
+    def __call__(self) -> None:
+        feedback = self.backend.feedback_buffer(self.chip)
+        self.backend.gradients(self.chip, feedback, self.x, self.y, self.chip.rule.code,
+                               self.grads)
+        self.backend.update_ideal(self.chip, self.state, self.grads, self.deltas)
+
+
+class TorchStep:
+    """Plain torch FA step: the same network, rule and optimizer, no neurosim."""
+
+    def __init__(self, optimizer: OptimizerConfig, batch: int):
+        import torch
+
+        self.torch = torch
+        g = torch.Generator().manual_seed(0)
+        bound = [1 / np.sqrt(n) for n in DIMS[:-1]]
+        self.W = [(torch.rand(DIMS[i + 1], DIMS[i], generator=g) * 2 - 1) * bound[i]
+                  for i in range(2)]
+        self.b = [(torch.rand(DIMS[i + 1], generator=g) * 2 - 1) * bound[i] for i in range(2)]
+        self.B = (torch.rand(DIMS[1], DIMS[2], generator=g) * 2 - 1) * bound[1]
+        params = self.W + self.b
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        if optimizer.name == "adam":
+            self.opt = torch.optim.Adam(params, lr=optimizer.lr)
+        else:
+            self.opt = torch.optim.SGD(params, lr=optimizer.lr, momentum=optimizer.momentum)
+        self.x = torch.rand(batch, DIMS[0], generator=g)
+        y = torch.randint(0, DIMS[-1], (batch,), generator=g)
+        self.onehot = torch.nn.functional.one_hot(y, DIMS[-1]).float()
+
+    def __call__(self) -> None:
+        torch = self.torch
+        (W1, W2), (b1, b2) = self.W, self.b
+        a1 = torch.addmm(b1, self.x, W1.T)
+        h1 = torch.relu(a1)
+        a2 = torch.addmm(b2, h1, W2.T)
+        e = (torch.softmax(a2, dim=1) - self.onehot) / self.x.shape[0]
+        d1 = (e @ self.B.T) * (a1 > 0)
+        torch.mm(e.T, h1, out=W2.grad)
+        torch.mm(d1.T, self.x, out=W1.grad)
+        torch.sum(e, 0, out=b2.grad)
+        torch.sum(d1, 0, out=b1.grad)
+        self.opt.step()
+
+
+def time_steps(step, n_steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        step()
+    return (time.perf_counter() - start) / n_steps
+
+
+def measure(optimizer: OptimizerConfig, batch: int, repeats: int, have_torch: bool) -> dict:
+    """Median seconds per step of every implementation, interleaved repeat by repeat."""
+    steps = {"numba": NeurosimStep(NumbaBackend("float32"), optimizer, batch),
+             "numpy": NeurosimStep(NumpyBackend("float32"), optimizer, batch)}
+    if have_torch:
+        steps["torch"] = TorchStep(optimizer, batch)
+    n_steps = 200 if batch >= 64 else 2000
+    for step in steps.values():  # warm-up: compilation, caches, allocator
+        time_steps(step, max(10, n_steps // 10))
+    samples = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            samples[name].append(time_steps(step, n_steps))
+    return {name: (statistics.median(times), n_steps) for name, times in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print("torch is not installed (pip install 'neurosim[torch]'): torch column skipped")
+
+    peak = gemm_peak(args.repeats)
+    flops = flops_per_sample(DIMS)
+    rows = []
+    for optimizer in (OptimizerConfig(name="adam", lr=1e-4), OptimizerConfig(name="sgd", lr=0.01)):
+        for batch in (64, 1):
+            timings = measure(optimizer, batch, args.repeats, have_torch)
+            for name, (seconds, n_steps) in timings.items():
+                rate = flops * batch / seconds / 1e9
+                rows.append({"optimizer": optimizer.name, "batch": batch, "backend": name,
+                             "step_us": seconds * 1e6, "samples_per_s": batch / seconds,
+                             "gflops": rate, "fraction_of_gemm_peak": rate / peak,
+                             "speedup_vs_torch": (timings["torch"][0] / seconds
+                                                  if have_torch else None),
+                             "repeats": args.repeats, "steps_per_repeat": n_steps})
+            numba_row = rows[-len(timings)]
+            print(f"{optimizer.name:4s} batch {batch:3d}: numba {numba_row['step_us']:8.1f} us, "
+                  f"{numba_row['fraction_of_gemm_peak']:.0%} of GEMM peak, "
+                  f"{numba_row['speedup_vs_torch'] or float('nan'):.2f}x torch", flush=True)
+
+    result = {"benchmark": "FA training step, [784,100,10], ideal chip, float32",
+              "flops_per_sample": flops, "gemm_peak_gflops": peak,
+              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "machine": machine(), "rows": rows, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "core_step.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "core_step.md").write_text(markdown(result))
+    print(f"wrote {args.out / 'core_step.md'}")
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# {result['benchmark']}", "",
+             f"Measured {result['date']} on {m['cpu']} ({m['cores']} cores), Python "
+             f"{m['python']}, numpy {m['numpy']}, numba {m['numba']}, torch {m['torch']}. "
+             f"float32 GEMM peak (numpy, 2048^3): **{result['gemm_peak_gflops']:.1f} GFLOP/s**; "
+             f"{result['flops_per_sample'] / 1e3:.1f} kFLOP per sample; peak RSS "
+             f"{result['peak_rss_mib']:.0f} MiB. Medians of {result['rows'][0]['repeats']} "
+             f"interleaved repeats (all implementations timed in every repeat).", "",
+             "| optimizer | batch | backend | step (µs) | samples/s | GFLOP/s | of GEMM peak "
+             "| speed vs torch |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        ratio = f"{r['speedup_vs_torch']:.2f}×" if r["speedup_vs_torch"] else "–"
+        lines.append(f"| {r['optimizer']} | {r['batch']} | {r['backend']} | {r['step_us']:.1f} "
+                     f"| {r['samples_per_s']:,.0f} | {r['gflops']:.1f} "
+                     f"| {r['fraction_of_gemm_peak']:.0%} | {ratio} |")
+    lines += ["", "`speed vs torch` = torch's step time / this backend's (above 1: faster).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

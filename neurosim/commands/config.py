@@ -1,0 +1,60 @@
+"""``neurosim config validate|show|fields``: check and inspect configuration files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from neurosim.commands.run import add_override_arguments
+from neurosim.config import ChipConfig, ExperimentConfig, expand_runs, load_chip, load_experiment, read_yaml
+from neurosim.schema import field_docs, to_plain
+
+
+def _is_chip(path: Path) -> bool:
+    data = read_yaml(path)
+    return "forward" in data or "feedback" in data or "tiles" in data
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("config", help="validate or inspect configuration files",
+                                   description=__doc__)
+    sub = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    validate = sub.add_parser("validate", help="validate an experiment or chip YAML")
+    validate.add_argument("file", type=Path)
+    add_override_arguments(validate)
+    validate.set_defaults(func=run_validate)
+    show = sub.add_parser("show", help="print an experiment with every default filled in")
+    show.add_argument("file", type=Path)
+    add_override_arguments(show)
+    show.set_defaults(func=run_show)
+    fields = sub.add_parser("fields", help="list every field with its default and meaning")
+    fields.add_argument("kind", choices=("experiment", "chip"))
+    fields.set_defaults(func=run_fields)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    if _is_chip(args.file):
+        chip = load_chip(args.file)
+        print(f"{args.file}: valid chip '{chip.name}'")
+        return 0
+    experiment = load_experiment(args.file, args.overrides)
+    runs = expand_runs(experiment, args.file)
+    conditions = sorted({r.condition for r in runs})
+    print(f"{args.file}: valid experiment '{experiment.name}' "
+          f"({len(runs)} runs: conditions {', '.join(conditions)})")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    config = load_chip(args.file) if _is_chip(args.file) else load_experiment(args.file, args.overrides)
+    print(yaml.safe_dump(to_plain(config), sort_keys=False), end="")
+    return 0
+
+
+def run_fields(args: argparse.Namespace) -> int:
+    cls = ExperimentConfig if args.kind == "experiment" else ChipConfig
+    for path, default, doc in field_docs(cls):
+        print(f"{path:40s} {default:20s} {doc}")
+    return 0

@@ -1,0 +1,45 @@
+"""``neurosim run EXPERIMENT.yaml``: run an experiment and write its report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurosim.config import load_experiment
+from neurosim.runner import run_experiment
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a field by its dotted path, e.g. train.epochs=3 "
+                             "(repeatable; validated like the file)")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("run", help="run an experiment (all conditions and seeds)",
+                                   description=__doc__)
+    parser.add_argument("experiment", type=Path, help="experiment YAML file")
+    add_override_arguments(parser)
+    parser.add_argument("--backend", choices=("numpy", "numba"),
+                        help="arithmetic backend (default: the file's, else numba)")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/<name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out; finished runs are kept")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.backend:
+        overrides.append(f"simulation.backend={args.backend}")
+    experiment = load_experiment(args.experiment, overrides)
+    out = args.out or Path("runs") / experiment.name
+    report = run_experiment(experiment, args.experiment, out, resume=args.resume,
+                            overwrite=args.overwrite, progress=not args.quiet,
+                            data_dir=args.data_dir)
+    print(f"report: {report}")
+    return 0

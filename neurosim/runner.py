@@ -1,0 +1,85 @@
+"""Running an experiment: every condition x seed into its own run folder, then reports.
+
+Layout of an experiment folder::
+
+    <out>/experiment.yaml              the experiment as resolved (overrides applied)
+    <out>/<condition>/seed<k>/         one run: config.yaml, chip.yaml, metrics.jsonl,
+                                       checkpoint.npz, summary.json, CSV curves, figures,
+                                       report.md
+    <out>/report.md, comparison.*      the comparison of all runs (when there are several)
+
+A finished run (its ``summary.json`` exists and its config matches) is never recomputed on
+``resume``; an interrupted one continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from neurosim.config import ExperimentConfig, RunSpec, expand_runs
+from neurosim.errors import CheckpointError, NeurosimError
+from neurosim.report import write_run_report
+from neurosim.compare import write_comparison
+from neurosim.runio import write_json, write_text
+from neurosim.schema import to_plain
+from neurosim.train import run_spec
+
+SUMMARY = "summary.json"
+
+
+def run_dir_of(out: Path, spec: RunSpec) -> Path:
+    return out / spec.condition / f"seed{spec.seed}"
+
+
+def _run_config_text(spec: RunSpec) -> tuple[str, str]:
+    return (yaml.safe_dump(to_plain(spec.experiment), sort_keys=False),
+            yaml.safe_dump(to_plain(spec.chip), sort_keys=False))
+
+
+def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
+        raise NeurosimError(f"{out}: output folder is not empty; pass --resume to continue "
+                            f"it or --overwrite to replace it")
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
+            data_dir: str | None) -> dict:
+    """Run one condition/seed (or reuse/continue it on resume); writes its report."""
+    config_text, chip_text = _run_config_text(spec)
+    config_path = run_dir / "config.yaml"
+    if resume and config_path.exists() and config_path.read_text() != config_text:
+        raise CheckpointError(f"{config_path}: the saved run was made with a different "
+                              f"configuration; use a new --out folder or --overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(config_path, config_text)
+    write_text(run_dir / "chip.yaml", chip_text)
+    summary = run_spec(spec, run_dir, resume=resume, progress=progress, data_dir=data_dir)
+    write_json(run_dir / SUMMARY, summary)
+    write_run_report(run_dir)
+    return summary
+
+
+def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
+                   resume: bool = False, overwrite: bool = False, progress: bool = False,
+                   data_dir: str | None = None) -> Path:
+    """Run every condition x seed of ``experiment`` into ``out``; returns the report path."""
+    runs = expand_runs(experiment, source)
+    prepare_out_dir(out, resume, overwrite)
+    write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
+    run_dirs = []
+    for index, spec in enumerate(runs, 1):
+        run_dir = run_dir_of(out, spec)
+        if progress:
+            print(f"[{index}/{len(runs)}] {spec.condition} seed {spec.seed} -> {run_dir}",
+                  flush=True)
+        run_one(spec, run_dir, resume, progress, data_dir)
+        run_dirs.append(run_dir)
+    if len(run_dirs) == 1:
+        return run_dirs[0] / "report.md"
+    return write_comparison(run_dirs, out, title=experiment.name)

@@ -1,0 +1,48 @@
+"""Shared test fixtures: small chips and experiment configs built in code."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.chip import Chip
+from neurosim.config import ChipConfig, FeedbackArrayConfig, NetworkConfig, load_chip
+from neurosim.rules import get_rule
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+
+
+def data_dir() -> Path | None:
+    """The real dataset folder ($NEUROSIM_DATA, else ../shared/datasets), or None."""
+    candidate = Path(os.environ.get("NEUROSIM_DATA", SHARED_DATA))
+    return candidate if (candidate / "mnist").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def ideal_chip_config() -> ChipConfig:
+    return load_chip(REPO / "hw_configs" / "ideal.yaml")
+
+
+def make_chip(config: ChipConfig, dims=(784, 20, 10), rule="fa", seed=0, dtype="float64",
+              activation="relu", feedback_kind="stored", distribution="uniform") -> Chip:
+    feedback = dataclasses.replace(config.feedback, kind=feedback_kind, distribution=distribution)
+    config = dataclasses.replace(config, feedback=feedback)
+    return Chip(config, NetworkConfig(dims=tuple(dims), activation=activation), get_rule(rule),
+                seed, dtype)
+
+
+def batch(n: int, n_in: int = 784, n_classes: int = 10, seed: int = 0, dtype="float64"):
+    generator = np.random.default_rng(seed)
+    return (generator.random((n, n_in)).astype(dtype),
+            generator.integers(0, n_classes, n).astype(np.int64))
+
+
+BACKENDS = {"numpy": NumpyBackend, "numba": NumbaBackend}
+__all__ = ["FeedbackArrayConfig", "make_chip", "batch", "BACKENDS", "data_dir", "REPO"]

@@ -1,0 +1,163 @@
+"""Backends: the numba kernels against the numpy reference, and the rules' identities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import batch, make_chip
+
+from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.config import OptimizerConfig
+from neurosim.optimizers import OptimizerState
+from neurosim.rules import RuleCode
+
+RULE_CASES = [("bp", (784, 20, 10)), ("fa", (784, 20, 10)), ("dfa", (784, 20, 10)),
+              ("bp", (784, 16, 12, 10)), ("fa", (784, 16, 12, 10)), ("dfa", (784, 16, 12, 10))]
+
+
+def gradients(backend, chip, x, y, rule_code=None):
+    out = np.zeros(chip.n_params, dtype=chip.dtype)
+    loss, correct = backend.gradients(chip, backend.feedback_buffer(chip), x, y,
+                                      chip.rule.code if rule_code is None else rule_code, out)
+    return out, loss, correct
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("rule,dims", RULE_CASES)
+def test_numba_gradients_equal_reference(ideal_chip_config, rule, dims, activation, dtype, rtol):
+    chip = make_chip(ideal_chip_config, dims, rule, seed=3, dtype=dtype, activation=activation)
+    x, y = batch(33, dtype=dtype)
+    ref, ref_loss, ref_correct = gradients(NumpyBackend(dtype), chip, x, y)
+    fast, fast_loss, fast_correct = gradients(NumbaBackend(dtype), chip, x, y)
+    scale = np.max(np.abs(ref))
+    np.testing.assert_allclose(fast, ref, rtol=rtol, atol=rtol * scale)
+    assert fast_loss == pytest.approx(ref_loss, rel=rtol)
+    assert fast_correct == ref_correct
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", [OptimizerConfig(name="adam", lr=1e-2),
+                                    OptimizerConfig(name="sgd", lr=0.1),
+                                    OptimizerConfig(name="sgd", lr=0.1, momentum=0.9)])
+def test_numba_optimizer_and_update_equal_reference(ideal_chip_config, config, dtype):
+    """Several steps of optimizer + ideal array update: identical parameters (the
+    element-wise arithmetic is written in the same operation order)."""
+    chips = [make_chip(ideal_chip_config, dtype=dtype) for _ in range(2)]
+    backends = [NumpyBackend(dtype), NumbaBackend(dtype)]
+    states = [OptimizerState.create(config, chips[0].n_params, chips[0].dtype) for _ in range(2)]
+    generator = np.random.default_rng(1)
+    for _ in range(5):
+        grads = generator.normal(0, 0.05, chips[0].n_params).astype(dtype)
+        for chip, backend, state in zip(chips, backends, states):
+            deltas = np.zeros_like(grads)
+            backend.optimizer_step(state, grads, deltas)
+            backend.apply_ideal_update(chip, deltas)
+    np.testing.assert_array_equal(chips[0].params, chips[1].params)
+    np.testing.assert_array_equal(states[0].m, states[1].m)
+    np.testing.assert_array_equal(states[0].v, states[1].v)
+    assert states[0].step == states[1].step == 5
+
+
+@pytest.mark.parametrize("backend_class", [NumpyBackend, NumbaBackend])
+@pytest.mark.parametrize("dims", [(784, 20, 10), (784, 16, 12, 10)])
+def test_fa_with_transposed_forward_weights_equals_bp(ideal_chip_config, backend_class, dims):
+    chip = make_chip(ideal_chip_config, dims, "fa", seed=5)
+    for index, spec in enumerate(chip.feedback_specs):
+        if spec is not None:
+            offset = chip.feedback_layout[index, 0]
+            chip.feedback[offset:offset + spec.size] = chip.effective_weights()[index].T.ravel()
+    backend = backend_class("float64")
+    x, y = batch(17)
+    fa, _, _ = gradients(backend, chip, x, y, RuleCode.FA)
+    bp, _, _ = gradients(backend, chip, x, y, RuleCode.BP)
+    np.testing.assert_allclose(fa, bp, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend_class", [NumpyBackend, NumbaBackend])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_bp_matches_finite_differences(ideal_chip_config, backend_class, activation):
+    """dLoss/dW from BP equals central differences of the mean cross-entropy."""
+    chip = make_chip(ideal_chip_config, (784, 12, 9, 10), "bp", seed=2, activation=activation)
+    backend = backend_class("float64")
+    x, y = batch(8)
+    grads, _, _ = gradients(backend, chip, x, y)
+    generator = np.random.default_rng(0)
+    probe = np.zeros_like(grads)
+    for index in generator.choice(chip.n_params, 60, replace=False):
+        h = 1e-6
+        layer = int(np.searchsorted(chip.layout[:, 0], index, side="right") - 1)
+        w_off, n_out, n_in, _ = chip.layout[layer]
+        # Weights are stored in array units: W = alpha * w, so perturb w by h / alpha.
+        step = h / chip.alphas[layer] if index < w_off + n_out * n_in else h
+        losses = []
+        for sign in (1, -1):
+            chip.params[index] += sign * step
+            losses.append(backend.gradients(chip, backend.feedback_buffer(chip), x, y,
+                                            RuleCode.BP, probe)[0] / len(y))
+            chip.params[index] -= sign * step
+        numeric = (losses[0] - losses[1]) / (2 * h)
+        assert grads[index] == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+def test_rules_differ_on_hidden_layers_only(ideal_chip_config):
+    """The output layer gets the same gradient under every rule; hidden layers do not."""
+    x, y = batch(16)
+    backend = NumpyBackend("float64")
+    grads = {}
+    for rule in ("bp", "fa", "dfa"):
+        chip = make_chip(ideal_chip_config, (784, 16, 12, 10), rule, seed=7)
+        grads[rule], _, _ = gradients(backend, chip, x, y)
+    w_off, n_out, n_in, _ = chip.layout[-1]
+    last = slice(w_off, None)
+    np.testing.assert_allclose(grads["fa"][last], grads["bp"][last])
+    np.testing.assert_allclose(grads["dfa"][last], grads["bp"][last])
+    first = slice(0, chip.layout[0, 1] * chip.layout[0, 2])
+    assert not np.allclose(grads["fa"][first], grads["bp"][first])
+    assert not np.allclose(grads["dfa"][first], grads["fa"][first])
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa"])
+@pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
+def test_regenerated_feedback_equals_stored(ideal_chip_config, rule, distribution):
+    """A regenerated array re-draws exactly the matrix a stored one was programmed with."""
+    stored = make_chip(ideal_chip_config, (784, 16, 12, 10), rule, distribution=distribution)
+    regenerated = make_chip(ideal_chip_config, (784, 16, 12, 10), rule,
+                            feedback_kind="regenerated", distribution=distribution)
+    assert not regenerated.feedback.any()  # nothing is stored
+    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+        np.testing.assert_allclose(backend.feedback_buffer(regenerated), stored.feedback,
+                                   rtol=1e-15, atol=0)
+    x, y = batch(8)
+    np.testing.assert_allclose(gradients(NumbaBackend("float64"), regenerated, x, y)[0],
+                               gradients(NumpyBackend("float64"), stored, x, y)[0], rtol=1e-12)
+
+
+def test_ideal_update_clips_to_bounds(ideal_chip_config):
+    chip = make_chip(ideal_chip_config, (784, 8, 10))
+    deltas = np.full(chip.n_params, 1e3)
+    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+        backend.apply_ideal_update(chip, deltas)
+        for layer in range(chip.n_layers):
+            assert np.all(chip.weights(layer) == chip.bounds[layer, 1])
+        backend.apply_ideal_update(chip, -3 * deltas)
+        for layer in range(chip.n_layers):
+            assert np.all(chip.weights(layer) == chip.bounds[layer, 0])
+
+
+@pytest.mark.parametrize("config", [OptimizerConfig(name="adam", lr=1e-2),
+                                    OptimizerConfig(name="sgd", lr=0.1, momentum=0.5)])
+def test_fused_update_equals_optimizer_then_apply(ideal_chip_config, config):
+    chips = [make_chip(ideal_chip_config, dtype="float32") for _ in range(2)]
+    states = [OptimizerState.create(config, chips[0].n_params, chips[0].dtype) for _ in range(2)]
+    backend = NumbaBackend("float32")
+    generator = np.random.default_rng(2)
+    for _ in range(4):
+        grads = generator.normal(0, 0.05, chips[0].n_params).astype("float32")
+        d0, d1 = np.zeros_like(grads), np.zeros_like(grads)
+        backend.optimizer_step(states[0], grads, d0)
+        backend.apply_ideal_update(chips[0], d0)
+        backend.update_ideal(chips[1], states[1], grads, d1)
+        np.testing.assert_array_equal(d0, d1)
+    np.testing.assert_array_equal(chips[0].params, chips[1].params)

@@ -1,0 +1,182 @@
+"""Configuration: every bad input is refused with one line naming file, field, value, rule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from neurosim.cli import main
+from neurosim.config import expand_runs, load_experiment, parse_override
+from neurosim.errors import ConfigError
+
+BASE = {"name": "t", "data": {"dataset": "digits"}}
+
+
+def write(tmp_path: Path, data: dict, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def merged(**sections) -> dict:
+    data = {**BASE}
+    for key, value in sections.items():
+        data[key] = value
+    return data
+
+
+BAD_EXPERIMENTS = [
+    # (description, file contents, dotted field in the message, words of the rule)
+    ("unknown top-level key", merged(epochz=3), "epochz", "unknown field"),
+    ("unknown nested key", merged(train={"epochs": 1, "lr": 0.1}), "train.lr", "unknown field"),
+    ("wrong type", merged(train={"epochs": "three"}), "train.epochs", "must be an integer"),
+    ("negative std", merged(precondition={"input": {"std": -1.0}}),
+     "precondition.input.std", "must be >= 0.0"),
+    ("zero lr", merged(optimizer={"lr": 0.0}), "optimizer.lr", "must be > 0.0"),
+    ("negative lr", merged(optimizer={"lr": -1e-3}), "optimizer.lr", "must be > 0.0"),
+    ("input dims mismatch", merged(network={"dims": [100, 10]}), "network.dims[0]",
+     "784 input features"),
+    ("class dims mismatch", merged(network={"dims": [784, 100, 7]}), "network.dims[2]",
+     "10 classes"),
+    ("unknown rule", merged(rule="hebbian"), "rule", "must be one of bp, fa, dfa"),
+    ("unknown backend", merged(simulation={"backend": "cuda"}), "simulation.backend",
+     "must be one of numpy, numba"),
+    ("unknown dataset", merged(data={"dataset": "cifar100"}), "data.dataset",
+     "must be one of digits"),
+    ("unknown optimizer", merged(optimizer={"name": "rmsprop"}), "optimizer.name",
+     "must be one of sgd, adam"),
+    ("uniform high <= low", merged(precondition={"input": {"distribution": "uniform",
+                                                          "low": 1.0, "high": 0.5}}),
+     "precondition.input.high", "must be >"),
+    ("unknown chip", merged(chip="no_such_chip"), "chip", "must be a preset"),
+    ("bad condition override", merged(conditions={"x": {"optimizer.lr": -1}}), "optimizer.lr",
+     "condition x"),
+    ("zero batch", merged(train={"batch_size": 0}), "train.batch_size", "must be >= 1"),
+    ("beta out of range", merged(optimizer={"beta1": 1.0}), "optimizer.beta1", "must be >= 0.0 and < 1.0"),
+]
+
+
+@pytest.mark.parametrize("description,data,field,rule", BAD_EXPERIMENTS,
+                         ids=[case[0] for case in BAD_EXPERIMENTS])
+def test_bad_experiment_is_refused_by_validate(tmp_path, capsys, description, data, field, rule):
+    path = write(tmp_path, data)
+    assert main(["config", "validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {path}")
+    assert field in err and rule in err, err
+
+
+@pytest.mark.parametrize("description,data,field,rule", BAD_EXPERIMENTS[:4],
+                         ids=[case[0] for case in BAD_EXPERIMENTS[:4]])
+def test_bad_experiment_is_refused_by_run(tmp_path, capsys, description, data, field, rule):
+    path = write(tmp_path, data)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert field in err and rule in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+BAD_CHIPS = [
+    ("w_min >= w_max", {"forward": {"w_min": 1.0, "w_max": 1.0}}, "forward.w_max", "must be >"),
+    ("range excludes zero", {"forward": {"w_min": 0.1, "w_max": 1.0}}, "forward.w_min",
+     "must contain 0"),
+    ("init_fill > 1", {"forward": {"init_fill": 1.5}}, "forward.init_fill", "<= 1.0"),
+    ("unknown feedback kind", {"feedback": {"kind": "magic"}}, "feedback.kind",
+     "must be one of stored, regenerated"),
+    ("negative gain", {"feedback": {"gain": -1}}, "feedback.gain", "must be > 0.0"),
+    ("unknown device", {"forward": {"device": "memristor9000"}}, "forward.device",
+     "must be one of"),
+    ("zero tile rows", {"tiles": {"rows": 0}}, "tiles.rows", "must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("description,data,field,rule", BAD_CHIPS,
+                         ids=[case[0] for case in BAD_CHIPS])
+def test_bad_chip_is_refused(tmp_path, capsys, description, data, field, rule):
+    chip = write(tmp_path, {"name": "bad", **data}, "chip.yaml")
+    assert main(["config", "validate", str(chip)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {chip}" in err and field in err and rule in err, err
+    experiment = write(tmp_path, merged(chip=str(chip)))
+    assert main(["config", "validate", str(experiment)]) == 2
+    assert field in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override,field,rule", [
+    ("train.epochs=-1", "train.epochs", "must be >= 0"),
+    ("optimizer.lr=0", "optimizer.lr", "must be > 0.0"),
+    ("rule=xfa", "rule", "must be one of"),
+    ("train.epochz=1", "train.epochz", "unknown field"),
+    ("noequals", "noequals", "dotted.key=value"),
+])
+def test_bad_override_is_refused(tmp_path, capsys, override, field, rule):
+    path = write(tmp_path, BASE)
+    assert main(["config", "validate", str(path), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert field in err and rule in err, err
+
+
+def test_overrides_apply_and_validate(tmp_path):
+    path = write(tmp_path, BASE)
+    experiment = load_experiment(path, ["train.epochs=3", "optimizer.lr=0.01", "rule=dfa",
+                                        "network.dims=[784, 50, 10]"])
+    assert experiment.train.epochs == 3
+    assert experiment.optimizer.lr == 0.01
+    assert experiment.rule == "dfa"
+    assert experiment.network.dims == (784, 50, 10)
+
+
+def test_conditions_times_seeds_expand_to_validated_runs(tmp_path):
+    path = write(tmp_path, merged(seeds=[4, 5], conditions={
+        "a": {"rule": "bp"}, "b": {"precondition.enabled": True, "precondition.steps": 7}}))
+    runs = expand_runs(load_experiment(path), path)
+    assert [(r.condition, r.seed) for r in runs] == [("a", 4), ("a", 5), ("b", 4), ("b", 5)]
+    assert runs[0].experiment.rule == "bp" and not runs[0].experiment.precondition.enabled
+    assert runs[2].experiment.precondition.steps == 7 and runs[2].experiment.rule == "fa"
+    assert runs[0].chip.name == "ideal"
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("a.b=3") == ("a.b", 3)
+    assert parse_override("a=[1, 2]") == ("a", [1, 2])
+    assert parse_override("a=true") == ("a", True)
+    assert parse_override("a=fa") == ("a", "fa")
+    with pytest.raises(ConfigError):
+        parse_override("=3")
+
+
+def test_invalid_yaml_names_the_line(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\ntrain: {epochs: 3\n")
+    assert main(["config", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "not valid YAML" in err
+
+
+def test_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["config", "validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml"))
+                         + sorted((REPO / "hw_configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path, capsys):
+    assert main(["config", "validate", str(path)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_cli_error_has_no_traceback(tmp_path):
+    """Through the installed entry point: exit status 2, one line, no traceback."""
+    path = write(tmp_path, merged(optimizer={"lr": -1}))
+    result = subprocess.run([sys.executable, "-m", "neurosim.cli", "config", "validate",
+                             str(path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: optimizer.lr = -1.0: must be > 0.0"]

@@ -1,0 +1,68 @@
+"""Noise preconditioning inputs: the two regimes, the distributions, label independence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.config import NoiseInputConfig, PreconditionConfig
+from neurosim.precondition import NoiseSource, batch_bounds
+
+
+def source(**fields) -> NoiseSource:
+    return NoiseSource(PreconditionConfig(enabled=True, **fields), NumpyBackend(), seed=3,
+                       n_features=784, n_classes=10, dtype=np.dtype("float32"))
+
+
+def test_fixed_set_reuses_the_same_examples_every_epoch():
+    noise = source(regime="fixed_set", n_examples=200, batch_size=64)
+    assert batch_bounds(3, 200, 64) == (0, 192, 200)  # last batch of an epoch is short
+    epoch0 = np.concatenate([noise.batch(s)[0] for s in range(4)])
+    epoch1 = np.concatenate([noise.batch(s)[0] for s in range(4, 8)])
+    assert epoch0.shape == (200, 784)
+    as_set = lambda rows: {row.tobytes() for row in rows}
+    assert as_set(epoch0) == as_set(epoch1) == as_set(noise.inputs)
+    assert not np.array_equal(epoch0, epoch1)  # reshuffled between epochs
+
+
+def test_fresh_stream_never_repeats_and_is_reproducible():
+    noise = source(regime="fresh_stream", batch_size=32)
+    a, b = noise.batch(0)[0], noise.batch(1)[0]
+    rows = lambda x: {row.tobytes() for row in x}
+    assert not rows(a) & rows(b)
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.02
+    np.testing.assert_array_equal(source(regime="fresh_stream", batch_size=32).batch(1)[0], b)
+
+
+def test_gaussian_inputs_have_the_configured_moments():
+    noise = source(regime="fixed_set", n_examples=500,
+                   input=NoiseInputConfig(distribution="gaussian", mean=0.5, std=2.0))
+    x = noise.inputs.astype(np.float64).ravel()
+    assert x.mean() == pytest.approx(0.5, abs=0.02)
+    assert x.std() == pytest.approx(2.0, rel=0.01)
+    assert stats.kstest((x - 0.5) / 2.0, "norm").pvalue > 1e-3
+
+
+def test_uniform_inputs_stay_in_range():
+    noise = source(regime="fixed_set", n_examples=500,
+                   input=NoiseInputConfig(distribution="uniform", low=-1.0, high=3.0))
+    assert noise.inputs.min() >= -1.0 and noise.inputs.max() < 3.0
+    assert noise.inputs.mean() == pytest.approx(1.0, abs=0.02)
+
+
+def test_labels_are_uniform_and_independent_of_inputs():
+    noise = source(regime="fixed_set", n_examples=20000)
+    counts = np.bincount(noise.labels, minlength=10)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # Independence: the mean input of each class is the overall mean, within noise.
+    means = np.array([noise.inputs[noise.labels == c].mean() for c in range(10)])
+    assert np.all(np.abs(means) < 0.01)
+
+
+def test_probe_is_separate_from_the_training_noise():
+    noise = source(regime="fixed_set", n_examples=300)
+    probe, _ = noise.probe(300)
+    rows = lambda x: {row.tobytes() for row in x}
+    assert not rows(probe) & rows(noise.inputs)

@@ -1,0 +1,143 @@
+"""Whole runs: determinism, backend agreement, resume, and what noise preconditioning does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neurosim.config import ExperimentConfig, expand_runs
+from neurosim.schema import build
+from neurosim.train import Trainer, evaluation_steps, run_spec
+
+TINY = {
+    "name": "tiny", "network": {"dims": [784, 24, 10]},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "precondition": {"enabled": True, "regime": "fixed_set", "n_examples": 256, "steps": 60,
+                     "batch_size": 32, "log_every": 20, "checkpoint_every": 20},
+    "data": {"dataset": "digits", "train_size": 320, "test_size": 100},
+    "train": {"epochs": 2, "batch_size": 32},
+    "evaluation": {"train_probe_size": 200, "gradient_probe_size": 64, "noise_probe_size": 500,
+                   "ood": ["translate"], "ood_shifts_px": [2.0]},
+}
+
+
+def spec_for(**overrides):
+    data = json.loads(json.dumps(TINY))
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return expand_runs(build(ExperimentConfig, data, "test"))[0]
+
+
+def metric_records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def flatten(records, keys=("batch_loss", "probe_loss", "test_accuracy", "test_loss",
+                           "train_loss")):
+    out = []
+    for record in records:
+        out.extend(record[k] for k in keys if record.get(k) is not None)
+        out.extend(record["alignment_deg"].values())
+    return np.array(out, dtype=float)
+
+
+def test_evaluation_steps_include_fractional_points():
+    assert evaluation_steps(100, 2, (0.02, 0.05, 0.5)) == [0, 2, 5, 50, 100, 200]
+    assert evaluation_steps(10, 1, (0.02,)) == [0, 10]  # 0.2 steps rounds to 0
+    assert evaluation_steps(10, 0, (0.5,)) == [0]
+
+
+def test_same_seed_same_backend_gives_identical_runs(tmp_path):
+    spec = spec_for()
+    first = run_spec(spec, tmp_path / "a")
+    second = run_spec(spec, tmp_path / "b")
+    assert metric_records(tmp_path / "a") == metric_records(tmp_path / "b")
+    assert first["train"]["test_accuracy"] == second["train"]["test_accuracy"]
+
+
+def test_different_seeds_differ(tmp_path):
+    run_spec(spec_for(seed=0), tmp_path / "a")
+    run_spec(spec_for(seed=1), tmp_path / "b")
+    assert not np.array_equal(flatten(metric_records(tmp_path / "a")),
+                              flatten(metric_records(tmp_path / "b")))
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+def test_numba_run_gives_the_reference_curves(tmp_path, rule):
+    """A whole short run (noise phase + data) on numba reproduces the numpy reference."""
+    fast = spec_for(rule=rule, simulation__backend="numba", simulation__dtype="float64")
+    reference = spec_for(rule=rule, simulation__backend="numpy", simulation__dtype="float64")
+    run_spec(fast, tmp_path / "numba")
+    run_spec(reference, tmp_path / "numpy")
+    a, b = metric_records(tmp_path / "numba"), metric_records(tmp_path / "numpy")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-7, atol=1e-9)
+
+
+def test_float32_numba_run_tracks_the_reference(tmp_path):
+    run_spec(spec_for(simulation__backend="numba"), tmp_path / "numba")
+    run_spec(spec_for(simulation__backend="numpy"), tmp_path / "numpy")
+    a = metric_records(tmp_path / "numba")
+    b = metric_records(tmp_path / "numpy")
+    np.testing.assert_allclose(flatten(a), flatten(b), rtol=2e-3, atol=2e-3)
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_after", [45, 75])  # inside the noise phase; inside epoch 2
+def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, stop_after):
+    spec = spec_for(train__checkpoint_every=1)
+    reference = run_spec(spec, tmp_path / "whole")
+
+    calls = {"n": 0}
+    original = Trainer.step
+
+    def failing_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] > stop_after:
+            raise Interrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "step", failing_step)
+    with pytest.raises(Interrupt):
+        run_spec(spec, tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "step", original)
+    assert (tmp_path / "cut" / "checkpoint.npz").exists()
+    resumed = run_spec(spec, tmp_path / "cut", resume=True)
+
+    assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
+    for key in ("train", "final", "precondition"):
+        assert resumed[key] == reference[key]
+
+
+def test_fixed_set_preconditioning_aligns_the_last_layer(tmp_path):
+    """The paper's Fig. 1 effect, small: FA on noise turns W_2 toward B_2^T."""
+    summary = run_spec(spec_for(precondition__steps=200, train__epochs=0), tmp_path / "run")
+    before = summary["precondition"]["before"]["alignment_deg"]["2"]
+    after = summary["precondition"]["after"]["alignment_deg"]["2"]
+    assert 80 < before < 100
+    assert after < before - 30
+
+
+def test_bp_does_not_align_with_unused_feedback(tmp_path):
+    summary = run_spec(spec_for(rule="bp", precondition__steps=200, train__epochs=0),
+                       tmp_path / "run")
+    assert summary["precondition"]["after"]["alignment_deg"]["2"] > 70
+
+
+def test_weights_stay_within_array_bounds(tmp_path):
+    spec = spec_for(optimizer__lr=0.5, precondition__steps=40)
+    trainer = Trainer(spec, tmp_path / "run")
+    trainer.run()
+    for layer in range(trainer.chip.n_layers):
+        w = trainer.chip.weights(layer)
+        assert w.min() >= trainer.chip.bounds[layer, 0]
+        assert w.max() <= trainer.chip.bounds[layer, 1]
