@@ -1,0 +1,73 @@
+"""``neurosim compare RUN_DIR...``: compare finished runs across conditions and seeds.
+
+Each RUN_DIR is a run folder (it holds ``summary.json``), an experiment folder (every
+``<condition>/seed<k>/summary.json`` below it is used) or a condition folder (its
+``seed<k>/summary.json``). Writes the tables, paired t-tests and figures of
+:mod:`neurosim.compare` into ``--out`` and prints the report path.
+
+``--out`` defaults to the deepest folder holding every run's condition folder: the experiment
+folder when the runs come from one experiment (where ``neurosim run`` writes its comparison
+too), else ``./comparison`` when that folder would be the filesystem root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from neurosim.errors import NeurosimError
+
+SUMMARY = "summary.json"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compare", description=__doc__,
+                                   help="compare finished runs (tables, t-tests, figures)",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="a run folder or an experiment folder (repeatable)")
+    parser.add_argument("--out", type=Path, help="output folder (default: the runs' common folder)")
+    parser.add_argument("--title", help="report title (default: 'Comparison: <output folder name>')")
+    parser.set_defaults(func=main)
+
+
+def _seed_order(path: Path) -> tuple:
+    seed = path.parent.name.removeprefix("seed")
+    return (path.parent.parent.name, int(seed) if seed.isdigit() else float("inf"), seed)
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """The run folder ``folder`` itself, or the ``<condition>/seed<k>`` run folders below it
+    (an experiment folder), or its ``seed<k>`` folders (a condition folder)."""
+    if not folder.is_dir():
+        raise NeurosimError(f"{folder}: no such folder")
+    if (folder / SUMMARY).is_file():
+        return [folder]
+    runs = sorted(folder.glob(f"*/seed*/{SUMMARY}"), key=_seed_order)
+    if not runs:  # a condition folder: <condition>/seed<k>/
+        runs = sorted(folder.glob(f"seed*/{SUMMARY}"), key=_seed_order)
+    if not runs:
+        raise NeurosimError(f"{folder}: no runs found (expected {SUMMARY} in it, or "
+                            f"<condition>/seed<k>/{SUMMARY} below it)")
+    return [path.parent for path in runs]
+
+
+def default_out(run_dirs: list[Path]) -> Path:
+    """The common folder of the runs' condition folders, else ``./comparison``."""
+    parents = [str(d.resolve().parent) for d in run_dirs]
+    common = Path(os.path.commonpath(parents))
+    if common.parent == common or (common / SUMMARY).exists():
+        return Path("comparison")
+    return common
+
+
+def main(args: argparse.Namespace) -> int:
+    from neurosim.compare import write_comparison
+
+    run_dirs = list(dict.fromkeys(d for folder in args.run_dirs for d in find_runs(folder)))
+    out = args.out or default_out(run_dirs)
+    title = args.title or f"Comparison: {out.resolve().name}"
+    report = write_comparison(run_dirs, out, title=title)
+    print(f"report: {report}")
+    return 0

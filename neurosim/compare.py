@@ -1,0 +1,327 @@
+"""Comparison of runs across conditions and seeds: tables, paired t-tests and figures.
+
+``write_comparison(run_dirs, out_dir, title)`` groups the runs by the ``condition`` of their
+``summary.json`` and writes into ``out_dir``::
+
+    comparison.csv            one row per run: condition, seed and its key metrics
+    comparison_summary.csv    per condition and metric: n, mean, std (ddof=1) over seeds
+    comparison.json           the same numbers, plus the paired t-tests
+    figures/compare_*.png     test accuracy, last-layer alignment, generalization gap
+    report.md                 tables, t-tests and figures
+
+Accuracies, AUCs and gaps are fractions in the files (percentages only in ``report.md``);
+angles are degrees. "Alignment" is that of the last feedback layer (the highest layer key).
+Paired t-tests pair runs of two conditions by seed (only seeds present in both, with finite
+values in both); fewer than two pairs give no test. OOD entries that were skipped (strings)
+are left out of the numbers and listed in ``comparison.json`` under ``ood_skipped``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from neurosim import plots
+from neurosim.errors import NeurosimError
+from neurosim.plots import column, last_layer, layers_in
+from neurosim.report import (SUMMARY, Run, dig, figure_section, load_run, markdown_table,
+                             number, percent, write_csv)
+from neurosim.runio import write_json, write_text
+from neurosim.stats import mean_std, paired_ttest
+
+# key, label in report.md, how it is shown ("pct": fraction as %, "deg": degrees, "num")
+METRICS = (
+    ("test_accuracy", "final test accuracy", "pct"),
+    ("auc", "test-accuracy AUC", "num"),
+    ("auc_first_epoch", "first-epoch AUC", "num"),
+    ("alignment_after_precondition_deg", "θ after noise", "deg"),
+    ("alignment_after_training_deg", "θ after training", "deg"),
+    ("generalization_gap", "generalization gap (nats)", "num"),
+    ("train_accuracy", "final train accuracy", "pct"),
+    ("error_gap", "error gap", "pct"),
+    ("alignment_initial_deg", "θ initial", "deg"),
+    ("readout_max_deviation", "readout max deviation", "num"),
+)
+REPORT_METRICS = METRICS[:6]
+TEST_METRICS = ("auc_first_epoch", "auc", "test_accuracy")
+NO_TEST = "n<2: no test"
+
+
+# ----------------------------------------------------------------------------- numbers
+def _layer_value(mapping, layer: str | None) -> float:
+    return plots.as_float(dig(mapping, layer)) if layer is not None else math.nan
+
+
+def run_metrics(summary: dict) -> tuple[dict, dict]:
+    """The key metrics of one run as floats (nan when absent) and its skipped OOD entries.
+
+    Returns ``(metrics, skipped)``: ``metrics`` maps every :data:`METRICS` key and
+    ``ood_<name>`` to a float; ``skipped`` maps OOD names to their ``"skipped: ..."`` text.
+    """
+    train, final, pre = (summary.get(k) or {} for k in ("train", "final", "precondition"))
+    initial = dig(pre, "before", "alignment_deg") or train.get("initial_alignment_deg")
+    layer = last_layer({**(initial or {}), **(train.get("alignment_deg") or {})})
+    values = {
+        "test_accuracy": train.get("test_accuracy"),
+        "auc": train.get("auc"),
+        "auc_first_epoch": train.get("auc_first_epoch"),
+        "alignment_after_precondition_deg": _layer_value(dig(pre, "after", "alignment_deg"), layer),
+        "alignment_after_training_deg": _layer_value(train.get("alignment_deg"), layer),
+        "generalization_gap": train.get("generalization_gap"),
+        "train_accuracy": train.get("train_accuracy"),
+        "error_gap": train.get("error_gap"),
+        "alignment_initial_deg": _layer_value(initial, layer),
+        "readout_max_deviation": final.get("readout_max_deviation"),
+    }
+    metrics = {key: plots.as_float(value) for key, value in values.items()}
+    skipped = {}
+    ood = final.get("ood")
+    for name, value in (ood.items() if isinstance(ood, dict) else []):
+        metrics[f"ood_{name}"] = plots.as_float(value)
+        if isinstance(value, str):
+            skipped[name] = value
+    return metrics, skipped
+
+
+def _seed_key(seed) -> tuple:
+    """Numeric seeds in numeric order, anything else after them by its text."""
+    value = plots.as_float(seed)
+    return (0, value, "") if math.isfinite(value) else (1, 0.0, str(seed))
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by condition (in order of first appearance), each group sorted by seed."""
+    groups: dict[str, list[Run]] = {}
+    seen: dict[tuple, Path] = {}
+    for run in runs:
+        condition, seed = str(run.summary.get("condition")), run.summary.get("seed")
+        if (condition, seed) in seen:
+            raise NeurosimError(f"{run.path} and {seen[condition, seed]} are both condition "
+                                f"'{condition}' seed {seed}; compare them separately")
+        seen[condition, seed] = run.path
+        groups.setdefault(condition, []).append(run)
+    for group in groups.values():
+        group.sort(key=lambda r: _seed_key(r.summary.get("seed")))
+    return groups
+
+
+def _summarize(values: list[float]) -> dict:
+    v = [x for x in values if math.isfinite(x)]
+    mean, std = mean_std(v)
+    return {"n": len(v), "mean": mean, "std": std}
+
+
+def pair_test(a: list[Run], b: list[Run], metric: str, table: dict[Path, dict]) -> dict:
+    """Paired t-test of ``metric`` between two conditions, pairing runs by seed."""
+    by_seed = {r.summary.get("seed"): table[r.path][metric] for r in b}
+    pairs = [(r.summary.get("seed"), table[r.path][metric], by_seed.get(r.summary.get("seed")))
+             for r in a if r.summary.get("seed") in by_seed]
+    pairs = [(s, x, y) for s, x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+    out = {"metric": metric, "seeds": [s for s, _, _ in pairs], "n": len(pairs)}
+    if len(pairs) < 2:
+        diff = float(np.mean([x - y for _, x, y in pairs])) if pairs else math.nan
+        return {**out, "statistic": math.nan, "pvalue": math.nan, "mean_difference": diff,
+                "df": math.nan, "text": NO_TEST}
+    result = paired_ttest([x for _, x, _ in pairs], [y for _, _, y in pairs])
+    return {**out, "statistic": result.statistic, "pvalue": result.pvalue,
+            "mean_difference": result.mean_difference, "df": result.df, "text": str(result)}
+
+
+# ----------------------------------------------------------------------------- figures
+def _curves(runs: list[Run], x_key: str, y_key: str, layer_of=None, phase: str = "train"):
+    curves = []
+    for run in runs:
+        records = run.train if phase == "train" else run.noise
+        layer = layer_of(run) if layer_of else None
+        if records and (layer_of is None or layer is not None):
+            curves.append((column(records, x_key), column(records, y_key, layer)))
+    return plots.mean_std_curves(curves)
+
+
+def _last_alignment_layer(run: Run) -> str | None:
+    layers = layers_in(run.noise + run.train, "alignment_deg")
+    return layers[-1] if layers else None
+
+
+def _band_figure(groups, path: Path, y_key: str, ylabel: str, title: str, scale: float = 1.0,
+                 zoom_first_epoch: bool = False) -> Path | None:
+    """Mean ± std over seeds of ``record[y_key]`` vs epoch, one curve per condition."""
+    stats = {c: _curves(runs, "epoch", y_key) for c, runs in groups.items()}
+    if not any(len(s[0]) for s in stats.values()):
+        return None
+    zoom = zoom_first_epoch and any(np.any((s[0] > 0) & (s[0] < 1)) for s in stats.values())
+    fig, axes = plots.new_figure(1, 2 if zoom else 1, width=11 if zoom else 7, height=4.4)
+    panels = [(axes[0, 0], np.inf, "whole run")]
+    panels += [(axes[0, 1], 1.0, "first epoch")] if zoom else []
+    for ax, end, what in panels:
+        for i, (condition, (x, mean, std, n)) in enumerate(stats.items()):
+            keep = x <= end
+            plots.plot_band(ax, x[keep], mean[keep], std[keep], n[keep], condition,
+                            plots.color(i), scale)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=what if zoom else title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if zoom:
+        fig.suptitle(title)
+    return plots.save_png(fig, path)
+
+
+def figure_test_accuracy(groups, path: Path) -> Path | None:
+    """Test accuracy (%) vs epoch: mean over seeds with a ±std band per condition; the right
+    panel zooms on the first epoch (fractional-epoch evaluations)."""
+    return _band_figure(groups, path, "test_accuracy", "test accuracy (%)",
+                        "Test accuracy vs epoch (mean ± std over seeds)", 100.0, True)
+
+
+def figure_generalization_gap(groups, path: Path) -> Path | None:
+    """Generalization gap (test − train loss, nats) vs epoch, mean ± std per condition."""
+    return _band_figure(groups, path, "generalization_gap", "test − train loss (nats)",
+                        "Generalization gap vs epoch (mean ± std over seeds)")
+
+
+def figure_alignment(groups, path: Path) -> Path | None:
+    """Alignment angle of the last feedback layer, mean ± std per condition: vs noise step
+    during preconditioning (left, only when some run has a noise phase) and vs epoch during
+    data training (right)."""
+    phases = [("precondition", "step", "noise preconditioning", "noise step"),
+              ("train", "epoch", "data training", "epoch")]
+    stats = [{c: _curves(runs, x_key, "alignment_deg", _last_alignment_layer, phase)
+              for c, runs in groups.items()} for phase, x_key, _, _ in phases]
+    panels = [(p, s) for p, s in zip(phases, stats) if any(len(v[0]) for v in s.values())]
+    if not panels:
+        return None
+    fig, axes = plots.new_figure(1, len(panels), width=5.5 * len(panels) + 1.5, height=4.4,
+                                 sharey=True)
+    colors = {c: plots.color(i) for i, c in enumerate(groups)}
+    for ax, ((_, _, title, xlabel), s) in zip(axes[0], panels):
+        for condition, (x, mean, std, n) in s.items():
+            plots.plot_band(ax, x, mean, std, n, condition, colors[condition])
+        ax.axhline(90, color="0.5", linewidth=0.8, linestyle=":")
+        ax.set(xlabel=xlabel, title=title, ylim=(0, 180))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("last-layer alignment angle θ (degrees)")
+    fig.suptitle("Forward/feedback alignment of the last feedback layer (mean ± std over seeds; "
+                 "90° = orthogonal)", fontsize=10)
+    return plots.save_png(fig, path)
+
+
+FIGURES = (  # file name, caption, function
+    ("compare_test_accuracy.png", "Test accuracy vs epoch", figure_test_accuracy),
+    ("compare_alignment.png", "Last-layer alignment angle, noise phase and data phase",
+     figure_alignment),
+    ("compare_generalization_gap.png", "Generalization gap vs epoch", figure_generalization_gap),
+)
+
+
+# ----------------------------------------------------------------------------- report
+def _show(value: float, kind: str, unit: bool = True) -> str:
+    """A number as shown in report.md: fractions as %, angles in degrees."""
+    if kind == "pct":
+        return percent(value) if unit else number(100 * plots.as_float(value), 2)
+    if kind == "deg":
+        return number(value, 1, "°" if unit else "")
+    return number(value, 4)
+
+
+def _cell(entry: dict, kind: str) -> str:
+    """``mean ± std unit (n=k)``, or a dash when no run has the value."""
+    if not entry["n"]:
+        return "—"
+    unit = {"pct": " %", "deg": "°"}.get(kind, "")
+    return (f"{_show(entry['mean'], kind, False)} ± {_show(entry['std'], kind, False)}{unit} "
+            f"(n={entry['n']})")
+
+
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+
+
+def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skipped) -> str:
+    kinds = {key: kind for key, _, kind in METRICS}
+    labels = {key: label for key, label, _ in METRICS}
+    text = [f"# {title}\n\n", f"{sum(map(len, groups.values()))} runs in {len(groups)} "
+            "conditions; mean ± std over seeds (sample std, ddof=1), n = runs with a value.\n\n"]
+    for condition, runs in groups.items():
+        s = runs[0].summary
+        noise = "noise preconditioning" if dig(s, "precondition", "enabled") else "no noise"
+        text.append(f"- **{condition}**: rule {s.get('rule', '?')}, {noise}, seeds "
+                    f"{[r.summary.get('seed') for r in runs]}\n")
+    text += ["\n## Summary\n\n", markdown_table(
+        ["condition"] + [label for _, label, _ in REPORT_METRICS],
+        [[c] + [_cell(summaries[c][k], kinds[k]) for k, _, _ in REPORT_METRICS] for c in groups])]
+    if ood_names:
+        text += ["\n## Out-of-distribution accuracy\n\n", markdown_table(
+            ["condition"] + ood_names,
+            [[c] + [_cell(summaries[c][f"ood_{n}"], "pct") for n in ood_names] for c in groups])]
+        if skipped:
+            text.append("\nSkipped: " + "; ".join(f"{run} {name} ({why})" for run, name, why
+                                                   in skipped) + "\n")
+    text.append("\n## Paired t-tests (pairing by seed; difference = first − second)\n\n")
+    if tests:
+        text.append(markdown_table(
+            ["conditions", "metric", "seeds", "mean difference", "result"],
+            [[f"{t['a']} vs {t['b']}", labels[t["metric"]], str(t["seeds"]),
+              _show(t["mean_difference"], kinds[t["metric"]]), t["text"]] for t in tests]))
+    else:
+        text.append("Only one condition: no tests.\n")
+    text += ["\n## Figures\n\n", figure_section(figures, out_dir),
+             "Numbers: `comparison.csv` (per run), `comparison_summary.csv` (per condition), "
+             "`comparison.json` (all, with the tests).\n"]
+    return "".join(text)
+
+
+def write_comparison(run_dirs: list[Path], out_dir: Path, title: str) -> Path:
+    """Compare the runs in ``run_dirs`` (see the module docstring); returns ``report.md``."""
+    if not run_dirs:
+        raise NeurosimError("no runs to compare")
+    out_dir = Path(out_dir)
+    if (out_dir / SUMMARY).exists():
+        raise NeurosimError(f"{out_dir}: is a run folder; write the comparison elsewhere")
+    unique = list(dict.fromkeys(Path(d).resolve() for d in run_dirs))
+    groups = group_runs([load_run(d) for d in unique])
+    table, skipped_by_run, skipped = {}, {}, []
+    for runs in groups.values():
+        for run in runs:
+            table[run.path], skipped_by_run[run.path] = run_metrics(run.summary)
+            skipped += [(run.label, name, why) for name, why in skipped_by_run[run.path].items()]
+    ood_names = list(dict.fromkeys(k for m in table.values() for k in m if k.startswith("ood_")))
+    metric_keys = [key for key, _, _ in METRICS] + ood_names
+    rows = [{"condition": c, "seed": r.summary.get("seed"), "run": _relative(r.path, out_dir),
+             "rule": r.summary.get("rule"),
+             "precondition": bool(dig(r.summary, "precondition", "enabled")),
+             **{k: table[r.path].get(k, math.nan) for k in metric_keys}}
+            for c, runs in groups.items() for r in runs]
+    summaries = {c: {k: _summarize([table[r.path].get(k, math.nan) for r in runs])
+                     for k in metric_keys} for c, runs in groups.items()}
+    tests = [{"a": a, "b": b, **pair_test(groups[a], groups[b], metric, table)}
+             for a, b in itertools.combinations(groups, 2) for metric in TEST_METRICS]
+
+    write_csv(out_dir / "comparison.csv", rows)
+    write_csv(out_dir / "comparison_summary.csv",
+              [{"condition": c, "metric": k, **summaries[c][k]}
+               for c in groups for k in metric_keys])
+    write_json(out_dir / "comparison.json", {
+        "title": title,
+        "conditions": {c: {"seeds": [r.summary.get("seed") for r in runs],
+                           "runs": [_relative(r.path, out_dir) for r in runs],
+                           "metrics": summaries[c]} for c, runs in groups.items()},
+        "runs": [{**row, "ood_skipped": skipped_by_run[r.path]}
+                 for row, r in zip(rows, (r for runs in groups.values() for r in runs))],
+        "tests": tests,
+    })
+    figures = []
+    for name, caption, draw in FIGURES:
+        path = draw(groups, out_dir / "figures" / name)
+        if path is not None:
+            figures.append((path, caption))
+    report = out_dir / "report.md"
+    ood_short = [name.removeprefix("ood_") for name in ood_names]
+    write_text(report, _report(title, groups, summaries, ood_short, tests, figures, out_dir,
+                               skipped))
+    return report

@@ -1,0 +1,462 @@
+"""One run's report: CSV curves, figures and ``report.md``, from its metric log and summary.
+
+``write_run_report(run_dir)`` reads ``metrics.jsonl`` and ``summary.json`` (see
+:mod:`neurosim.summary`) and writes, next to them::
+
+    curves_precondition.csv   one row per noise-phase record (only when there is a noise phase)
+    curves_train.csv          one row per data-phase record
+    figures/*.png             the figures listed in FIGURES (each only when its data exist)
+    report.md                 headline numbers and the figures
+
+CSV columns are the record fields, nested ``{layer: value}`` fields flattened to
+``<field>_<layer>`` (``alignment_deg_2``); a missing or null value is an empty cell. The
+helpers for reading run folders and writing tables are shared with :mod:`neurosim.compare`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neurosim import plots
+from neurosim.errors import NeurosimError
+from neurosim.plots import column, finite, layer_keys, layers_in
+from neurosim.runio import METRICS, write_text
+
+SUMMARY = "summary.json"
+DASH = "—"
+
+
+# ----------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class Run:
+    """A run folder's summary and its metric records split by phase."""
+
+    path: Path
+    summary: dict
+    noise: list[dict]
+    train: list[dict]
+
+    @property
+    def label(self) -> str:
+        return f"{self.summary.get('condition', '?')} seed {self.summary.get('seed', '?')}"
+
+
+def read_json_file(path: Path) -> dict:
+    try:
+        value = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise NeurosimError(f"{path}: cannot read ({error.strerror or error})") from error
+    except json.JSONDecodeError as error:
+        raise NeurosimError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise NeurosimError(f"{path}: expected a JSON object")
+    return value
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a JSON-lines metric log (blank lines ignored)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise NeurosimError(f"{path}: cannot read ({error.strerror or error})") from error
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise NeurosimError(f"{path}:{number}: not valid JSON ({error})") from error
+    return records
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read ``summary.json`` and ``metrics.jsonl`` of ``run_dir``."""
+    run_dir = Path(run_dir)
+    summary = read_json_file(run_dir / SUMMARY)
+    records = read_records(run_dir / METRICS)
+    return Run(run_dir, summary,
+               [r for r in records if r.get("phase") == "precondition"],
+               [r for r in records if r.get("phase") == "train"])
+
+
+def dig(mapping, *keys):
+    """``mapping[k1][k2]...``, or ``None`` when any level is missing or not a dict."""
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+# ----------------------------------------------------------------------------- tables
+def flatten(record: dict, prefix: str = "") -> dict:
+    """Nested dicts flattened with ``_``: ``{"alignment_deg": {"2": 3.0}}`` -> ``alignment_deg_2``."""
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}_"))
+        else:
+            out[name] = value
+    return out
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)  # str(float) is the shortest exact round-trip form
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Rows of dicts as CSV; columns default to every key, in order of first appearance."""
+    if columns is None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def curve_rows(records: list[dict]) -> list[dict]:
+    """CSV rows of metric records: flattened, without the (per-file constant) ``phase``."""
+    return [flatten({k: v for k, v in r.items() if k != "phase"}) for r in records]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def number(value, digits: int = 3, unit: str = "") -> str:
+    x = plots.as_float(value)
+    return f"{x:.{digits}f}{unit}" if math.isfinite(x) else DASH
+
+
+def percent(value, digits: int = 2) -> str:
+    x = plots.as_float(value)
+    return f"{100 * x:.{digits}f} %" if math.isfinite(x) else DASH
+
+
+def ood_text(value) -> str:
+    """An OOD entry: an accuracy fraction, or the ``"skipped: reason"`` string as is."""
+    return value if isinstance(value, str) else percent(value)
+
+
+# ----------------------------------------------------------------------------- figures
+def _mark_fractional(ax, x, y, color: str) -> None:
+    """Filled markers at whole epochs, open markers at fractional-epoch evaluations."""
+    fractional = np.abs(x - np.round(x)) > 1e-9
+    ax.plot(x[~fractional], y[~fractional], "o", color=color, markersize=4)
+    ax.plot(x[fractional], y[fractional], "o", color=color, markersize=5,
+            markerfacecolor="white")
+
+
+def figure_accuracy(run: Run, path: Path) -> Path | None:
+    """Test and train accuracy (%) vs epoch; right panel zooms on the first epoch.
+
+    Open markers are the fractional-epoch evaluations (0.02, 0.05, ...), filled ones whole
+    epochs. Train accuracy is measured on a fixed probe of the training set.
+    """
+    epoch = column(run.train, "epoch")
+    if not np.isfinite(epoch).any():
+        return None
+    zoom = bool(np.any((epoch > 0) & (epoch < 1)))
+    fig, axes = plots.new_figure(1, 2 if zoom else 1, width=10 if zoom else 7)
+    panels = [(axes[0, 0], np.inf, "whole run")]
+    panels += [(axes[0, 1], 1.0, "first epoch")] if zoom else []
+    for ax, end, what in panels:
+        for key, label, c in (("test_accuracy", "test", plots.color(0)),
+                              ("train_accuracy", "train (probe)", plots.color(1))):
+            x, y = finite(epoch, 100 * column(run.train, key))
+            x, y = x[x <= end], y[x <= end]
+            ax.plot(x, y, color=c, label=label)
+            _mark_fractional(ax, x, y, c)
+        ax.plot([], [], "o", color="0.3", markerfacecolor="white", label="fractional-epoch eval")
+        ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
+               title=f"Accuracy, {what}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{run.label}: accuracy vs epoch")
+    return plots.save_png(fig, path)
+
+
+def figure_loss(run: Run, path: Path) -> Path | None:
+    """Train/test cross-entropy (nats), generalization gap (test − train loss, nats) and
+    error gap (train − test accuracy, percentage points) vs epoch."""
+    epoch = column(run.train, "epoch")
+    if not np.isfinite(epoch).any():
+        return None
+    fig, axes = plots.new_figure(1, 3, width=13, height=4)
+    ax = axes[0, 0]
+    for key, label, c in (("test_loss", "test", plots.color(0)),
+                          ("train_loss", "train (probe)", plots.color(1))):
+        ax.plot(*finite(epoch, column(run.train, key)), marker=".", color=c, label=label)
+    ax.set(xlabel="epoch", ylabel="cross-entropy loss (nats)", title="Loss")
+    ax.legend(fontsize=8)
+    for ax, key, scale, ylabel, title in (
+            (axes[0, 1], "generalization_gap", 1.0, "test − train loss (nats)",
+             "Generalization gap"),
+            (axes[0, 2], "error_gap", 100.0, "train − test accuracy (pp)", "Error gap")):
+        ax.plot(*finite(epoch, scale * column(run.train, key)), marker=".", color=plots.color(2))
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{run.label}: loss and generalization vs epoch")
+    return plots.save_png(fig, path)
+
+
+def figure_alignment(run: Run, path: Path) -> Path | None:
+    """Alignment angle between W_l and B_l^T per layer (solid), mean per-neuron angle ± std
+    (dashed, band), and the angle between the rule's update and the BP gradient, vs
+    optimizer step: noise-phase steps first (shaded), then data-phase steps."""
+    layers = layers_in(run.noise + run.train, "alignment_deg")
+    update_layers = layers_in(run.noise + run.train, "update_vs_bp_deg")
+    if not layers and not update_layers:
+        return None
+    line = plots.timeline(run.noise, run.train)
+    fig, axes = plots.new_figure(2, 1, width=8, height=7, sharex=True)
+    top, bottom = axes[0, 0], axes[1, 0]
+    for i, layer in enumerate(layers):
+        c = plots.color(i)
+        plots.plot_phased(top, line, run.noise, run.train, "alignment_deg", layer, color=c,
+                          label=f"θ layer {layer} (W vs Bᵀ)")
+        x, mean = plots.phased(line, run.noise, run.train, "neuron_alignment_mean_deg", layer)
+        _, std = plots.phased(line, run.noise, run.train, "neuron_alignment_std_deg", layer)
+        keep = np.isfinite(x) & np.isfinite(mean)
+        if keep.any():
+            x, mean, std = x[keep], mean[keep], np.nan_to_num(std[keep])
+            top.plot(x, mean, "--", color=c, label=f"per-neuron, layer {layer}: mean ± std")
+            top.fill_between(x, mean - std, mean + std, color=c, alpha=0.15, linewidth=0)
+    for i, layer in enumerate(update_layers):
+        plots.plot_phased(bottom, line, run.noise, run.train, "update_vs_bp_deg", layer,
+                          color=plots.color(i), label=f"layer {layer}")
+    for ax, title in ((top, "Forward/feedback alignment"), (bottom, "Update vs BP gradient")):
+        ax.axhline(90, color="0.5", linewidth=0.8, linestyle=":")
+        plots.mark_noise_phase(ax, line)
+        ax.set(ylabel="angle (degrees)", ylim=(0, 180 if ax is top else None))
+        ax.set_title(title, pad=14)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper right")
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel(plots.step_label(line))
+    fig.suptitle(f"{run.label}: alignment angles vs step (90° = orthogonal)")
+    return plots.save_png(fig, path)
+
+
+def figure_neuron_angles(run: Run, path: Path) -> Path | None:
+    """Histogram of per-neuron alignment angles (outgoing forward weights W_{l+1}[:, j] vs
+    feedback weights B_{l+1}[j, :]) before and after noise preconditioning and after
+    training, one panel per feedback layer."""
+    sets = [(label, dig(run.summary, *keys)) for label, keys in (
+        ("before noise", ("precondition", "before", "neuron_angles")),
+        ("after noise", ("precondition", "after", "neuron_angles")),
+        ("after training", ("final", "neuron_angles")))]
+    sets = [(label, angles) for label, angles in sets if isinstance(angles, dict) and angles]
+    layers = layer_keys(*(angles for _, angles in sets))
+    if not layers:
+        return None
+    fig, axes = plots.new_figure(1, len(layers), width=6.5 * len(layers), height=4.2)
+    bins = np.arange(0, 181, 5)
+    for ax, layer in zip(axes[0], layers):
+        for i, (label, angles) in enumerate(sets):
+            values = np.asarray([plots.as_float(v) for v in angles.get(layer) or []])
+            values = values[np.isfinite(values)]
+            if values.size:
+                ax.hist(values, bins=bins, histtype="step", linewidth=1.8, color=plots.color(i),
+                        label=f"{label} (mean {values.mean():.1f}°)")
+        ax.axvline(90, color="0.5", linewidth=0.8, linestyle=":")
+        ax.set(xlabel="per-neuron angle (degrees)", ylabel="number of neurons", xlim=(0, 180),
+               title=f"Hidden neurons projecting to layer {layer}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{run.label}: per-neuron alignment angles")
+    return plots.save_png(fig, path)
+
+
+def _max_rank(dims, layer: str) -> int | None:
+    """``min(n_l, n_{l-1})``, the largest possible rank of ``W_l``."""
+    if not (isinstance(dims, list) and layer.isdigit() and 1 <= int(layer) < len(dims)):
+        return None
+    return int(min(dims[int(layer)], dims[int(layer) - 1]))
+
+
+def figure_effective_rank(run: Run, path: Path) -> Path | None:
+    """Effective rank (Roy & Vetterli 2007) of each forward matrix W_l vs optimizer step, one
+    panel per layer (dotted: the largest possible rank); noise phase shaded."""
+    layers = layers_in(run.noise + run.train, "effective_rank")
+    if not layers:
+        return None
+    line = plots.timeline(run.noise, run.train)
+    fig, axes = plots.new_figure(1, len(layers), width=5.5 * len(layers), height=4)
+    for i, (ax, layer) in enumerate(zip(axes[0], layers)):
+        plots.plot_phased(ax, line, run.noise, run.train, "effective_rank", layer,
+                          color=plots.color(i), label="effective rank")
+        limit = _max_rank(run.summary.get("dims"), layer)
+        if limit:
+            ax.axhline(limit, color="0.4", linestyle=":", label=f"max rank {limit}")
+        plots.mark_noise_phase(ax, line)
+        ax.set(xlabel=plots.step_label(line), ylabel="effective rank")
+        ax.set_title(f"$W_{{{layer}}}$", pad=14)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{run.label}: effective rank of the forward weights")
+    return plots.save_png(fig, path)
+
+
+def figure_readout(run: Run, path: Path) -> Path | None:
+    """Readout probability (mean softmax output) per class before and after noise
+    preconditioning and after training, against chance 1/C (dashed)."""
+    sets = [(label, dig(run.summary, *keys)) for label, keys in (
+        ("before noise (noise probe)", ("precondition", "before", "readout_probability")),
+        ("after noise (noise probe)", ("precondition", "after", "readout_probability")),
+        ("after training (noise probe)", ("final", "readout_probability")),
+        ("after training (test set)", ("final", "test_readout_probability")))]
+    sets = [(label, np.asarray([plots.as_float(v) for v in p])) for label, p in sets
+            if isinstance(p, list) and p]
+    if not sets:
+        return None
+    classes = max(p.size for _, p in sets)
+    fig, axes = plots.new_figure(1, 1, width=max(7.0, 0.8 * classes + 2), height=4.2)
+    ax = axes[0, 0]
+    width = 0.8 / len(sets)
+    for i, (label, p) in enumerate(sets):
+        ax.bar(np.arange(p.size) + (i - (len(sets) - 1) / 2) * width, p, width,
+               color=plots.color(i), label=label)
+    ax.axhline(1 / classes, color="black", linestyle="--", linewidth=1,
+               label=f"chance 1/C = {1 / classes:.3g}")
+    ax.set(xlabel="class", ylabel="mean softmax probability", xticks=range(classes),
+           title=f"{run.label}: readout probability per class vs chance")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return plots.save_png(fig, path)
+
+
+FIGURES = (  # file name, caption, function
+    ("accuracy.png", "Test and train accuracy vs epoch (open markers: fractional epochs)",
+     figure_accuracy),
+    ("loss.png", "Loss, generalization gap and error gap vs epoch", figure_loss),
+    ("alignment.png", "Alignment angles vs step, noise phase then data phase", figure_alignment),
+    ("neuron_angles.png", "Per-neuron alignment angles before/after noise and after training",
+     figure_neuron_angles),
+    ("effective_rank.png", "Effective rank of each W_l vs step", figure_effective_rank),
+    ("readout_probability.png", "Readout probability per class vs chance", figure_readout),
+)
+
+
+# ----------------------------------------------------------------------------- report.md
+def _angles(snapshot, layer: str) -> str:
+    """``θ (neurons mean ± std)`` of one layer from a dict holding ``alignment_deg``,
+    ``neuron_alignment_mean_deg`` and ``neuron_alignment_std_deg`` (a dash if absent)."""
+    if not isinstance(snapshot, dict):
+        return DASH
+    theta = number(dig(snapshot, "alignment_deg", layer), 1, "°")
+    mean = plots.as_float(dig(snapshot, "neuron_alignment_mean_deg", layer))
+    std = plots.as_float(dig(snapshot, "neuron_alignment_std_deg", layer))
+    if math.isfinite(mean):
+        theta += f" (neurons {mean:.1f}" + (f" ± {std:.1f}°)" if math.isfinite(std) else "°)")
+    return theta
+
+
+def alignment_table(run: Run) -> str:
+    """θ_l and per-neuron mean ± std: initial, after preconditioning, after training."""
+    s = run.summary
+    first, last = (run.train[0], run.train[-1]) if run.train else ({}, {})
+    initial = dig(s, "precondition", "before") or {
+        **first, "alignment_deg": dig(s, "train", "initial_alignment_deg")}
+    trained = {**last, "alignment_deg": dig(s, "train", "alignment_deg")}
+    after_noise = dig(s, "precondition", "after")
+    rows = [[layer, _angles(initial, layer), _angles(after_noise, layer), _angles(trained, layer)]
+            for layer in layer_keys(initial.get("alignment_deg"), trained["alignment_deg"])]
+    if not rows:
+        return "No alignment data.\n"
+    return markdown_table(["layer", "initial", "after preconditioning", "after training"], rows)
+
+
+def headline_rows(summary: dict) -> list[list[str]]:
+    train, final = summary.get("train") or {}, summary.get("final") or {}
+    pre = summary.get("precondition") or {}
+    seconds = summary.get("seconds") or {}
+    speed = summary.get("samples_per_second") or {}
+    deviation = " / ".join(number(x, 4) for x in (dig(pre, "before", "readout_max_deviation"),
+                                                   dig(pre, "after", "readout_max_deviation"),
+                                                   final.get("readout_max_deviation")))
+    gram = final.get("gram_effective_rank")
+    rows = [
+        ["final test accuracy", percent(train.get("test_accuracy"))],
+        ["final train accuracy (probe)", percent(train.get("train_accuracy"))],
+        ["test-accuracy AUC, whole run (1.0 = 100 % from the start)", number(train.get("auc"), 4)],
+        ["test-accuracy AUC, first epoch", number(train.get("auc_first_epoch"), 4)],
+        ["generalization gap (test − train loss, nats)", number(train.get("generalization_gap"), 4)],
+        ["error gap (train − test accuracy)", percent(train.get("error_gap"))],
+        ["readout max deviation from 1/C: before noise / after noise / final", deviation],
+    ]
+    rows += [[f"gram effective rank of hidden layer {k}", number(v, 2)]
+             for k, v in (gram.items() if isinstance(gram, dict) else [])]
+    rows += [[f"time: {phase}", number(sec, 1, " s")] for phase, sec in seconds.items()]
+    rows += [[f"throughput: {phase}", number(v, 0, " samples/s")] for phase, v in speed.items()]
+    return rows
+
+
+def _setup_line(s: dict) -> str:
+    pre = s.get("precondition") or {}
+    noise = (f"noise preconditioning: {pre.get('regime', '?')}, {pre.get('steps', '?')} steps"
+             if pre.get("enabled") else "no noise preconditioning")
+    return (f"rule **{s.get('rule', '?')}**, chip `{s.get('chip', '?')}`, backend "
+            f"`{s.get('backend', '?')}`, network {s.get('dims', '?')}, dataset "
+            f"`{s.get('dataset', '?')}`, {noise}, {dig(s, 'train', 'epochs')} epochs")
+
+
+def figure_section(figures: list[tuple[str, str]], root: Path) -> str:
+    """Markdown embedding ``(path, caption)`` figures with paths relative to ``root``."""
+    return "".join(f"### {caption}\n\n![{caption}]({path.relative_to(root).as_posix()})\n\n"
+                   for path, caption in figures)
+
+
+def _csv_line(run: Run) -> str:
+    files = [f"`{name}`" for name, records in (("curves_train.csv", run.train),
+                                               ("curves_precondition.csv", run.noise)) if records]
+    return f"Curves as CSV: {', '.join(files)}.\n" if files else "No metric records.\n"
+
+
+def write_run_report(run_dir: Path) -> Path:
+    """Write CSV curves, figures and ``report.md`` into ``run_dir``; returns the report path."""
+    run = load_run(run_dir)
+    run_dir = run.path
+    if run.noise:
+        write_csv(run_dir / "curves_precondition.csv", curve_rows(run.noise))
+    if run.train:
+        write_csv(run_dir / "curves_train.csv", curve_rows(run.train))
+    figures = []
+    for name, caption, draw in FIGURES:
+        path = draw(run, run_dir / "figures" / name)
+        if path is not None:
+            figures.append((path, caption))
+    s = run.summary
+    ood = dig(s, "final", "ood")
+    text = [f"# Run {s.get('name', run_dir.name)}: {run.label}\n\n", _setup_line(s), ".\n\n",
+            "## Headline numbers\n\n", markdown_table(["quantity", "value"], headline_rows(s)),
+            "\n## Alignment angle θ_l (W_l vs B_l^T), degrees\n\n", alignment_table(run)]
+    if isinstance(ood, dict) and ood:
+        text += ["\n## Out-of-distribution accuracy\n\n",
+                 markdown_table(["test set", "accuracy"], [[k, ood_text(v)] for k, v in ood.items()])]
+    text += ["\n## Figures\n\n", figure_section(figures, run_dir),
+             _csv_line(run)]
+    report = run_dir / "report.md"
+    write_text(report, "".join(text))
+    return report

@@ -1,0 +1,187 @@
+"""Tests of neurosim.compare and ``neurosim compare`` on hand-written run folders."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from neurosim.cli import main as cli_main
+from neurosim.compare import write_comparison
+from neurosim.errors import NeurosimError
+from test_report import assert_figures_referenced, read_csv, train_records, write_run
+
+# condition -> seed -> (final test accuracy, AUC, first-epoch AUC); fa_noise has an extra seed
+KNOWN = {
+    "fa": {0: (0.80, 0.50, 0.20), 1: (0.82, 0.55, 0.25), 2: (0.79, 0.52, 0.22)},
+    "fa_noise": {0: (0.85, 0.70, 0.60), 1: (0.86, 0.71, 0.58), 2: (0.84, 0.69, 0.61),
+                 3: (0.90, 0.75, 0.65)},
+    "bp": {0: (0.88, 0.72, 0.55)},
+}
+NOISE = {"fa": False, "fa_noise": True, "bp": False}
+METRIC_INDEX = {"test_accuracy": 0, "auc": 1, "auc_first_epoch": 2}
+
+
+def build_experiment(root):
+    run_dirs = []
+    for condition, seeds in KNOWN.items():
+        for seed, (acc, auc, first) in seeds.items():
+            run_dirs.append(write_run(root, condition, seed, noise=NOISE[condition],
+                                      test_accuracy=acc, auc=auc, auc_first_epoch=first))
+    return run_dirs
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """The KNOWN experiment compared once into its own folder."""
+    root = tmp_path_factory.mktemp("exp")
+    run_dirs = build_experiment(root)
+    report = write_comparison(run_dirs, root, title="Synthetic comparison")
+    assert report == root / "report.md"
+    return root
+
+
+def _float(cell: str) -> float:
+    return float(cell) if cell else math.nan
+
+
+def test_comparison_csv_one_row_per_run(experiment):
+    columns, rows = read_csv(experiment / "comparison.csv")
+    assert columns[:5] == ["condition", "seed", "run", "rule", "precondition"]
+    expected = [(c, s, v) for c, seeds in KNOWN.items() for s, v in seeds.items()]
+    assert [(r["condition"], int(r["seed"])) for r in rows] == [(c, s) for c, s, _ in expected]
+    for row, (condition, seed, (acc, auc, first)) in zip(rows, expected):
+        assert row["run"] == f"{condition}/seed{seed}"
+        assert (_float(row["test_accuracy"]), _float(row["auc"]), _float(row["auc_first_epoch"])) \
+            == (acc, auc, first)
+        assert _float(row["alignment_after_training_deg"]) == 30.0 + seed
+        assert _float(row["generalization_gap"]) == 0.1 + 0.01 * seed
+        assert _float(row["ood_rotate_15deg"]) == 0.5 + 0.01 * seed
+        assert row["ood_usps"] == ""  # skipped: a string, not a number
+        if NOISE[condition]:
+            assert _float(row["alignment_after_precondition_deg"]) == 40.0 - seed
+        else:
+            assert row["alignment_after_precondition_deg"] == ""
+
+
+def test_summary_mean_std_equal_numpy(experiment):
+    _, rows = read_csv(experiment / "comparison_summary.csv")
+    table = {(r["condition"], r["metric"]): r for r in rows}
+    for condition, seeds in KNOWN.items():
+        per_metric = {m: [v[i] for v in seeds.values()] for m, i in METRIC_INDEX.items()}
+        per_metric["alignment_after_training_deg"] = [30.0 + s for s in seeds]
+        per_metric["generalization_gap"] = [0.1 + 0.01 * s for s in seeds]
+        per_metric["ood_rotate_15deg"] = [0.5 + 0.01 * s for s in seeds]
+        if NOISE[condition]:
+            per_metric["alignment_after_precondition_deg"] = [40.0 - s for s in seeds]
+        for metric, values in per_metric.items():
+            row = table[condition, metric]
+            std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            assert int(row["n"]) == len(values)
+            assert float(row["mean"]) == pytest.approx(np.mean(values), rel=1e-13)
+            assert float(row["std"]) == pytest.approx(std, rel=1e-12, abs=1e-15)
+    for condition in KNOWN:  # skipped OOD entries count for nothing
+        assert table[condition, "ood_usps"]["n"] == "0" and table[condition, "ood_usps"]["mean"] == ""
+    assert table["fa", "alignment_after_precondition_deg"]["n"] == "0"
+
+
+def test_json_matches_csv_and_lists_skipped_ood(experiment):
+    data = json.loads((experiment / "comparison.json").read_text())
+    assert data["title"] == "Synthetic comparison"
+    assert list(data["conditions"]) == list(KNOWN)
+    noise = data["conditions"]["fa_noise"]
+    assert noise["seeds"] == [0, 1, 2, 3]
+    values = [v[0] for v in KNOWN["fa_noise"].values()]
+    assert noise["metrics"]["test_accuracy"]["mean"] == pytest.approx(np.mean(values), rel=1e-13)
+    assert noise["metrics"]["test_accuracy"]["n"] == 4
+    assert len(data["runs"]) == sum(map(len, KNOWN.values()))
+    assert all(r["ood_skipped"] == {"usps": "skipped: usps not downloaded"} for r in data["runs"])
+
+
+def test_paired_ttests_equal_scipy(experiment):
+    tests = json.loads((experiment / "comparison.json").read_text())["tests"]
+    by_key = {(t["a"], t["b"], t["metric"]): t for t in tests}
+    assert len(tests) == 3 * 3  # three condition pairs x three metrics
+    for metric, i in METRIC_INDEX.items():
+        test = by_key["fa", "fa_noise", metric]
+        common = [0, 1, 2]  # fa_noise seed 3 has no partner
+        a = [KNOWN["fa"][s][i] for s in common]
+        b = [KNOWN["fa_noise"][s][i] for s in common]
+        expected = sps.ttest_rel(a, b)
+        assert test["seeds"] == common and test["n"] == 3
+        assert test["statistic"] == pytest.approx(expected.statistic, rel=1e-10)
+        assert test["pvalue"] == pytest.approx(expected.pvalue, rel=1e-10)
+        assert test["mean_difference"] == pytest.approx(np.mean(np.subtract(a, b)), rel=1e-12)
+        assert test["text"].startswith("paired t-test, n=3, t=")
+        for pair in (("fa", "bp"), ("fa_noise", "bp")):  # one common seed
+            single = by_key[(*pair, metric)]
+            assert single["n"] == 1 and single["text"] == "n<2: no test"
+            assert single["statistic"] is None and single["pvalue"] is None
+    report = (experiment / "report.md").read_text()
+    assert by_key["fa", "fa_noise", "auc"]["text"] in report and "n<2: no test" in report
+
+
+def test_figures_exist_and_are_embedded(experiment):
+    names = assert_figures_referenced(experiment, experiment / "report.md")
+    assert names == ["compare_alignment.png", "compare_generalization_gap.png",
+                     "compare_test_accuracy.png"]
+    report = (experiment / "report.md").read_text()
+    assert report.startswith("# Synthetic comparison\n")
+    assert "| fa_noise | 86.25 ± 2.63 % (n=4) |" in report  # mean ± std of KNOWN
+
+
+def test_zero_epoch_run_and_no_noise_phase(tmp_path):
+    """A 0-epoch run (one record at epoch 0, no final evaluation) beside runs without noise."""
+    run_dirs = [write_run(tmp_path, "fa", s, noise=False) for s in (0, 1)]
+    run_dirs.append(write_run(tmp_path, "untrained", 0, noise=False, epochs=0, final=False,
+                              records=train_records(0, epochs=(0.0,))))
+    report = write_comparison(run_dirs, tmp_path / "out", title="edge cases")
+    assert_figures_referenced(tmp_path / "out", report)
+    assert (tmp_path / "out" / "figures" / "compare_alignment.png").is_file()
+    summary = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    untrained = summary["conditions"]["untrained"]["metrics"]
+    assert untrained["auc"] == {"n": 0, "mean": None, "std": None}
+    assert untrained["test_accuracy"]["n"] == 0
+    assert summary["tests"][0]["text"] == "n<2: no test"
+
+
+def test_duplicate_condition_and_seed_is_an_error(tmp_path):
+    first = write_run(tmp_path / "a", "fa", 0, noise=False)
+    second = write_run(tmp_path / "b", "fa", 0, noise=False)
+    with pytest.raises(NeurosimError, match="both condition 'fa' seed 0"):
+        write_comparison([first, second], tmp_path / "out", title="dup")
+    with pytest.raises(NeurosimError, match="no runs to compare"):
+        write_comparison([], tmp_path / "out", title="none")
+
+
+def test_cli_on_empty_folder_exits_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["compare", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no runs found" in err and err.count("\n") == 1
+    assert cli_main(["compare", str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_cli_on_experiment_and_run_folders(tmp_path, capsys):
+    root = tmp_path / "exp"
+    for seed in (0, 1):
+        write_run(root, "fa", seed, noise=False)
+        write_run(root, "fa_noise", seed)
+    assert cli_main(["compare", str(root)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {root.resolve() / 'report.md'}"
+    _, rows = read_csv(root / "comparison.csv")
+    assert [(r["condition"], r["seed"]) for r in rows] == [
+        ("fa", "0"), ("fa", "1"), ("fa_noise", "0"), ("fa_noise", "1")]
+
+    out = tmp_path / "picked"
+    assert cli_main(["compare", str(root / "fa" / "seed0"), str(root / "fa_noise"),
+                     "--out", str(out), "--title", "Two folders"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out / 'report.md'}"
+    assert (out / "report.md").read_text().startswith("# Two folders\n")
+    _, rows = read_csv(out / "comparison.csv")
+    assert [(r["condition"], r["seed"]) for r in rows] == [
+        ("fa", "0"), ("fa_noise", "0"), ("fa_noise", "1")]

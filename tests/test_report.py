@@ -1,0 +1,222 @@
+"""Tests of neurosim.report on small hand-written run folders (known records and summaries).
+
+The builders ``write_run`` / ``train_records`` / ``noise_records`` are reused by
+tests/test_compare.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from neurosim.errors import NeurosimError
+from neurosim.report import flatten, load_run, write_run_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DIMS = [8, 6, 3]
+EPOCHS = (0.0, 0.02, 0.5, 1.0, 2.0)
+
+
+# ----------------------------------------------------------------------------- builders
+def train_records(seed: int = 0, epochs=EPOCHS) -> list[dict]:
+    """Data-phase records with simple known numbers (batch fields null at step 0)."""
+    records = []
+    for i, epoch in enumerate(epochs):
+        acc = min(1.0, 0.1 + 0.4 * epoch + 0.01 * seed)
+        records.append({
+            "phase": "train", "step": 10 * i, "epoch": epoch,
+            "batch_loss": None if i == 0 else 2.0 - 0.5 * epoch,
+            "batch_accuracy": None if i == 0 else acc,
+            "test_loss": 2.3 - 0.6 * epoch, "test_accuracy": acc,
+            "train_loss": 2.2 - 0.7 * epoch, "train_accuracy": min(1.0, acc + 0.05),
+            "generalization_gap": 0.1 + 0.1 * epoch, "error_gap": 0.05,
+            "alignment_deg": {"2": 80.0 - 5 * epoch - seed},
+            "neuron_alignment_mean_deg": {"2": 78.0 - 5 * epoch},
+            "neuron_alignment_std_deg": {"2": 10.0 + seed},
+            "update_vs_bp_deg": {"1": 60.0 - epoch, "2": 0.0},
+            "effective_rank": {"1": 5.5 - 0.1 * epoch, "2": 2.9},
+        })
+    return records
+
+
+def noise_records(seed: int = 0, steps=(0, 10, 20)) -> list[dict]:
+    records = []
+    for i, step in enumerate(steps):
+        records.append({
+            "phase": "precondition", "step": step,
+            "batch_loss": None if i == 0 else 1.1, "batch_accuracy": None if i == 0 else 0.34,
+            "probe_loss": 1.2 - 0.01 * i, "probe_accuracy": 0.33,
+            "alignment_deg": {"2": 90.0 - 20 * i - seed},
+            "neuron_alignment_mean_deg": {"2": 89.0 - 20 * i},
+            "neuron_alignment_std_deg": {"2": 15.0 - i},
+            "update_vs_bp_deg": {"1": 85.0 - 10 * i, "2": 0.0},
+            "effective_rank": {"1": 5.8 - 0.1 * i, "2": 2.95},
+        })
+    return records
+
+
+def _snapshot(alignment: float, probs: list[float], angles: list[float]) -> dict:
+    return {"alignment_deg": {"2": alignment}, "neuron_alignment_mean_deg": {"2": alignment - 1},
+            "neuron_alignment_std_deg": {"2": 9.0}, "readout_probability": probs,
+            "readout_max_deviation": max(abs(p - 1 / 3) for p in probs),
+            "neuron_angles": {"2": angles}}
+
+
+def make_summary(condition: str, seed: int, *, noise: bool = True, epochs: int = 2,
+                 test_accuracy: float | None = 0.85, auc: float | None = 0.7,
+                 auc_first_epoch: float | None = 0.5, ood: dict | None = None,
+                 final: bool = True) -> dict:
+    summary = {
+        "name": "synthetic", "condition": condition, "seed": seed,
+        "rule": "fa", "chip": "ideal", "backend": "numpy", "dims": DIMS, "dataset": "toy",
+        "precondition": {"enabled": noise},
+        "train": {"epochs": epochs},
+        "seconds": {"precondition": 1.5, "train": 2.5, "evaluation": 0.5},
+        "samples_per_second": {"train": 1000.0},
+        "final": None,
+    }
+    if noise:
+        summary["precondition"].update({
+            "regime": "fixed_set", "steps": 20,
+            "before": _snapshot(90.0 - seed, [0.3, 0.4, 0.3], [80.0, 95.0, 100.0, 85.0, 90.0, 70.0]),
+            "after": _snapshot(40.0 - seed, [0.32, 0.33, 0.35], [30.0, 35.0, 45.0, 40.0, 50.0, 38.0]),
+            "final_probe_loss": 1.18})
+    if epochs:
+        summary["train"].update({
+            "auc": auc, "auc_first_epoch": auc_first_epoch, "test_accuracy": test_accuracy,
+            "test_loss": 1.1, "train_accuracy": 0.9, "train_loss": 1.0,
+            "generalization_gap": 0.1 + 0.01 * seed, "error_gap": 0.05,
+            "alignment_deg": {"2": 30.0 + seed}, "neuron_alignment_mean_deg": {"2": 29.0},
+            "update_vs_bp_deg": {"1": 50.0, "2": 0.0}, "effective_rank": {"1": 5.3, "2": 2.9},
+            "initial_alignment_deg": {"2": (40.0 if noise else 90.0) - seed}})
+    if final:
+        summary["final"] = {
+            "readout_probability": [0.2, 0.5, 0.3], "readout_max_deviation": 0.5 - 1 / 3,
+            "test_readout_probability": [0.3, 0.3, 0.4], "gram_effective_rank": {"1": 2.5},
+            "neuron_angles": {"2": [20.0, 25.0, 30.0, 35.0, 40.0, 45.0]},
+            "ood": ood if ood is not None else {"in_distribution": test_accuracy,
+                                                "rotate_15deg": 0.5 + 0.01 * seed,
+                                                "usps": "skipped: usps not downloaded"}}
+    return summary
+
+
+def write_run(root: Path, condition: str, seed: int, *, noise: bool = True,
+              records: list[dict] | None = None, **summary_kw) -> Path:
+    """A run folder ``root/<condition>/seed<k>`` with metrics.jsonl and summary.json."""
+    run_dir = Path(root) / condition / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    if records is None:
+        records = (noise_records(seed) if noise else []) + train_records(seed)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run_dir / "summary.json").write_text(json.dumps(make_summary(condition, seed, noise=noise,
+                                                                  **summary_kw)))
+    return run_dir
+
+
+def assert_png(path: Path) -> None:
+    data = Path(path).read_bytes()
+    assert len(data) > 1000 and data[:8] == PNG_SIGNATURE, path
+
+
+def assert_figures_referenced(folder: Path, report: Path) -> list[str]:
+    """Every figure under ``folder/figures`` is a PNG and is embedded in ``report``; every
+    embedded image exists. Returns the figure names."""
+    text = report.read_text()
+    embedded = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    for link in embedded:
+        assert not Path(link).is_absolute() and (folder / link).is_file(), link
+    names = sorted(p.name for p in (folder / "figures").glob("*.png"))
+    for name in names:
+        assert_png(folder / "figures" / name)
+        assert f"figures/{name}" in embedded, name
+    return names
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames), list(reader)
+
+
+def assert_rows_equal_records(path: Path, records: list[dict]) -> None:
+    columns, rows = read_csv(path)
+    expected = [flatten({k: v for k, v in r.items() if k != "phase"}) for r in records]
+    assert columns == list(expected[0])
+    assert len(rows) == len(records)
+    for row, record in zip(rows, expected):
+        for key in columns:
+            value = record.get(key)
+            assert (row[key] == "") if value is None else (float(row[key]) == value), key
+
+
+# ----------------------------------------------------------------------------- tests
+def test_flatten_nested_layers():
+    assert flatten({"step": 3, "alignment_deg": {"1": 10.0, "2": None}}) == {
+        "step": 3, "alignment_deg_1": 10.0, "alignment_deg_2": None}
+
+
+@pytest.fixture(scope="module")
+def noise_run(tmp_path_factory) -> Path:
+    """A full run with a noise phase (seed 1), reported once for the tests below."""
+    run_dir = write_run(tmp_path_factory.mktemp("runs"), "fa_noise", 1, test_accuracy=0.8512,
+                        auc=0.7123, auc_first_epoch=0.4567)
+    assert write_run_report(run_dir) == run_dir / "report.md"
+    return run_dir
+
+
+def test_curves_csv_equal_records(noise_run):
+    columns, _ = read_csv(noise_run / "curves_train.csv")
+    assert columns[:4] == ["step", "epoch", "batch_loss", "batch_accuracy"]
+    assert "alignment_deg_2" in columns and "effective_rank_1" in columns and "phase" not in columns
+    assert_rows_equal_records(noise_run / "curves_train.csv", train_records(1))
+    assert_rows_equal_records(noise_run / "curves_precondition.csv", noise_records(1))
+
+
+def test_figures_are_pngs_and_embedded(noise_run):
+    names = assert_figures_referenced(noise_run, noise_run / "report.md")
+    assert names == sorted(["accuracy.png", "loss.png", "alignment.png", "neuron_angles.png",
+                            "effective_rank.png", "readout_probability.png"])
+
+
+def test_headline_numbers_in_report(noise_run):
+    text = (noise_run / "report.md").read_text()
+    assert "| final test accuracy | 85.12 % |" in text
+    assert "| 0.7123 |" in text and "| 0.4567 |" in text
+    # alignment of layer 2: before noise 89.0, after noise 39.0, after training 31.0
+    assert re.search(r"\| 2 \| 89\.0° .*\| 39\.0° .*\| 31\.0° ", text)
+    assert "| usps | skipped: usps not downloaded |" in text and "| rotate_15deg | 51.00 % |" in text
+    assert "gram effective rank of hidden layer 1 | 2.50" in text
+    assert "| time: train | 2.5 s |" in text
+
+
+def test_run_without_noise_phase(tmp_path):
+    run_dir = write_run(tmp_path, "fa", 0, noise=False)
+    report = write_run_report(run_dir)
+    assert not (run_dir / "curves_precondition.csv").exists()
+    assert_rows_equal_records(run_dir / "curves_train.csv", train_records(0))
+    names = assert_figures_referenced(run_dir, report)
+    assert "alignment.png" in names and "neuron_angles.png" in names
+    assert "noise preconditioning" in report.read_text()  # "no noise preconditioning"
+
+
+def test_zero_epoch_run_without_final(tmp_path):
+    records = noise_records(0) + train_records(0, epochs=(0.0,))
+    run_dir = write_run(tmp_path, "fa_noise", 0, records=records, epochs=0, final=False)
+    report = write_run_report(run_dir)
+    assert_figures_referenced(run_dir, report)
+    assert "| final test accuracy | — |" in report.read_text()
+
+
+def test_bad_metric_line_is_a_user_error(tmp_path):
+    run_dir = write_run(tmp_path, "fa", 0, noise=False)
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write("{not json\n")
+    with pytest.raises(NeurosimError, match=r"metrics.jsonl:6: not valid JSON"):
+        load_run(run_dir)
+    (run_dir / "summary.json").unlink()
+    with pytest.raises(NeurosimError, match="summary.json: cannot read"):
+        write_run_report(run_dir)
