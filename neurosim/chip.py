@@ -78,6 +78,10 @@ class Chip:
         self.bounds = np.tile([config.forward.w_min, config.forward.w_max], (self.n_layers, 1))
         self.alphas = np.ones(self.n_layers, dtype=np.float64)
         self._initialize_forward()
+        # alpha is fixed from here on; kernels read these copies in the simulation dtype.
+        self.alphas_typed = self.alphas.astype(self.dtype)
+        self.inverse_alphas_typed = (1.0 / self.alphas).astype(self.dtype)
+        self.bounds_typed = self.bounds.astype(self.dtype)
 
         self.feedback_specs: list[FeedbackSpec | None] = []
         fb_layout, fb_offset = [], 0

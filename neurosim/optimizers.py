@@ -6,8 +6,10 @@ digital memory (and, for the ledger, memory traffic).
 
 * SGD with momentum ``mu``: ``v <- mu v + g``; ``dW = -eta v`` (``mu = 0``: plain SGD,
   hardware-native).
-* Adam (Kingma & Ba 2015, the paper's optimizer): ``m <- b1 m + (1-b1) g``,
-  ``v <- b2 v + (1-b2) g^2``, ``dW = -eta (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``.
+* Adam (Kingma & Ba 2015, the paper's optimizer) in PyTorch's arithmetic:
+  ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+  ``dW = (-step_size m) / (sqrt(v) inverse_sqrt_c2 + eps)`` with
+  ``step_size = eta / (1 - b1^t)`` and ``inverse_sqrt_c2 = 1 / sqrt(1 - b2^t)``.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ class OptimizerState:
     def code(self) -> int:
         return OPTIMIZER_CODES[self.config.name]
 
-    def bias_corrections(self) -> tuple[float, float]:
-        """``(1 - b1^t, 1 - b2^t)`` for the step about to be taken (``t = step + 1``)."""
+    def adam_scalars(self) -> tuple[float, float]:
+        """``(eta / (1 - b1^t), 1 / sqrt(1 - b2^t))`` for the step about to be taken
+        (``t = step + 1``), computed in float64."""
         t = self.step + 1
-        return 1.0 - self.config.beta1 ** t, 1.0 - self.config.beta2 ** t
+        return (self.config.lr / (1.0 - self.config.beta1 ** t),
+                1.0 / (1.0 - self.config.beta2 ** t) ** 0.5)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"step": np.array(self.step), "m": self.m.copy(), "v": self.v.copy()}

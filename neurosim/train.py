@@ -4,8 +4,8 @@ Policy lives here (what happens when); arithmetic lives in the backend and state
 chip. A training step is the same in both phases::
 
     g  = rule gradient on the batch              (backend.gradients)
-    dW = optimizer(g)                            (digital periphery)
-    the forward arrays realize dW                (backend.update_ideal: both fused)
+    dW = optimizer(g)                            (digital periphery; in update_ideal)
+    the forward arrays realize dW                (backend.update_ideal)
 
 Evaluation points: the noise phase is logged every ``log_every`` steps; data training is
 evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs`` and at

@@ -70,10 +70,10 @@ class Backend(ABC):
     @abstractmethod
     def apply_ideal_update(self, chip: Chip, deltas: np.ndarray) -> None:
         """Realize ``dW`` exactly: ``w += dW * (1 / alpha)`` clipped to ``[w_min, w_max]``;
-        ``b += db``."""
+        ``b += db`` (arithmetic in the simulation dtype)."""
 
     def update_ideal(self, chip: Chip, state: OptimizerState, grads: np.ndarray,
                      deltas: np.ndarray) -> None:
-        """:meth:`optimizer_step` then :meth:`apply_ideal_update` (fused where it pays)."""
+        """One update of an ideal chip: :meth:`optimizer_step` then :meth:`apply_ideal_update`."""
         self.optimizer_step(state, grads, deltas)
         self.apply_ideal_update(chip, deltas)

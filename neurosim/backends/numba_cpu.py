@@ -3,9 +3,11 @@
 Each kernel computes exactly what :mod:`neurosim.backends.numpy_ref` computes, in the same
 order of floating-point operations where that is cheap (so results agree to rounding of the
 BLAS products), but fused: one compiled call does the whole forward and backward pass of
-every layer, one more does the optimizer and the array update. Matrix products go to BLAS
-through ``np.dot`` (multithreaded); everything else is written as loops over the flat
-parameter buffer, with no temporaries beyond the activations.
+every layer (the batch-mean 1/B applied once to the output error), one does the optimizer
+over the whole flat parameter buffer, one the array update. Matrix products go to BLAS
+through ``np.dot`` (multithreaded); everything else is loops over contiguous arrays or
+views, written so that LLVM vectorizes them (``error_model="numpy"``, one ``range(n)`` per
+contiguous segment).
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def _forward(params, layout, alphas, zero, x, act):
 
 
 @kernel
+def _scaled_copy(out, x, scale):
+    for k in range(x.shape[0]):
+        out[k] = scale * x[k]
+
+
+@kernel
 def logits_kernel(params, layout, alphas, x, act):
     zero = params[:1][0] * 0
     pre, _ = _forward(params, layout, alphas, zero, x, act)
@@ -129,7 +137,12 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
     for l in range(n_layers - 1, -1, -1):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        np.dot(delta.T, post[l], g)
+        if batch == 1:  # a rank-1 outer product: a loop beats a K=1 GEMM call
+            h = post[l][0]
+            for j in range(n_out):
+                _scaled_copy(g[j], h, delta[0, j])
+        else:
+            np.dot(delta.T, post[l], g)
         for j in range(n_out):
             out[b_off + j] = zero
         for i in range(batch):
@@ -161,65 +174,51 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
     return loss, correct
 
 
-@kernel(inline="always")
-def _optimizer_delta(i, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
-                     m, v, grads):
-    """Desired update of element ``i``; advances its optimizer moments (see optimizers)."""
-    g = grads[i]
-    if code == 1:  # Adam
-        m[i] = b1 * m[i] + one_minus_b1 * g
-        v[i] = b2 * v[i] + one_minus_b2 * g * g
-        return (-lr * (m[i] / c1)) / (np.sqrt(v[i] / c2) + eps)
-    if m.shape[0] > 0:  # SGD with momentum
-        m[i] = momentum * m[i] + g
-        return -lr * m[i]
-    return -lr * g
+@kernel
+def optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
+                     step_size, inverse_sqrt_c2, m, v, grads, out):
+    """Adam (code 1) or SGD with optional momentum (code 0); scalars in the buffer dtype.
+
+    Adam in PyTorch's form: ``out = (-step_size * m) / (sqrt(v) * inverse_sqrt_c2 + eps)``
+    with ``step_size = lr / (1 - b1^t)`` and ``inverse_sqrt_c2 = 1 / sqrt(1 - b2^t)``.
+    """
+    n = grads.shape[0]
+    if code == 1:
+        for i in range(n):
+            g = grads[i]
+            m[i] = b1 * m[i] + one_minus_b1 * g
+            v[i] = b2 * v[i] + one_minus_b2 * g * g
+        for i in range(n):
+            out[i] = (-step_size * m[i]) / (np.sqrt(v[i]) * inverse_sqrt_c2 + eps)
+    elif m.shape[0] > 0:
+        for i in range(n):
+            m[i] = momentum * m[i] + grads[i]
+            out[i] = -lr * m[i]
+    else:
+        for i in range(n):
+            out[i] = -lr * grads[i]
 
 
 @kernel
-def optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
-                     m, v, grads, out):
-    """Adam (code 1) or SGD with optional momentum (code 0); scalars in the buffer dtype."""
-    for i in range(grads.shape[0]):
-        out[i] = _optimizer_delta(i, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
-                                  momentum, c1, c2, m, v, grads)
-
-
-@kernel(inline="always")
-def _apply_weight(params, i, delta, inverse_alpha, lo, hi):
-    w = np.float64(params[i]) + np.float64(delta) * inverse_alpha
-    params[i] = min(max(w, lo), hi)
+def _apply_segment(w, dw, inverse_alpha, lo, hi):
+    """``w <- clip(w + dw * inverse_alpha, lo, hi)`` on one contiguous segment."""
+    for i in range(w.shape[0]):
+        value = w[i] + dw[i] * inverse_alpha
+        w[i] = min(max(value, lo), hi)
 
 
 @kernel
-def ideal_update_kernel(params, layout, alphas64, bounds, deltas):
-    """``w <- clip(w + dW * (1 / alpha), w_min, w_max)`` (float64), ``b <- b + db``."""
+def ideal_update_kernel(params, layout, inverse_alphas, bounds, deltas):
+    """``w <- clip(w + dW * (1 / alpha), w_min, w_max)``, ``b <- b + db``, in the buffer
+    dtype, on contiguous per-layer views (so that LLVM vectorizes the loops)."""
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        inverse_alpha = 1.0 / alphas64[l]
-        for i in range(w_off, w_off + n_out * n_in):
-            _apply_weight(params, i, deltas[i], inverse_alpha, bounds[l, 0], bounds[l, 1])
-        for j in range(b_off, b_off + n_out):
-            params[j] = params[j] + deltas[j]
-
-
-@kernel
-def fused_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, c1, c2,
-                        m, v, grads, deltas, params, layout, alphas64, bounds):
-    """``optimizer_kernel`` then ``ideal_update_kernel`` in one pass over the parameters."""
-    for l in range(layout.shape[0]):
-        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        inverse_alpha = 1.0 / alphas64[l]
-        for i in range(w_off, w_off + n_out * n_in):
-            d = _optimizer_delta(i, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
-                                 momentum, c1, c2, m, v, grads)
-            deltas[i] = d
-            _apply_weight(params, i, d, inverse_alpha, bounds[l, 0], bounds[l, 1])
-        for j in range(b_off, b_off + n_out):
-            d = _optimizer_delta(j, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
-                                 momentum, c1, c2, m, v, grads)
-            deltas[j] = d
-            params[j] = params[j] + d
+        w_end = w_off + n_out * n_in
+        _apply_segment(params[w_off:w_end], deltas[w_off:w_end], inverse_alphas[l],
+                       bounds[l, 0], bounds[l, 1])
+        bias, db = params[b_off:b_off + n_out], deltas[b_off:b_off + n_out]
+        for j in range(n_out):
+            bias[j] = bias[j] + db[j]
 
 
 @kernel
@@ -263,39 +262,27 @@ class NumbaBackend(Backend):
     def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
         feedback_kernel(*self._feedback_args(chip), out)
 
-    @staticmethod
-    def _alphas(chip: Chip) -> np.ndarray:
-        return chip.alphas.astype(chip.dtype)
-
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=chip.dtype)
-        return logits_kernel(chip.params, chip.layout, self._alphas(chip), x,
+        return logits_kernel(chip.params, chip.layout, chip.alphas_typed, x,
                              chip.activation_code)
 
     def gradients(self, chip, feedback, x, y, rule_code, out):
         x = np.ascontiguousarray(x, dtype=chip.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
-        loss, correct = gradients_kernel(chip.params, chip.layout, self._alphas(chip), feedback,
+        loss, correct = gradients_kernel(chip.params, chip.layout, chip.alphas_typed, feedback,
                                          chip.feedback_layout, x, y, int(rule_code),
                                          chip.activation_code, out)
         return float(loss), int(correct)
 
-    @staticmethod
-    def _optimizer_scalars(state: OptimizerState, dtype: np.dtype) -> tuple:
-        cfg, t = state.config, dtype.type
-        c1, c2 = state.bias_corrections()
-        return (state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
-                t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(c1), t(c2))
-
     def optimizer_step(self, state: OptimizerState, grads, out):
-        optimizer_kernel(*self._optimizer_scalars(state, grads.dtype), state.m, state.v,
-                         grads, out)
+        cfg, t = state.config, grads.dtype.type
+        step_size, inverse_sqrt_c2 = state.adam_scalars()
+        optimizer_kernel(state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
+                         t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(step_size),
+                         t(inverse_sqrt_c2), state.m, state.v, grads, out)
         state.step += 1
 
     def apply_ideal_update(self, chip: Chip, deltas):
-        ideal_update_kernel(chip.params, chip.layout, chip.alphas, chip.bounds, deltas)
-
-    def update_ideal(self, chip: Chip, state: OptimizerState, grads, deltas):
-        fused_update_kernel(*self._optimizer_scalars(state, grads.dtype), state.m, state.v,
-                            grads, deltas, chip.params, chip.layout, chip.alphas, chip.bounds)
-        state.step += 1
+        ideal_update_kernel(chip.params, chip.layout, chip.inverse_alphas_typed,
+                            chip.bounds_typed, deltas)

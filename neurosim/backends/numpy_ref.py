@@ -47,7 +47,7 @@ class NumpyBackend(Backend):
         pre, post = [], [x]
         for l in range(chip.n_layers):
             # The array computes w x in its own units; the periphery scales by alpha.
-            a = chip.dtype.type(chip.alphas[l]) * (post[-1] @ chip.weights(l).T) + chip.bias(l)
+            a = chip.alphas_typed[l] * (post[-1] @ chip.weights(l).T) + chip.bias(l)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
         return pre, post
@@ -75,7 +75,7 @@ class NumpyBackend(Backend):
             if l == 0:
                 break
             if rule_code == RuleCode.BP:
-                signal = chip.dtype.type(chip.alphas[l]) * (delta @ chip.weights(l))
+                signal = chip.alphas_typed[l] * (delta @ chip.weights(l))
             elif rule_code == RuleCode.FA:
                 signal = delta @ self._feedback(chip, feedback, l).T
             else:  # DFA: the output error projected straight to hidden layer l-1
@@ -91,21 +91,24 @@ class NumpyBackend(Backend):
     def optimizer_step(self, state: OptimizerState, grads, out):
         cfg = state.config
         if cfg.name == "adam":
-            c1, c2 = state.bias_corrections()
-            state.m[:] = cfg.beta1 * state.m + (1 - cfg.beta1) * grads
-            state.v[:] = cfg.beta2 * state.v + (1 - cfg.beta2) * grads * grads
-            out[:] = -cfg.lr * (state.m / c1) / (np.sqrt(state.v / c2) + cfg.eps)
+            t = grads.dtype.type
+            step_size, inverse_sqrt_c2 = state.adam_scalars()
+            state.m[:] = t(cfg.beta1) * state.m + t(1 - cfg.beta1) * grads
+            state.v[:] = t(cfg.beta2) * state.v + t(1 - cfg.beta2) * grads * grads
+            out[:] = (-t(step_size) * state.m) / (np.sqrt(state.v) * t(inverse_sqrt_c2)
+                                                  + t(cfg.eps))
         elif cfg.momentum > 0:
-            state.m[:] = cfg.momentum * state.m + grads
-            out[:] = -cfg.lr * state.m
+            t = grads.dtype.type
+            state.m[:] = t(cfg.momentum) * state.m + grads
+            out[:] = -t(cfg.lr) * state.m
         else:
-            out[:] = -cfg.lr * grads
+            out[:] = -grads.dtype.type(cfg.lr) * grads
         state.step += 1
 
     def apply_ideal_update(self, chip: Chip, deltas):
         for l in range(chip.n_layers):
             w_off, n_out, n_in, b_off = chip.layout[l]
             w = chip.weights(l)
-            dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) * (1.0 / chip.alphas[l])
-            np.clip(w + dw, chip.bounds[l, 0], chip.bounds[l, 1], out=w)
+            dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) * chip.inverse_alphas_typed[l]
+            np.clip(w + dw, chip.bounds_typed[l, 0], chip.bounds_typed[l, 1], out=w)
             chip.bias(l)[:] += deltas[b_off:b_off + n_out]
