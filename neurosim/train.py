@@ -28,7 +28,7 @@ from neurosim.backends import Backend, create_backend
 from neurosim.chip import Chip
 from neurosim.config import RunSpec
 from neurosim.data import Dataset, load_dataset
-from neurosim.errors import CheckpointError
+from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.precondition import NoiseSource, batch_bounds
 from neurosim.rules import get_rule
@@ -86,8 +86,12 @@ class Trainer:
     def dataset(self) -> Dataset:
         if self._dataset is None:
             data = self.experiment.data
-            self._dataset = load_dataset(data.dataset, self.data_dir, train_size=data.train_size,
-                                         test_size=data.test_size)
+            try:
+                self._dataset = load_dataset(data.dataset, self.data_dir,
+                                             train_size=data.train_size, test_size=data.test_size)
+            except ConfigError as error:  # a size the dataset cannot provide
+                raise ConfigError(f"experiment {self.experiment.name}", f"data.{error.path}",
+                                  error.value, error.allowed) from None
             probe = rng.permutation(rng.stream_key(self.spec.seed, 0, 0,
                                                    rng.Purpose.PROBE_SELECTION),
                                     len(self._dataset.y_train))

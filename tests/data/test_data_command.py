@@ -1,18 +1,16 @@
-"""``neurosim data list / verify / fetch`` through a parser built with ``register``."""
+"""``neurosim data list / verify / fetch`` through the CLI."""
 
 from __future__ import annotations
 
-import argparse
 import gzip
-import importlib.util
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from neurosim.cli import main
 from neurosim.data import store
-from neurosim.errors import DataError
 
 REAL_DIR = Path(os.environ.get("NEUROSIM_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets")
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -21,28 +19,13 @@ needs_mnist = pytest.mark.skipif(
 )
 
 
-def load_command_module():
-    """``neurosim.commands.data``; loaded from its file if sibling command modules are not written yet."""
-    try:
-        from neurosim.commands import data
-    except ImportError:
-        path = Path(__file__).resolve().parents[2] / "neurosim" / "commands" / "data.py"
-        spec = importlib.util.spec_from_file_location("neurosim_commands_data", path)
-        data = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(data)
-    return data
-
-
 @pytest.fixture
 def run(monkeypatch):
-    """Run ``neurosim data ARGS...`` and return its exit status (downloads disabled)."""
+    """Run ``neurosim data ARGS...`` through the CLI; returns its exit status (offline)."""
     monkeypatch.setattr(store, "download", lambda url, destination: (_ for _ in ()).throw(OSError("offline")))
-    parser = argparse.ArgumentParser(prog="neurosim")
-    load_command_module().register(parser.add_subparsers(dest="command", required=True))
 
     def run_command(*argv: str) -> int:
-        args = parser.parse_args(["data", *argv])
-        return args.func(args)
+        return main(["data", *argv])
 
     return run_command
 
@@ -94,9 +77,10 @@ def test_verify_all_on_empty_dir_reports_every_file_missing(run, capsys, tmp_pat
     assert out.count("missing") == 14 and str(tmp_path / "usps" / "zip.test.gz") in out
 
 
-def test_unknown_name_is_a_user_error(run):
-    with pytest.raises(DataError, match="unknown dataset 'cifar'"):
-        run("verify", "mnist", "cifar")
+def test_unknown_name_is_a_user_error(run, capsys):
+    assert run("verify", "mnist", "cifar") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unknown dataset 'cifar'" in err
 
 
 def test_list_shows_sizes_and_presence(run, capsys, tmp_path):

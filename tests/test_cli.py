@@ -1,0 +1,120 @@
+"""``neurosim run`` end to end: outputs, resume, and bad data reported as one line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import pytest
+import yaml
+from conftest import data_dir
+
+from neurosim.cli import main
+from neurosim.data import store
+
+TINY = {
+    "name": "tiny_cli", "network": {"dims": [784, 16, 10]},
+    "optimizer": {"lr": 3e-3},
+    "precondition": {"steps": 20, "n_examples": 128, "batch_size": 32, "log_every": 10},
+    "data": {"dataset": "digits", "train_size": 256, "test_size": 64},
+    "train": {"epochs": 1, "batch_size": 32},
+    "evaluation": {"train_probe_size": 128, "noise_probe_size": 256, "ood": ["rotate"],
+                   "ood_rotations_deg": [20.0]},
+    "seeds": [0],
+    "conditions": {"fa": {"rule": "fa"}, "fa_noise": {"rule": "fa", "precondition.enabled": True}},
+}
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def refuse(url, destination):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(store, "download", refuse)
+
+
+def write_experiment(tmp_path, **changes):
+    data = json.loads(json.dumps(TINY))
+    for section, value in changes.items():
+        if isinstance(value, dict):
+            data.setdefault(section, {}).update(value)
+        else:
+            data[section] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_run_writes_every_output_and_resume_reuses_finished_runs(tmp_path, capsys):
+    experiment, out = write_experiment(tmp_path), tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out / 'report.md'}"
+    for name in ("experiment.yaml", "report.md", "comparison.csv", "comparison.json"):
+        assert (out / name).is_file(), name
+    for condition in ("fa", "fa_noise"):
+        run_dir = out / condition / "seed0"
+        for name in ("config.yaml", "chip.yaml", "metrics.jsonl", "summary.json",
+                     "checkpoint.npz", "curves_train.csv", "report.md"):
+            assert (run_dir / name).is_file(), f"{condition}: {name}"
+        figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
+        assert "accuracy.png" in figures and "alignment.png" in figures
+        report = (run_dir / "report.md").read_text()
+        assert all(f"figures/{name}" in report for name in figures)
+    assert (out / "fa_noise" / "seed0" / "curves_precondition.csv").is_file()
+    summary = json.loads((out / "fa_noise" / "seed0" / "summary.json").read_text())
+    assert summary["precondition"]["enabled"] and summary["train"]["auc_first_epoch"] is not None
+
+    # A second plain run refuses to overwrite; --resume keeps finished runs identical.
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    before = (out / "fa" / "seed0" / "metrics.jsonl").read_text()
+    assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert (out / "fa" / "seed0" / "metrics.jsonl").read_text() == before
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path, capsys):
+    experiment, out = write_experiment(tmp_path, seeds=[0], conditions={"fa": {}}), tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume",
+                 "--set", "optimizer.lr=0.1"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_train_size_larger_than_the_dataset_is_refused(tmp_path, capsys):
+    experiment = write_experiment(tmp_path, data={"train_size": 10**7})
+    assert main(["run", str(experiment), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data.train_size" in err and "10000000" in err
+
+
+def test_missing_dataset_offline_says_where_to_put_it(tmp_path, capsys, monkeypatch, offline):
+    monkeypatch.setenv("NEUROSIM_DATA", str(tmp_path / "empty"))
+    experiment = write_experiment(tmp_path, data={"dataset": "usps", "train_size": None,
+                                                  "test_size": None})
+    assert main(["run", str(experiment), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "NEUROSIM_DATA" in err and str(tmp_path / "empty" / "usps") in err
+
+
+@pytest.mark.skipif(data_dir() is None, reason="no MNIST copy (set NEUROSIM_DATA)")
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_damaged_dataset_file_is_a_one_line_error(tmp_path, capsys, monkeypatch, offline, damage):
+    mnist = tmp_path / "data" / "mnist"
+    shutil.copytree(data_dir() / "mnist", mnist)
+    labels = mnist / "t10k-labels-idx1-ubyte.gz"
+    raw = labels.read_bytes()
+    if damage == "truncated":
+        labels.write_bytes(raw[: len(raw) // 2])
+    else:
+        content = bytearray(gzip.decompress(raw))
+        content[100] = (content[100] + 1) % 10
+        labels.write_bytes(gzip.compress(bytes(content)))
+    monkeypatch.setenv("NEUROSIM_DATA", str(tmp_path / "data"))
+    experiment = write_experiment(tmp_path, data={"dataset": "mnist", "train_size": 256,
+                                                  "test_size": 64})
+    assert main(["run", str(experiment), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(labels) in err
