@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from neurosim.data.registry import DATASET_NAMES
 from neurosim.errors import ConfigError
 from neurosim.schema import build, set_dotted, spec, to_plain
 
@@ -31,7 +32,6 @@ HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
 
 RULES = ("bp", "fa", "dfa")
 BACKENDS = ("numpy", "numba")
-DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "usps")
 DATASET_FEATURES = 784  # every dataset is delivered in the 28 x 28 MNIST frame
 DATASET_CLASSES = 10
 
@@ -160,7 +160,7 @@ class PreconditionConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = spec("digits", choices=DATASETS, doc="training/test dataset")
+    dataset: str = spec("digits", choices=DATASET_NAMES, doc="training/test dataset")
     train_size: int | None = spec(None, ge=1, doc="use the first N training examples")
     test_size: int | None = spec(None, ge=1, doc="use the first N test examples")
 
@@ -182,8 +182,7 @@ class EvaluationConfig:
     noise_probe_size: int = spec(10000, ge=1,
                                  doc="noise examples used for the readout probability")
     ood: tuple[str, ...] = spec(("translate", "rotate", "scale"),
-                                choices=("translate", "rotate", "scale", "usps", "digits",
-                                         "mnist"),
+                                choices=("translate", "rotate", "scale") + DATASET_NAMES,
                                 doc="out-of-distribution test sets evaluated after training: "
                                     "transforms of the test set, or other datasets")
     ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0,

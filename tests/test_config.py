@@ -47,7 +47,7 @@ BAD_EXPERIMENTS = [
     ("unknown backend", merged(simulation={"backend": "cuda"}), "simulation.backend",
      "must be one of numpy, numba"),
     ("unknown dataset", merged(data={"dataset": "cifar100"}), "data.dataset",
-     "must be one of digits"),
+     "must be one of mnist, fashion_mnist, kmnist, usps, digits"),
     ("unknown optimizer", merged(optimizer={"name": "rmsprop"}), "optimizer.name",
      "must be one of sgd, adam"),
     ("uniform high <= low", merged(precondition={"input": {"distribution": "uniform",
