@@ -162,6 +162,60 @@ def readout_section(runs) -> tuple[str, bool]:
     return text, ok
 
 
+def paired(runs, a: str, b: str, value) -> tuple[list[float], list[float], object]:
+    """Values of conditions ``a`` and ``b`` on their common seeds and the paired t-test."""
+    seeds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
+    xs = [value(runs[a][s].summary) for s in seeds]
+    ys = [value(runs[b][s].summary) for s in seeds]
+    return xs, ys, stats.paired_ttest(xs, ys)
+
+
+def controls_section(runs) -> str:
+    """The controls the paper lacks: BP given the same noise; fresh stream vs fixed set."""
+    first_auc = lambda s: s["train"]["auc_first_epoch"]
+    final = lambda s: s["train"]["test_accuracy"]
+    angle = lambda s: last_layer(s["precondition"]["after"]["alignment_deg"])
+    lines = ["## 4. Controls the paper lacks", ""]
+    if "bp_noise" in runs and "bp" in runs:
+        xs, ys, test = paired(runs, "bp_noise", "bp", first_auc)
+        fx, fy, ftest = paired(runs, "bp_noise", "bp", final)
+        lines += [f"- **BP given the same noise phase**: first-epoch AUC {fmt(xs, 4)} vs "
+                  f"{fmt(ys, 4)} without ({test}); final accuracy {fmt(np.array(fx) * 100, 2)} % "
+                  f"vs {fmt(np.array(fy) * 100, 2)} % ({ftest}). BP's angle to the unused `B` "
+                  "stays near 90°, so whatever BP gains from noise is not alignment."]
+    if "fa_noise" in runs and "fa_noise_fresh" in runs:
+        xs, ys, test = paired(runs, "fa_noise", "fa_noise_fresh", angle)
+        ax, ay, atest = paired(runs, "fa_noise", "fa_noise_fresh", first_auc)
+        lines += [f"- **Fixed noise set vs fresh stream** (same steps, batch and optimizer): "
+                  f"last-layer angle after the noise phase {fmt(xs)}° vs {fmt(ys)}° ({test}); "
+                  f"first-epoch AUC {fmt(ax, 4)} vs {fmt(ay, 4)} ({atest}). With Adam at lr "
+                  "1e-4 the fresh stream aligns far more slowly than a reused set."]
+    return "\n".join(lines + [""])
+
+
+def ood_section(runs) -> str:
+    """OOD accuracy after training, mean ± std over seeds, per condition."""
+    conditions = [c for c in ("bp", "fa", "fa_noise", "fa_noise_fresh", "bp_noise") if c in runs]
+    names = []
+    for condition in conditions:
+        for run in runs[condition].values():
+            for name, value in (run.summary["final"] or {}).get("ood", {}).items():
+                if isinstance(value, float) and name not in names:
+                    names.append(name)
+    rows = []
+    for condition in conditions:
+        row = [condition]
+        for name in names:
+            values = [r.summary["final"]["ood"].get(name) for r in runs[condition].values()]
+            values = [v * 100 for v in values if isinstance(v, float)]
+            row.append(fmt(values, 1) if values else "—")
+        rows.append(row)
+    return "\n".join(["## 5. Out-of-distribution accuracy after training (%)", "",
+                      "Test set translated (right and down), rotated, scaled; USPS resized into "
+                      "the MNIST frame. Equal epochs, not matched accuracy.", "",
+                      markdown_table(["condition"] + names, rows), ""])
+
+
 def noise_alignment_figure(runs, path: Path) -> Path:
     fig, axes = new_figure()
     ax = axes[0, 0]
@@ -191,7 +245,7 @@ def copy_figures(out: Path, doc: Path) -> dict[str, str]:
     return names
 
 
-def write_doc(out: Path, doc: Path, elapsed: float, command: str) -> bool:
+def write_doc(out: Path, doc: Path, command: str) -> bool:
     runs = load_runs(out)
     figures = copy_figures(out, doc)
     noise_alignment_figure(runs, doc.parent / "figures" / doc.stem / "noise_alignment.png")
@@ -220,8 +274,8 @@ def write_doc(out: Path, doc: Path, elapsed: float, command: str) -> bool:
         f"N({config['precondition']['input']['mean']:g}, {config['precondition']['input']['std']:g}²) "
         f"inputs with uniform labels (fixed set: {config['precondition']['n_examples']} examples); "
         f"ideal chip, `{first['backend']}` backend, float32. "
-        f"Simulated time summed over all {sum(len(c) for c in runs.values())} runs: "
-        f"{seconds / 60:.1f} min; this regeneration took {elapsed / 60:.1f} min wall-clock.",
+        f"Time measured inside the {sum(len(c) for c in runs.values())} runs (training "
+        f"steps + evaluation, 2-core machine): {seconds / 60:.1f} min in total.",
         "",
         "| acceptance check | holds |", "|---|---|",
         *[f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in checks],
@@ -232,12 +286,10 @@ def write_doc(out: Path, doc: Path, elapsed: float, command: str) -> bool:
         *[f"![{name}]({figures[name]})\n" for name in ("compare_test_accuracy", "compare_alignment",
                                                       "compare_generalization_gap") if name in figures],
         readout_text,
-        "## Reading these results",
-        "",
-        "- BP never uses `B`, so its angle to `B` stays near 90° with or without noise: the "
-        "alignment is produced by the FA rule, not by the noise alone.",
-        "- The full comparison (OOD accuracy, every t-test, per-run reports) is in "
-        f"`{out}/report.md`.",
+        controls_section(runs),
+        ood_section(runs),
+        "Regenerating writes the full comparison (every paired t-test, per-run reports with "
+        f"all figures) to `{out.name}/report.md` under the output folder.",
         "",
     ]
     write_text(doc, "\n".join(lines))
@@ -251,12 +303,11 @@ def main() -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--doc", type=Path, default=DOC, help="document to write")
     args = parser.parse_args()
-    start = time.perf_counter()
     experiment = load_experiment(EXPERIMENT, args.overrides)
     run_experiment(experiment, EXPERIMENT, args.out, resume=True, progress=True,
                    data_dir=args.data_dir)
     command = " ".join(["python docs/scripts/results_core.py"] + [f"--set {o}" for o in args.overrides])
-    ok = write_doc(args.out, args.doc, time.perf_counter() - start, command)
+    ok = write_doc(args.out, args.doc, command)
     print(f"wrote {args.doc} (acceptance checks {'hold' if ok else 'do NOT all hold'})")
     return 0
 
