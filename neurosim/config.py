@@ -101,7 +101,7 @@ class SimulationConfig:
 
     backend: str = spec("numba", choices=BACKENDS, doc="arithmetic backend")
     dtype: str = spec("float32", choices=("float32", "float64"), doc="floating-point type")
-    threads: int | None = spec(None, ge=1, doc="numba threads (default: all cores)")
+    threads: int | None = spec(None, ge=1, doc="Numba and BLAS threads (default: all cores)")
 
 
 # --------------------------------------------------------------------- experiment

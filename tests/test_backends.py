@@ -146,3 +146,16 @@ def test_ideal_update_clips_to_bounds(ideal_chip_config):
         backend.apply_ideal_update(chip, -3 * deltas)
         for layer in range(chip.n_layers):
             assert np.all(chip.weights(layer) == chip.bounds[layer, 0])
+
+
+def test_threads_limit_blas_and_numba():
+    import numba
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits():  # restore the process's limits afterwards
+        previous = numba.get_num_threads()
+        NumbaBackend("float32", threads=1)
+        assert numba.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info()
+                   if pool["user_api"] == "blas")
+        numba.set_num_threads(previous)

@@ -16,7 +16,9 @@ import functools
 
 import numba
 import numpy as np
+import scipy.linalg  # noqa: F401  (loads the BLAS that numba's np.dot calls, for threadpoolctl)
 from numba import njit
+from threadpoolctl import threadpool_limits
 
 from neurosim import rng
 from neurosim.backends.base import Backend
@@ -239,9 +241,12 @@ class NumbaBackend(Backend):
     name = "numba"
 
     def __init__(self, dtype: str = "float32", threads: int | None = None):
+        """``threads`` limits Numba's threads and the BLAS threads of the matrix products
+        (process-wide: set it when several simulations share the cores)."""
         super().__init__(dtype)
         if threads is not None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            threadpool_limits(threads, user_api="blas")
         self._chip_cache: dict[int, tuple] = {}
 
     def uniform(self, key: int, n: int) -> np.ndarray:
