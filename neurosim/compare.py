@@ -260,8 +260,11 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
             ["condition"] + ood_names,
             [[c] + [_cell(summaries[c][f"ood_{n}"], "pct") for n in ood_names] for c in groups])]
         if skipped:
-            text.append("\nSkipped: " + "; ".join(f"{run} {name} ({why})" for run, name, why
-                                                   in skipped) + "\n")
+            reasons: dict[tuple[str, str], list[str]] = {}
+            for run, name, why in skipped:
+                reasons.setdefault((name, why), []).append(run)
+            text.append("\nSkipped:\n\n" + "".join(
+                f"- {name} in {', '.join(runs)}: {why}\n" for (name, why), runs in reasons.items()))
     text.append("\n## Paired t-tests (pairing by seed; difference = first − second)\n\n")
     if tests:
         text.append(markdown_table(

@@ -150,7 +150,8 @@ class Trainer:
             if not self.experiment.precondition.enabled:
                 self.position.phase = "train"
         total = self._total_steps()
-        with tqdm(total=total, disable=not self.progress, unit="step", leave=False,
+        # disable=None: tqdm shows the bar only on a terminal (clean logs elsewhere).
+        with tqdm(total=total, disable=None if self.progress else True, unit="step", leave=False,
                   desc=f"{self.spec.condition}/seed{self.spec.seed}") as bar:
             bar.update(self._steps_done())
             if self.position.phase == "precondition":

@@ -185,3 +185,11 @@ def test_cli_on_experiment_and_run_folders(tmp_path, capsys):
     _, rows = read_csv(out / "comparison.csv")
     assert [(r["condition"], r["seed"]) for r in rows] == [
         ("fa", "0"), ("fa_noise", "0"), ("fa_noise", "1")]
+
+
+def test_report_lists_each_skip_reason_once(experiment):
+    report = (experiment / "report.md").read_text()
+    skipped = report.split("Skipped:", 1)[1].split("##", 1)[0]
+    lines = [line for line in skipped.splitlines() if line.startswith("- ")]
+    assert len(lines) == 1  # every run skipped usps for the same reason
+    assert lines[0].startswith("- usps in ") and lines[0].endswith("skipped: usps not downloaded")
