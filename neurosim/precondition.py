@@ -57,16 +57,21 @@ class NoiseSource:
         self.n_features = n_features
         self.n_classes = n_classes
         self.dtype = dtype
-        self.inputs = self.labels = None
-        if config.regime == "fixed_set":
-            self.inputs = draw_noise_inputs(
-                backend, config.input, rng.stream_key(seed, 0, 0, rng.Purpose.NOISE_SET_INPUTS),
-                config.n_examples, n_features, dtype)
-            self.labels = draw_noise_labels(
-                backend, rng.stream_key(seed, 0, 0, rng.Purpose.NOISE_SET_LABELS),
-                config.n_examples, n_classes)
+        self._fixed_set: tuple[np.ndarray, np.ndarray] | None = None
         self._permutation_epoch = -1
         self._permutation = None
+
+    @property
+    def fixed_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ``N`` (inputs, labels) of the fixed-set regime, drawn on first use."""
+        if self._fixed_set is None:
+            key = rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_SET_INPUTS)
+            inputs = draw_noise_inputs(self.backend, self.config.input, key,
+                                       self.config.n_examples, self.n_features, self.dtype)
+            key = rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_SET_LABELS)
+            labels = draw_noise_labels(self.backend, key, self.config.n_examples, self.n_classes)
+            self._fixed_set = inputs, labels
+        return self._fixed_set
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (inputs, labels) of noise step ``step`` (0-based)."""
@@ -86,7 +91,8 @@ class NoiseSource:
                 self.config.n_examples)
             self._permutation_epoch = epoch
         index = self._permutation[start:stop]
-        return self.inputs[index], self.labels[index]
+        inputs, labels = self.fixed_set
+        return inputs[index], labels[index]
 
     def probe(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """A separate noise probe set of ``n`` examples (never trained on)."""

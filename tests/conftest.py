@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosim.backends.numba_cpu import NumbaBackend
-from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.chip import Chip
-from neurosim.config import ChipConfig, FeedbackArrayConfig, NetworkConfig, load_chip
+from neurosim.config import ChipConfig, NetworkConfig, load_chip
 from neurosim.rules import get_rule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +41,3 @@ def batch(n: int, n_in: int = 784, n_classes: int = 10, seed: int = 0, dtype="fl
     return (generator.random((n, n_in)).astype(dtype),
             generator.integers(0, n_classes, n).astype(np.int64))
 
-
-BACKENDS = {"numpy": NumpyBackend, "numba": NumbaBackend}
-__all__ = ["FeedbackArrayConfig", "make_chip", "batch", "BACKENDS", "data_dir", "REPO"]

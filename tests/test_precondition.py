@@ -23,7 +23,7 @@ def test_fixed_set_reuses_the_same_examples_every_epoch():
     epoch1 = np.concatenate([noise.batch(s)[0] for s in range(4, 8)])
     assert epoch0.shape == (200, 784)
     as_set = lambda rows: {row.tobytes() for row in rows}
-    assert as_set(epoch0) == as_set(epoch1) == as_set(noise.inputs)
+    assert as_set(epoch0) == as_set(epoch1) == as_set(noise.fixed_set[0])
     assert not np.array_equal(epoch0, epoch1)  # reshuffled between epochs
 
 
@@ -39,7 +39,7 @@ def test_fresh_stream_never_repeats_and_is_reproducible():
 def test_gaussian_inputs_have_the_configured_moments():
     noise = source(regime="fixed_set", n_examples=500,
                    input=NoiseInputConfig(distribution="gaussian", mean=0.5, std=2.0))
-    x = noise.inputs.astype(np.float64).ravel()
+    x = noise.fixed_set[0].astype(np.float64).ravel()
     assert x.mean() == pytest.approx(0.5, abs=0.02)
     assert x.std() == pytest.approx(2.0, rel=0.01)
     assert stats.kstest((x - 0.5) / 2.0, "norm").pvalue > 1e-3
@@ -48,16 +48,18 @@ def test_gaussian_inputs_have_the_configured_moments():
 def test_uniform_inputs_stay_in_range():
     noise = source(regime="fixed_set", n_examples=500,
                    input=NoiseInputConfig(distribution="uniform", low=-1.0, high=3.0))
-    assert noise.inputs.min() >= -1.0 and noise.inputs.max() < 3.0
-    assert noise.inputs.mean() == pytest.approx(1.0, abs=0.02)
+    inputs = noise.fixed_set[0]
+    assert inputs.min() >= -1.0 and inputs.max() < 3.0
+    assert inputs.mean() == pytest.approx(1.0, abs=0.02)
 
 
 def test_labels_are_uniform_and_independent_of_inputs():
     noise = source(regime="fixed_set", n_examples=20000)
-    counts = np.bincount(noise.labels, minlength=10)
+    inputs, labels = noise.fixed_set
+    counts = np.bincount(labels, minlength=10)
     assert stats.chisquare(counts).pvalue > 1e-3
     # Independence: the mean input of each class is the overall mean, within noise.
-    means = np.array([noise.inputs[noise.labels == c].mean() for c in range(10)])
+    means = np.array([inputs[labels == c].mean() for c in range(10)])
     assert np.all(np.abs(means) < 0.01)
 
 
@@ -65,4 +67,4 @@ def test_probe_is_separate_from_the_training_noise():
     noise = source(regime="fixed_set", n_examples=300)
     probe, _ = noise.probe(300)
     rows = lambda x: {row.tobytes() for row in x}
-    assert not rows(probe) & rows(noise.inputs)
+    assert not rows(probe) & rows(noise.fixed_set[0])
