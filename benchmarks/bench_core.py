@@ -102,7 +102,7 @@ class NeurosimStep:
         feedback = self.backend.feedback_buffer(self.chip)
         self.backend.gradients(self.chip, feedback, self.x, self.y, self.chip.rule.code,
                                self.grads)
-        self.backend.update_ideal(self.chip, self.state, self.grads, self.deltas)
+        self.backend.update(self.chip, self.state, self.grads, self.deltas)
 
 
 class TorchStep:

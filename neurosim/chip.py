@@ -34,6 +34,7 @@ import numpy as np
 
 from neurosim import rng
 from neurosim.config import ChipConfig, NetworkConfig
+from neurosim.devices import DeviceState, draw_device_state, place_initial_weights
 from neurosim.rules import Rule, RuleCode
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
@@ -82,6 +83,20 @@ class Chip:
         self.alphas_typed = self.alphas.astype(self.dtype)
         self.inverse_alphas_typed = (1.0 / self.alphas).astype(self.dtype)
         self.bounds_typed = self.bounds.astype(self.dtype)
+
+        forward = config.forward
+        self.update_mode = forward.update.mode
+        self.devices: list[DeviceState] | None = None
+        if forward.device.model != "ideal":
+            self.devices = []
+            for index, (_, n_out, n_in, _) in enumerate(self.layout):
+                state = draw_device_state(forward.device, forward.w_min, forward.w_max,
+                                          int(n_out * n_in), seed, index)
+                w = self.weights(index).reshape(-1)
+                w[:] = place_initial_weights(state, w)
+                self.devices.append(state)
+        self.update_count = 0  # programming events so far (keys the pulse noise)
+        self.pulses = np.zeros((self.n_layers, 2), dtype=np.int64)  # up, down per layer
 
         self.feedback_specs: list[FeedbackSpec | None] = []
         fb_layout, fb_offset = [], 0
@@ -154,9 +169,15 @@ class Chip:
         return int(self.feedback.size)
 
     # ------------------------------------------------------------ checkpoint
+    def pulse_keys(self, index: int) -> tuple[int, int]:
+        """Keys of the rounding and noise streams of layer ``index``'s next programming event."""
+        return (rng.stream_key(self.seed, self.update_count, index, rng.Purpose.PULSE_ROUNDING),
+                rng.stream_key(self.seed, self.update_count, index, rng.Purpose.PULSE_NOISE))
+
     def state(self) -> dict[str, np.ndarray]:
         """Everything that changes during training (the feedback never does)."""
-        return {"params": self.params.copy()}
+        return {"params": self.params.copy(), "update_count": np.array(self.update_count),
+                "pulses": self.pulses.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         params = np.asarray(state["params"])
@@ -164,6 +185,8 @@ class Chip:
             raise ValueError(f"checkpoint params {params.shape}/{params.dtype} do not match "
                              f"the chip's {self.params.shape}/{self.params.dtype}")
         self.params[:] = params
+        self.update_count = int(state["update_count"])
+        self.pulses[:] = state["pulses"]
 
 
 def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:

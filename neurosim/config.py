@@ -37,15 +37,85 @@ DATASET_CLASSES = 10
 
 
 # --------------------------------------------------------------------------- chip
+DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
+UPDATE_MODES = ("ideal", "pulsed")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """A resistive device as a response to programming pulses (DESIGN §2).
+
+    One pulse moves a device's normalized weight ``w`` by ``dw`` (up = potentiation):
+
+    * ``ideal`` / ``constant_step``: ``dw = +-dw_min``;
+    * ``linear_step``: ``dw_up = dw_min (1 - gamma_up w)``, ``dw_down = dw_min (1 + gamma_down w)``;
+    * ``soft_bounds``: ``dw_up = dw_min (1 - w / w_max)``, ``dw_down = dw_min (1 - w / w_min)``;
+    * ``exp_step`` (NeuroSim): ``G(P) = B (1 - exp(-P / A)) + G_min`` over ``P in [0, levels]``,
+      separately for LTP and LTD, ``A`` from the nonlinearity labels.
+
+    Then, for every model: up/down asymmetry ``dw_up *= 1 + up_down``, ``dw_down *= 1 -
+    up_down``; cycle-to-cycle noise ``dw *= 1 + dw_min_ctoc xi`` (xi ~ N(0, 1), redrawn per
+    pulse); device-to-device spread (``*_dtod``, relative std, drawn once per device from the
+    chip seed) of ``dw_min``, ``up_down``, ``w_min``, ``w_max``; clipping to each device's own
+    bounds; stuck devices that ignore every pulse.
+    """
+
+    model: str = spec("ideal", choices=DEVICE_MODELS, doc="pulse response model")
+    dw_min: float | None = spec(None, gt=0.0,
+                                doc="nominal weight change per pulse (normalized units); "
+                                    "default (w_max - w_min) / levels")
+    dw_min_dtod: float = spec(0.0, ge=0.0, doc="device-to-device relative std of dw_min")
+    dw_min_ctoc: float = spec(0.0, ge=0.0, doc="cycle-to-cycle relative std of each pulse's dw")
+    up_down: float = spec(0.0, gt=-1.0, lt=1.0,
+                          doc="asymmetry: dw_up scaled by (1 + up_down), dw_down by (1 - up_down)")
+    up_down_dtod: float = spec(0.0, ge=0.0, doc="device-to-device std of up_down")
+    w_min_dtod: float = spec(0.0, ge=0.0, doc="device-to-device relative std of w_min")
+    w_max_dtod: float = spec(0.0, ge=0.0, doc="device-to-device relative std of w_max")
+    gamma_up: float = spec(0.0, ge=0.0, doc="linear_step: state dependence of potentiation")
+    gamma_down: float = spec(0.0, ge=0.0, doc="linear_step: state dependence of depression")
+    nonlinearity_ltp: float = spec(0.0, ge=-9.0, le=9.0,
+                                   doc="exp_step: NeuroSim nonlinearity label of potentiation "
+                                       "(NeuroSim's table spans -9..9)")
+    nonlinearity_ltd: float = spec(0.0, ge=-9.0, le=9.0,
+                                   doc="exp_step: NeuroSim nonlinearity label of depression")
+    levels: int = spec(128, ge=2, doc="pulses from w_min to w_max (exp_step: P_max); sets "
+                                      "the default dw_min")
+    stuck_at_min: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of devices stuck at w_min")
+    stuck_at_max: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of devices stuck at w_max")
+    stuck_at_initial: float = spec(0.0, ge=0.0, le=1.0,
+                                   doc="fraction of devices stuck at their initial weight")
+    g_min: float = spec(1.0, gt=0.0, doc="conductance at w_min (microsiemens)")
+    g_max: float = spec(10.0, gt=0.0, doc="conductance at w_max (microsiemens)")
+
+    def check(self, source: str, path: str) -> None:
+        stuck = self.stuck_at_min + self.stuck_at_max + self.stuck_at_initial
+        if stuck > 1.0:
+            raise ConfigError(source, f"{path}.stuck_at_initial", self.stuck_at_initial,
+                              f"stuck fractions must add up to <= 1 (they add up to {stuck:g})")
+        if not self.g_max > self.g_min:
+            raise ConfigError(source, f"{path}.g_max", self.g_max,
+                              f"must be > {path}.g_min ({self.g_min})")
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """How the forward arrays realize a digital update ``dW`` (DESIGN §2)."""
+
+    mode: str = spec("ideal", choices=UPDATE_MODES,
+                     doc="ideal: w += dW exactly, clipped; pulsed: per weight "
+                         "n = stochastic_round(|dw| / dw_min) pulses (capped), one programming "
+                         "event per batch")
+    max_pulses: int = spec(31, ge=1, doc="pulsed: most pulses one weight gets per update")
+
+
 @dataclass(frozen=True)
 class ForwardArrayConfig:
     """Forward crossbar arrays holding ``W_l = alpha_l * w`` with ``w in [w_min, w_max]``."""
 
-    device: str = spec("ideal", doc="device model of the forward arrays", choices=("ideal",))
-    update: str = spec("ideal", doc="how a digital update dW is realized on the array",
-                       choices=("ideal",))
-    w_min: float = spec(-1.0, doc="lower bound of the normalized array weight")
-    w_max: float = spec(1.0, doc="upper bound of the normalized array weight")
+    device: DeviceConfig = spec(factory=DeviceConfig, doc="device model of the forward arrays")
+    update: UpdateConfig = spec(factory=UpdateConfig, doc="how updates are realized")
+    w_min: float = spec(-1.0, doc="nominal lower bound of the normalized array weight")
+    w_max: float = spec(1.0, doc="nominal upper bound of the normalized array weight")
     init_fill: float = spec(0.25, gt=0.0, le=1.0,
                             doc="fraction of the range max(|w_min|, w_max) that the largest "
                                 "initial |w| of a layer occupies; fixes the digital scale "
@@ -58,6 +128,20 @@ class ForwardArrayConfig:
         if not (self.w_min < 0.0 < self.w_max):
             raise ConfigError(source, f"{path}.w_min", self.w_min,
                               "the range [w_min, w_max] must contain 0 (signed weights)")
+        if self.update.mode != "ideal" and self.device.model == "ideal":
+            raise ConfigError(source, f"{path}.update.mode", self.update.mode,
+                              "pulsed updates need a device model other than ideal "
+                              "(e.g. constant_step)")
+        step = (self.w_max - self.w_min) / self.device.levels
+        if (self.device.model == "exp_step" and self.device.dw_min is not None
+                and abs(self.device.dw_min - step) > 1e-9 * step):
+            raise ConfigError(source, f"{path}.device.dw_min", self.device.dw_min,
+                              f"exp_step's pulse step is (w_max - w_min) / levels = {step:g}; "
+                              "leave dw_min unset")
+        if self.update.mode == "ideal" and self.device.model != "ideal":
+            raise ConfigError(source, f"{path}.device.model", self.device.model,
+                              "a device model other than ideal is programmed by pulses: "
+                              "set update.mode: pulsed")
 
 
 @dataclass(frozen=True)

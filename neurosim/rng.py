@@ -44,6 +44,10 @@ class Purpose(IntEnum):
     NOISE_PROBE_INPUTS = 10
     NOISE_PROBE_LABELS = 11
     PROBE_SELECTION = 12
+    DEVICE_DTOD = 13  # per-device parameters, drawn once (neurosim.devices)
+    DEVICE_STUCK = 14  # which devices are stuck, drawn once
+    PULSE_ROUNDING = 15  # stochastic rounding of pulse counts, per programming event
+    PULSE_NOISE = 16  # cycle-to-cycle noise of each pulse, per programming event
 
 
 def mix64_scalar(z: int) -> int:
@@ -81,6 +85,27 @@ def normal(key: int, n: int) -> np.ndarray:
     """``n`` standard normals (Box-Muller on consecutive uniform pairs) from stream ``key``."""
     u = uniform(key, 2 * n)
     return np.sqrt(-2.0 * np.log1p(-u[0::2])) * np.cos(TWO_PI * u[1::2])
+
+
+def uniform_at(key: int, index: np.ndarray) -> np.ndarray:
+    """Draws ``index`` (any shape of non-negative integers) of stream ``key`` as float64
+    uniforms: ``uniform_at(key, i) == uniform(key, n)[i]`` for every ``i < n``."""
+    with np.errstate(over="ignore"):
+        i = np.asarray(index).astype(np.uint64)
+        z = np.uint64(key) + (i + np.uint64(1)) * np.uint64(GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(MUL1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(MUL2)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (2.0 ** -53)
+
+
+def normal_at(key: int, index: np.ndarray) -> np.ndarray:
+    """Normal ``index`` of stream ``key`` (Box-Muller on uniforms ``2 index`` and
+    ``2 index + 1``): ``normal_at(key, j) == normal(key, n)[j]`` for every ``j < n``."""
+    j = np.asarray(index).astype(np.uint64)
+    a = uniform_at(key, np.uint64(2) * j)
+    b = uniform_at(key, np.uint64(2) * j + np.uint64(1))
+    return np.sqrt(-2.0 * np.log1p(-a)) * np.cos(TWO_PI * b)
 
 
 def integers(key: int, n: int, high: int) -> np.ndarray:

@@ -4,8 +4,8 @@ Policy lives here (what happens when); arithmetic lives in the backend and state
 chip. A training step is the same in both phases::
 
     g  = rule gradient on the batch              (backend.gradients)
-    dW = optimizer(g)                            (digital periphery; in update_ideal)
-    the forward arrays realize dW                (backend.update_ideal)
+    dW = optimizer(g)                            (digital periphery; in backend.update)
+    the forward arrays realize dW                (backend.update: ideal or pulsed)
 
 Evaluation points: the noise phase is logged every ``log_every`` steps; data training is
 evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs`` and at
@@ -110,7 +110,7 @@ class Trainer:
         feedback = self.backend.feedback_buffer(self.chip)
         loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
                                                self.grads)
-        self.backend.update_ideal(self.chip, self.optimizer, self.grads, self.deltas)
+        self.backend.update(self.chip, self.optimizer, self.grads, self.deltas)
         return loss, correct
 
     # ------------------------------------------------------------- checkpoints
@@ -132,7 +132,8 @@ class Trainer:
             raise CheckpointError(f"{path}: belongs to condition {meta.get('condition')} seed "
                                   f"{meta.get('seed')}, not {self.spec.condition} seed "
                                   f"{self.spec.seed}")
-        self.chip.load_state({"params": arrays["chip_params"]})
+        self.chip.load_state({k[len("chip_"):]: v for k, v in arrays.items()
+                              if k.startswith("chip_")})
         self.optimizer = self._new_optimizer(meta["phase"])
         self.optimizer.load_state({k[len("optimizer_"):]: v for k, v in arrays.items()
                                    if k.startswith("optimizer_")})

@@ -72,8 +72,19 @@ class Backend(ABC):
         """Realize ``dW`` exactly: ``w += dW * (1 / alpha)`` clipped to ``[w_min, w_max]``;
         ``b += db`` (arithmetic in the simulation dtype)."""
 
-    def update_ideal(self, chip: Chip, state: OptimizerState, grads: np.ndarray,
-                     deltas: np.ndarray) -> None:
-        """One update of an ideal chip: :meth:`optimizer_step` then :meth:`apply_ideal_update`."""
+    @abstractmethod
+    def apply_pulsed_update(self, chip: Chip, deltas: np.ndarray) -> None:
+        """Realize ``dW`` by programming pulses on every forward array (the chip's device
+        models; :func:`neurosim.devices.pulsed_update` is the specification); ``b += db``.
+        Adds the pulses sent to ``chip.pulses``."""
+
+    def update(self, chip: Chip, state: OptimizerState, grads: np.ndarray,
+               deltas: np.ndarray) -> None:
+        """One programming event: the optimizer turns ``grads`` into ``dW`` (``deltas``),
+        then the forward arrays realize it as the chip's update mode says."""
         self.optimizer_step(state, grads, deltas)
-        self.apply_ideal_update(chip, deltas)
+        if chip.update_mode == "pulsed":
+            self.apply_pulsed_update(chip, deltas)
+        else:
+            self.apply_ideal_update(chip, deltas)
+        chip.update_count += 1

@@ -12,57 +12,19 @@ contiguous segment).
 
 from __future__ import annotations
 
-import functools
-
 import numba
 import numpy as np
 import scipy.linalg  # noqa: F401  (loads the BLAS that numba's np.dot calls, for threadpoolctl)
-from numba import njit
 from threadpoolctl import threadpool_limits
 
-from neurosim import rng
+from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
+from neurosim.backends.numba_rng import kernel, normal_kernel, uniform_kernel
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
 from neurosim.rules import RuleCode
 
 _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
-
-# NumPy's floating-point error model (inf/nan instead of ZeroDivisionError checks) lets
-# LLVM vectorize the element-wise loops; it changes no result. No fastmath: results must
-# match the reference backend operation for operation.
-kernel = functools.partial(njit, cache=True, error_model="numpy")
-
-
-# ------------------------------------------------------------------ random numbers
-@kernel(inline="always")
-def _mix64(z):
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(rng.MUL1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(rng.MUL2)
-    return z ^ (z >> np.uint64(31))
-
-
-@kernel
-def uniform_kernel(key, n):
-    """Draws ``0..n-1`` of stream ``key`` as float64 uniforms (see :mod:`neurosim.rng`)."""
-    out = np.empty(n, dtype=np.float64)
-    k = np.uint64(key)
-    golden = np.uint64(rng.GOLDEN)
-    for i in range(n):
-        z = _mix64(k + np.uint64(i + 1) * golden)
-        out[i] = np.float64(z >> np.uint64(11)) * (2.0 ** -53)
-    return out
-
-
-@kernel
-def normal_kernel(key, n):
-    """Box-Muller normals on consecutive uniform pairs (see :mod:`neurosim.rng`)."""
-    u = uniform_kernel(key, 2 * n)
-    out = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        out[i] = np.sqrt(-2.0 * np.log1p(-u[2 * i])) * np.cos(rng.TWO_PI * u[2 * i + 1])
-    return out
-
 
 # ---------------------------------------------------------------- network kernels
 @kernel
@@ -291,3 +253,15 @@ class NumbaBackend(Backend):
     def apply_ideal_update(self, chip: Chip, deltas):
         ideal_update_kernel(chip.params, chip.layout, chip.inverse_alphas_typed,
                             chip.bounds_typed, deltas)
+
+    def apply_pulsed_update(self, chip: Chip, deltas):
+        max_pulses = chip.config.forward.update.max_pulses
+        for l, state in enumerate(chip.devices):
+            w_off, n_out, n_in, b_off = chip.layout[l]
+            w_end = w_off + n_out * n_in
+            dw = deltas[w_off:w_end] * chip.inverse_alphas_typed[l]  # array units
+            up, down = numba_devices.pulsed_update(chip.params[w_off:w_end], dw, state,
+                                                   state.dw_min, max_pulses, *chip.pulse_keys(l))
+            chip.pulses[l] += (up, down)
+            bias, db = chip.params[b_off:b_off + n_out], deltas[b_off:b_off + n_out]
+            bias += db

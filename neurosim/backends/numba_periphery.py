@@ -1,0 +1,157 @@
+"""Numba kernels of the periphery read model (DAC, read noise, ADC).
+
+:func:`read_kernel` computes exactly what :func:`neurosim.periphery.read` computes (see
+that module for the model), operation for operation and in the same dtype: the results are
+bit-identical when both use the same matrix product (:func:`matmul` here; NumPy's own BLAS
+is a different OpenBLAS build whose float32 GEMM may round differently). The normals are
+drawn in place from their index in the stream (no buffer of draws), with the same
+Box-Muller formula as :mod:`neurosim.rng`.
+
+Scalars reach the kernel already cast to the array dtype (:func:`kernel_scalars`), so that
+float32 reads never promote to float64; levels ``0`` means an ideal converter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim.backends.numba_rng import kernel, normal_at
+from neurosim.periphery import (
+    PeripheryConfig,
+    check_shapes,
+    common_dtype,
+    quantization_levels,
+)
+
+
+@kernel
+def matmul(a, b):
+    """``a @ b`` with the BLAS the kernels use (``np.dot``)."""
+    return np.dot(a, b)
+
+
+@kernel(inline="always")
+def _quantize(v, bound, levels):
+    """:func:`neurosim.periphery.quantize` of one value (``levels > 0``)."""
+    step = bound / levels
+    k = np.rint(min(max(v, -bound), bound) / step)
+    return bound * (k / levels)
+
+
+@kernel
+def normals_kernel(key, start, n, out):
+    """Draws ``start .. start+n-1`` of the normal stream ``key`` into ``out`` (any float)."""
+    k = np.uint64(key)
+    for i in range(n):
+        out[i] = normal_at(k, start + i)
+
+
+@kernel
+def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
+                w_noise, out_noise, key, transposed):
+    """One periphery read of ``w`` (``transposed``: of ``w.T``) with inputs ``x``.
+
+    ``w`` (n_out, n_in) and ``x`` (batch, n_in) C-contiguous in one float dtype; float
+    scalars in that dtype; ``*_levels = 0`` for an ideal converter; ``key`` a uint64.
+    """
+    batch = x.shape[0]
+    n_in = x.shape[1]
+    n_out = w.shape[1] if transposed else w.shape[0]
+
+    # 1. DAC, with per-sample scaling (noise management)
+    scale = np.ones(batch, dtype=x.dtype)
+    x_q = np.empty_like(x)
+    for b in range(batch):
+        if dac_managed:
+            abs_max = scale[b] - scale[b]  # zero in the dtype
+            for j in range(n_in):
+                v = abs(x[b, j])
+                if v > abs_max:
+                    abs_max = v
+            if abs_max > 0:
+                scale[b] = abs_max / dac_range
+            for j in range(n_in):
+                x_q[b, j] = x[b, j] / scale[b]
+        else:
+            for j in range(n_in):
+                x_q[b, j] = x[b, j]
+        if dac_levels > 0:
+            for j in range(n_in):
+                x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
+
+    # 2. the ideal product in the array
+    y = np.dot(x_q, w) if transposed else np.dot(x_q, w.T)
+
+    # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
+    k = np.uint64(key)
+    xi = np.empty(n_out, dtype=y.dtype)  # the float64 draws rounded to the dtype
+    if w_noise > 0:
+        x2 = x_q * x_q
+        w2 = w * w
+        variance = np.dot(x2, w2) if transposed else np.dot(x2, w2.T)
+        for b in range(batch):
+            for i in range(n_out):
+                xi[i] = normal_at(k, b * n_out + i)
+            for i in range(n_out):
+                y[b, i] = y[b, i] + (w_noise * np.sqrt(variance[b, i])) * xi[i]
+    if out_noise > 0:
+        out_std = out_noise * adc_range
+        for b in range(batch):
+            for i in range(n_out):
+                xi[i] = normal_at(k, batch * n_out + b * n_out + i)
+            for i in range(n_out):
+                y[b, i] = y[b, i] + out_std * xi[i]
+
+    # 5. ADC
+    if adc_levels > 0:
+        bound = adc_range
+        if adc_managed:
+            largest = adc_range - adc_range  # zero in the dtype
+            for b in range(batch):
+                for i in range(n_out):
+                    v = abs(y[b, i])
+                    if v > largest:
+                        largest = v
+            if largest > 0:
+                bound = largest
+        for b in range(batch):
+            for i in range(n_out):
+                y[b, i] = _quantize(y[b, i], bound, adc_levels)
+
+    # 6. undo the DAC scaling
+    if dac_managed:
+        for b in range(batch):
+            for i in range(n_out):
+                y[b, i] = y[b, i] * scale[b]
+    return y
+
+
+def kernel_scalars(config: PeripheryConfig, dtype) -> tuple:
+    """The config as :func:`read_kernel`'s scalar arguments (between ``x`` and ``key``)."""
+    t = np.dtype(dtype).type
+
+    def levels(bits):
+        return t(0 if bits is None else quantization_levels(bits))
+
+    return (levels(config.dac_bits), t(config.dac_range), config.dac_bound == "managed",
+            levels(config.adc_bits), t(config.adc_range), config.adc_bound == "managed",
+            t(config.w_noise), t(config.out_noise))
+
+
+def _call(w, x, config: PeripheryConfig, key_noise: int, transposed: bool) -> np.ndarray:
+    dtype = common_dtype(w, x)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    check_shapes(w, x, transposed)
+    return read_kernel(w, x, *kernel_scalars(config, dtype), np.uint64(key_noise), transposed)
+
+
+def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int) -> np.ndarray:
+    """:func:`neurosim.periphery.read` through :func:`read_kernel`."""
+    return _call(w, x, config, key_noise, False)
+
+
+def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig,
+                    key_noise: int) -> np.ndarray:
+    """:func:`neurosim.periphery.transposed_read` through :func:`read_kernel`."""
+    return _call(w, d, config, key_noise, True)

@@ -1,0 +1,62 @@
+"""Numba versions of the counter-based generator (:mod:`neurosim.rng`) and the kernel
+decorator shared by every Numba module.
+
+Draw ``i`` of stream ``key`` is ``mix64(key + (i + 1) * GOLDEN)``; these kernels produce
+exactly the numbers of :mod:`neurosim.rng` (integer arithmetic, and the same Box-Muller
+formula), so kernels can draw by index and still equal the NumPy reference.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit
+
+from neurosim import rng
+
+# NumPy's floating-point error model (inf/nan instead of ZeroDivisionError checks) lets
+# LLVM vectorize element-wise loops; it changes no result. No fastmath: results must match
+# the reference backend operation for operation.
+kernel = functools.partial(njit, cache=True, error_model="numpy")
+
+
+@kernel(inline="always")
+def mix64(z):
+    """SplitMix64's output function."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(rng.MUL1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(rng.MUL2)
+    return z ^ (z >> np.uint64(31))
+
+
+@kernel(inline="always")
+def uniform_at(key, i):
+    """Draw ``i`` of stream ``key`` as a float64 uniform (:func:`neurosim.rng.uniform_at`)."""
+    z = mix64(np.uint64(key) + np.uint64(i + 1) * np.uint64(rng.GOLDEN))
+    return np.float64(z >> np.uint64(11)) * (2.0 ** -53)
+
+
+@kernel(inline="always")
+def normal_at(key, j):
+    """Normal ``j`` of stream ``key``: Box-Muller on uniforms ``2j``, ``2j + 1``."""
+    a = uniform_at(key, 2 * j)
+    b = uniform_at(key, 2 * j + 1)
+    return np.sqrt(-2.0 * np.log1p(-a)) * np.cos(rng.TWO_PI * b)
+
+
+@kernel
+def uniform_kernel(key, n):
+    """Draws ``0..n-1`` of stream ``key`` as float64 uniforms (:func:`neurosim.rng.uniform`)."""
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        out[i] = uniform_at(key, i)
+    return out
+
+
+@kernel
+def normal_kernel(key, n):
+    """Normals ``0..n-1`` of stream ``key`` (:func:`neurosim.rng.normal`)."""
+    out = np.empty(n, dtype=np.float64)
+    for j in range(n):
+        out[j] = normal_at(key, j)
+    return out

@@ -1,0 +1,249 @@
+"""The periphery read model of a crossbar array: DAC, array read noise, ADC (DESIGN §2).
+
+This module is the specification (plain NumPy); :mod:`neurosim.backends.numba_periphery`
+computes the same numbers operation for operation. One *read* of an array holding ``w``
+(``n_out x n_in``, array units) with a batch of inputs ``x`` (``batch x n_in``) is, per
+sample ``b`` and output ``i``, in this order:
+
+1. **DAC.** ``managed`` bound: the sample is divided by ``s_b = max_j |x_bj| / dac_range``
+   (aihwkit's "noise management", AbsMax), so its abs-max lands on the DAC's full scale;
+   ``s_b = 1`` for an all-zero sample. ``fixed``: ``s_b = 1`` (no division). Then, if
+   ``dac_bits`` is set, ``x_q = quantize(x / s_b, dac_bits, dac_range)`` (clip, then round
+   to the grid); ``dac_bits = None`` is an ideal DAC (no clipping, no rounding).
+2. **Ideal product** ``y = x_q @ w.T``.
+3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q) @ (w * w).T) * xi``.
+4. **Output noise** ``+ out_noise * adc_range * zeta``.
+5. **ADC.** If ``adc_bits`` is set, ``y = quantize(y, adc_bits, R)`` with ``R = adc_range``
+   (``fixed``) or ``R = max_{b,i} |y_bi|`` over the whole batch after the noise
+   (``managed``; ``R = adc_range`` if that maximum is 0). ``adc_bits = None`` is an ideal
+   ADC (no clipping, no rounding).
+6. **Undo the DAC scaling**: ``y_bi * s_b`` (``managed`` DAC only).
+
+The result is in array units, before any digital scaling: the caller multiplies by the
+layer's ``alpha`` and adds the bias. With the default :class:`PeripheryConfig` (ideal
+converters, no noise) a read is exactly ``x @ w.T``.
+
+**Random numbers.** ``xi`` and ``zeta`` are standard normals of the counter-based stream
+``key_noise`` (:mod:`neurosim.rng`): ``xi[b, i]`` is draw ``b * n_out + i`` and
+``zeta[b, i]`` is draw ``batch * n_out + b * n_out + i``. Noise is "redrawn on every read"
+because every read gets its own key: the caller must derive a fresh key per read (e.g.
+from (seed, step, layer, purpose)); the same key reproduces the same read exactly.
+
+**Quantization** (:func:`quantize`) is a signed uniform grid with ``levels = 2**(bits-1) - 1``
+steps per side (``2 * levels + 1`` values, zero included, symmetric; aihwkit's
+``inp_res = 1/(2**7 - 2)`` on the full range ``2 * inp_bound`` is ``dac_bits = 7``):
+``step = bound / levels``, ``k = rint(clip(v, -bound, bound) / step)``,
+``q = bound * (k / levels)``. Two choices, both made so that the grid is exact:
+
+* ``rint`` (IEEE round-half-to-even) rather than ``floor(v / step + 0.5)``: ``rint`` is one
+  correctly rounded operation, symmetric (``q(-v) = -q(v)``, as a signed converter must be),
+  unbiased on ties, and what ``torch.round`` does; ``floor(u + 0.5)`` rounds half up
+  (``q(-0.5 step) = 0`` but ``q(0.5 step) = step``) and mis-rounds
+  ``u = 0.49999999999999994`` to 1 because ``u + 0.5`` rounds up to 1.0 before the floor.
+  NumPy's ``np.rint`` and Numba's are the same machine instruction.
+* ``bound * (k / levels)`` rather than ``k * step``: the end points are exactly
+  ``+-bound`` (``k / levels = +-1`` exactly), whereas ``levels * (bound / levels)`` can
+  exceed ``bound`` by one ulp; every other value is within one ulp of ``k * step``.
+
+All arithmetic is in the common floating dtype of ``w`` and ``x`` (float32 stays float32);
+config scalars are cast to it first, the float64 normals are cast to it when drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from neurosim import rng
+from neurosim.schema import spec
+
+BOUND_MODES = ("fixed", "managed")
+MAX_BITS = 24  # 2**23 - 1 levels per side: exact in float32
+
+
+@dataclass(frozen=True)
+class PeripheryConfig:
+    """DAC, read noise and ADC of one array's reads (see :mod:`neurosim.periphery`).
+
+    ``y_b = s_b * ADC( DAC(x_b / s_b) @ w.T + w_noise sqrt((DAC(x_b / s_b)^2) @ (w^2).T) xi
+    + out_noise * adc_range * zeta )``, with ``s_b = max|x_b| / dac_range`` for a managed DAC
+    (else 1), ``xi, zeta ~ N(0, 1)`` redrawn on every read. The default is ideal: ``y = x @ w.T``.
+
+    **Weight read noise.** Physically every read sees ``w_ij + w_noise |w_ij| xi_ij`` with a
+    fresh ``xi_ij`` per cell and per read. For one sample ``x`` that gives output ``i`` the
+    extra term ``w_noise sum_j |w_ij| x_j xi_ij``: a sum of independent Gaussians, i.e.
+    exactly ``N(0, w_noise^2 sum_j w_ij^2 x_j^2)``. Outputs ``i != i'`` sum over disjoint
+    cells (row ``i`` vs row ``i'``), so their noises are independent: drawing one normal per
+    output, ``w_noise sqrt((w*w) @ (x*x))_i xi_i``, has exactly the joint distribution of the
+    per-cell model for one sample's read, at the cost of one extra matrix product instead
+    of ``n_out * n_in`` normals per sample. What it does not capture: (a) samples of a batch
+    are separate reads (independent noise); a model where one cell realization is shared by
+    the whole batch would correlate sample ``b`` and ``b'`` at output ``i`` (covariance
+    ``w_noise^2 sum_j w_ij^2 x_bj x_b'j``), and that correlation is absent here; (b) the
+    noisy weights themselves are never formed, so they cannot be reused by another read
+    (e.g. a transposed read of the same realization), and temporally correlated (1/f)
+    noise is not modelled; (c) it relies on the per-cell noise being Gaussian.
+    """
+
+    dac_bits: int | None = spec(
+        None, ge=2, le=MAX_BITS,
+        doc="DAC resolution in bits of a signed converter: 2**(bits-1) - 1 steps per side "
+            "(7 bits = 63 steps per side, aihwkit's default inp_res); null = ideal DAC "
+            "(no clipping, no rounding). A 1-bit bit-serial DAC is not this parameter (it "
+            "needs one read per input bit plane)")
+    dac_range: float = spec(
+        1.0, gt=0.0,
+        doc="DAC full scale (input units): with dac_bits set, inputs are clipped to "
+            "[-dac_range, dac_range] and rounded to steps of dac_range / (2**(dac_bits-1) - 1); "
+            "with a managed DAC, each sample's abs-max is scaled onto it")
+    dac_bound: str = spec(
+        "fixed", choices=BOUND_MODES,
+        doc="fixed: inputs enter the DAC as they are; managed: per-sample scaling (aihwkit "
+            "noise management, AbsMax): x_b is divided by s_b = max_j |x_bj| / dac_range "
+            "before the DAC and the output multiplied by s_b after the ADC (s_b = 1 for a "
+            "zero sample). Applies even with an ideal DAC, because it sets the signal level "
+            "relative to the output noise and the ADC range")
+    adc_bits: int | None = spec(
+        None, ge=2, le=MAX_BITS,
+        doc="ADC resolution in bits of a signed converter: 2**(bits-1) - 1 steps per side; "
+            "null = ideal ADC (no clipping, no rounding)")
+    adc_range: float = spec(
+        10.0, gt=0.0,
+        doc="ADC full scale in array output units (w * x): with adc_bits set and a fixed "
+            "bound, outputs are clipped to [-adc_range, adc_range]; also the unit of out_noise")
+    adc_bound: str = spec(
+        "fixed", choices=BOUND_MODES,
+        doc="fixed: the ADC range is adc_range; managed: the range is the batch's max |y| "
+            "after the noise (an ideal per-batch auto-ranging ADC: nothing saturates; more "
+            "optimistic than aihwkit's iterative bound management, which re-reads with the "
+            "input halved until the output no longer saturates)")
+    out_noise: float = spec(
+        0.0, ge=0.0,
+        doc="additive Gaussian output noise, std out_noise * adc_range (relative to the ADC "
+            "range), redrawn on every read. NOTE aihwkit's out_noise (default 0.06) is an "
+            "absolute std in its output units (inputs in [-1, 1], out_bound 12), not "
+            "relative; aihwkit's default corresponds to out_noise = 0.06 / adc_range here")
+    w_noise: float = spec(
+        0.0, ge=0.0,
+        doc="weight-proportional read noise: every read uses w_ij + w_noise * |w_ij| * xi_ij; "
+            "simulated exactly in distribution as w_noise * sqrt((w*w) @ (x*x)) * xi_i per "
+            "output (see the class docstring)")
+
+    @property
+    def is_ideal(self) -> bool:
+        """Whether a read is exactly ``x @ w.T``."""
+        return (self.dac_bits is None and self.adc_bits is None and self.dac_bound == "fixed"
+                and self.out_noise == 0.0 and self.w_noise == 0.0)
+
+
+def quantization_levels(bits: int) -> int:
+    """Steps per side of a signed ``bits``-bit converter: ``2**(bits - 1) - 1``."""
+    if not 2 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be in 2..{MAX_BITS}, got {bits}")
+    return 2 ** (bits - 1) - 1
+
+
+def quantize(v: np.ndarray, bits: int | None, bound: float) -> np.ndarray:
+    """``v`` clipped to ``[-bound, bound]`` and rounded to the nearest of ``bound * k / levels``,
+    ``k = -levels .. levels`` (ties to even ``k``), in ``v``'s floating dtype.
+    ``bits=None`` returns ``v`` unchanged (an ideal converter)."""
+    if bits is None:
+        return v
+    t = v.dtype.type
+    r = t(bound)
+    levels = t(quantization_levels(bits))
+    step = r / levels
+    k = np.rint(np.clip(v, -r, r) / step)
+    return r * (k / levels)
+
+
+def common_dtype(w: np.ndarray, x: np.ndarray) -> np.dtype:
+    """The floating dtype a read computes in: float32 only if both operands are float32."""
+    dtype = np.result_type(np.asarray(w).dtype, np.asarray(x).dtype, np.float32)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"reads compute in float32 or float64, not {dtype}")
+    return dtype
+
+
+def check_shapes(w: np.ndarray, x: np.ndarray, transposed: bool) -> tuple[int, int]:
+    """``(n_in, n_out)`` of the read, after checking that the shapes fit."""
+    if w.ndim != 2 or x.ndim != 2:
+        raise ValueError(f"w and x must be 2-d, got shapes {w.shape} and {x.shape}")
+    n_out, n_in = (w.shape[1], w.shape[0]) if transposed else w.shape
+    if x.shape[1] != n_in:
+        raise ValueError(f"inputs have {x.shape[1]} features, the read needs {n_in} "
+                         f"(w {w.shape}, {'transposed' if transposed else 'forward'})")
+    return n_in, n_out
+
+
+Matmul = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int, *,
+         matmul: Matmul = np.matmul) -> np.ndarray:
+    """One read ``y ~ x @ w.T`` through the periphery (module docstring), shape
+    ``(batch, n_out)``, in array units.
+
+    ``matmul`` computes the two matrix products (``x_q @ w.T`` and, with weight noise,
+    ``x_q**2 @ (w**2).T``). Tests pass the product the Numba kernel uses: NumPy and SciPy
+    (whose BLAS Numba calls) ship different OpenBLAS builds whose float32 GEMMs round
+    differently, and everything else is bit-identical between the two implementations.
+    """
+    return _read(w, x, config, key_noise, False, matmul)
+
+
+def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig, key_noise: int, *,
+                    matmul: Matmul = np.matmul) -> np.ndarray:
+    """A read of ``w.T`` (``d @ w``, shape ``(batch, n_in)``): BP's backward pass through the
+    forward array, same periphery model. Counting it as weight transport is the caller's
+    job (DESIGN §2)."""
+    return _read(w, d, config, key_noise, True, matmul)
+
+
+def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, matmul: Matmul):
+    dtype = common_dtype(w, x)
+    t = dtype.type
+    w = np.asarray(w, dtype=dtype)
+    x = np.asarray(x, dtype=dtype)
+    _, n_out = check_shapes(w, x, transposed)
+    batch = x.shape[0]
+    w_read = w if transposed else w.T  # (n_in, n_out): y = x @ w_read
+
+    # 1. DAC, with per-sample scaling (noise management)
+    managed_dac = config.dac_bound == "managed"
+    if managed_dac:
+        abs_max = np.max(np.abs(x), axis=1, initial=t(0))
+        scale = np.where(abs_max > 0, abs_max / t(config.dac_range), t(1))
+        x = x / scale[:, None]
+    x_q = quantize(x, config.dac_bits, config.dac_range)
+
+    # 2. the ideal product in the array
+    y = matmul(x_q, w_read)
+
+    # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
+    if config.w_noise > 0 or config.out_noise > 0:
+        z = rng.normal(key, 2 * batch * n_out).astype(dtype)
+        xi = z[:batch * n_out].reshape(batch, n_out)
+        zeta = z[batch * n_out:].reshape(batch, n_out)
+        if config.w_noise > 0:
+            w2 = w * w
+            variance = matmul(x_q * x_q, w2 if transposed else w2.T)
+            y = y + (t(config.w_noise) * np.sqrt(variance)) * xi
+        if config.out_noise > 0:
+            y = y + (t(config.out_noise) * t(config.adc_range)) * zeta
+
+    # 5. ADC
+    if config.adc_bits is not None:
+        bound = t(config.adc_range)
+        if config.adc_bound == "managed":
+            largest = np.max(np.abs(y), initial=t(0))
+            if largest > 0:
+                bound = largest
+        y = quantize(y, config.adc_bits, bound)
+
+    # 6. undo the DAC scaling
+    if managed_dac:
+        y = y * scale[:, None]
+    return y

@@ -1,0 +1,349 @@
+"""The periphery read model (neurosim.periphery): quantization, bound management, read
+noise statistics, and the Numba kernel against the NumPy specification, bit for bit."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats
+
+from neurosim import periphery as P
+from neurosim import rng
+from neurosim.backends import numba_periphery as N
+from neurosim.errors import ConfigError
+from neurosim.schema import build
+
+DTYPES = [np.float32, np.float64]
+KEY = rng.stream_key(5, 17, 1, 99)
+
+
+def operands(batch, n_in, n_out, dtype=np.float64, seed=0, w_scale=0.3):
+    g = np.random.default_rng(seed)
+    w = (w_scale * g.standard_normal((n_out, n_in))).astype(dtype)
+    x = g.standard_normal((batch, n_in)).astype(dtype)
+    return w, x
+
+
+# ------------------------------------------------------------------- configuration
+def test_default_config_is_ideal_and_validated():
+    config = build(P.PeripheryConfig, {}, "test")
+    assert config == P.PeripheryConfig() and config.is_ideal
+    assert not P.PeripheryConfig(w_noise=0.1).is_ideal
+    assert not P.PeripheryConfig(dac_bound="managed").is_ideal
+    ok = build(P.PeripheryConfig, {"dac_bits": 7, "adc_bits": None, "adc_bound": "managed"}, "t")
+    assert ok.dac_bits == 7 and ok.adc_bits is None
+    for bad in ({"dac_bits": 1}, {"adc_bits": 25}, {"dac_range": 0.0}, {"adc_range": -1.0},
+                {"out_noise": -0.1}, {"w_noise": -1e-3}, {"dac_bound": "auto"},
+                {"adc_bits": 7.5}):
+        with pytest.raises(ConfigError):
+            build(P.PeripheryConfig, bad, "test")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_default_read_is_exactly_the_ideal_product(dtype):
+    w, x = operands(9, 40, 7, dtype)
+    np.testing.assert_array_equal(P.read(w, x, P.PeripheryConfig(), KEY), x @ w.T)
+    np.testing.assert_array_equal(P.transposed_read(w, x[:, :7], P.PeripheryConfig(), KEY),
+                                  x[:, :7] @ w)
+    np.testing.assert_array_equal(N.read(w, x, P.PeripheryConfig(), KEY), N.matmul(x, w.T))
+    assert P.read(w, x, P.PeripheryConfig(), KEY).dtype == dtype
+
+
+def test_shape_and_dtype_errors():
+    w, x = operands(3, 5, 4)
+    with pytest.raises(ValueError):
+        P.read(w, x[:, :4], P.PeripheryConfig(), KEY)
+    with pytest.raises(ValueError):
+        N.transposed_read(w, x, P.PeripheryConfig(), KEY)
+    assert P.read(w.astype(np.float32), x, P.PeripheryConfig(), KEY).dtype == np.float64
+    assert P.common_dtype(np.ones((2, 2), np.int64), np.ones((2, 2), np.float32)) == np.float64
+
+
+# -------------------------------------------------------------------- quantization
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bits,bound", [(2, 1.0), (3, 0.3), (5, 10.0), (8, 1.0), (9, 12.0)])
+def test_quantize_grid_saturation_monotone(bits, bound, dtype):
+    levels = 2 ** (bits - 1) - 1
+    t = np.dtype(dtype).type
+    g = np.random.default_rng(bits)
+    v = np.sort(np.concatenate([np.linspace(-2 * bound, 2 * bound, 20001),
+                                g.uniform(-1.5 * bound, 1.5 * bound, 5000),
+                                [-bound, bound, 0.0]])).astype(dtype)
+    q = P.quantize(v, bits, bound)
+    assert q.dtype == dtype
+    step = t(bound) / t(levels)
+    k = np.rint(q / step)
+    # on the grid: exactly bound * (k / levels), |k| <= levels, within an ulp of k * step
+    assert np.all(np.abs(k) <= levels)
+    np.testing.assert_array_equal(q, t(bound) * (k / t(levels)))
+    assert np.all(np.abs(q - k * step) <= 2 * np.spacing(t(bound)))
+    assert len(np.unique(q)) == 2 * levels + 1
+    # saturation at exactly +-bound, never beyond
+    assert np.all(q[v >= t(bound)] == t(bound)) and np.all(q[v <= -t(bound)] == -t(bound))
+    assert np.all(np.abs(q) <= t(bound))
+    # monotone non-decreasing, symmetric, error at most half a step inside the range
+    assert np.all(np.diff(q) >= 0)
+    np.testing.assert_array_equal(P.quantize(-v, bits, bound), -q)
+    inside = np.abs(v) <= t(bound)
+    assert np.all(np.abs(q - v)[inside] <= step / 2 + 2 * np.spacing(t(bound)))
+    # the ideal converter is the identity
+    assert P.quantize(v, None, bound) is v
+
+
+def test_quantize_rounds_ties_to_even_without_double_rounding():
+    # bits 8, bound 127: step is exactly 1, so the grid index is the rounded value itself
+    v = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 0.49999999999999994, 126.5, 200.0, -300.0])
+    np.testing.assert_array_equal(P.quantize(v, 8, 127.0),
+                                  [0.0, 2.0, 2.0, -0.0, -2.0, 0.0, 126.0, 127.0, -127.0])
+
+
+@pytest.mark.parametrize("bits", [4, 8, 16, 24])
+def test_fine_converters_converge_to_the_ideal_product(bits):
+    w, x = operands(16, 50, 8, seed=1)
+    ideal = x @ w.T
+    dac_range = float(np.abs(x).max())  # no clipping: the error is rounding only
+    adc_range = float(np.abs(ideal).max())
+    config = P.PeripheryConfig(dac_bits=bits, dac_range=dac_range, adc_bits=bits,
+                               adc_range=adc_range)
+    y = P.read(w, x, config, KEY)
+    levels = 2 ** (bits - 1) - 1
+    bound = (dac_range / levels / 2 * np.abs(w).sum(axis=1) + adc_range / levels / 2
+             + 1e-12 * adc_range)
+    assert np.all(np.abs(y - ideal) <= bound)
+    if bits == 24:
+        assert np.abs(y - ideal).max() < 1e-5 * adc_range
+    else:
+        assert not np.array_equal(y, ideal)
+
+
+def test_fixed_dac_clips_and_adc_saturates():
+    w = np.array([[1.0, 1.0], [0.5, -0.5]])
+    x = np.array([[3.0, 0.2]])
+    y = P.read(w, x, P.PeripheryConfig(dac_bits=8, dac_range=1.0), KEY)
+    np.testing.assert_allclose(y, [[1.0 + 0.2, 0.5 - 0.1]], atol=1 / 127)
+    y = P.read(w, x, P.PeripheryConfig(adc_bits=8, adc_range=2.0), KEY)
+    np.testing.assert_allclose(y, [[2.0, 0.5 * 3.0 - 0.1]], atol=2 / 127)
+    assert y[0, 0] == 2.0
+
+
+def test_managed_adc_uses_the_batch_maximum():
+    w, x = operands(10, 30, 6, seed=2)
+    ideal = x @ w.T
+    config = P.PeripheryConfig(adc_bits=4, adc_bound="managed", adc_range=1e-3)
+    y = P.read(w, x, config, KEY)
+    largest = np.abs(ideal).max()
+    k = np.rint(y / (largest / 7))
+    np.testing.assert_array_equal(y, largest * (k / 7))  # grid of the batch's range
+    assert np.abs(y).max() == largest  # nothing saturates: the extreme is on the grid
+    assert np.all(np.abs(y - ideal) <= largest / 14 * (1 + 1e-12))
+    # the same sample read in another batch gets another range
+    other = P.read(w, np.concatenate([x, 10 * x[:1]]), config, KEY)
+    assert not np.array_equal(other[:10], y)
+
+
+# ----------------------------------------------------------------- bound management
+@pytest.mark.parametrize("adc_bound", ["fixed", "managed"])
+def test_managed_dac_is_scale_invariant(adc_bound):
+    w, x = operands(12, 40, 9, seed=3)
+    config = P.PeripheryConfig(dac_bits=5, dac_bound="managed", adc_bits=6, adc_range=5.0,
+                               adc_bound=adc_bound)
+    y = P.read(w, x, config, KEY)
+    # a power of two scales exactly, so even the quantized read scales exactly
+    np.testing.assert_array_equal(P.read(w, 4.0 * x, config, KEY), 4.0 * y)
+    np.testing.assert_array_equal(P.read(w, x / 1024, config, KEY), y / 1024)
+    # per sample: scaling one sample changes only that sample (fixed ADC range)
+    if adc_bound == "fixed":
+        c = np.ones((12, 1))
+        c[3] = 8.0
+        np.testing.assert_array_equal(P.read(w, c * x, config, KEY), c * y)
+    # any c > 0 with ideal converters: equal up to rounding
+    ideal_converters = P.PeripheryConfig(dac_bound="managed")
+    np.testing.assert_allclose(P.read(w, 3.7 * x, ideal_converters, KEY),
+                               3.7 * P.read(w, x, ideal_converters, KEY), rtol=1e-12)
+    np.testing.assert_allclose(P.read(w, x, ideal_converters, KEY), x @ w.T, rtol=1e-12)
+    # a fixed DAC is not scale invariant (it clips and has a fixed step)
+    fixed = dataclasses.replace(config, dac_bound="fixed")
+    assert not np.allclose(P.read(w, 4.0 * x, fixed, KEY), 4.0 * P.read(w, x, fixed, KEY))
+
+
+def test_managed_dac_leaves_zero_samples_alone():
+    w, x = operands(4, 10, 3, seed=4)
+    x[2] = 0.0
+    config = P.PeripheryConfig(dac_bits=4, dac_bound="managed", out_noise=0.01)
+    y = P.read(w, x, config, KEY)
+    assert np.all(np.isfinite(y))
+    zeta = rng.normal(KEY, 2 * 4 * 3)[12:].reshape(4, 3)
+    np.testing.assert_allclose(y[2], 0.01 * 10.0 * zeta[2], rtol=1e-12)  # scale 1
+
+
+# -------------------------------------------------------------------------- noise
+def repeated(x_row, n):
+    return np.repeat(x_row[None, :], n, axis=0)
+
+
+def variance_ratio_bounds(n, alpha=1e-6):
+    """Where (n-1) s^2 / sigma^2 ~ chi2(n-1) puts s^2 / sigma^2 with probability 1 - alpha."""
+    return (stats.chi2.ppf(alpha / 2, n - 1) / (n - 1),
+            stats.chi2.ppf(1 - alpha / 2, n - 1) / (n - 1))
+
+
+def test_weight_noise_std_matches_the_formula():
+    n = 20000  # reads of one fixed x: a batch of n copies gets independent noise per row
+    w, x = operands(1, 30, 6, seed=5)
+    w[0, :] = 0.0  # an output with no signal has no weight noise
+    w_noise = 0.1
+    y = P.read(w, repeated(x[0], n), P.PeripheryConfig(w_noise=w_noise), KEY)
+    noise = y - x @ w.T
+    sigma = w_noise * np.sqrt((w * w) @ (x[0] * x[0]))
+    assert np.all(noise[:, 0] == 0.0)
+    lo, hi = variance_ratio_bounds(n)
+    ratio = noise[:, 1:].var(axis=0, ddof=1) / sigma[1:] ** 2
+    assert np.all((lo < ratio) & (ratio < hi)), (ratio, lo, hi)
+    assert np.all(np.abs(noise[:, 1:].mean(axis=0)) < 5.5 * sigma[1:] / np.sqrt(n))
+    corr = np.corrcoef(noise[:, 1:].T)[np.triu_indices(5, 1)]
+    assert np.all(np.abs(corr) < 5.5 / np.sqrt(n))  # independent across outputs
+
+
+def test_weight_noise_matches_the_per_cell_model_in_distribution():
+    """One normal per output == sum_j (w_ij + w_noise |w_ij| xi_ij) x_j with xi per cell."""
+    n, w_noise = 4000, 0.3
+    w, x = operands(1, 8, 3, seed=6)
+    y = P.read(w, repeated(x[0], n), P.PeripheryConfig(w_noise=w_noise), KEY)
+    xi = np.random.default_rng(7).standard_normal((n, 3, 8))
+    per_cell = np.einsum("nij,j->ni", w + w_noise * np.abs(w) * xi, x[0])
+    for i in range(3):
+        assert stats.ks_2samp(y[:, i], per_cell[:, i]).pvalue > 1e-4
+    # and a wrong model (noise proportional to w rather than |w| x) is told apart
+    wrong = x[0] @ w.T + w_noise * np.abs(x[0] @ w.T) * xi[:, :, 0]
+    assert min(stats.ks_2samp(y[:, i], wrong[:, i]).pvalue for i in range(3)) < 1e-4
+
+
+@pytest.mark.parametrize("adc_range", [1.0, 10.0])
+def test_output_noise_std_is_relative_to_the_adc_range(adc_range):
+    n = 20000
+    w, x = operands(1, 20, 4, seed=8)
+    out_noise = 0.06
+    y = P.read(w, repeated(x[0], n), P.PeripheryConfig(out_noise=out_noise,
+                                                       adc_range=adc_range), KEY)
+    noise = y - x @ w.T
+    sigma = out_noise * adc_range
+    lo, hi = variance_ratio_bounds(n)
+    ratio = noise.var(axis=0, ddof=1) / sigma ** 2
+    assert np.all((lo < ratio) & (ratio < hi)), (ratio, lo, hi)
+    assert np.all(np.abs(noise.mean(axis=0)) < 5.5 * sigma / np.sqrt(n))
+
+
+def test_noise_draws_are_the_documented_stream_indices():
+    batch, n_out = 5, 4
+    w, x = operands(batch, 6, n_out, seed=9)
+    z = rng.normal(KEY, 2 * batch * n_out).reshape(2, batch, n_out)
+    ideal = x @ w.T
+    y = P.read(w, x, P.PeripheryConfig(w_noise=0.2), KEY)
+    np.testing.assert_allclose((y - ideal) / (0.2 * np.sqrt((x * x) @ (w * w).T)), z[0],
+                               rtol=1e-9, atol=1e-9)
+    y = P.read(w, x, P.PeripheryConfig(out_noise=0.1, adc_range=2.0), KEY)
+    np.testing.assert_allclose((y - ideal) / 0.2, z[1], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", [P.read, N.read])
+def test_noise_is_redrawn_per_key_and_reproduced_by_the_same_key(impl):
+    w, x = operands(8, 20, 5, seed=10)
+    config = P.PeripheryConfig(w_noise=0.05, out_noise=0.01)
+    a, b = impl(w, x, config, KEY), impl(w, x, config, KEY)
+    c = impl(w, x, config, rng.stream_key(5, 18, 1, 99))
+    np.testing.assert_array_equal(a, b)
+    assert not np.any(a == c)
+
+
+# ------------------------------------------------------------- numba == numpy
+CONFIGS = [
+    P.PeripheryConfig(),
+    P.PeripheryConfig(dac_bits=7, adc_bits=9, adc_range=4.0),
+    P.PeripheryConfig(dac_bits=7, adc_bits=9, adc_range=4.0, out_noise=0.02, w_noise=0.05),
+    P.PeripheryConfig(dac_bits=3, dac_range=0.7, dac_bound="managed", adc_bits=5,
+                      adc_bound="managed", out_noise=0.01, w_noise=0.1, adc_range=3.0),
+    P.PeripheryConfig(dac_bound="managed", out_noise=0.05),
+    P.PeripheryConfig(w_noise=0.2),
+    P.PeripheryConfig(dac_bits=2, adc_bits=2, adc_range=0.5, out_noise=0.3),
+]
+SHAPES = [(1, 30, 7), (17, 33, 10), (64, 200, 50)]
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("config", CONFIGS, ids=range(len(CONFIGS)))
+def test_numba_read_equals_numpy_read_exactly(config, dtype, transposed):
+    for batch, n_in, n_out in SHAPES:
+        w, x = operands(batch, n_in, n_out, dtype, seed=batch)
+        if transposed:
+            x = x[:, :n_out] * 2
+            fast = N.transposed_read(w, x, config, KEY)
+            ref = P.transposed_read(w, x, config, KEY, matmul=N.matmul)
+        else:
+            fast = N.read(w, x, config, KEY)
+            ref = P.read(w, x, config, KEY, matmul=N.matmul)
+        assert fast.dtype == ref.dtype == dtype
+        np.testing.assert_array_equal(fast, ref)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_numba_read_agrees_with_numpy_blas_to_rounding(dtype, rtol):
+    """With NumPy's own matmul (another OpenBLAS build) unquantized reads agree to rounding."""
+    w, x = operands(64, 300, 40, dtype, seed=11)
+    for config in (CONFIGS[0], CONFIGS[4], CONFIGS[5]):
+        ref = P.read(w, x, config, KEY)
+        np.testing.assert_allclose(N.read(w, x, config, KEY), ref, rtol=rtol,
+                                   atol=rtol * np.abs(ref).max())
+
+
+def test_numba_normals_at_an_offset_equal_the_stream():
+    z = rng.normal(KEY, 3000)
+    for dtype in DTYPES:
+        out = np.empty(1000, dtype=dtype)
+        N.normals_kernel(np.uint64(KEY), 1500, 1000, out)
+        np.testing.assert_array_equal(out, z[1500:2500].astype(dtype))
+
+
+def test_transposed_read_is_a_read_of_the_transpose():
+    w, x = operands(10, 25, 12, seed=12)
+    d = x[:, :12]
+    config = CONFIGS[2]
+    np.testing.assert_allclose(P.transposed_read(w, d, config, KEY),
+                               P.read(np.ascontiguousarray(w.T), d, config, KEY),
+                               rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------- properties
+@settings(max_examples=150, deadline=None)
+@given(v=hnp.arrays(np.float64, st.integers(1, 40),
+                    elements=st.floats(-1e6, 1e6, allow_nan=False)),
+       bits=st.integers(2, 24), bound=st.floats(1e-6, 1e6), single=st.booleans())
+def test_quantized_values_never_exceed_the_range(v, bits, bound, single):
+    if single:
+        v, bound = v.astype(np.float32), float(np.float32(bound))
+    q = P.quantize(v, bits, bound)
+    assert np.all(np.abs(q) <= q.dtype.type(bound))
+    assert np.all(np.diff(q[np.argsort(v, kind="stable")]) >= 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bits=st.integers(2, 12),
+       adc_range=st.floats(1e-3, 100.0), out_noise=st.floats(0.0, 2.0),
+       w_noise=st.floats(0.0, 2.0), managed_dac=st.booleans(),
+       dtype=st.sampled_from(DTYPES))
+def test_quantized_adc_outputs_never_exceed_the_range(seed, bits, adc_range, out_noise,
+                                                      w_noise, managed_dac, dtype):
+    w, x = operands(6, 9, 5, dtype, seed=seed % 1000, w_scale=3.0)
+    config = P.PeripheryConfig(dac_bits=6, adc_bits=bits, adc_range=adc_range,
+                               out_noise=out_noise, w_noise=w_noise,
+                               dac_bound="managed" if managed_dac else "fixed")
+    y = P.read(w, x, config, seed)
+    scale = np.abs(x).max(axis=1, keepdims=True) if managed_dac else 1.0
+    assert np.all(np.abs(y) <= dtype(adc_range) * scale)
+    np.testing.assert_array_equal(N.read(w, x, config, seed),
+                                  P.read(w, x, config, seed, matmul=N.matmul))
