@@ -155,7 +155,8 @@ def quantize(v: np.ndarray, bits: int | None, bound: float) -> np.ndarray:
     r = t(bound)
     levels = t(quantization_levels(bits))
     step = r / levels
-    k = np.rint(np.clip(v, -r, r) / step)
+    # Clamp k too: near 2**24 levels, r / step can round one grid point past the end.
+    k = np.clip(np.rint(np.clip(v, -r, r) / step), -levels, levels)
     return r * (k / levels)
 
 

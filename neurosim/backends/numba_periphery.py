@@ -35,6 +35,7 @@ def _quantize(v, bound, levels):
     """:func:`neurosim.periphery.quantize` of one value (``levels > 0``)."""
     step = bound / levels
     k = np.rint(min(max(v, -bound), bound) / step)
+    k = min(max(k, -levels), levels)  # as the reference: never one grid point past the end
     return bound * (k / levels)
 
 
