@@ -1,0 +1,74 @@
+"""``neurosim devices list|show``: the chip presets and their devices' response curves."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurosim.config import HW_CONFIG_DIR, load_chip, resolve_chip_path
+from neurosim.device_curves import response_curve
+from neurosim.devices import nominal_step
+from neurosim.plots import new_figure, save_png
+from neurosim.report import markdown_table, write_csv
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("devices", help="list chip presets; show device curves",
+                                   description=__doc__)
+    sub = parser.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="every preset in hw_configs/ with its key figures")
+    listing.set_defaults(func=run_list)
+    show = sub.add_parser("show", help="a preset's response curve (pulses -> weight) as PNG + CSV")
+    show.add_argument("name", help="preset name or chip YAML path")
+    show.add_argument("--out", type=Path, default=Path("device_curves"), help="output folder")
+    show.add_argument("--devices", type=int, default=200, help="devices in the population")
+    show.add_argument("--pulses", type=int, help="up pulses, then as many down (default: levels)")
+    show.set_defaults(func=run_show)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = []
+    for path in sorted(HW_CONFIG_DIR.glob("*.yaml")):
+        chip = load_chip(path)
+        device, forward = chip.forward.device, chip.forward
+        steps = (forward.w_max - forward.w_min) / nominal_step(device, forward.w_min, forward.w_max)
+        rows.append([chip.name, device.model, forward.update.mode,
+                     "–" if device.model == "ideal" else f"{steps:.0f}",
+                     f"{device.nonlinearity_ltp:g} / {device.nonlinearity_ltd:g}"
+                     if device.model == "exp_step" else
+                     f"γ {device.gamma_up:g} / {device.gamma_down:g}"
+                     if device.model == "linear_step" else "–",
+                     f"{device.g_max / device.g_min:.1f}", f"{device.dw_min_ctoc:g}",
+                     f"{device.dw_min_dtod:g}", chip.source])
+    print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
+                          "c2c (per pulse)", "d2d", "source"], rows))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    chip = load_chip(resolve_chip_path(args.name))
+    curve = response_curve(chip, args.devices, args.pulses)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [{"pulse": int(p), "direction": "up" if p <= curve.n_up else "down",
+             "nominal_w": float(n), "mean_w": float(m), "std_w": float(s)}
+            for p, n, m, s in zip(curve.pulse, curve.nominal, curve.mean, curve.std)]
+    csv = write_csv(args.out / f"{chip.name}_response.csv", rows)
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    ax.fill_between(curve.pulse, curve.mean - curve.std, curve.mean + curve.std, alpha=0.25,
+                    label=f"population mean ± std ({curve.n_devices} devices)")
+    ax.plot(curve.pulse, curve.mean, linewidth=1)
+    ax.plot(curve.pulse, curve.nominal, color="black", linewidth=1.5, label="nominal device")
+    ax.axvline(curve.n_up, color="0.6", linestyle=":", linewidth=1)
+    ax.set_xlabel(f"pulse number ({curve.n_up} up, then {curve.n_up} down)")
+    ax.set_ylabel("normalized weight w")
+    ax.set_title(f"{chip.name}: {chip.forward.device.model} response")
+    ax.legend()
+    png = save_png(fig, args.out / f"{chip.name}_response.png")
+    stride = max(1, len(rows) // 16)
+    print(markdown_table(["pulse", "direction", "nominal w", "mean w", "std w"],
+                         [[str(r["pulse"]), r["direction"], f"{r['nominal_w']:+.4f}",
+                           f"{r['mean_w']:+.4f}", f"{r['std_w']:.4f}"]
+                          for r in rows[::stride]]))
+    print(f"curve: {png}\ntable: {csv}")
+    return 0

@@ -1,0 +1,74 @@
+"""Chip presets and ``neurosim devices``: every preset loads, builds a chip, trains by
+pulses within its devices' bounds, and shows a response curve that follows its model."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from neurosim.cli import main
+from neurosim.config import DeviceConfig, load_chip
+from neurosim.device_curves import response_curve
+
+PRESETS = sorted(p.stem for p in (REPO / "hw_configs").glob("*.yaml"))
+
+
+def test_the_published_presets_are_all_shipped():
+    assert set(PRESETS) >= {"ideal", "rram_taox", "rram_agsi", "pcm_gst", "epiram", "fefet_hzo",
+                            "ecram"}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_cites_its_source(name):
+    chip = load_chip(REPO / "hw_configs" / f"{name}.yaml")
+    assert chip.source and chip.description
+    text = (REPO / "hw_configs" / f"{name}.yaml").read_text()
+    assert text.startswith("#")  # the file explains its numbers
+
+
+def test_devices_list_prints_every_preset(capsys):
+    assert main(["devices", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in PRESETS:
+        assert f"| {name} |" in out
+
+
+@pytest.mark.parametrize("name", ["rram_agsi", "ecram"])
+def test_devices_show_writes_curve_and_table(tmp_path, capsys, name):
+    assert main(["devices", "show", name, "--out", str(tmp_path), "--devices", "20"]) == 0
+    png, table = tmp_path / f"{name}_response.png", tmp_path / f"{name}_response.csv"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(table.open()))
+    levels = load_chip(REPO / "hw_configs" / f"{name}.yaml").forward.device.levels
+    assert len(rows) == 2 * levels + 1
+    assert str(png) in capsys.readouterr().out
+
+
+def test_unknown_preset_is_a_one_line_error(capsys):
+    assert main(["devices", "show", "unobtainium"]) == 2
+    assert "must be a preset" in capsys.readouterr().err
+
+
+def test_nominal_exp_step_curve_spans_the_range_in_levels_pulses():
+    chip = load_chip(REPO / "hw_configs" / "rram_taox.yaml")
+    curve = response_curve(chip, n_devices=10)
+    levels = chip.forward.device.levels
+    assert curve.nominal[0] == pytest.approx(-1.0)
+    assert curve.nominal[levels] == pytest.approx(1.0, abs=1e-9)
+    assert curve.nominal[2 * levels] == pytest.approx(-1.0, abs=1e-9)
+    assert np.all(np.diff(curve.nominal[:levels + 1]) > 0)
+    assert np.all(np.diff(curve.nominal[levels:]) < 0)
+    assert curve.std[levels // 2] > 0  # the population is noisy
+
+
+def test_nominal_constant_step_curve_is_linear():
+    chip = load_chip(REPO / "hw_configs" / "ideal.yaml")
+    device = DeviceConfig(model="constant_step", levels=50)
+    chip = dataclasses.replace(chip, forward=dataclasses.replace(chip.forward, device=device))
+    curve = response_curve(chip, n_devices=5)
+    np.testing.assert_allclose(np.diff(curve.nominal[:51]), 2.0 / 50, rtol=1e-9)
+    np.testing.assert_allclose(curve.mean, curve.nominal, atol=1e-12)  # no noise configured
