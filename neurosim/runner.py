@@ -49,8 +49,9 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
-            data_dir: str | None) -> dict:
-    """Run one condition/seed (or reuse/continue it on resume); writes its report."""
+            data_dir: str | None, run_report: bool = True) -> dict:
+    """Run one condition/seed (or reuse/continue it on resume); writes its report unless
+    ``run_report`` is false (large studies: the comparison still covers every run)."""
     config_text, chip_text = _run_config_text(spec)
     config_path = run_dir / "config.yaml"
     if resume and config_path.exists() and config_path.read_text() != config_text:
@@ -61,13 +62,14 @@ def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
     write_text(run_dir / "chip.yaml", chip_text)
     summary = run_spec(spec, run_dir, resume=resume, progress=progress, data_dir=data_dir)
     write_json(run_dir / SUMMARY, summary)
-    write_run_report(run_dir)
+    if run_report:
+        write_run_report(run_dir)
     return summary
 
 
 def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
                    resume: bool = False, overwrite: bool = False, progress: bool = False,
-                   data_dir: str | None = None) -> Path:
+                   data_dir: str | None = None, run_reports: bool = True) -> Path:
     """Run every condition x seed of ``experiment`` into ``out``; returns the report path."""
     runs = expand_runs(experiment, source)
     prepare_out_dir(out, resume, overwrite)
@@ -78,8 +80,8 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
         if progress:
             print(f"[{index}/{len(runs)}] {spec.condition} seed {spec.seed} -> {run_dir}",
                   flush=True)
-        run_one(spec, run_dir, resume, progress, data_dir)
+        run_one(spec, run_dir, resume, progress, data_dir, run_reports)
         run_dirs.append(run_dir)
-    if len(run_dirs) == 1:
+    if len(run_dirs) == 1 and run_reports:
         return run_dirs[0] / "report.md"
     return write_comparison(run_dirs, out, title=experiment.name)

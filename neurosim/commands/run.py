@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--no-run-reports", action="store_true",
+                        help="skip each run's figures and report.md (large studies); the "
+                             "comparison of all runs is still written")
     parser.set_defaults(func=main)
 
 
@@ -40,6 +43,6 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / experiment.name
     report = run_experiment(experiment, args.experiment, out, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.quiet,
-                            data_dir=args.data_dir)
+                            data_dir=args.data_dir, run_reports=not args.no_run_reports)
     print(f"report: {report}")
     return 0
