@@ -297,6 +297,9 @@ class Trainer:
                 **evaluation.representation_rank(
                     self.chip, data.x_test[:self.experiment.evaluation.train_probe_size]),
                 "neuron_angles": evaluation.neuron_angles(self.chip),
+                "programming_events": self.chip.update_count,
+                "pulses_up": self.chip.pulses[:, 0].tolist(),
+                "pulses_down": self.chip.pulses[:, 1].tolist(),
                 "ood": ood_accuracies(self.chip, self.backend, data,
                                       self.experiment.evaluation, self.data_dir),
             }
