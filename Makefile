@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core clean
+.PHONY: demo test bench results-core results-devices clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,13 @@ test: $(STAMP)
 
 bench: $(TORCH_STAMP)
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_devices.py
 
 results-core: $(STAMP)
 	$(BIN)/python docs/scripts/results_core.py
+
+results-devices: $(STAMP)
+	$(BIN)/python docs/scripts/results_devices.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

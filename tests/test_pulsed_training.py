@@ -43,9 +43,12 @@ def test_pulsed_run_counts_pulses_and_respects_device_bounds(tmp_path):
     chip = pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.2, w_max_dtod=0.1,
                        w_min_dtod=0.1)
     trainer = Trainer(spec(chip), tmp_path / "run")
-    trainer.run()
+    summary = trainer.run()
     assert trainer.chip.update_count == 30 + 8  # noise steps + one epoch of 256/32 batches
     assert np.all(trainer.chip.pulses > 0)
+    assert summary["final"]["programming_events"] == trainer.chip.update_count
+    assert summary["final"]["pulses_up"] == trainer.chip.pulses[:, 0].tolist()
+    assert summary["final"]["pulses_down"] == trainer.chip.pulses[:, 1].tolist()
     for layer, state in enumerate(trainer.chip.devices):
         w = trainer.chip.weights(layer).reshape(-1)
         assert np.all(w >= state.w_min.astype(w.dtype)) and np.all(w <= state.w_max.astype(w.dtype))
