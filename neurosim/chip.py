@@ -11,8 +11,10 @@ Layer ``l = 1..L`` (index ``l - 1`` in code) maps ``n_{l-1}`` inputs to ``n_l`` 
 * its **bias** ``b_l`` lives in the digital periphery, in network units;
 * its **feedback array** holds a fixed random ``B_l`` (shape given by the rule, see
   :meth:`neurosim.rules.Rule.feedback_shapes`), programmed once and never updated.
-  ``stored``: a crossbar holding ``B``; ``regenerated``: ``B`` is re-drawn from its PRNG key
-  into a scratch buffer on every use (zero storage; costs random numbers).
+  ``stored`` / ``sign`` / ``ternary``: a crossbar holding ``B`` as programmed (precision,
+  programming error, levels, stuck cells: :mod:`neurosim.feedback`); ``regenerated``: ``B``
+  is re-drawn from its PRNG key into a scratch buffer on every use (zero storage; costs
+  random numbers).
 
 All parameters sit in one flat buffer ``params = [w_1, b_1, w_2, b_2, ...]`` described by
 ``layout[l] = (w_offset, n_out, n_in, b_offset)``, so that compiled kernels and the
@@ -35,6 +37,7 @@ import numpy as np
 from neurosim import rng
 from neurosim.config import ChipConfig, NetworkConfig
 from neurosim.devices import DeviceState, draw_device_state, place_initial_weights
+from neurosim.feedback import program
 from neurosim.rules import Rule, RuleCode
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
@@ -119,8 +122,12 @@ class Chip:
         self.feedback_layout = np.array(fb_layout, dtype=np.int64)
         self.feedback = np.zeros(fb_offset, dtype=self.dtype)
         self.feedback_kind = config.feedback.kind
-        if self.feedback_kind == "stored":
-            self.feedback[:] = draw_feedback_numpy(self.feedback_specs, fb_offset)
+        if self.feedback_kind != "regenerated":  # a crossbar, programmed once
+            drawn = draw_feedback_numpy(self.feedback_specs, fb_offset)
+            for spec in filter(None, self.feedback_specs):
+                offset = self.feedback_layout[spec.layer, 0]
+                part = slice(offset, offset + spec.size)
+                self.feedback[part] = program(drawn[part], config.feedback, seed, spec.layer)
 
     # ------------------------------------------------------------------ init
     def _initialize_forward(self) -> None:
@@ -158,7 +165,7 @@ class Chip:
         if spec is None:
             return None
         offset = self.feedback_layout[index, 0]
-        if self.feedback_kind == "stored":
+        if self.feedback_kind != "regenerated":
             flat = self.feedback[offset:offset + spec.size]
         else:
             flat = draw_feedback_numpy([spec], spec.size).astype(self.dtype)

@@ -146,16 +146,43 @@ class ForwardArrayConfig:
 
 @dataclass(frozen=True)
 class FeedbackArrayConfig:
-    """Fixed random feedback arrays ``B_l``: programmed once, never updated."""
+    """Fixed random feedback arrays ``B_l``: programmed once, never updated.
 
-    kind: str = spec("stored", choices=("stored", "regenerated"),
+    ``stored``, ``sign`` and ``ternary`` arrays are crossbars programmed at construction:
+    each cell gets ``B (1 + programming_error xi)`` (xi ~ N(0, 1), drawn once), snapped to
+    ``levels`` conductance levels when given, and a fraction of cells is stuck at the lowest
+    or highest level. ``regenerated`` feedback is digital and exact.
+    """
+
+    kind: str = spec("stored", choices=("stored", "regenerated", "sign", "ternary"),
                      doc="stored: a crossbar holding B; regenerated: B re-drawn from a PRNG "
-                         "seed in digital logic on every use (no storage, costs RNG draws)")
+                         "seed in digital logic on every use (no storage, costs RNG draws); "
+                         "sign: +-c (one bit per cell); ternary: -c, 0, +c")
     distribution: str = spec("uniform", choices=("uniform", "gaussian"),
                              doc="distribution of the entries of B")
     gain: float = spec(1.0, gt=0.0, doc="B entries have std gain/sqrt(3 * fan) (uniform: "
                                         "U(-gain/sqrt(fan), gain/sqrt(fan))), fan = the "
                                         "matched forward layer's fan-in (FA) or n_L (DFA)")
+    ternary_zero_fraction: float = spec(1.0 / 3.0, gt=0.0, lt=1.0,
+                                        doc="ternary: fraction of cells set to 0 (those of "
+                                            "smallest |B|)")
+    programming_error: float = spec(0.0, ge=0.0,
+                                    doc="relative std of the programmed value of each cell")
+    levels: int | None = spec(None, ge=2, doc="conductance levels of a cell over "
+                                              "[-max|B|, max|B|] (none: continuous)")
+    stuck_at_min: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of cells stuck at -max|B|")
+    stuck_at_max: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of cells stuck at +max|B|")
+
+    def check(self, source: str, path: str) -> None:
+        if self.stuck_at_min + self.stuck_at_max > 1.0:
+            raise ConfigError(source, f"{path}.stuck_at_max", self.stuck_at_max,
+                              "stuck fractions must add up to <= 1")
+        hardware = (self.programming_error > 0 or self.levels is not None
+                    or self.stuck_at_min > 0 or self.stuck_at_max > 0)
+        if self.kind == "regenerated" and hardware:
+            raise ConfigError(source, f"{path}.kind", self.kind,
+                              "regenerated feedback is digital: programming_error, levels and "
+                              "stuck cells apply to stored, sign and ternary arrays only")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class Purpose(IntEnum):
     DEVICE_STUCK = 14  # which devices are stuck, drawn once
     PULSE_ROUNDING = 15  # stochastic rounding of pulse counts, per programming event
     PULSE_NOISE = 16  # cycle-to-cycle noise of each pulse, per programming event
+    PULSE_LINES = 17  # stochastic update: Bernoulli firing of row/column lines per slot
+    FEEDBACK_PROGRAMMING = 18  # programming error and stuck cells of a feedback array
 
 
 def mix64_scalar(z: int) -> int:

@@ -36,10 +36,11 @@ class Backend(ABC):
     def feedback_buffer(self, chip: Chip) -> np.ndarray:
         """The flat feedback matrices the chip applies now.
 
-        Stored arrays are read as programmed; regenerated ones are re-drawn from their keys
-        on every call (the digital logic's PRNG), into a scratch buffer.
+        Crossbars (stored, sign, ternary) are read as programmed; regenerated feedback is
+        re-drawn from its keys on every call (the digital logic's PRNG), into a scratch
+        buffer.
         """
-        if chip.feedback_kind == "stored":
+        if chip.feedback_kind != "regenerated":
             return chip.feedback
         scratch = np.empty_like(chip.feedback)
         self.regenerate_feedback(chip, scratch)
