@@ -77,6 +77,48 @@ segments, and any backend, draws the same numbers. The weight is read into float
 pulses of the event are applied in float64, and the result is stored back once in the
 array's dtype. The returned pulse counts are the pulses applied to non-stuck devices
 (pulses at a bound are counted: they are sent; a stuck device's pulses are not).
+
+Stochastic update (in-array outer product, one programming event per sample)
+----------------------------------------------------------------------------
+DESIGN §2 mode 3, after aihwkit's ``PulseType.StochasticCompressed`` with update
+management (IBM/aihwkit ``src/rpucuda/sparse_bit_line_maker.cpp`` ``generateCounts`` and
+``src/rpucuda/rpu_pulsed_meta_parameter.cpp`` ``calculateBlAB`` /
+``performUpdateManagement``; the settings ``fixed_bl=True, update_management=True,
+update_bl_management=False`` of ``aihwkit.simulator.parameters.training.UpdateParameters``).
+It realizes ``dW = -lr * d x^T`` (gradient descent), one sample at a time, in array units:
+``x`` is the layer's input and ``d`` its error already divided by the layer's scale ``alpha``
+(``W = alpha w``); to realize ``-eta * mean_batch(delta x^T)`` a caller passes
+``d = delta / alpha`` and ``lr = eta / batch``.
+
+For sample ``s`` (inputs ``x_s``, errors ``d_s``; non-finite entries count as 0 and send
+nothing), with the *nominal* ``dw_min`` (``state.dw_min``) and pulse-train length ``BL``::
+
+    x_max = max(max_j |x_sj|, dw_min**2),   d_max = max(max_i |d_si|, dw_min**2)
+    c     = sqrt(lr / (dw_min * BL))
+    c_x   = c * sqrt(d_max / x_max),         c_d = c * sqrt(x_max / d_max)
+    p_x[j] = min(|x_sj| c_x, 1),             p_d[i] = min(|d_si| c_d, 1)
+
+(``c_x c_d BL dw_min = lr``; the floor ``dw_min**2`` is aihwkit's, it only keeps the ratio
+finite.) A sample whose ``x_s`` or ``d_s`` is all zero sends nothing. In each of the ``BL``
+time slots ``t``, row line ``i`` fires iff ``u < p_d[i]`` with
+``u = uniform_at(key_lines, (s BL + t)(n_out + n_in) + i)`` and column line ``j`` iff
+``uniform_at(key_lines, (s BL + t)(n_out + n_in) + n_out + j) < p_x[j]`` (so a line with
+``p = 1`` always fires and one with ``p = 0`` never). Device ``(i, j)`` (index
+``i n_in + j``) receives one pulse in slot ``t`` iff both of its lines fire, in direction
+``-sign(x_sj d_si)`` (up iff the signs differ). Unsaturated, a device's pulse count in one
+sample is Binomial(``BL``, ``p_x[j] p_d[i]``) with mean ``lr |x_sj d_si| / dw_min``, so
+the expected change of a ``constant_step`` device is ``-lr x_sj d_si``; a saturated sample
+sends at most ``BL`` pulses to a device.
+
+A pulse moves the device exactly as in :func:`apply_pulses` (same response, clipping to the
+device's bounds; stuck devices ignore it and it is not counted), with cycle-to-cycle noise
+``normal_at(key_noise, ((s n_out + i) n_in + j) BL + t)``: indexed by the *slot* ``t``
+rather than by the pulse's rank within the device's train (a device gets at most one pulse
+per slot, so ``(s, device, t)`` names every pulse; this needs no per-device counter) and by
+the sample ``s`` (all samples of a call share ``key_lines`` and ``key_noise``). Samples are
+applied one after another in batch order, slots in order. The weights are read into
+float64 once per call and stored back once in their dtype (so for float32 weights,
+splitting a batch into several calls rounds more often; for float64 it changes nothing).
 """
 
 from __future__ import annotations
@@ -337,6 +379,86 @@ def pulsed_update(w: np.ndarray, dw: np.ndarray, state: DeviceState, dw_min: flo
     n[state.stuck[start:start + m] != FREE] = 0
     n_up, n_down = int(n[up].sum()), int(n[~up].sum())
     _pulse_trains(w, n, up, state, start, key_noise, max_pulses)
+    return n_up, n_down
+
+
+# -------------------------------------------------------------- stochastic update
+def stochastic_probabilities(x: np.ndarray, d: np.ndarray, lr: float, bl: int,
+                             dw_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """Firing probabilities ``(p_x, p_d)`` (float64) of one sample's column lines (inputs
+    ``x``, length ``n_in``) and row lines (errors ``d``, length ``n_out``) under aihwkit's
+    update management (module docstring). All zero when ``x`` or ``d`` is all zero or
+    ``lr == 0``."""
+    ax = np.abs(np.asarray(x, dtype=np.float64))
+    ad = np.abs(np.asarray(d, dtype=np.float64))
+    ax = np.where(ax < np.inf, ax, 0.0)  # NaN and inf send nothing
+    ad = np.where(ad < np.inf, ad, 0.0)
+    x_max = float(ax.max(initial=0.0))
+    d_max = float(ad.max(initial=0.0))
+    if x_max == 0.0 or d_max == 0.0 or lr == 0.0:
+        return np.zeros_like(ax), np.zeros_like(ad)
+    floor = dw_min * dw_min
+    x_max, d_max = max(x_max, floor), max(d_max, floor)
+    c = np.sqrt(lr / (dw_min * bl))
+    c_x = c * np.sqrt(d_max / x_max)
+    c_d = c * np.sqrt(x_max / d_max)
+    return np.minimum(ax * c_x, 1.0), np.minimum(ad * c_d, 1.0)
+
+
+def _check_stochastic(w, x, d, state, lr, bl) -> tuple[np.ndarray, np.ndarray]:
+    x, d = np.asarray(x), np.asarray(d)
+    if x.ndim != 2 or d.ndim != 2 or x.shape[0] != d.shape[0]:
+        raise ValueError(f"x {x.shape} and d {d.shape} must be (batch, n_in), (batch, n_out)")
+    if w.ndim != 1 or w.shape[0] != d.shape[1] * x.shape[1] or w.shape[0] != state.n:
+        raise ValueError(f"w {w.shape} must hold the layer's {d.shape[1]} x {x.shape[1]} "
+                         f"devices (state has {state.n})")
+    if not 0.0 <= lr < np.inf:
+        raise ValueError(f"lr must be finite and >= 0 (got {lr})")
+    if int(bl) < 1:
+        raise ValueError(f"bl must be >= 1 (got {bl})")
+    return x, d
+
+
+def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: DeviceState,
+                      lr: float, bl: int, key_lines: int, key_noise: int) -> tuple[int, int]:
+    """Realize ``dW = -lr * d x^T`` by stochastic pulse trains, one programming event per
+    sample (see the module docstring, "Stochastic update").
+
+    ``w``: the layer's flat weights (``n_out * n_in``, row-major; in place); ``x``:
+    ``(batch, n_in)`` layer inputs; ``d``: ``(batch, n_out)`` errors in array units (the
+    network's error divided by the layer's ``alpha``); ``lr``: learning-rate scale in array
+    units; ``bl``: pulse-train length (aihwkit's ``desired_bl``, default 31). Returns the
+    (up, down) pulses applied to non-stuck devices.
+    """
+    x, d = _check_stochastic(w, x, d, state, lr, bl)
+    lr, bl = float(lr), int(bl)
+    n_out, n_in = d.shape[1], x.shape[1]
+    rows_index, cols_index = np.arange(n_out), n_out + np.arange(n_in)
+    free = state.stuck == FREE
+    w64 = w.astype(np.float64)
+    n_up = n_down = 0
+    for s in range(x.shape[0]):
+        p_x, p_d = stochastic_probabilities(x[s], d[s], lr, bl, state.dw_min)
+        if not (p_x.any() and p_d.any()):
+            continue
+        x_positive, d_positive = x[s] > 0, d[s] > 0
+        for t in range(bl):
+            first = (s * bl + t) * (n_out + n_in)
+            rows = np.flatnonzero(rng.uniform_at(key_lines, first + rows_index) < p_d)
+            cols = np.flatnonzero(rng.uniform_at(key_lines, first + cols_index) < p_x)
+            i = (rows[:, None] * n_in + cols[None, :]).ravel()  # coincidences
+            up = (d_positive[rows][:, None] != x_positive[cols][None, :]).ravel()
+            i, up = i[free[i]], up[free[i]]
+            if i.size == 0:
+                continue
+            n_up += int(up.sum())
+            n_down += int(i.size - up.sum())
+            dw = mean_response(state, i, w64[i], up)
+            if state.dw_min_ctoc > 0.0:
+                xi = rng.normal_at(key_noise, (s * state.n + i) * bl + t)
+                dw = dw * (1.0 + state.dw_min_ctoc * xi)
+            w64[i] = np.minimum(np.maximum(w64[i] + dw, state.w_min[i]), state.w_max[i])
+    w[:] = w64
     return n_up, n_down
 
 

@@ -159,3 +159,21 @@ def test_threads_limit_blas_and_numba():
         assert all(pool["num_threads"] == 1 for pool in threadpool_info()
                    if pool["user_api"] == "blas")
         numba.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("rule,dims", RULE_CASES)
+def test_local_signals_agree_and_give_the_gradient(ideal_chip_config, rule, dims):
+    chip = make_chip(ideal_chip_config, dims, rule, seed=4)
+    x, y = batch(9)
+    signals = {}
+    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+        signals[backend.name] = backend.local_signals(chip, backend.feedback_buffer(chip), x, y,
+                                                      chip.rule.code)
+    ref, fast = signals["numpy"], signals["numba"]
+    assert fast[0] == pytest.approx(ref[0], rel=1e-12) and fast[1] == ref[1]
+    for a, b in zip(ref[2] + ref[3], fast[2] + fast[3]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    grads, _, _ = gradients(NumpyBackend("float64"), chip, x, y)
+    for l, (h, delta) in enumerate(zip(ref[2], ref[3])):
+        w_off, n_out, n_in, _ = chip.layout[l]
+        np.testing.assert_allclose(grads[w_off:w_off + n_out * n_in], (delta.T @ h).ravel())

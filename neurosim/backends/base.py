@@ -56,6 +56,15 @@ class Backend(ABC):
         """Output pre-activations ``a_L`` for inputs ``x`` (batch x n_0)."""
 
     @abstractmethod
+    def local_signals(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
+                      rule_code: int) -> tuple[float, int, list, list]:
+        """What each layer sees locally: (summed loss, correct predictions, inputs
+        ``h_{l-1}`` (batch x n_{l-1}) and the rule's errors ``delta_l`` (batch x n_l,
+        already divided by the batch size) of every layer). The rule's gradient of layer
+        ``l`` is ``delta_l^T h_{l-1}``; in-array (stochastic) updates use the signals
+        themselves."""
+
+    @abstractmethod
     def gradients(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
                   rule_code: int, out: np.ndarray) -> tuple[float, int]:
         """The rule's gradient ``mean_batch(delta_l h_{l-1}^T)`` (and bias gradient

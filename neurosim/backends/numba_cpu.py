@@ -69,8 +69,9 @@ def logits_kernel(params, layout, alphas, x, act):
 
 
 @kernel
-def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, out):
-    """Forward pass, softmax cross-entropy, the rule's backward pass and the gradients."""
+def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act):
+    """Forward pass, softmax cross-entropy and the rule's backward pass: (summed loss,
+    correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``)."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
     zero = params[:1][0] * 0
@@ -97,23 +98,10 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
         loss -= (logits[i, y[i]] - m) - log_s
         if best == y[i]:
             correct += 1
-    delta = e
-    for l in range(n_layers - 1, -1, -1):
-        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        if batch == 1:  # a rank-1 outer product: a loop beats a K=1 GEMM call
-            h = post[l][0]
-            for j in range(n_out):
-                _scaled_copy(g[j], h, delta[0, j])
-        else:
-            np.dot(delta.T, post[l], g)
-        for j in range(n_out):
-            out[b_off + j] = zero
-        for i in range(batch):
-            for j in range(n_out):
-                out[b_off + j] += delta[i, j]
-        if l == 0:
-            break
+    deltas = [e for _ in range(n_layers)]
+    for l in range(n_layers - 1, 0, -1):
+        delta = deltas[l]
+        w_off, n_out, n_in = layout[l, 0], layout[l, 1], layout[l, 2]
         if rule == _BP:
             w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
             signal = np.dot(delta, w)
@@ -134,7 +122,31 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
                     signal[i, k] = signal[i, k] * (1 if a_prev[i, k] > 0 else 0)
                 else:
                     signal[i, k] = signal[i, k] * (1 - h_prev[i, k] * h_prev[i, k])
-        delta = signal
+        deltas[l - 1] = signal
+    return loss, correct, post[:n_layers], deltas
+
+
+@kernel
+def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, out):
+    """The rule's gradients ``delta_l^T h_{l-1}`` (and bias sums) from :func:`signals_kernel`."""
+    loss, correct, post, deltas = signals_kernel(params, layout, alphas, feedback, fb_layout,
+                                                 x, y, rule, act)
+    batch = x.shape[0]
+    for l in range(layout.shape[0]):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        delta = deltas[l]
+        g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        if batch == 1:  # a rank-1 outer product: a loop beats a K=1 GEMM call
+            h = post[l][0]
+            for j in range(n_out):
+                _scaled_copy(g[j], h, delta[0, j])
+        else:
+            np.dot(delta.T, post[l], g)
+        bias = out[b_off:b_off + n_out]
+        bias[:] = 0
+        for i in range(batch):
+            for j in range(n_out):
+                bias[j] += delta[i, j]
     return loss, correct
 
 
@@ -233,6 +245,14 @@ class NumbaBackend(Backend):
         x = np.ascontiguousarray(x, dtype=chip.dtype)
         return logits_kernel(chip.params, chip.layout, chip.alphas_typed, x,
                              chip.activation_code)
+
+    def local_signals(self, chip, feedback, x, y, rule_code):
+        x = np.ascontiguousarray(x, dtype=chip.dtype)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        loss, correct, inputs, deltas = signals_kernel(
+            chip.params, chip.layout, chip.alphas_typed, feedback, chip.feedback_layout, x, y,
+            int(rule_code), chip.activation_code)
+        return float(loss), int(correct), list(inputs), list(deltas)
 
     def gradients(self, chip, feedback, x, y, rule_code, out):
         x = np.ascontiguousarray(x, dtype=chip.dtype)

@@ -56,7 +56,7 @@ class NumpyBackend(Backend):
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
         return self.forward_layers(chip, x.astype(chip.dtype, copy=False))[0][-1]
 
-    def gradients(self, chip, feedback, x, y, rule_code, out):
+    def local_signals(self, chip, feedback, x, y, rule_code):
         x = x.astype(chip.dtype, copy=False)
         pre, post = self.forward_layers(chip, x)
         batch = x.shape[0]
@@ -68,20 +68,25 @@ class NumpyBackend(Backend):
         # dLoss/da_L of the batch-mean softmax cross-entropy; the 1/batch of the mean is
         # applied here once, so every delta below is already batch-averaged.
         e = (np.exp(logp) - onehot) / chip.dtype.type(batch)
-        delta = e
-        for l in range(chip.n_layers - 1, -1, -1):
-            w_off, n_out, n_in, b_off = chip.layout[l]
-            out[w_off:w_off + n_out * n_in] = (delta.T @ post[l]).ravel()
-            out[b_off:b_off + n_out] = delta.sum(axis=0)
-            if l == 0:
-                break
+        deltas = [e]
+        for l in range(chip.n_layers - 1, 0, -1):
+            delta = deltas[0]
             if rule_code == RuleCode.BP:
                 signal = chip.alphas_typed[l] * (delta @ chip.weights(l))
             elif rule_code == RuleCode.FA:
                 signal = delta @ self._feedback(chip, feedback, l).T
             else:  # DFA: the output error projected straight to hidden layer l-1
                 signal = e @ self._feedback(chip, feedback, l - 1).T
-            delta = signal * activation_derivative(pre[l - 1], post[l], chip.activation_code)
+            deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
+                                                            chip.activation_code))
+        return loss, correct, post[:-1], deltas
+
+    def gradients(self, chip, feedback, x, y, rule_code, out):
+        loss, correct, inputs, deltas = self.local_signals(chip, feedback, x, y, rule_code)
+        for l, (h, delta) in enumerate(zip(inputs, deltas)):
+            w_off, n_out, n_in, b_off = chip.layout[l]
+            out[w_off:w_off + n_out * n_in] = (delta.T @ h).ravel()
+            out[b_off:b_off + n_out] = delta.sum(axis=0)
         return loss, correct
 
     @staticmethod
