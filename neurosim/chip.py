@@ -181,6 +181,11 @@ class Chip:
         return (rng.stream_key(self.seed, self.update_count, index, rng.Purpose.PULSE_ROUNDING),
                 rng.stream_key(self.seed, self.update_count, index, rng.Purpose.PULSE_NOISE))
 
+    def stochastic_keys(self, index: int) -> tuple[int, int]:
+        """Keys of the line (Bernoulli) and noise streams of the next in-array update."""
+        return (rng.stream_key(self.seed, self.update_count, index, rng.Purpose.PULSE_LINES),
+                rng.stream_key(self.seed, self.update_count, index, rng.Purpose.PULSE_NOISE))
+
     def state(self) -> dict[str, np.ndarray]:
         """Everything that changes during training (the feedback never does)."""
         return {"params": self.params.copy(), "update_count": np.array(self.update_count),

@@ -38,7 +38,7 @@ DATASET_CLASSES = 10
 
 # --------------------------------------------------------------------------- chip
 DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
-UPDATE_MODES = ("ideal", "pulsed")
+UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,11 @@ class UpdateConfig:
     mode: str = spec("ideal", choices=UPDATE_MODES,
                      doc="ideal: w += dW exactly, clipped; pulsed: per weight "
                          "n = stochastic_round(|dw| / dw_min) pulses (capped), one programming "
-                         "event per batch")
+                         "event per batch; stochastic: per sample, Bernoulli pulse trains of "
+                         "length bl on rows and columns, a pulse per coincidence (in-array "
+                         "SGD, aihwkit style)")
     max_pulses: int = spec(31, ge=1, doc="pulsed: most pulses one weight gets per update")
+    bl: int = spec(31, ge=1, doc="stochastic: pulse-train length per sample")
 
 
 @dataclass(frozen=True)
@@ -412,6 +415,18 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentCo
     return experiment
 
 
+def check_update_mode(experiment: ExperimentConfig, chip: ChipConfig, source: str) -> None:
+    """In-array (stochastic) updates apply plain SGD: the array is the optimizer."""
+    if chip.forward.update.mode != "stochastic":
+        return
+    for path, optimizer in (("optimizer", experiment.optimizer),
+                            ("precondition.optimizer", experiment.precondition.optimizer)):
+        if optimizer is not None and (optimizer.name != "sgd" or optimizer.momentum != 0):
+            raise ConfigError(source, f"{path}.name", optimizer.name,
+                              f"chip {chip.name} updates in the array (forward.update.mode: "
+                              "stochastic), which is plain SGD: use sgd with momentum 0")
+
+
 def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[RunSpec]:
     """The runs of an experiment: every condition times every seed, each validated."""
     source = str(path) if path else experiment.name
@@ -431,6 +446,7 @@ def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[
         data["seeds"] = None
         resolved = build(ExperimentConfig, data, f"{source} (condition {name})")
         chip = load_chip(resolve_chip_path(resolved.chip, path))
+        check_update_mode(resolved, chip, f"{source} (condition {name})")
         for seed in seeds:
             runs.append(RunSpec(dataclasses.replace(resolved, seed=seed), chip, name, seed))
     return runs

@@ -116,9 +116,9 @@ device's bounds; stuck devices ignore it and it is not counted), with cycle-to-c
 rather than by the pulse's rank within the device's train (a device gets at most one pulse
 per slot, so ``(s, device, t)`` names every pulse; this needs no per-device counter) and by
 the sample ``s`` (all samples of a call share ``key_lines`` and ``key_noise``). Samples are
-applied one after another in batch order, slots in order. The weights are read into
-float64 once per call and stored back once in their dtype (so for float32 weights,
-splitting a batch into several calls rounds more often; for float64 it changes nothing).
+applied one after another in batch order, slots in order. As in the pulsed update, each
+sample's programming event reads the weights into float64, applies all of its pulses in
+float64 and stores the result back once in the array's dtype.
 """
 
 from __future__ import annotations
@@ -435,13 +435,13 @@ def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: Device
     n_out, n_in = d.shape[1], x.shape[1]
     rows_index, cols_index = np.arange(n_out), n_out + np.arange(n_in)
     free = state.stuck == FREE
-    w64 = w.astype(np.float64)
     n_up = n_down = 0
-    for s in range(x.shape[0]):
+    for s in range(x.shape[0]):  # one programming event per sample
         p_x, p_d = stochastic_probabilities(x[s], d[s], lr, bl, state.dw_min)
         if not (p_x.any() and p_d.any()):
             continue
         x_positive, d_positive = x[s] > 0, d[s] > 0
+        w64 = w.astype(np.float64)
         for t in range(bl):
             first = (s * bl + t) * (n_out + n_in)
             rows = np.flatnonzero(rng.uniform_at(key_lines, first + rows_index) < p_d)
@@ -458,7 +458,7 @@ def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: Device
                 xi = rng.normal_at(key_noise, (s * state.n + i) * bl + t)
                 dw = dw * (1.0 + state.dw_min_ctoc * xi)
             w64[i] = np.minimum(np.maximum(w64[i] + dw, state.w_min[i]), state.w_max[i])
-    w[:] = w64
+        w[:] = w64  # stored back in the array's dtype at the end of the event
     return n_up, n_down
 
 

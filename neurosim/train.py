@@ -7,6 +7,9 @@ chip. A training step is the same in both phases::
     dW = optimizer(g)                            (digital periphery; in backend.update)
     the forward arrays realize dW                (backend.update: ideal or pulsed)
 
+or, for in-array updates (``stochastic``), the layers' local signals drive pulse trains
+in the arrays (backend.local_signals, backend.apply_stochastic_update).
+
 Evaluation points: the noise phase is logged every ``log_every`` steps; data training is
 evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs`` and at
 the end of every epoch. The run checkpoints atomically (every ``checkpoint_every`` epochs
@@ -106,8 +109,17 @@ class Trainer:
         return OptimizerState.create(config, self.chip.n_params, self.chip.dtype)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """One training step on a batch; returns (summed loss, correct predictions)."""
+        """One training step on a batch; returns (summed loss, correct predictions).
+
+        Batch modes (ideal, pulsed): the rule's gradient, the optimizer's ``dW``, realized
+        on the arrays. In-array mode (stochastic): each layer's local signals drive pulse
+        trains in the array itself, sample by sample."""
         feedback = self.backend.feedback_buffer(self.chip)
+        if self.chip.update_mode == "stochastic":
+            loss, correct, inputs, errors = self.backend.local_signals(
+                self.chip, feedback, x, y, self.chip.rule.code)
+            self.backend.apply_stochastic_update(self.chip, self.optimizer, inputs, errors)
+            return loss, correct
         loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
                                                self.grads)
         self.backend.update(self.chip, self.optimizer, self.grads, self.deltas)

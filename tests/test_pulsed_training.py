@@ -114,3 +114,52 @@ def test_pulsed_resume_is_identical(tmp_path, monkeypatch):
     assert resumed["train"] == whole["train"]
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == \
         (tmp_path / "whole" / "metrics.jsonl").read_text()
+
+
+def stochastic_chip(**device) -> ChipConfig:
+    chip = pulsed_chip(**device)
+    return dataclasses.replace(chip, forward=dataclasses.replace(
+        chip.forward, update=UpdateConfig(mode="stochastic", bl=31)))
+
+
+def test_stochastic_in_array_training_learns_and_counts_pulses(tmp_path):
+    chip = stochastic_chip(dw_min=0.002, dw_min_ctoc=0.1)
+    trainer = Trainer(spec(chip, optimizer={"name": "sgd", "lr": 0.2}), tmp_path / "run")
+    summary = trainer.run()
+    records = [r for r in trainer.log.records if r["phase"] == "train"]
+    assert records[-1]["test_accuracy"] > records[0]["test_accuracy"] + 0.2
+    assert trainer.chip.update_count == 30 + 8
+    assert summary["final"]["pulses_up"] == trainer.chip.pulses[:, 0].tolist()
+    assert np.all(trainer.chip.pulses > 0)
+
+
+def test_stochastic_runs_agree_across_backends_and_resume(tmp_path, monkeypatch):
+    chip = stochastic_chip(dw_min=0.002)
+    run_spec(spec(chip, backend="numpy", dtype="float64"), tmp_path / "numpy")
+    whole = run_spec(spec(chip, backend="numba", dtype="float64"), tmp_path / "numba")
+    read = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    for x, y in zip(read(tmp_path / "numba"), read(tmp_path / "numpy")):
+        assert x.get("test_accuracy") == pytest.approx(y.get("test_accuracy"), abs=0.05)
+    calls = {"n": 0}
+    original = Trainer.step
+
+    def failing(self, x, y):
+        calls["n"] += 1
+        if calls["n"] > 25:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "step", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run_spec(spec(chip, dtype="float64"), tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "step", original)
+    assert run_spec(spec(chip, dtype="float64"), tmp_path / "cut", resume=True)["train"] == whole["train"]
+
+
+def test_stochastic_chip_refuses_a_digital_optimizer(tmp_path):
+    from neurosim.config import check_update_mode
+    from neurosim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="optimizer.name.*plain SGD"):
+        check_update_mode(spec(stochastic_chip(), optimizer={"name": "adam"}).experiment,
+                          stochastic_chip(), "test")

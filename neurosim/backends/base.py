@@ -8,6 +8,7 @@ streams of :mod:`neurosim.rng`, so all backends draw identical numbers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from types import ModuleType
 
 import numpy as np
 
@@ -16,9 +17,14 @@ from neurosim.optimizers import OptimizerState
 
 
 class Backend(ABC):
-    """Arithmetic for one simulation dtype; stateless apart from scratch buffers."""
+    """Arithmetic for one simulation dtype; stateless apart from scratch buffers.
+
+    ``device_kernels`` is the module implementing the device updates for this backend
+    (``pulsed_update``, ``stochastic_update`` with the signatures of
+    :mod:`neurosim.devices`, the specification)."""
 
     name: str
+    device_kernels: ModuleType
 
     def __init__(self, dtype: str = "float32"):
         self.dtype = np.dtype(dtype)
@@ -82,11 +88,40 @@ class Backend(ABC):
         """Realize ``dW`` exactly: ``w += dW * (1 / alpha)`` clipped to ``[w_min, w_max]``;
         ``b += db`` (arithmetic in the simulation dtype)."""
 
-    @abstractmethod
     def apply_pulsed_update(self, chip: Chip, deltas: np.ndarray) -> None:
         """Realize ``dW`` by programming pulses on every forward array (the chip's device
         models; :func:`neurosim.devices.pulsed_update` is the specification); ``b += db``.
         Adds the pulses sent to ``chip.pulses``."""
+        max_pulses = chip.config.forward.update.max_pulses
+        for l, device in enumerate(chip.devices):
+            w_off, n_out, n_in, b_off = chip.layout[l]
+            w_end = w_off + n_out * n_in
+            dw = deltas[w_off:w_end] * chip.inverse_alphas_typed[l]  # array units
+            up, down = self.device_kernels.pulsed_update(
+                chip.params[w_off:w_end], dw, device, device.dw_min, max_pulses,
+                *chip.pulse_keys(l))
+            chip.pulses[l] += (up, down)
+            chip.bias(l)[:] += deltas[b_off:b_off + n_out]
+
+    def apply_stochastic_update(self, chip: Chip, state: OptimizerState, inputs: list,
+                                errors: list) -> None:
+        """In-array SGD: each layer's per-sample inputs and errors (from
+        :meth:`local_signals`) drive Bernoulli pulse trains
+        (:func:`neurosim.devices.stochastic_update` is the specification) so that the
+        expected change is ``dW = -lr sum_s errors_s inputs_s^T``; biases take the same SGD
+        step digitally. Advances ``chip.update_count`` and the optimizer's step count."""
+        bl = chip.config.forward.update.bl
+        lr = state.config.lr
+        for l, device in enumerate(chip.devices):
+            w_off, n_out, n_in, _ = chip.layout[l]
+            d = errors[l] * chip.inverse_alphas_typed[l]  # array units
+            up, down = self.device_kernels.stochastic_update(
+                chip.params[w_off:w_off + n_out * n_in], inputs[l], d, device, lr, bl,
+                *chip.stochastic_keys(l))
+            chip.pulses[l] += (up, down)
+            chip.bias(l)[:] += -chip.dtype.type(lr) * errors[l].sum(axis=0)
+        chip.update_count += 1
+        state.step += 1
 
     def update(self, chip: Chip, state: OptimizerState, grads: np.ndarray,
                deltas: np.ndarray) -> None:

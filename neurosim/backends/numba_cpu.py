@@ -213,6 +213,7 @@ def feedback_kernel(keys, offsets, sizes, uniform_dist, scales, out):
 
 class NumbaBackend(Backend):
     name = "numba"
+    device_kernels = numba_devices
 
     def __init__(self, dtype: str = "float32", threads: int | None = None):
         """``threads`` limits Numba's threads and the BLAS threads of the matrix products
@@ -273,15 +274,3 @@ class NumbaBackend(Backend):
     def apply_ideal_update(self, chip: Chip, deltas):
         ideal_update_kernel(chip.params, chip.layout, chip.inverse_alphas_typed,
                             chip.bounds_typed, deltas)
-
-    def apply_pulsed_update(self, chip: Chip, deltas):
-        max_pulses = chip.config.forward.update.max_pulses
-        for l, state in enumerate(chip.devices):
-            w_off, n_out, n_in, b_off = chip.layout[l]
-            w_end = w_off + n_out * n_in
-            dw = deltas[w_off:w_end] * chip.inverse_alphas_typed[l]  # array units
-            up, down = numba_devices.pulsed_update(chip.params[w_off:w_end], dw, state,
-                                                   state.dw_min, max_pulses, *chip.pulse_keys(l))
-            chip.pulses[l] += (up, down)
-            bias, db = chip.params[b_off:b_off + n_out], deltas[b_off:b_off + n_out]
-            bias += db

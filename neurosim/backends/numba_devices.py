@@ -8,9 +8,11 @@ one weight at a time, all of its pulses in float64, and skips every draw that ca
 change the result (``dw = 0`` needs no rounding uniform; ``dw_min_ctoc = 0`` no normals).
 
 :func:`stochastic_update` (the aihwkit-style in-array outer product,
-:func:`neurosim.devices.stochastic_update`) iterates only over coincidences: per time slot it
-draws the firing of the lines whose probability is not zero, gathers the rows and columns
-that fire and pulses their product, so its cost is the line draws plus the pulses sent.
+:func:`neurosim.devices.stochastic_update`) visits only coincidences: per sample it draws the
+firing of every line whose probability is not zero as a bit mask over the slots, gathers the
+rows and columns that fire at least once and pulses each (row, column) pair on the slots the
+two masks share, so its cost is the line draws plus the pulses sent (see
+:func:`stochastic_update_kernel`).
 
 Serial on purpose (no ``prange``): on the 2-core development machine Numba's thread pool
 contends with the BLAS threads of the matrix products.
@@ -18,11 +20,11 @@ contends with the BLAS threads of the matrix products.
 
 from __future__ import annotations
 
-
 import numpy as np
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
-from neurosim.backends.numba_rng import kernel, normal_at, uniform_at
-from neurosim import devices
+from neurosim import devices, rng
+from neurosim.backends.numba_rng import kernel, mix64, normal_at, uniform_at
 from neurosim.devices import (CONSTANT_STEP, FREE, IDEAL, LINEAR_STEP, SOFT_BOUNDS,
                               DeviceState)
 
@@ -145,17 +147,12 @@ def apply_pulses_kernel(w, up, n, stride, key_noise, start, step_up, step_down, 
 
 
 # ------------------------------------------------------------- stochastic update
-@kernel(inline="always")
-def _one_pulse(w, i, up, noise_index, key_noise, code, step_up, step_down, w_min, w_max,
-               dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels, device_dw_min):
-    """One pulse of direction ``up`` on device ``i`` at weight ``w`` (float64); its noise is
-    ``normal_at(key_noise, noise_index)``. Returns the new weight."""
-    lo, hi = w_min[i], w_max[i]
-    dw = mean_response_kernel(code, w, up, step_up[i], step_down[i], lo, hi, gamma_up,
-                              gamma_down, c_up, c_down, levels, device_dw_min)
-    if dw_min_ctoc > 0.0:
-        dw = dw * (1.0 + dw_min_ctoc * normal_at(key_noise, noise_index))
-    return min(max(w + dw, lo), hi)
+# A line fires in a slot iff its uniform u = (z >> 11) 2^-53 is < p, i.e. iff the integer
+# z >> 11 is < ceil(p 2^53) (exact: the scaling by 2^53 is exact and z >> 11 < 2^53 is an
+# integer), which saves the int -> float conversion of every draw.
+_TWO_53 = float(2.0 ** 53)
+_SLOTS_PER_MASK = 64  # slots handled per chunk: one bit each in a uint64
+_ALL_SLOTS = np.uint64(2 ** 64 - 1)
 
 
 @kernel(inline="always")
@@ -175,8 +172,8 @@ def _line_magnitudes(v, out):
 
 @kernel
 def stochastic_probabilities_kernel(x, d, lr, bl, dw_min, p_x, p_d):
-    """Fill ``p_x``, ``p_d`` (:func:`neurosim.devices.stochastic_probabilities`); returns
-    False (probabilities all zero) when ``x`` or ``d`` is all zero or ``lr == 0``."""
+    """Fill ``p_x``, ``p_d`` (:func:`neurosim.devices.stochastic_probabilities`, the same
+    operations); returns False (all zero) when ``x`` or ``d`` is all zero or ``lr == 0``."""
     x_max = _line_magnitudes(x, p_x)
     d_max = _line_magnitudes(d, p_d)
     if x_max == 0.0 or d_max == 0.0 or lr == 0.0:
@@ -197,14 +194,63 @@ def stochastic_probabilities_kernel(x, d, lr, bl, dw_min, p_x, p_d):
 
 
 @kernel(inline="always")
-def _active(p, out):
-    """Indices of ``p > 0`` into ``out``; returns how many."""
+def _firing_thresholds(p, lines, thresholds):
+    """Lines with ``p > 0`` into ``lines`` with their integer thresholds
+    ``ceil(p 2^53)``; returns how many."""
     m = 0
     for k in range(p.shape[0]):
         if p[k] > 0.0:
-            out[m] = k
+            lines[m] = k
+            thresholds[m] = np.uint64(np.ceil(p[k] * _TWO_53))
             m += 1
     return m
+
+
+@kernel(inline="always")
+def _firing_mask(key, first_index, stride, slots, threshold):
+    """Bit ``t`` set, for each bit ``t`` of ``slots``, iff draw ``first_index + t * stride``
+    of stream ``key`` is below the line's threshold: the line fires in slot ``t``."""
+    golden = np.uint64(rng.GOLDEN)
+    z0 = np.uint64(key) + np.uint64(first_index + 1) * golden
+    step = np.uint64(stride) * golden
+    mask = np.uint64(0)
+    if (slots & (slots + np.uint64(1))) == 0:  # slots 0 .. count-1: branch-free stride
+        z = z0
+        for t in range(_SLOTS_PER_MASK - leading_zeros(slots)):
+            fires = np.uint64((mix64(z) >> np.uint64(11)) < threshold)
+            mask |= fires << np.uint64(t)
+            z += step
+        return mask
+    while slots != 0:
+        t = trailing_zeros(slots)
+        slots &= slots - np.uint64(1)
+        fires = np.uint64((mix64(z0 + np.uint64(t) * step) >> np.uint64(11)) < threshold)
+        mask |= fires << np.uint64(t)
+    return mask
+
+
+@kernel(inline="always")
+def _firing_lines(key, first_index, stride, slots, active, thresholds, m, offset, lines,
+                  masks):
+    """Of the ``m`` active lines, those firing in at least one slot of ``slots`` (one
+    uint64 per chunk: bit ``t`` of chunk ``c`` is slot ``64 c + t``; line ``l``'s draw in
+    slot ``t`` is ``first_index + t * stride + offset + l``), with their slot masks
+    ``masks[chunk, .]``; returns how many. Slots outside ``slots`` are not drawn."""
+    n = 0
+    for a in range(m):
+        fired = np.uint64(0)
+        for chunk in range(masks.shape[0]):
+            mask = np.uint64(0)
+            if slots[chunk] != 0:
+                mask = _firing_mask(key, (first_index + chunk * _SLOTS_PER_MASK * stride
+                                          + offset + active[a]),
+                                    stride, slots[chunk], thresholds[a])
+            masks[chunk, n] = mask
+            fired |= mask
+        if fired != 0:
+            lines[n] = active[a]
+            n += 1
+    return n
 
 
 @kernel
@@ -212,69 +258,111 @@ def stochastic_update_kernel(w, x, d, lr, bl, key_lines, key_noise, step_up, ste
                              w_min, w_max, stuck, code, dw_min_ctoc, gamma_up, gamma_down,
                              c_up, c_down, levels, device_dw_min):
     """Stochastic pulse-train update of one layer (:func:`neurosim.devices.stochastic_update`):
-    ``w`` float64 ``[n_out * n_in]`` in place, ``x`` ``[batch, n_in]``, ``d``
+    ``w`` ``[n_out * n_in]`` (float32 or float64) in place, ``x`` ``[batch, n_in]``, ``d``
     ``[batch, n_out]``; returns the (up, down) pulses applied to non-stuck devices. The
     device arguments are :func:`device_args` (``device_dw_min``, the nominal step, is the
-    pulse unit of the update management)."""
+    pulse unit of the update management).
+
+    Per sample, each row line's firing over the ``bl`` slots is drawn once as bit masks (64
+    slots each; lines with ``p = 0`` draw nothing), then each column line's, only in the
+    slots where some row fires (a column's other draws cannot make a coincidence, so
+    skipping them changes nothing); then every (firing row, firing column)
+    pair with a common slot is visited once: its weight is read into float64, its pulses
+    are applied in slot order and it is stored back once, as the reference does for the
+    sample's programming event. Devices are independent, so this order gives the
+    reference's results exactly.
+    """
     batch, n_in = x.shape
     n_out = d.shape[1]
     n = n_out * n_in
     lines = n_out + n_in
+    chunks = (bl + _SLOTS_PER_MASK - 1) // _SLOTS_PER_MASK
     p_x = np.empty(n_in, dtype=np.float64)
     p_d = np.empty(n_out, dtype=np.float64)
-    x_up = np.empty(n_in, dtype=np.bool_)  # x_j > 0
-    d_up = np.empty(n_out, dtype=np.bool_)
     active_x = np.empty(n_in, dtype=np.int64)
     active_d = np.empty(n_out, dtype=np.int64)
+    threshold_x = np.empty(n_in, dtype=np.uint64)
+    threshold_d = np.empty(n_out, dtype=np.uint64)
     cols = np.empty(n_in, dtype=np.int64)
     rows = np.empty(n_out, dtype=np.int64)
+    col_masks = np.empty((chunks, n_in), dtype=np.uint64)
+    row_masks = np.empty((chunks, n_out), dtype=np.uint64)
+    col_up = np.empty(n_in, dtype=np.bool_)  # x_j > 0
+    hits = np.empty(n_in, dtype=np.int64)
+    all_slots = np.empty(chunks, dtype=np.uint64)  # every slot of the train
+    for chunk in range(chunks):
+        count = min(_SLOTS_PER_MASK, bl - chunk * _SLOTS_PER_MASK)
+        all_slots[chunk] = (_ALL_SLOTS if count == _SLOTS_PER_MASK
+                            else (np.uint64(1) << np.uint64(count)) - np.uint64(1))
+    row_slots = np.empty(chunks, dtype=np.uint64)  # slots in which some row fires
+    noisy = dw_min_ctoc > 0.0
     n_up = 0
     n_down = 0
     for s in range(batch):
         if not stochastic_probabilities_kernel(x[s], d[s], lr, bl, device_dw_min, p_x, p_d):
             continue
-        m_x = _active(p_x, active_x)
-        m_d = _active(p_d, active_d)
+        m_x = _firing_thresholds(p_x, active_x, threshold_x)
+        m_d = _firing_thresholds(p_d, active_d, threshold_d)
         if m_x == 0 or m_d == 0:
             continue
-        for j in range(n_in):
-            x_up[j] = x[s, j] > 0
-        for i in range(n_out):
-            d_up[i] = d[s, i] > 0
-        noise_first = np.int64(s) * n
-        for t in range(bl):
-            first = (np.int64(s) * bl + t) * lines
-            n_rows = 0
-            for a in range(m_d):
-                i = active_d[a]
-                if uniform_at(key_lines, first + i) < p_d[i]:
-                    rows[n_rows] = i
-                    n_rows += 1
-            if n_rows == 0:
-                continue
-            n_cols = 0
-            for a in range(m_x):
-                j = active_x[a]
-                if uniform_at(key_lines, first + n_out + j) < p_x[j]:
-                    cols[n_cols] = j
-                    n_cols += 1
+        first = np.int64(s) * bl * lines  # the line draws of the sample's slot 0
+        n_rows = _firing_lines(key_lines, first, lines, all_slots, active_d, threshold_d, m_d,
+                               0, rows, row_masks)
+        if n_rows == 0:
+            continue
+        # columns only matter in slots where some row fires: draw only those
+        for chunk in range(chunks):
+            row_slots[chunk] = 0
             for r in range(n_rows):
-                i = rows[r]
-                row = i * n_in
-                sign = d_up[i]
+                row_slots[chunk] |= row_masks[chunk, r]
+        n_cols = _firing_lines(key_lines, first, lines, row_slots, active_x, threshold_x, m_x,
+                               n_out, cols, col_masks)
+        for c in range(n_cols):
+            col_up[c] = x[s, cols[c]] > 0
+        for r in range(n_rows):
+            i = rows[r]
+            row_up = d[s, i] > 0
+            n_hits = 0  # branch-free gather of the columns sharing a slot with row i
+            if chunks == 1:
+                row_mask, col_mask = row_masks[0, r], col_masks[0]
                 for c in range(n_cols):
-                    j = cols[c]
-                    k = row + j
-                    if stuck[k] != FREE:
-                        continue
-                    up = sign != x_up[j]  # direction -sign(x_j d_i)
-                    if up:
-                        n_up += 1
-                    else:
-                        n_down += 1
-                    w[k] = _one_pulse(w[k], k, up, (noise_first + k) * bl + t, key_noise, code,
-                                      step_up, step_down, w_min, w_max, dw_min_ctoc, gamma_up,
-                                      gamma_down, c_up, c_down, levels, device_dw_min)
+                    hits[n_hits] = c
+                    n_hits += (row_mask & col_mask[c]) != 0
+            else:
+                for c in range(n_cols):
+                    common = np.uint64(0)
+                    for chunk in range(chunks):
+                        common |= row_masks[chunk, r] & col_masks[chunk, c]
+                    hits[n_hits] = c
+                    n_hits += common != 0
+            for h in range(n_hits):
+                c = hits[h]
+                k = i * n_in + cols[c]
+                if stuck[k] != FREE:
+                    continue
+                up = row_up != col_up[c]  # direction -sign(x_j d_i)
+                lo, hi, su, sd = w_min[k], w_max[k], step_up[k], step_down[k]
+                wk = np.float64(w[k])
+                pulses = 0
+                for chunk in range(chunks):
+                    both = row_masks[chunk, r] & col_masks[chunk, c]
+                    noise_first = (np.int64(s) * n + k) * bl + chunk * _SLOTS_PER_MASK
+                    while both != 0:
+                        t = trailing_zeros(both)
+                        both &= both - np.uint64(1)
+                        pulses += 1
+                        dw = mean_response_kernel(code, wk, up, su, sd, lo, hi, gamma_up,
+                                                  gamma_down, c_up, c_down, levels,
+                                                  device_dw_min)
+                        if noisy:
+                            dw = dw * (1.0 + dw_min_ctoc * normal_at(key_noise,
+                                                                     noise_first + t))
+                        wk = min(max(wk + dw, lo), hi)
+                w[k] = wk
+                if up:
+                    n_up += pulses
+                else:
+                    n_down += pulses
     return n_up, n_down
 
 
@@ -323,17 +411,14 @@ def apply_pulses(w: np.ndarray, state: DeviceState, direction, n_pulses=1, key_n
 
 def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: DeviceState,
                       lr: float, bl: int, key_lines: int, key_noise: int) -> tuple[int, int]:
-    """:func:`neurosim.devices.stochastic_update`, compiled (same arguments, same results).
-    Float64 weights are updated in place; other dtypes through one float64 copy per call."""
+    """:func:`neurosim.devices.stochastic_update`, compiled (same arguments, same results)."""
     x, d = devices._check_stochastic(w, x, d, state, lr, bl)
-    if not w.flags.c_contiguous:
-        raise ValueError("w must be a flat contiguous array (the layer's weights)")
+    if not w.flags.c_contiguous or w.dtype not in (np.float32, np.float64):
+        raise ValueError("w must be a flat contiguous float32/float64 array (the layer's "
+                         "weights)")
     x = np.ascontiguousarray(x if x.dtype in (np.float32, np.float64) else x.astype(np.float64))
     d = np.ascontiguousarray(d if d.dtype in (np.float32, np.float64) else d.astype(np.float64))
-    target = w if w.dtype == np.float64 else w.astype(np.float64)
     n_up, n_down = stochastic_update_kernel(
-        target, x, d, np.float64(lr), np.int64(bl), np.uint64(key_lines), np.uint64(key_noise),
+        w, x, d, np.float64(lr), np.int64(bl), np.uint64(key_lines), np.uint64(key_noise),
         *device_args(state))
-    if target is not w:
-        w[:] = target
     return int(n_up), int(n_down)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurosim import rng
+from neurosim import devices, rng
 from neurosim.backends.base import Backend
 from neurosim.chip import Chip, draw_feedback_numpy
-from neurosim.devices import pulsed_update
 from neurosim.optimizers import OptimizerState
 from neurosim.rules import RuleCode
 
@@ -33,6 +32,7 @@ def log_softmax(a: np.ndarray) -> np.ndarray:
 
 class NumpyBackend(Backend):
     name = "numpy"
+    device_kernels = devices
 
     def uniform(self, key: int, n: int) -> np.ndarray:
         return rng.uniform(key, n)
@@ -117,15 +117,4 @@ class NumpyBackend(Backend):
             w = chip.weights(l)
             dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) * chip.inverse_alphas_typed[l]
             np.clip(w + dw, chip.bounds_typed[l, 0], chip.bounds_typed[l, 1], out=w)
-            chip.bias(l)[:] += deltas[b_off:b_off + n_out]
-
-    def apply_pulsed_update(self, chip: Chip, deltas):
-        update = chip.config.forward.update
-        for l, state in enumerate(chip.devices):
-            w_off, n_out, n_in, b_off = chip.layout[l]
-            w_end = w_off + n_out * n_in
-            dw = deltas[w_off:w_end] * chip.inverse_alphas_typed[l]  # array units
-            up, down = pulsed_update(chip.params[w_off:w_end], dw, state, state.dw_min,
-                                     update.max_pulses, *chip.pulse_keys(l))
-            chip.pulses[l] += (up, down)
             chip.bias(l)[:] += deltas[b_off:b_off + n_out]
