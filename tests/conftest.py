@@ -41,3 +41,29 @@ def batch(n: int, n_in: int = 784, n_classes: int = 10, seed: int = 0, dtype="fl
     return (generator.random((n, n_in)).astype(dtype),
             generator.integers(0, n_classes, n).astype(np.int64))
 
+
+
+class Interrupted(Exception):
+    """Raised inside a run to simulate a crash."""
+
+
+def interrupted_then_resumed(monkeypatch, spec, run_dir, after_steps: int) -> dict:
+    """Run ``spec`` into ``run_dir`` until training step ``after_steps + 1`` raises, then
+    resume it from its checkpoint; returns the resumed run's summary."""
+    from neurosim.train import Trainer, run_spec
+
+    calls = {"n": 0}
+    original = Trainer.step
+
+    def failing_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] > after_steps:
+            raise Interrupted
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "step", failing_step)
+    with pytest.raises(Interrupted):
+        run_spec(spec, run_dir)
+    monkeypatch.setattr(Trainer, "step", original)
+    assert (run_dir / "checkpoint.npz").exists()
+    return run_spec(spec, run_dir, resume=True)

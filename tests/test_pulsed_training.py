@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, interrupted_then_resumed
 
 from neurosim.config import (ChipConfig, DeviceConfig, ExperimentConfig, ForwardArrayConfig,
                              RunSpec, UpdateConfig, load_chip)
@@ -97,20 +97,7 @@ def test_numba_and_numpy_pulsed_runs_agree(tmp_path):
 def test_pulsed_resume_is_identical(tmp_path, monkeypatch):
     chip = pulsed_chip(dw_min=0.002, dw_min_ctoc=0.3)
     whole = run_spec(spec(chip), tmp_path / "whole")
-    calls = {"n": 0}
-    original = Trainer.step
-
-    def failing(self, x, y):
-        calls["n"] += 1
-        if calls["n"] > 25:
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(Trainer, "step", failing)
-    with pytest.raises(KeyboardInterrupt):
-        run_spec(spec(chip), tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "step", original)
-    resumed = run_spec(spec(chip), tmp_path / "cut", resume=True)
+    resumed = interrupted_then_resumed(monkeypatch, spec(chip), tmp_path / "cut", 25)
     assert resumed["train"] == whole["train"]
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == \
         (tmp_path / "whole" / "metrics.jsonl").read_text()
@@ -140,20 +127,8 @@ def test_stochastic_runs_agree_across_backends_and_resume(tmp_path, monkeypatch)
     read = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
     for x, y in zip(read(tmp_path / "numba"), read(tmp_path / "numpy")):
         assert x.get("test_accuracy") == pytest.approx(y.get("test_accuracy"), abs=0.05)
-    calls = {"n": 0}
-    original = Trainer.step
-
-    def failing(self, x, y):
-        calls["n"] += 1
-        if calls["n"] > 25:
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(Trainer, "step", failing)
-    with pytest.raises(KeyboardInterrupt):
-        run_spec(spec(chip, dtype="float64"), tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "step", original)
-    assert run_spec(spec(chip, dtype="float64"), tmp_path / "cut", resume=True)["train"] == whole["train"]
+    resumed = interrupted_then_resumed(monkeypatch, spec(chip, dtype="float64"), tmp_path / "cut", 25)
+    assert resumed["train"] == whole["train"]
 
 
 def test_stochastic_chip_refuses_a_digital_optimizer(tmp_path):

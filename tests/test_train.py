@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import interrupted_then_resumed
 
 from neurosim.config import ExperimentConfig, expand_runs
 from neurosim.schema import build
@@ -88,31 +89,11 @@ def test_float32_numba_run_tracks_the_reference(tmp_path):
     np.testing.assert_allclose(flatten(a), flatten(b), rtol=2e-3, atol=2e-3)
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("stop_after", [45, 75])  # inside the noise phase; inside epoch 2
 def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, stop_after):
     spec = spec_for(train__checkpoint_every=1)
     reference = run_spec(spec, tmp_path / "whole")
-
-    calls = {"n": 0}
-    original = Trainer.step
-
-    def failing_step(self, x, y):
-        calls["n"] += 1
-        if calls["n"] > stop_after:
-            raise Interrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(Trainer, "step", failing_step)
-    with pytest.raises(Interrupt):
-        run_spec(spec, tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "step", original)
-    assert (tmp_path / "cut" / "checkpoint.npz").exists()
-    resumed = run_spec(spec, tmp_path / "cut", resume=True)
-
+    resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", stop_after)
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
     for key in ("train", "final", "precondition"):
         assert resumed[key] == reference[key]
