@@ -171,10 +171,6 @@ class Chip:
             flat = draw_feedback_numpy([spec], spec.size).astype(self.dtype)
         return flat.astype(np.float64).reshape(spec.shape)
 
-    @property
-    def n_feedback_values(self) -> int:
-        return int(self.feedback.size)
-
     # ------------------------------------------------------------ checkpoint
     def pulse_keys(self, index: int) -> tuple[int, int]:
         """Keys of the rounding and noise streams of layer ``index``'s next programming event."""

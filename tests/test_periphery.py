@@ -301,14 +301,6 @@ def test_numba_read_agrees_with_numpy_blas_to_rounding(dtype, rtol):
                                    atol=rtol * np.abs(ref).max())
 
 
-def test_numba_normals_at_an_offset_equal_the_stream():
-    z = rng.normal(KEY, 3000)
-    for dtype in DTYPES:
-        out = np.empty(1000, dtype=dtype)
-        N.normals_kernel(np.uint64(KEY), 1500, 1000, out)
-        np.testing.assert_array_equal(out, z[1500:2500].astype(dtype))
-
-
 def test_transposed_read_is_a_read_of_the_transpose():
     w, x = operands(10, 25, 12, seed=12)
     d = x[:, :12]

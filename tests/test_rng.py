@@ -58,3 +58,13 @@ def test_numba_draws_equal_numpy_draws():
     np.testing.assert_array_equal(backend.uniform(key, 5000), rng.uniform(key, 5000))
     np.testing.assert_allclose(backend.normal(key, 5000), rng.normal(key, 5000),
                                rtol=1e-14, atol=1e-14)
+
+
+def test_numba_draws_by_index_equal_the_stream_at_any_offset():
+    from neurosim.backends.numba_rng import normal_at, uniform_at
+
+    key = rng.stream_key(3, 1, 0, rng.Purpose.PULSE_NOISE)
+    z, u = rng.normal(key, 3000), rng.uniform(key, 3000)
+    for j in (0, 1, 1500, 2999):
+        assert normal_at(np.uint64(key), j) == z[j]
+        assert uniform_at(np.uint64(key), j) == u[j]

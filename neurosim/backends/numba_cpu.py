@@ -222,7 +222,6 @@ class NumbaBackend(Backend):
         if threads is not None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             threadpool_limits(threads, user_api="blas")
-        self._chip_cache: dict[int, tuple] = {}
 
     def uniform(self, key: int, n: int) -> np.ndarray:
         return uniform_kernel(np.uint64(key), n)

@@ -40,14 +40,6 @@ def _quantize(v, bound, levels):
 
 
 @kernel
-def normals_kernel(key, start, n, out):
-    """Draws ``start .. start+n-1`` of the normal stream ``key`` into ``out`` (any float)."""
-    k = np.uint64(key)
-    for i in range(n):
-        out[i] = normal_at(k, start + i)
-
-
-@kernel
 def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
                 w_noise, out_noise, key, transposed):
     """One periphery read of ``w`` (``transposed``: of ``w.T``) with inputs ``x``.
