@@ -101,7 +101,7 @@ class NeurosimStep:
     def __call__(self) -> None:
         feedback = self.backend.feedback_buffer(self.chip)
         self.backend.gradients(self.chip, feedback, self.x, self.y, self.chip.rule.code,
-                               self.grads)
+                               self.grads, training=True)
         self.backend.update(self.chip, self.state, self.grads, self.deltas)
 
 

@@ -55,11 +55,12 @@ class Step:
         feedback = self.backend.feedback_buffer(self.chip)
         if self.chip.update_mode == "stochastic":
             _, _, inputs, errors = self.backend.local_signals(self.chip, feedback, self.x[i],
-                                                              self.y[i], self.chip.rule.code)
+                                                              self.y[i], self.chip.rule.code,
+                                                              training=True)
             self.backend.apply_stochastic_update(self.chip, self.state, inputs, errors)
             return
         self.backend.gradients(self.chip, feedback, self.x[i], self.y[i], self.chip.rule.code,
-                               self.grads)
+                               self.grads, training=True)
         self.backend.update(self.chip, self.state, self.grads, self.deltas)
 
 

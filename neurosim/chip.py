@@ -16,6 +16,13 @@ Layer ``l = 1..L`` (index ``l - 1`` in code) maps ``n_{l-1}`` inputs to ``n_l`` 
   is re-drawn from its PRNG key into a scratch buffer on every use (zero storage; costs
   random numbers).
 
+**Reads.** Every read of a forward or feedback crossbar goes through that array's periphery
+(:mod:`neurosim.periphery`: DAC, read noise, ADC). Read noise is keyed by
+:meth:`Chip.read_keys`: a training step's reads by the programming-event count (so the
+noise of step ``k`` is the same whatever was measured before it), reads made to measure
+(evaluation) by a separate count of measurement reads. Stored feedback cells drift
+(``B (t / t0)^-nu``) on the chip's clock, ``t = t0 + update_count * step_time_s``.
+
 All parameters sit in one flat buffer ``params = [w_1, b_1, w_2, b_2, ...]`` described by
 ``layout[l] = (w_offset, n_out, n_in, b_offset)``, so that compiled kernels and the
 optimizer can work on the whole network at once; per-layer views are provided for the
@@ -36,7 +43,13 @@ import numpy as np
 
 from neurosim import rng
 from neurosim.config import ChipConfig, NetworkConfig
-from neurosim.devices import DeviceState, draw_device_state, place_initial_weights
+from neurosim.devices import (
+    DeviceState,
+    draw_device_state,
+    drift,
+    drift_exponents,
+    place_initial_weights,
+)
 from neurosim.feedback import program
 from neurosim.rules import Rule, RuleCode
 
@@ -122,12 +135,25 @@ class Chip:
         self.feedback_layout = np.array(fb_layout, dtype=np.int64)
         self.feedback = np.zeros(fb_offset, dtype=self.dtype)
         self.feedback_kind = config.feedback.kind
+        self.feedback_nu: np.ndarray | None = None  # per-cell drift exponents
         if self.feedback_kind != "regenerated":  # a crossbar, programmed once
             drawn = draw_feedback_numpy(self.feedback_specs, fb_offset)
+            self.feedback_nu = np.zeros(fb_offset)
             for spec in filter(None, self.feedback_specs):
                 offset = self.feedback_layout[spec.layer, 0]
                 part = slice(offset, offset + spec.size)
                 self.feedback[part] = program(drawn[part], config.feedback, seed, spec.layer)
+                self.feedback_nu[part] = drift_exponents(
+                    config.feedback.drift_nu, config.feedback.drift_nu_dtod, spec.size,
+                    rng.stream_key(seed, 0, spec.layer, rng.Purpose.FEEDBACK_DRIFT))
+            if not self.feedback_nu.any():
+                self.feedback_nu = None
+
+        self.forward_periphery = config.forward.periphery
+        self.feedback_periphery = config.feedback.periphery
+        self.ideal_reads = self.forward_periphery.is_ideal and self.feedback_periphery.is_ideal
+        self.measurement_reads = 0  # reads made to measure so far (keys their noise)
+        self._no_keys = np.zeros((self.n_layers, 3), dtype=np.uint64)
 
     # ------------------------------------------------------------------ init
     def _initialize_forward(self) -> None:
@@ -166,10 +192,48 @@ class Chip:
             return None
         offset = self.feedback_layout[index, 0]
         if self.feedback_kind != "regenerated":
-            flat = self.feedback[offset:offset + spec.size]
+            flat = self.drifted_feedback()[offset:offset + spec.size]
         else:
             flat = draw_feedback_numpy([spec], spec.size).astype(self.dtype)
         return flat.astype(np.float64).reshape(spec.shape)
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def time_s(self) -> float:
+        """The chip's clock: seconds since the feedback arrays were programmed, counted from
+        the drift reference ``t0`` (``t0 + update_count * step_time_s``)."""
+        return self.config.feedback.drift_t0_s + self.update_count * self.config.step_time_s
+
+    def drifted_feedback(self) -> np.ndarray:
+        """The stored feedback cells as they read now: ``B (t / t0)^-nu`` per cell
+        (:func:`neurosim.devices.drift`); the programmed buffer itself when nothing drifts."""
+        if self.feedback_nu is None:
+            return self.feedback
+        return drift(self.feedback, self.time_s, self.config.feedback.drift_t0_s,
+                     self.feedback_nu)
+
+    def read_keys(self, training: bool) -> np.ndarray:
+        """Read-noise keys of one pass (``n_layers x 3`` uint64): per layer, the forward
+        read, BP's transposed read and the read of feedback array ``l``.
+
+        ``training``: the reads of the training step about to run (keyed by
+        ``update_count``); otherwise reads made to measure, keyed by, and advancing, the
+        count of measurement reads. All zeros when every read is ideal (nothing is drawn).
+        """
+        if training:
+            step = self.update_count
+            purposes = (rng.Purpose.READ_FORWARD, rng.Purpose.READ_TRANSPOSED,
+                        rng.Purpose.READ_FEEDBACK)
+        else:
+            step = self.measurement_reads
+            self.measurement_reads += 1
+            purposes = (rng.Purpose.MEASURE_READ_FORWARD, rng.Purpose.MEASURE_READ_TRANSPOSED,
+                        rng.Purpose.MEASURE_READ_FEEDBACK)
+        if self.ideal_reads:
+            return self._no_keys
+        return np.array([[rng.stream_key(self.seed, step, layer, purpose)
+                          for purpose in purposes] for layer in range(self.n_layers)],
+                        dtype=np.uint64)
 
     # ------------------------------------------------------------ checkpoint
     def pulse_keys(self, index: int) -> tuple[int, int]:
@@ -185,7 +249,8 @@ class Chip:
     def state(self) -> dict[str, np.ndarray]:
         """Everything that changes during training (the feedback never does)."""
         return {"params": self.params.copy(), "update_count": np.array(self.update_count),
-                "pulses": self.pulses.copy()}
+                "pulses": self.pulses.copy(),
+                "measurement_reads": np.array(self.measurement_reads)}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         params = np.asarray(state["params"])
@@ -195,6 +260,7 @@ class Chip:
         self.params[:] = params
         self.update_count = int(state["update_count"])
         self.pulses[:] = state["pulses"]
+        self.measurement_reads = int(state["measurement_reads"])
 
 
 def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:

@@ -463,6 +463,14 @@ def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: Device
 
 
 # ------------------------------------------------------------------------ drift
+def drift_exponents(nu: float, nu_dtod: float, n: int, key: int) -> np.ndarray:
+    """Per-device drift exponents ``nu_i = max(nu + nu_dtod xi_i, 0)``, ``xi_i ~ N(0, 1)``
+    from stream ``key`` (drawn once, like the other device-to-device parameters)."""
+    if nu_dtod == 0:
+        return np.full(n, float(nu))
+    return np.maximum(nu + nu_dtod * rng.normal(key, n), 0.0)
+
+
 def drift(w: np.ndarray, t, t0, nu) -> np.ndarray:
     """Power-law conductance drift (PCM-style): ``w(t) = w(t0) (t / t0)^(-nu)`` for
     ``t >= t0 > 0``; no drift before ``t0`` (the weight was programmed at ``t0``). ``nu``

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurosim import metrics
+from neurosim import metrics, rng
 from neurosim.backends.base import Backend
 from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.chip import Chip
+from neurosim.devices import drift, drift_exponents
 from neurosim.rules import RuleCode
 
 EVAL_CHUNK = 2048
@@ -116,3 +117,29 @@ def representation_rank(chip: Chip, x: np.ndarray) -> dict:
     """Effective rank of the cosine-similarity Gram matrix of each hidden layer on ``x``."""
     return {"gram_effective_rank": {str(i + 1): metrics.gram_effective_rank(h)
                                     for i, h in enumerate(hidden_representations(chip, x))}}
+
+
+def drift_accuracy(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray,
+                   times_s: tuple[float, ...]) -> dict:
+    """Test accuracy with the forward arrays read ``t`` seconds after their last
+    programming, for every ``t`` in ``times_s``: each weight reads
+    ``w (max(t, t0) / t0)^-nu_i`` (:func:`neurosim.devices.drift`; per-device exponents
+    ``nu_i`` of the device model, drawn once from the chip seed). Biases are digital and do
+    not drift. The chip is left as it was. Keys are ``t`` in seconds (``"%g"``)."""
+    device = chip.config.forward.device
+    if not times_s:
+        return {}
+    saved = chip.params.copy()
+    exponents = [drift_exponents(device.drift_nu, device.drift_nu_dtod, int(n_out * n_in),
+                                 rng.stream_key(chip.seed, 0, index, rng.Purpose.DEVICE_DRIFT))
+                 for index, (_, n_out, n_in, _) in enumerate(chip.layout)]
+    accuracies = {}
+    try:
+        for t in times_s:
+            for index, nu in enumerate(exponents):
+                w = saved[chip.layout[index, 0]:][:nu.size]
+                chip.weights(index).reshape(-1)[:] = drift(w, t, device.drift_t0_s, nu)
+            accuracies[f"{t:g}"] = loss_and_accuracy(chip, backend, x, y)["accuracy"]
+    finally:
+        chip.params[:] = saved
+    return {"drift_accuracy": accuracies}

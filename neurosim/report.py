@@ -455,6 +455,11 @@ def write_run_report(run_dir: Path) -> Path:
     if isinstance(ood, dict) and ood:
         text += ["\n## Out-of-distribution accuracy\n\n",
                  markdown_table(["test set", "accuracy"], [[k, ood_text(v)] for k, v in ood.items()])]
+    drifted = dig(s, "final", "drift_accuracy")
+    if isinstance(drifted, dict) and drifted:
+        text += ["\n## Accuracy after conductance drift\n\n",
+                 markdown_table(["seconds after programming", "test accuracy"],
+                                [[k, percent(v)] for k, v in drifted.items()])]
     text += ["\n## Figures\n\n", figure_section(figures, run_dir),
              _csv_line(run)]
     report = run_dir / "report.md"

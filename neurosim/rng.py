@@ -50,6 +50,14 @@ class Purpose(IntEnum):
     PULSE_NOISE = 16  # cycle-to-cycle noise of each pulse, per programming event
     PULSE_LINES = 17  # stochastic update: Bernoulli firing of row/column lines per slot
     FEEDBACK_PROGRAMMING = 18  # programming error and stuck cells of a feedback array
+    READ_FORWARD = 19  # read noise of a training step's forward read of layer l
+    READ_TRANSPOSED = 20  # read noise of BP's transposed read of layer l (training step)
+    READ_FEEDBACK = 21  # read noise of a training step's read of feedback array l
+    MEASURE_READ_FORWARD = 22  # the same three, for reads made to measure (evaluation),
+    MEASURE_READ_TRANSPOSED = 23  # keyed by the chip's count of measurement reads
+    MEASURE_READ_FEEDBACK = 24
+    DEVICE_DRIFT = 25  # per-device drift exponents of the forward arrays, drawn once
+    FEEDBACK_DRIFT = 26  # per-cell drift exponents of a feedback array, drawn once
 
 
 def mix64_scalar(z: int) -> int:

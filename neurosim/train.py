@@ -117,11 +117,11 @@ class Trainer:
         feedback = self.backend.feedback_buffer(self.chip)
         if self.chip.update_mode == "stochastic":
             loss, correct, inputs, errors = self.backend.local_signals(
-                self.chip, feedback, x, y, self.chip.rule.code)
+                self.chip, feedback, x, y, self.chip.rule.code, training=True)
             self.backend.apply_stochastic_update(self.chip, self.optimizer, inputs, errors)
             return loss, correct
         loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
-                                               self.grads)
+                                               self.grads, training=True)
         self.backend.update(self.chip, self.optimizer, self.grads, self.deltas)
         return loss, correct
 
@@ -314,6 +314,9 @@ class Trainer:
                 "pulses_down": self.chip.pulses[:, 1].tolist(),
                 "ood": ood_accuracies(self.chip, self.backend, data,
                                       self.experiment.evaluation, self.data_dir),
+                **evaluation.drift_accuracy(self.chip, self.backend, data.x_test,
+                                            data.y_test,
+                                            self.experiment.evaluation.drift_times_s),
             }
             self._timed("evaluation", start)
             self._checkpoint()

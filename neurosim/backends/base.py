@@ -42,12 +42,12 @@ class Backend(ABC):
     def feedback_buffer(self, chip: Chip) -> np.ndarray:
         """The flat feedback matrices the chip applies now.
 
-        Crossbars (stored, sign, ternary) are read as programmed; regenerated feedback is
-        re-drawn from its keys on every call (the digital logic's PRNG), into a scratch
-        buffer.
+        Crossbars (stored, sign, ternary) are read as programmed, drifted to the chip's
+        clock (:meth:`Chip.drifted_feedback`); regenerated feedback is re-drawn from its keys
+        on every call (the digital logic's PRNG), into a scratch buffer.
         """
         if chip.feedback_kind != "regenerated":
-            return chip.feedback
+            return chip.drifted_feedback()
         scratch = np.empty_like(chip.feedback)
         self.regenerate_feedback(chip, scratch)
         return scratch
@@ -57,22 +57,29 @@ class Backend(ABC):
         """Draw every feedback matrix of ``chip`` from its key into ``out`` (flat)."""
 
     # ---------------------------------------------------------------- arithmetic
+    # Every pass reads the arrays through their periphery (DAC, read noise, ADC), with the
+    # read-noise keys of Chip.read_keys: ``training=True`` for the reads of a training step,
+    # otherwise reads made to measure.
     @abstractmethod
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
-        """Output pre-activations ``a_L`` for inputs ``x`` (batch x n_0)."""
+        """Output pre-activations ``a_L`` for inputs ``x`` (batch x n_0): one measurement
+        pass."""
 
     @abstractmethod
     def local_signals(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
-                      rule_code: int) -> tuple[float, int, list, list]:
+                      rule_code: int, training: bool = False) -> tuple[float, int, list, list]:
         """What each layer sees locally: (summed loss, correct predictions, inputs
         ``h_{l-1}`` (batch x n_{l-1}) and the rule's errors ``delta_l`` (batch x n_l,
         already divided by the batch size) of every layer). The rule's gradient of layer
         ``l`` is ``delta_l^T h_{l-1}``; in-array (stochastic) updates use the signals
-        themselves."""
+        themselves. Backward reads: BP reads each forward array transposed (weight
+        transport); FA and DFA read the feedback arrays (``feedback``, as the chip applies
+        it) through the feedback periphery, or multiply digitally for regenerated
+        feedback."""
 
     @abstractmethod
     def gradients(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
-                  rule_code: int, out: np.ndarray) -> tuple[float, int]:
+                  rule_code: int, out: np.ndarray, training: bool = False) -> tuple[float, int]:
         """The rule's gradient ``mean_batch(delta_l h_{l-1}^T)`` (and bias gradient
         ``mean_batch(delta_l)``) of every layer, in network units, written into ``out``
         (the chip's flat layout). Returns (summed cross-entropy loss, correct predictions)

@@ -3,9 +3,11 @@
 Each kernel computes exactly what :mod:`neurosim.backends.numpy_ref` computes, in the same
 order of floating-point operations where that is cheap (so results agree to rounding of the
 BLAS products), but fused: one compiled call does the whole forward and backward pass of
-every layer (the batch-mean 1/B applied once to the output error), one does the optimizer
-over the whole flat parameter buffer, one the array update. Matrix products go to BLAS
-through ``np.dot`` (multithreaded); everything else is loops over contiguous arrays or
+every layer (the batch-mean 1/B applied once to the output error) with every array read
+through its periphery, one does the optimizer over the whole flat parameter buffer, one the
+array update. Matrix products go to BLAS through :mod:`neurosim.backends.numba_gemm` (split
+between threads by shape, so results do not depend on the thread count); everything else
+is loops over contiguous arrays or
 views, written so that LLVM vectorizes them (``error_model="numpy"``, one ``range(n)`` per
 contiguous segment).
 """
@@ -19,6 +21,8 @@ from threadpoolctl import threadpool_limits
 
 from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
+from neurosim.backends.numba_gemm import dot, dot_into
+from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
 from neurosim.backends.numba_rng import kernel, normal_kernel, uniform_kernel
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
@@ -28,7 +32,17 @@ _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
 
 # ---------------------------------------------------------------- network kernels
 @kernel
-def _forward(params, layout, alphas, zero, x, act):
+def _read(w, x, periph, key, transposed):
+    """A read of array ``w`` (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery
+    (``periph``: :func:`numba_periphery.kernel_scalars`, ``None`` for an ideal read)."""
+    if periph is None:
+        return dot(x, w) if transposed else dot(x, w.T)
+    return read_kernel(w, x, periph[0], periph[1], periph[2], periph[3], periph[4],
+                       periph[5], periph[6], periph[7], key, transposed)
+
+
+@kernel
+def _forward(params, layout, alphas, zero, x, act, periph, keys):
     """Lists of pre-activations (``pre[l+1] = a_l``) and inputs (``post[l] = h_{l}``)."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
@@ -37,7 +51,7 @@ def _forward(params, layout, alphas, zero, x, act):
     for l in range(n_layers):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        a = np.dot(post[l], w.T)
+        a = _read(w, post[l], periph, keys[l, 0], False)
         alpha = alphas[l]
         last = l == n_layers - 1
         h = a if last else np.empty_like(a)
@@ -62,21 +76,24 @@ def _scaled_copy(out, x, scale):
 
 
 @kernel
-def logits_kernel(params, layout, alphas, x, act):
+def logits_kernel(params, layout, alphas, x, act, periph, keys):
     zero = params[:1][0] * 0
-    pre, _ = _forward(params, layout, alphas, zero, x, act)
+    pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys)
     return pre[-1]
 
 
 @kernel
-def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act):
+def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
+                   periph, fb_periph, keys):
     """Forward pass, softmax cross-entropy and the rule's backward pass: (summed loss,
-    correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``)."""
+    correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``).
+    ``periph``/``fb_periph``: the forward/feedback arrays' periphery scalars, ``None`` for
+    ideal reads (and for regenerated feedback, multiplied digitally)."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
     zero = params[:1][0] * 0
     batch_count = zero + batch
-    pre, post = _forward(params, layout, alphas, zero, x, act)
+    pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys)
     logits = pre[n_layers]
     n_classes = logits.shape[1]
     e = np.empty_like(logits)
@@ -102,9 +119,9 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act)
     for l in range(n_layers - 1, 0, -1):
         delta = deltas[l]
         w_off, n_out, n_in = layout[l, 0], layout[l, 1], layout[l, 2]
-        if rule == _BP:
+        if rule == _BP:  # weight transport: the forward array, read transposed
             w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-            signal = np.dot(delta, w)
+            signal = _read(w, delta, periph, keys[l, 1], True)
             alpha = alphas[l]
             for i in range(batch):
                 for k in range(n_in):
@@ -113,7 +130,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act)
             index = l if rule == _FA else l - 1
             offset, rows, cols = fb_layout[index, 0], fb_layout[index, 1], fb_layout[index, 2]
             B = feedback[offset:offset + rows * cols].reshape((rows, cols))
-            signal = np.dot(delta if rule == _FA else e, B.T)
+            signal = _read(B, delta if rule == _FA else e, fb_periph, keys[index, 2], False)
         a_prev = pre[l]
         h_prev = post[l]
         for i in range(batch):
@@ -127,10 +144,11 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act)
 
 
 @kernel
-def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, out):
+def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, periph,
+                     fb_periph, keys, out):
     """The rule's gradients ``delta_l^T h_{l-1}`` (and bias sums) from :func:`signals_kernel`."""
     loss, correct, post, deltas = signals_kernel(params, layout, alphas, feedback, fb_layout,
-                                                 x, y, rule, act)
+                                                 x, y, rule, act, periph, fb_periph, keys)
     batch = x.shape[0]
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
@@ -141,7 +159,7 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
             for j in range(n_out):
                 _scaled_copy(g[j], h, delta[0, j])
         else:
-            np.dot(delta.T, post[l], g)
+            dot_into(delta.T, post[l], g)
         bias = out[b_off:b_off + n_out]
         bias[:] = 0
         for i in range(batch):
@@ -221,7 +239,9 @@ class NumbaBackend(Backend):
         super().__init__(dtype)
         if threads is not None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            threadpool_limits(threads, user_api="blas")
+        # Products are split between Numba's threads by shape (numba_gemm), each block one
+        # single-threaded BLAS call: results do not depend on the thread count.
+        threadpool_limits(1, user_api="blas")
 
     def uniform(self, key: int, n: int) -> np.ndarray:
         return uniform_kernel(np.uint64(key), n)
@@ -241,25 +261,36 @@ class NumbaBackend(Backend):
     def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
         feedback_kernel(*self._feedback_args(chip), out)
 
+    @staticmethod
+    def _periphery(chip: Chip) -> tuple:
+        """Kernel arguments of the forward and feedback periphery (``None``: ideal reads;
+        regenerated feedback is digital) and of the chip's bookkeeping."""
+        def scalars(config, digital=False):
+            return None if config.is_ideal or digital else kernel_scalars(config, chip.dtype)
+        return (scalars(chip.forward_periphery),
+                scalars(chip.feedback_periphery, chip.feedback_kind == "regenerated"))
+
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=chip.dtype)
+        periph, _ = self._periphery(chip)
         return logits_kernel(chip.params, chip.layout, chip.alphas_typed, x,
-                             chip.activation_code)
+                             chip.activation_code, periph, chip.read_keys(training=False))
 
-    def local_signals(self, chip, feedback, x, y, rule_code):
+    def _signal_args(self, chip, feedback, x, y, rule_code, training) -> tuple:
         x = np.ascontiguousarray(x, dtype=chip.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
+        return (chip.params, chip.layout, chip.alphas_typed, feedback, chip.feedback_layout, x,
+                y, int(rule_code), chip.activation_code, *self._periphery(chip),
+                chip.read_keys(training))
+
+    def local_signals(self, chip, feedback, x, y, rule_code, training=False):
         loss, correct, inputs, deltas = signals_kernel(
-            chip.params, chip.layout, chip.alphas_typed, feedback, chip.feedback_layout, x, y,
-            int(rule_code), chip.activation_code)
+            *self._signal_args(chip, feedback, x, y, rule_code, training))
         return float(loss), int(correct), list(inputs), list(deltas)
 
-    def gradients(self, chip, feedback, x, y, rule_code, out):
-        x = np.ascontiguousarray(x, dtype=chip.dtype)
-        y = np.ascontiguousarray(y, dtype=np.int64)
-        loss, correct = gradients_kernel(chip.params, chip.layout, chip.alphas_typed, feedback,
-                                         chip.feedback_layout, x, y, int(rule_code),
-                                         chip.activation_code, out)
+    def gradients(self, chip, feedback, x, y, rule_code, out, training=False):
+        loss, correct = gradients_kernel(
+            *self._signal_args(chip, feedback, x, y, rule_code, training), out)
         return float(loss), int(correct)
 
     def optimizer_step(self, state: OptimizerState, grads, out):

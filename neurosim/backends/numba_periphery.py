@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from neurosim.backends.numba_gemm import dot
 from neurosim.backends.numba_rng import kernel, normal_at
 from neurosim.periphery import (
     PeripheryConfig,
@@ -26,8 +27,8 @@ from neurosim.periphery import (
 
 @kernel
 def matmul(a, b):
-    """``a @ b`` with the BLAS the kernels use (``np.dot``)."""
-    return np.dot(a, b)
+    """``a @ b`` with the product the kernels use (:func:`numba_gemm.dot`)."""
+    return dot(a, b)
 
 
 @kernel(inline="always")
@@ -73,7 +74,7 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
                 x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
 
     # 2. the ideal product in the array
-    y = np.dot(x_q, w) if transposed else np.dot(x_q, w.T)
+    y = dot(x_q, w) if transposed else dot(x_q, w.T)
 
     # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
     k = np.uint64(key)
@@ -81,7 +82,7 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
     if w_noise > 0:
         x2 = x_q * x_q
         w2 = w * w
-        variance = np.dot(x2, w2) if transposed else np.dot(x2, w2.T)
+        variance = dot(x2, w2) if transposed else dot(x2, w2.T)
         for b in range(batch):
             for i in range(n_out):
                 xi[i] = normal_at(k, b * n_out + i)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurosim import devices, rng
+from neurosim import devices, periphery, rng
 from neurosim.backends.base import Backend
 from neurosim.chip import Chip, draw_feedback_numpy
 from neurosim.optimizers import OptimizerState
@@ -30,6 +30,16 @@ def log_softmax(a: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def read(w: np.ndarray, x: np.ndarray, config: periphery.PeripheryConfig, key,
+         transposed: bool = False) -> np.ndarray:
+    """A read of array ``w`` with inputs ``x`` (``x @ w.T``; ``transposed``: ``x @ w``)
+    through the periphery; a plain product when the periphery is ideal."""
+    if config.is_ideal:
+        return x @ w if transposed else x @ w.T
+    model = periphery.transposed_read if transposed else periphery.read
+    return model(w, x, config, int(key))
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     device_kernels = devices
@@ -43,12 +53,17 @@ class NumpyBackend(Backend):
     def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
         out[:] = draw_feedback_numpy(chip.feedback_specs, out.size)
 
-    def forward_layers(self, chip: Chip, x: np.ndarray) -> tuple[list, list]:
-        """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``)."""
+    def forward_layers(self, chip: Chip, x: np.ndarray,
+                       keys: np.ndarray | None = None) -> tuple[list, list]:
+        """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``).
+        ``keys``: :meth:`Chip.read_keys` of this pass (default: a measurement pass)."""
+        if keys is None:
+            keys = chip.read_keys(training=False)
         pre, post = [], [x]
         for l in range(chip.n_layers):
             # The array computes w x in its own units; the periphery scales by alpha.
-            a = chip.alphas_typed[l] * (post[-1] @ chip.weights(l).T) + chip.bias(l)
+            y = read(chip.weights(l), post[-1], chip.forward_periphery, keys[l, 0])
+            a = chip.alphas_typed[l] * y + chip.bias(l)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
         return pre, post
@@ -56,9 +71,10 @@ class NumpyBackend(Backend):
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
         return self.forward_layers(chip, x.astype(chip.dtype, copy=False))[0][-1]
 
-    def local_signals(self, chip, feedback, x, y, rule_code):
+    def local_signals(self, chip, feedback, x, y, rule_code, training=False):
         x = x.astype(chip.dtype, copy=False)
-        pre, post = self.forward_layers(chip, x)
+        keys = chip.read_keys(training)
+        pre, post = self.forward_layers(chip, x, keys)
         batch = x.shape[0]
         logp = log_softmax(pre[-1])
         loss = -float(logp[np.arange(batch), y].sum())
@@ -71,18 +87,24 @@ class NumpyBackend(Backend):
         deltas = [e]
         for l in range(chip.n_layers - 1, 0, -1):
             delta = deltas[0]
-            if rule_code == RuleCode.BP:
-                signal = chip.alphas_typed[l] * (delta @ chip.weights(l))
-            elif rule_code == RuleCode.FA:
-                signal = delta @ self._feedback(chip, feedback, l).T
-            else:  # DFA: the output error projected straight to hidden layer l-1
-                signal = e @ self._feedback(chip, feedback, l - 1).T
+            if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
+                signal = chip.alphas_typed[l] * read(chip.weights(l), delta,
+                                                     chip.forward_periphery, keys[l, 1],
+                                                     transposed=True)
+            else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
+                index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
+                B = self._feedback(chip, feedback, index)
+                if chip.feedback_kind == "regenerated":  # digital logic, exact
+                    signal = source @ B.T
+                else:
+                    signal = read(B, source, chip.feedback_periphery, keys[index, 2])
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
         return loss, correct, post[:-1], deltas
 
-    def gradients(self, chip, feedback, x, y, rule_code, out):
-        loss, correct, inputs, deltas = self.local_signals(chip, feedback, x, y, rule_code)
+    def gradients(self, chip, feedback, x, y, rule_code, out, training=False):
+        loss, correct, inputs, deltas = self.local_signals(chip, feedback, x, y, rule_code,
+                                                           training)
         for l, (h, delta) in enumerate(zip(inputs, deltas)):
             w_off, n_out, n_in, b_off = chip.layout[l]
             out[w_off:w_off + n_out * n_in] = (delta.T @ h).ravel()

@@ -1,0 +1,205 @@
+"""Array reads through the periphery inside the simulator: forward reads, BP's transposed
+read and feedback reads, their noise keys, feedback drift, inference drift, and results
+that do not depend on the thread count."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numba
+import numpy as np
+import pytest
+from conftest import batch, interrupted_then_resumed, make_chip
+from test_train import metric_records, spec_for
+
+from neurosim import evaluation, periphery
+from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.config import ChipConfig, DeviceConfig, OptimizerConfig
+from neurosim.errors import ConfigError
+from neurosim.optimizers import OptimizerState
+from neurosim.periphery import PeripheryConfig
+from neurosim.rules import RuleCode
+from neurosim.schema import build
+from neurosim.train import run_spec
+
+NOISY = PeripheryConfig(w_noise=0.05, out_noise=0.01, dac_bound="managed")
+QUANTIZED = PeripheryConfig(dac_bits=8, dac_bound="managed", adc_bits=8, adc_bound="managed",
+                            w_noise=0.02)
+
+
+def with_periphery(config: ChipConfig, forward=PeripheryConfig(), feedback=PeripheryConfig(),
+                   **feedback_fields) -> ChipConfig:
+    return dataclasses.replace(
+        config, forward=dataclasses.replace(config.forward, periphery=forward),
+        feedback=dataclasses.replace(config.feedback, periphery=feedback, **feedback_fields))
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+@pytest.mark.parametrize("config,exact", [(NOISY, True), (QUANTIZED, False)])
+def test_numba_reads_equal_the_reference(ideal_chip_config, rule, config, exact):
+    """Same keys, same draws: the fused Numba pass equals the reference pass that calls
+    neurosim.periphery on every read (noise only: to rounding of the float64 products;
+    quantized: a product rounding differently may move a value by one ADC step)."""
+    chip_config = with_periphery(ideal_chip_config, config, config)
+    x, y = batch(16)
+    results = []
+    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+        chip = make_chip(chip_config, (784, 30, 20, 10), rule)
+        out = np.zeros(chip.n_params)
+        loss, _ = backend.gradients(chip, backend.feedback_buffer(chip), x, y, chip.rule.code,
+                                    out, training=True)
+        results.append((loss, out))
+    (loss_a, a), (loss_b, b) = results
+    if exact:
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+        assert loss_b == pytest.approx(loss_a, rel=1e-12)
+    else:
+        close = np.isclose(b, a, rtol=1e-6, atol=1e-9)
+        assert close.mean() > 0.9
+        assert loss_b == pytest.approx(loss_a, rel=1e-2)
+
+
+def test_each_read_kind_goes_through_its_periphery(ideal_chip_config):
+    """Forward noise changes the loss; under BP the forward periphery also changes the
+    backward pass; under FA only the feedback periphery does."""
+    x, y = batch(8)
+    backend = NumpyBackend("float64")
+
+    def grads(rule, forward=PeripheryConfig(), feedback=PeripheryConfig()):
+        chip = make_chip(with_periphery(ideal_chip_config, forward, feedback), rule=rule)
+        out = np.zeros(chip.n_params)
+        loss, _ = backend.gradients(chip, backend.feedback_buffer(chip), x, y, chip.rule.code,
+                                    out, training=True)
+        return loss, out, chip
+
+    ideal_loss, ideal_fa, chip = grads("fa")
+    w1 = slice(0, chip.layout[0, 1] * chip.layout[0, 2])
+    noisy_loss, _, _ = grads("fa", forward=NOISY)
+    assert noisy_loss != ideal_loss
+    # FA: feedback read noise moves the hidden layer's gradient, not the loss
+    fb_loss, fb_grads, _ = grads("fa", feedback=PeripheryConfig(out_noise=0.05))
+    assert fb_loss == ideal_loss
+    assert not np.array_equal(fb_grads[w1], ideal_fa[w1])
+    # BP: its backward pass is a transposed read of the forward array; the feedback
+    # periphery is unused
+    _, bp_ideal, _ = grads("bp")
+    _, bp_fb, _ = grads("bp", feedback=PeripheryConfig(out_noise=0.05))
+    assert np.array_equal(bp_fb, bp_ideal)
+
+
+def test_transposed_read_model_is_applied_to_bp(ideal_chip_config):
+    """The BP backward signal of the last layer equals periphery.transposed_read of its
+    array with the training key (the reference is the specification)."""
+    config = with_periphery(ideal_chip_config, PeripheryConfig(out_noise=0.1, adc_bits=6))
+    chip = make_chip(config, (784, 12, 10), "bp")
+    x, y = batch(4)
+    backend = NumpyBackend("float64")
+    keys = chip.read_keys(training=True)
+    _, _, _, deltas = backend.local_signals(chip, chip.feedback, x, y, RuleCode.BP,
+                                            training=True)
+    pre, _ = backend.forward_layers(chip, x, keys)
+    signal = chip.alphas_typed[1] * periphery.transposed_read(
+        chip.weights(1), deltas[1], config.forward.periphery, int(keys[1, 1]))
+    np.testing.assert_array_equal(deltas[0], signal * (pre[0] > 0))
+
+
+def test_measurement_reads_are_redrawn_and_do_not_touch_training_noise(ideal_chip_config):
+    chip = make_chip(with_periphery(ideal_chip_config, NOISY))
+    backend = NumbaBackend("float64")
+    x, _ = batch(32)
+    first, second = backend.logits(chip, x), backend.logits(chip, x)
+    assert not np.array_equal(first, second)  # noise redrawn on every read
+    assert chip.measurement_reads == 2
+    train_keys = chip.read_keys(training=True)
+    backend.logits(chip, x)
+    np.testing.assert_array_equal(chip.read_keys(training=True), train_keys)
+    ideal = make_chip(ideal_chip_config)
+    np.testing.assert_array_equal(backend.logits(ideal, x), backend.logits(ideal, x))
+
+
+def test_regenerated_feedback_refuses_a_feedback_periphery():
+    with pytest.raises(ConfigError, match="feedback.kind"):
+        build(ChipConfig, {"name": "x", "feedback": {"kind": "regenerated",
+                                                     "periphery": {"adc_bits": 6}}}, "chip.yaml")
+
+
+def test_stored_feedback_drifts_on_the_chip_clock(ideal_chip_config):
+    config = with_periphery(ideal_chip_config, drift_nu=0.1, drift_nu_dtod=0.02)
+    chip = make_chip(config)
+    backend = NumbaBackend("float64")
+    np.testing.assert_array_equal(backend.feedback_buffer(chip), chip.feedback)  # at t0
+    chip.update_count = 5000
+    t = config.feedback.drift_t0_s + 5000 * config.step_time_s
+    expected = chip.feedback * (t / config.feedback.drift_t0_s) ** -chip.feedback_nu
+    np.testing.assert_allclose(backend.feedback_buffer(chip), expected, rtol=1e-12)
+    assert np.all(np.abs(expected) <= np.abs(chip.feedback))  # drift only decays
+    assert chip.feedback_nu.std() > 0  # device-to-device spread of nu
+    # alignment metrics see the feedback the chip applies
+    np.testing.assert_allclose(chip.feedback_matrix(1).ravel(), expected[:200], rtol=1e-12)
+
+
+def test_inference_drift_lowers_weights_and_restores_the_chip(ideal_chip_config):
+    device = dataclasses.replace(ideal_chip_config.forward.device, drift_nu=0.2)
+    config = dataclasses.replace(ideal_chip_config, forward=dataclasses.replace(
+        ideal_chip_config.forward, device=device))
+    chip = make_chip(config, (784, 20, 10))
+    backend = NumpyBackend("float64")
+    x, y = batch(64)
+    before = chip.params.copy()
+    result = evaluation.drift_accuracy(chip, backend, x, y, (1.0, 20.0, 1e8))
+    np.testing.assert_array_equal(chip.params, before)
+    plain = evaluation.loss_and_accuracy(chip, backend, x, y)["accuracy"]
+    # before t0 and at t0 the weights read as programmed
+    assert result["drift_accuracy"]["1"] == plain == result["drift_accuracy"]["20"]
+    assert set(result["drift_accuracy"]) == {"1", "20", "1e+08"}
+
+
+def train_params(chip_config, mode: str, threads: int, steps: int = 12) -> np.ndarray:
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        backend = NumbaBackend("float32")
+        chip = make_chip(chip_config, (784, 100, 10), dtype="float32")
+        state = OptimizerState.create(OptimizerConfig(name="sgd", lr=0.05), chip.n_params,
+                                      chip.dtype)
+        grads = np.zeros(chip.n_params, dtype=np.float32)
+        deltas = np.zeros_like(grads)
+        for step in range(steps):
+            x, y = batch(64, seed=step, dtype="float32")
+            feedback = backend.feedback_buffer(chip)
+            if mode == "stochastic":
+                _, _, inputs, errors = backend.local_signals(chip, feedback, x, y,
+                                                             chip.rule.code, training=True)
+                backend.apply_stochastic_update(chip, state, inputs, errors)
+            else:
+                backend.gradients(chip, feedback, x, y, chip.rule.code, grads, training=True)
+                backend.update(chip, state, grads, deltas)
+        return chip.params.copy()
+    finally:
+        numba.set_num_threads(previous)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("mode", ["ideal", "pulsed", "stochastic"])
+def test_same_seed_gives_bit_identical_weights_with_1_and_2_threads(ideal_chip_config, mode):
+    device = DeviceConfig(model="constant_step", dw_min_ctoc=0.3, levels=200) \
+        if mode != "ideal" else DeviceConfig()
+    forward = dataclasses.replace(ideal_chip_config.forward, device=device,
+                                  update=dataclasses.replace(ideal_chip_config.forward.update,
+                                                             mode=mode),
+                                  periphery=NOISY)
+    config = dataclasses.replace(ideal_chip_config, forward=forward)
+    one, two = train_params(config, mode, 1), train_params(config, mode, 2)
+    np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(one, make_chip(config, (784, 100, 10), dtype="float32").params)
+
+
+def test_noisy_reads_resume_to_the_identical_result(tmp_path, monkeypatch):
+    spec = spec_for(train__checkpoint_every=1)
+    chip = with_periphery(spec.chip, NOISY, PeripheryConfig(out_noise=0.02), drift_nu=0.05)
+    spec = dataclasses.replace(spec, chip=chip)
+    reference = run_spec(spec, tmp_path / "whole")
+    resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", 75)
+    assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
+    assert resumed["final"] == reference["final"]
