@@ -25,7 +25,9 @@ from typing import Any
 import yaml
 
 from neurosim.data.registry import DATASET_NAMES
+from neurosim.energy import EnergyConfig
 from neurosim.errors import ConfigError
+from neurosim.periphery import PeripheryConfig
 from neurosim.schema import build, set_dotted, spec, to_plain
 
 HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
@@ -86,6 +88,16 @@ class DeviceConfig:
                                    doc="fraction of devices stuck at their initial weight")
     g_min: float = spec(1.0, gt=0.0, doc="conductance at w_min (microsiemens)")
     g_max: float = spec(10.0, gt=0.0, doc="conductance at w_max (microsiemens)")
+    drift_nu: float = spec(0.0, ge=0.0, le=1.0,
+                           doc="power-law conductance drift exponent: a weight programmed at "
+                               "t0 reads w (t / t0)^-nu at time t after programming (PCM "
+                               "~0.05, Ielmini et al. 2007; aihwkit PCMLikeNoiseModel); "
+                               "evaluated at evaluation.drift_times_s after training")
+    drift_nu_dtod: float = spec(0.0, ge=0.0,
+                                doc="device-to-device std of drift_nu (absolute; nu_i >= 0)")
+    drift_t0_s: float = spec(20.0, gt=0.0,
+                             doc="seconds after programming at which a weight reads exactly "
+                                 "as programmed (aihwkit's t0 = 20 s)")
 
     def check(self, source: str, path: str) -> None:
         stuck = self.stuck_at_min + self.stuck_at_max + self.stuck_at_initial
@@ -117,6 +129,10 @@ class ForwardArrayConfig:
 
     device: DeviceConfig = spec(factory=DeviceConfig, doc="device model of the forward arrays")
     update: UpdateConfig = spec(factory=UpdateConfig, doc="how updates are realized")
+    periphery: PeripheryConfig = spec(
+        factory=PeripheryConfig,
+        doc="DAC, read noise and ADC of every read of the forward arrays: the forward pass "
+            "(training and evaluation) and BP's transposed read (default: ideal reads)")
     w_min: float = spec(-1.0, doc="nominal lower bound of the normalized array weight")
     w_max: float = spec(1.0, doc="nominal upper bound of the normalized array weight")
     init_fill: float = spec(0.25, gt=0.0, le=1.0,
@@ -175,17 +191,32 @@ class FeedbackArrayConfig:
                                               "[-max|B|, max|B|] (none: continuous)")
     stuck_at_min: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of cells stuck at -max|B|")
     stuck_at_max: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of cells stuck at +max|B|")
+    periphery: PeripheryConfig = spec(
+        factory=PeripheryConfig,
+        doc="DAC, read noise and ADC of every read of a feedback crossbar (the error's "
+            "projection delta @ B^T); default: ideal reads")
+    drift_nu: float = spec(0.0, ge=0.0, le=1.0,
+                           doc="power-law drift exponent of the programmed cells: a cell "
+                               "programmed at t0 reads B (t / t0)^-nu at simulated time t "
+                               "(PCM: ~0.05, aihwkit PCMLikeNoiseModel)")
+    drift_nu_dtod: float = spec(0.0, ge=0.0,
+                                doc="device-to-device std of drift_nu (absolute; nu_i >= 0)")
+    drift_t0_s: float = spec(20.0, gt=0.0,
+                             doc="seconds after programming at which the programmed value "
+                                 "is read exactly (aihwkit's t0 = 20 s)")
 
     def check(self, source: str, path: str) -> None:
         if self.stuck_at_min + self.stuck_at_max > 1.0:
             raise ConfigError(source, f"{path}.stuck_at_max", self.stuck_at_max,
                               "stuck fractions must add up to <= 1")
         hardware = (self.programming_error > 0 or self.levels is not None
-                    or self.stuck_at_min > 0 or self.stuck_at_max > 0)
+                    or self.stuck_at_min > 0 or self.stuck_at_max > 0 or self.drift_nu > 0
+                    or self.drift_nu_dtod > 0 or not self.periphery.is_ideal)
         if self.kind == "regenerated" and hardware:
             raise ConfigError(source, f"{path}.kind", self.kind,
-                              "regenerated feedback is digital: programming_error, levels and "
-                              "stuck cells apply to stored, sign and ternary arrays only")
+                              "regenerated feedback is digital: programming_error, levels, "
+                              "stuck cells, drift and a non-ideal periphery apply to stored, "
+                              "sign and ternary arrays only")
 
 
 @dataclass(frozen=True)
@@ -206,6 +237,10 @@ class ChipConfig:
     forward: ForwardArrayConfig = spec(factory=ForwardArrayConfig, doc="forward arrays")
     feedback: FeedbackArrayConfig = spec(factory=FeedbackArrayConfig, doc="feedback arrays")
     tiles: TileConfig = spec(factory=TileConfig, doc="tiling of the arrays")
+    energy: EnergyConfig = spec(factory=EnergyConfig, doc="unit costs of the energy ledger")
+    step_time_s: float = spec(1e-3, gt=0.0,
+                              doc="simulated time of one training step (s): the clock that "
+                                  "ages the feedback arrays (drift) during training")
 
 
 # --------------------------------------------------------------------- simulation
@@ -303,6 +338,11 @@ class EvaluationConfig:
                                             doc="translations (right and down), pixels")
     ood_rotations_deg: tuple[float, ...] = spec((15.0, 30.0, 45.0), doc="rotations, degrees")
     ood_scales: tuple[float, ...] = spec((0.7, 1.3), gt=0.0, doc="scale factors")
+    drift_times_s: tuple[float, ...] = spec(
+        (), gt=0.0,
+        doc="after training, test accuracy with the forward arrays read this many seconds "
+            "after their last programming (power-law drift of the device model; e.g. "
+            "[3600, 86400, 31536000] for an hour, a day, a year)")
 
 
 @dataclass(frozen=True)
