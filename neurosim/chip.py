@@ -51,6 +51,7 @@ from neurosim.devices import (
     place_initial_weights,
 )
 from neurosim.feedback import program
+from neurosim.ledger import Ledger
 from neurosim.rules import Rule, RuleCode
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
@@ -113,6 +114,7 @@ class Chip:
                 self.devices.append(state)
         self.update_count = 0  # programming events so far (keys the pulse noise)
         self.pulses = np.zeros((self.n_layers, 2), dtype=np.int64)  # up, down per layer
+        self.ledger = Ledger(self.n_layers)  # what the chip did (neurosim.accounting books it)
 
         self.feedback_specs: list[FeedbackSpec | None] = []
         fb_layout, fb_offset = [], 0
@@ -250,7 +252,8 @@ class Chip:
         """Everything that changes during training (the feedback never does)."""
         return {"params": self.params.copy(), "update_count": np.array(self.update_count),
                 "pulses": self.pulses.copy(),
-                "measurement_reads": np.array(self.measurement_reads)}
+                "measurement_reads": np.array(self.measurement_reads),
+                "ledger_counts": self.ledger.counts.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         params = np.asarray(state["params"])
@@ -261,6 +264,7 @@ class Chip:
         self.update_count = int(state["update_count"])
         self.pulses[:] = state["pulses"]
         self.measurement_reads = int(state["measurement_reads"])
+        self.ledger.load_state({"counts": state["ledger_counts"]})
 
 
 def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:

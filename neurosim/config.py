@@ -338,6 +338,10 @@ class EvaluationConfig:
                                             doc="translations (right and down), pixels")
     ood_rotations_deg: tuple[float, ...] = spec((15.0, 30.0, 45.0), doc="rotations, degrees")
     ood_scales: tuple[float, ...] = spec((0.7, 1.3), gt=0.0, doc="scale factors")
+    energy_target: float = spec(0.9, gt=0.0, le=1.0,
+                                doc="test accuracy at which the energy to target is taken "
+                                    "(preconditioning + data training until it is first "
+                                    "reached)")
     drift_times_s: tuple[float, ...] = spec(
         (), gt=0.0,
         doc="after training, test accuracy with the forward arrays read this many seconds "

@@ -73,6 +73,21 @@ class NoiseSource:
             self._fixed_set = inputs, labels
         return self._fixed_set
 
+    def setup_draws(self) -> int:
+        """Random numbers drawn once before the first step: the fixed set's inputs and labels
+        (``N (n_features + 1)``); none for a fresh stream."""
+        if self.config.regime == "fresh_stream":
+            return 0
+        return self.config.n_examples * (self.n_features + 1)
+
+    def draws_per_batch(self) -> int:
+        """Random numbers drawn per step: a fresh batch's inputs and labels
+        (``batch (n_features + 1)``); none from a fixed set (only the per-epoch shuffle,
+        which is control logic, not a noise draw)."""
+        if self.config.regime != "fresh_stream":
+            return 0
+        return self.config.batch_size * (self.n_features + 1)
+
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (inputs, labels) of noise step ``step`` (0-based)."""
         size = self.config.batch_size

@@ -71,5 +71,6 @@ def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
             "initial_alignment_deg": train[0]["alignment_deg"],
         })
     summary["final"] = results.get("final")
+    summary["ledger"] = results.get("ledger")
     summary["config"] = to_plain(experiment)
     return summary

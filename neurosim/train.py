@@ -27,10 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from neurosim import evaluation, rng
+from neurosim.accounting import StepAccounting, converter_bits
 from neurosim.backends import Backend, create_backend
 from neurosim.chip import Chip
 from neurosim.config import RunSpec
 from neurosim.data import Dataset, load_dataset
+from neurosim.energy import ledger_summary, stage_totals
 from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.precondition import NoiseSource, batch_bounds
@@ -76,6 +78,7 @@ class Trainer:
         self.grads = np.zeros(self.chip.n_params, dtype=self.chip.dtype)
         self.deltas = np.zeros_like(self.grads)
         self.log = MetricLog(self.run_dir / METRICS)
+        self.accounting = StepAccounting(self.chip, self.chip.ledger)
         self.position = Position()
         pre = self.experiment.precondition
         self.noise = NoiseSource(pre, self.backend, spec.seed, self.chip.dims[0],
@@ -116,10 +119,12 @@ class Trainer:
         trains in the array itself, sample by sample."""
         feedback = self.backend.feedback_buffer(self.chip)
         if self.chip.update_mode == "stochastic":
+            self.accounting.step(len(y))
             loss, correct, inputs, errors = self.backend.local_signals(
                 self.chip, feedback, x, y, self.chip.rule.code, training=True)
             self.backend.apply_stochastic_update(self.chip, self.optimizer, inputs, errors)
             return loss, correct
+        self.accounting.step(len(y))
         loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
                                                self.grads, training=True)
         self.backend.update(self.chip, self.optimizer, self.grads, self.deltas)
@@ -127,6 +132,7 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def _checkpoint(self) -> None:
+        self.accounting.flush()
         arrays = {f"chip_{k}": v for k, v in self.chip.state().items()}
         arrays.update({f"optimizer_{k}": v for k, v in self.optimizer.state().items()})
         meta = {"phase": self.position.phase, "step": self.position.step,
@@ -149,6 +155,7 @@ class Trainer:
         self.optimizer = self._new_optimizer(meta["phase"])
         self.optimizer.load_state({k[len("optimizer_"):]: v for k, v in arrays.items()
                                    if k.startswith("optimizer_")})
+        self.accounting = StepAccounting(self.chip, self.chip.ledger)
         self.position = Position(meta["phase"], meta["step"], meta["seconds"], meta["results"])
         self.log.restore(meta["n_records"])
         return True
@@ -192,7 +199,14 @@ class Trainer:
         self.position.seconds[key] += now - start
         return now
 
+    def _energy_so_far(self, stage: str) -> dict:
+        """Cumulative ``energy_pj``, ``pulses`` and ``bytes`` of ``stage`` (ledger)."""
+        self.accounting.flush()
+        return stage_totals(self.chip.ledger.counts, stage, self.chip.config.energy,
+                            *converter_bits(self.chip))
+
     def _noise_record(self, step: int, loss_sum: float, correct: int, count: int) -> None:
+        energy = self._energy_so_far("precondition")
         x, y = self.noise_probe
         probe = evaluation.loss_and_accuracy(self.chip, self.backend, x, y)
         n = self.experiment.evaluation.gradient_probe_size
@@ -200,7 +214,7 @@ class Trainer:
             "phase": "precondition", "step": step,
             "batch_loss": loss_sum / count if count else None,
             "batch_accuracy": correct / count if count else None,
-            "probe_loss": probe["loss"], "probe_accuracy": probe["accuracy"],
+            "probe_loss": probe["loss"], "probe_accuracy": probe["accuracy"], **energy,
             **evaluation.alignment(self.chip),
             **evaluation.update_vs_backprop(self.chip, self.backend, x[:n], y[:n]),
             **evaluation.weight_spectra(self.chip)})
@@ -209,7 +223,9 @@ class Trainer:
         config = self.experiment.precondition
         results = self.position.results
         start = time.perf_counter()
+        self.accounting.begin("precondition", self._new_optimizer("precondition").config)
         if self.position.step == 0:
+            self.accounting.add_draws("forward", 0, self.noise.setup_draws())
             results["precondition_before"] = {
                 **evaluation.alignment(self.chip),
                 **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
@@ -218,8 +234,10 @@ class Trainer:
         start = self._timed("evaluation", start)
         loss_sum, correct, count = 0.0, 0, 0
         checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
+        draws_per_batch = self.noise.draws_per_batch()
         for step in range(self.position.step, config.steps):
             x, y = self.noise.batch(step)
+            self.accounting.add_draws("forward", 0, draws_per_batch)
             loss, hits = self.step(x, y)
             loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(y)
             bar.update(1)
@@ -242,6 +260,7 @@ class Trainer:
         self._checkpoint()
 
     def _data_record(self, step: int, loss_sum: float, correct: int, count: int) -> None:
+        energy = self._energy_so_far("train")
         data = self.dataset
         test = evaluation.loss_and_accuracy(self.chip, self.backend, data.x_test, data.y_test)
         train = evaluation.loss_and_accuracy(self.chip, self.backend,
@@ -255,7 +274,7 @@ class Trainer:
             "batch_accuracy": correct / count if count else None,
             "test_loss": test["loss"], "test_accuracy": test["accuracy"],
             "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-            "generalization_gap": test["loss"] - train["loss"],
+            "generalization_gap": test["loss"] - train["loss"], **energy,
             "error_gap": train["accuracy"] - test["accuracy"],
             **evaluation.alignment(self.chip),
             **evaluation.update_vs_backprop(self.chip, self.backend, grad_x, grad_y),
@@ -268,6 +287,7 @@ class Trainer:
         points = set(evaluation_steps(steps_per_epoch, config.epochs,
                                       self.experiment.evaluation.fractional_epochs))
         start = time.perf_counter()
+        self.accounting.begin("train", self.experiment.optimizer)
         if self.position.step == 0:
             self._data_record(0, 0.0, 0, 0)
         start = self._timed("evaluation", start)
@@ -318,6 +338,10 @@ class Trainer:
                                             data.y_test,
                                             self.experiment.evaluation.drift_times_s),
             }
+            self.accounting.flush()
+            results["ledger"] = ledger_summary(
+                self.chip.ledger, self.chip.config.energy, *converter_bits(self.chip),
+                self.log.records, self.experiment.evaluation.energy_target)
             self._timed("evaluation", start)
             self._checkpoint()
         return summarize(self.spec, self.log.records, results, self.position.seconds,

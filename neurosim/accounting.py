@@ -1,0 +1,192 @@
+"""What one pass or one training step of a chip costs, in ledger counts (DESIGN §6).
+
+This module knows the chip (its layers, feedback arrays, periphery, tiles, update mode) and
+turns it into :mod:`neurosim.ledger` count vectors; the ledger itself is pure bookkeeping.
+
+* :func:`forward_counts` / :func:`backward_counts`: one batched pass. Every forward read is
+  an array read of layer ``l`` (:func:`neurosim.ledger.array_read_counts`). The backward
+  pass of layer ``l >= 2`` (carrying the error down to layer ``l - 1``) is, by rule:
+  BP, a transposed read of the forward array **plus weight transport** (the ``n_l x
+  n_{l-1}`` forward weights moved to the backward circuit: BP's defining cost, counted even
+  though the simulated numbers come from the transposed read); FA, a read of the stored
+  feedback array ``B_l`` (``n_{l-1}`` outputs, ``n_l`` inputs); DFA, a read of ``B_{l-1}``
+  with the output error as input; regenerated feedback, a digital product and the PRNG
+  draws of ``B``. Backward counts are booked on the layer whose array is read. Each read
+  with read noise also draws one normal per output per noise term. The derivative
+  ``f'(a)`` is one digital operation per hidden unit.
+* :func:`update_counts`: batch modes (ideal, pulsed) form the gradient digitally
+  (:func:`neurosim.ledger.gradient_counts`) and run the optimizer
+  (:func:`neurosim.ledger.optimizer_counts`); pulsed updates draw one uniform per weight for
+  the stochastic rounding. In-array (stochastic) updates send per-sample pulse trains: ``BL``
+  Bernoulli draws per row and column line and the signals moved to the line drivers; the
+  digital bias takes one operation per output per sample. Pulses themselves (and the
+  cycle-to-cycle noise draws, one per pulse) are counted by the update kernels
+  (``chip.pulses``) and moved into the ledger by :class:`StepAccounting`.
+
+``ideal`` update mode has no device model, so it programs no pulses and costs no write
+energy: use ``pulsed`` devices to price writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim.chip import Chip
+from neurosim.config import OptimizerConfig
+from neurosim.ledger import (
+    COUNTER_INDEX,
+    OPERATION_INDEX,
+    STAGE_INDEX,
+    Ledger,
+    array_read_counts,
+    count_vector,
+    digital_matmul_counts,
+    gradient_counts,
+    optimizer_counts,
+    weight_transport_counts,
+)
+from neurosim.periphery import PeripheryConfig
+from neurosim.rules import RuleCode
+
+FORWARD, BACKWARD, UPDATE = (OPERATION_INDEX[name] for name in ("forward", "backward", "update"))
+
+
+def _noise_draws(config: PeripheryConfig, batch: int, n_outputs: int) -> int:
+    """Normals one read draws: ``batch * n_outputs`` per noise term that is on."""
+    return batch * n_outputs * ((config.w_noise > 0) + (config.out_noise > 0))
+
+
+def _array_read(chip: Chip, batch: int, n_in: int, n_out: int, config: PeripheryConfig,
+                transposed: bool = False, traffic: str = "bytes_activations") -> np.ndarray:
+    tiles = chip.config.tiles
+    counts = array_read_counts(batch, n_in, n_out, tiles.rows, tiles.cols,
+                               chip.dtype.itemsize, transposed, traffic)
+    counts[COUNTER_INDEX["random_numbers"]] += _noise_draws(
+        config, batch, n_in if transposed else n_out)
+    return counts
+
+
+def forward_counts(chip: Chip, batch: int) -> np.ndarray:
+    """Counts ``[layer, counter]`` of one forward pass of ``batch`` samples."""
+    return np.stack([_array_read(chip, batch, int(n_in), int(n_out), chip.forward_periphery)
+                     for _, n_out, n_in, _ in chip.layout])
+
+
+def backward_counts(chip: Chip, batch: int, rule_code: int) -> np.ndarray:
+    """Counts ``[layer, counter]`` of one backward pass of ``batch`` samples (see the module
+    docstring for what each rule reads)."""
+    counts = np.zeros((chip.n_layers, len(COUNTER_INDEX)), dtype=np.int64)
+    size = chip.dtype.itemsize
+    for l in range(1, chip.n_layers):
+        _, n_out, n_in, _ = (int(v) for v in chip.layout[l])
+        counts[l - 1] += count_vector(digital_ops=batch * n_in)  # times f'(a_{l-1})
+        if rule_code == RuleCode.BP:
+            counts[l] += _array_read(chip, batch, n_in, n_out, chip.forward_periphery,
+                                     transposed=True, traffic="bytes_errors")
+            counts[l] += weight_transport_counts(n_in, n_out, size)
+            continue
+        index = l if rule_code == RuleCode.FA else l - 1
+        _, rows, cols = (int(v) for v in chip.feedback_layout[index])
+        if chip.feedback_kind == "regenerated":
+            counts[index] += digital_matmul_counts(batch, cols, rows, size, regenerated=True)
+        else:  # a read of B (rows outputs, cols inputs)
+            counts[index] += _array_read(chip, batch, cols, rows, chip.feedback_periphery,
+                                         traffic="bytes_errors")
+    return counts
+
+
+def update_counts(chip: Chip, batch: int, optimizer: OptimizerConfig) -> np.ndarray:
+    """Counts ``[layer, counter]`` of one update from ``batch`` samples, pulses excluded."""
+    size = chip.dtype.itemsize
+    rows = []
+    for _, n_out, n_in, _ in chip.layout:
+        n_out, n_in = int(n_out), int(n_in)
+        if chip.update_mode == "stochastic":
+            bl = chip.config.forward.update.bl
+            rows.append(count_vector(random_numbers=batch * bl * (n_in + n_out),
+                                     digital_ops=batch * n_out,
+                                     bytes_activations=batch * n_in * size,
+                                     bytes_errors=batch * n_out * size))
+            continue
+        counts = gradient_counts(batch, n_in, n_out, size)
+        counts += optimizer_counts(n_out * n_in + n_out, optimizer.name, optimizer.momentum, size)
+        if chip.update_mode == "pulsed":
+            counts[COUNTER_INDEX["random_numbers"]] += n_out * n_in  # stochastic rounding
+        rows.append(counts)
+    return np.stack(rows)
+
+
+def step_counts(chip: Chip, batch: int, optimizer: OptimizerConfig) -> np.ndarray:
+    """Counts ``[operation, layer, counter]`` of one training step (pulses excluded)."""
+    return np.stack([forward_counts(chip, batch), backward_counts(chip, batch, chip.rule.code),
+                     update_counts(chip, batch, optimizer)])
+
+
+def count_measurement(chip: Chip, ledger: Ledger, batch: int, rule_codes=()) -> None:
+    """Book a measurement pass (stage ``eval``): a forward pass, plus one backward pass per
+    rule in ``rule_codes`` (e.g. the update-vs-BP angle runs the rule's and BP's)."""
+    stage = ledger.counts[STAGE_INDEX["eval"]]
+    stage[FORWARD] += forward_counts(chip, batch)
+    for code in rule_codes:
+        stage[BACKWARD] += backward_counts(chip, batch, code)
+
+
+class StepAccounting:
+    """Books training steps into a ledger without per-step work: the counts of one step
+    depend only on the geometry, so steps are tallied and added as ``count x template`` when
+    the ledger is read (:meth:`flush`), together with the pulses the update kernels applied
+    since the last flush (``chip.pulses``) and their cycle-to-cycle noise draws."""
+
+    def __init__(self, chip: Chip, ledger: Ledger):
+        self.chip = chip
+        self.ledger = ledger
+        self.templates: dict[tuple[str, int], np.ndarray] = {}
+        self.pending: dict[tuple[str, int], int] = {}
+        self.pulses_seen = chip.pulses.copy()
+        self.stage = "precondition"
+        self.optimizer: OptimizerConfig | None = None
+
+    def begin(self, stage: str, optimizer: OptimizerConfig) -> None:
+        """Steps from now on belong to ``stage`` and use ``optimizer``."""
+        self.flush()
+        self.stage, self.optimizer = stage, optimizer
+        self.templates.clear()
+
+    def step(self, batch: int) -> None:
+        """One training step of ``batch`` samples (O(1): a tally)."""
+        key = (self.stage, batch)
+        if key not in self.pending:
+            self.pending[key] = 0
+            if key not in self.templates:
+                self.templates[key] = step_counts(self.chip, batch, self.optimizer)
+        self.pending[key] += 1
+
+    def add_draws(self, operation: str, layer: int, count: int) -> None:
+        """Random numbers drawn outside the chip's passes (e.g. noise inputs)."""
+        self.ledger.add_counter(self.stage, operation, layer, "random_numbers", count)
+
+    def flush(self) -> None:
+        """Move the tallied steps and the new pulses into the ledger."""
+        for (stage, batch), steps in self.pending.items():
+            self.ledger.counts[STAGE_INDEX[stage]] += steps * self.templates[(stage, batch)]
+        self.pending.clear()
+        new = self.chip.pulses - self.pulses_seen
+        if new.any():
+            update = self.ledger.counts[STAGE_INDEX[self.stage], UPDATE]
+            update[:, COUNTER_INDEX["pulses_up"]] += new[:, 0]
+            update[:, COUNTER_INDEX["pulses_down"]] += new[:, 1]
+            if self.chip.config.forward.device.dw_min_ctoc > 0:  # one normal per pulse
+                update[:, COUNTER_INDEX["random_numbers"]] += new.sum(axis=1)
+            self.pulses_seen = self.chip.pulses.copy()
+
+
+def converter_bits(chip: Chip) -> tuple[dict, dict]:
+    """ADC and DAC resolutions charged per operation and layer (``None``: ideal converter,
+    charged the energy model's default): forward reads use the forward arrays' periphery;
+    backward reads use it too under BP (a transposed read of the forward array) and the
+    feedback arrays' periphery under FA and DFA."""
+    forward, feedback = chip.forward_periphery, chip.feedback_periphery
+    backward = forward if chip.rule.code == RuleCode.BP else feedback
+    n = chip.n_layers
+    return ({"forward": [forward.adc_bits] * n, "backward": [backward.adc_bits] * n},
+            {"forward": [forward.dac_bits] * n, "backward": [backward.dac_bits] * n})

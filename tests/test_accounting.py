@@ -1,0 +1,149 @@
+"""The ledger as the simulator fills it: closed-form counts of whole runs, pulses equal to
+the kernels', weight transport only for BP, zero-cost chips, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from conftest import interrupted_then_resumed
+from test_train import spec_for
+
+from neurosim.config import DeviceConfig
+from neurosim.energy import EnergyConfig
+from neurosim.ledger import COUNTER_INDEX, STAGE_INDEX, OPERATION_INDEX, Ledger
+from neurosim.train import Trainer, run_spec
+
+DIMS = [784, 24, 10]
+BATCH = 32
+TRAIN_STEPS = 2 * 320 // BATCH  # 2 epochs of 320 examples, batch 32
+NOISE_STEPS = 60
+
+
+def counts(summary, stage, operation, counter, layer=None):
+    rows = summary["ledger"]["counts"][stage][operation]
+    rows = rows if layer is None else [rows[layer]]
+    return sum(row[counter] for row in rows)
+
+
+def tiled_spec(rule="fa", tiles=(100, 8), **overrides):
+    spec = spec_for(rule=rule, **overrides)
+    chip = dataclasses.replace(spec.chip, tiles=dataclasses.replace(
+        spec.chip.tiles, rows=tiles[0], cols=tiles[1]))
+    return dataclasses.replace(spec, chip=chip)
+
+
+@pytest.fixture(scope="module")
+def fa_run(tmp_path_factory):
+    return run_spec(tiled_spec(), tmp_path_factory.mktemp("fa"))
+
+
+@pytest.fixture(scope="module")
+def bp_run(tmp_path_factory):
+    return run_spec(tiled_spec("bp"), tmp_path_factory.mktemp("bp"))
+
+
+def test_training_forward_counts_equal_the_closed_form(fa_run):
+    pairs = list(zip(DIMS[:-1], DIMS[1:]))
+    samples = TRAIN_STEPS * BATCH
+    assert counts(fa_run, "train", "forward", "macs") == samples * sum(a * b for a, b in pairs)
+    assert counts(fa_run, "precondition", "forward", "macs") == \
+        NOISE_STEPS * BATCH * sum(a * b for a, b in pairs)
+    # tiles of 100 rows x 8 columns: layer 1 (784 -> 24) has ceil(784/100) = 8 row tiles and
+    # ceil(24/8) = 3 column tiles; layer 2 (24 -> 10) has 1 and 2.
+    for layer, (n_in, n_out) in enumerate(pairs):
+        row_tiles, col_tiles = math.ceil(n_in / 100), math.ceil(n_out / 8)
+        assert counts(fa_run, "train", "forward", "adc_conversions", layer) == \
+            samples * n_out * row_tiles
+        assert counts(fa_run, "train", "forward", "dac_conversions", layer) == \
+            samples * n_in * col_tiles
+        assert counts(fa_run, "train", "forward", "partial_sum_adds", layer) == \
+            samples * n_out * (row_tiles - 1)
+
+
+def test_fa_backward_reads_the_feedback_array(fa_run):
+    samples = TRAIN_STEPS * BATCH
+    # B_2 is 24 x 10: the error (10) drives its rows (one row tile of 100), 24 columns
+    # (three column tiles of 8) come out
+    assert counts(fa_run, "train", "backward", "macs", 1) == samples * 24 * 10
+    assert counts(fa_run, "train", "backward", "adc_conversions", 1) == samples * 24 * 1
+    assert counts(fa_run, "train", "backward", "dac_conversions", 1) == samples * 10 * 3
+    assert counts(fa_run, "train", "backward", "bytes_weight_transport") == 0
+
+
+def test_bp_pays_weight_transport(bp_run, fa_run):
+    transport = counts(bp_run, "train", "backward", "bytes_weight_transport", 1)
+    assert transport == TRAIN_STEPS * 24 * 10 * 4  # float32 weights of layer 2 per step
+    assert counts(bp_run, "train", "backward", "macs", 1) == TRAIN_STEPS * BATCH * 24 * 10
+    bp_backward = bp_run["ledger"]["energy_pj"]["phases"]["backward"]
+    fa_backward = fa_run["ledger"]["energy_pj"]["phases"]["backward"]
+    assert bp_backward["memory"] > fa_backward["memory"]
+
+
+def test_records_carry_cumulative_energy_and_target(fa_run, tmp_path):
+    to_target = fa_run["ledger"]["to_target"]
+    assert to_target["target"] == 0.9
+    total = fa_run["ledger"]["energy_pj"]
+    assert total["total"] > 0
+    assert to_target["precondition"]["energy_pj"] == pytest.approx(
+        sum(total["phases"]["precondition"].values()))
+
+
+def test_pulses_in_the_ledger_equal_the_kernels_pulses(tmp_path):
+    spec = spec_for()
+    forward = dataclasses.replace(
+        spec.chip.forward, device=DeviceConfig(model="constant_step", dw_min_ctoc=0.1,
+                                               levels=300),
+        update=dataclasses.replace(spec.chip.forward.update, mode="pulsed"))
+    spec = dataclasses.replace(spec, chip=dataclasses.replace(spec.chip, forward=forward))
+    trainer = Trainer(spec, tmp_path)
+    summary = trainer.run()
+    applied = trainer.chip.pulses
+    assert applied.sum() > 0
+    for direction, column in (("pulses_up", 0), ("pulses_down", 1)):
+        for layer in range(2):
+            in_ledger = sum(counts(summary, stage, "update", direction, layer)
+                            for stage in ("precondition", "train"))
+            assert in_ledger == applied[layer, column]
+    # the pulse noise draws one normal per pulse; stochastic rounding one uniform per weight
+    weights = 784 * 24 + 24 * 10
+    steps = NOISE_STEPS + TRAIN_STEPS
+    draws = sum(counts(summary, stage, "update", "random_numbers")
+                for stage in ("precondition", "train"))
+    assert draws == applied.sum() + steps * weights
+    assert summary["ledger"]["energy_pj"]["components"]["write"] == pytest.approx(
+        applied.sum() * 1.6 ** 2 * 10e-6 * 50e-9 * 1e12)
+
+
+def test_a_zero_cost_chip_gives_zero_energy(tmp_path):
+    spec = spec_for(train__epochs=1)
+    zero = {field.name: 0.0 for field in dataclasses.fields(EnergyConfig)
+            if field.type in ("float", float)}
+    energy = dataclasses.replace(EnergyConfig(), adc_pj_by_bits={8: 0.0}, **zero)
+    spec = dataclasses.replace(spec, chip=dataclasses.replace(spec.chip, energy=energy))
+    summary = run_spec(spec, tmp_path)
+    assert summary["ledger"]["energy_pj"]["total"] == 0.0
+    assert counts(summary, "train", "forward", "macs") > 0
+
+
+def test_the_ledger_resumes_to_the_identical_counts(tmp_path, monkeypatch):
+    spec = spec_for(train__checkpoint_every=1)
+    reference = run_spec(spec, tmp_path / "whole")
+    resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", 75)
+    assert resumed["ledger"] == reference["ledger"]
+
+
+def test_step_accounting_costs_nothing_per_step_until_flushed(tmp_path):
+    trainer = Trainer(spec_for(), tmp_path)
+    trainer.accounting.begin("train", trainer.experiment.optimizer)
+    before = trainer.chip.ledger.counts.copy()
+    trainer.accounting.step(BATCH)
+    trainer.accounting.step(BATCH)
+    np.testing.assert_array_equal(trainer.chip.ledger.counts, before)
+    trainer.accounting.flush()
+    added = trainer.chip.ledger.counts - before
+    macs = added[STAGE_INDEX["train"], OPERATION_INDEX["forward"], :, COUNTER_INDEX["macs"]]
+    assert macs.tolist() == [2 * BATCH * 784 * 24, 2 * BATCH * 24 * 10]
+    assert isinstance(trainer.chip.ledger, Ledger)
