@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(TORCH_STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_devices.py
+	$(BIN)/python benchmarks/bench_ledger.py
 
 results-core: $(STAMP)
 	$(BIN)/python docs/scripts/results_core.py
