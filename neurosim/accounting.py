@@ -122,13 +122,9 @@ def step_counts(chip: Chip, batch: int, optimizer: OptimizerConfig) -> np.ndarra
                      update_counts(chip, batch, optimizer)])
 
 
-def count_measurement(chip: Chip, ledger: Ledger, batch: int, rule_codes=()) -> None:
-    """Book a measurement pass (stage ``eval``): a forward pass, plus one backward pass per
-    rule in ``rule_codes`` (e.g. the update-vs-BP angle runs the rule's and BP's)."""
-    stage = ledger.counts[STAGE_INDEX["eval"]]
-    stage[FORWARD] += forward_counts(chip, batch)
-    for code in rule_codes:
-        stage[BACKWARD] += backward_counts(chip, batch, code)
+def count_measurement(chip: Chip, ledger: Ledger, batch: int) -> None:
+    """Book an inference pass of ``batch`` samples made to measure (stage ``eval``)."""
+    ledger.counts[STAGE_INDEX["eval"], FORWARD] += forward_counts(chip, batch)
 
 
 class StepAccounting:

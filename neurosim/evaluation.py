@@ -22,8 +22,12 @@ EVAL_CHUNK = 2048
 
 
 def logits(chip: Chip, backend: Backend, x: np.ndarray) -> np.ndarray:
-    """Output pre-activations for ``x``, computed in chunks (float64); booked in the chip's
-    ledger as measurement passes."""
+    """Output pre-activations for ``x``, computed in chunks (float64).
+
+    Inference passes are what a chip does to measure its accuracy, so they are booked in
+    the chip's ledger (stage ``eval``). Analyses only a simulator can make (the true BP
+    gradient of :func:`update_vs_backprop`, hidden representations, weight spectra,
+    alignment) are not chip operations and are not booked."""
     parts = [backend.logits(chip, x[i:i + EVAL_CHUNK]).astype(np.float64)
              for i in range(0, len(x), EVAL_CHUNK)]
     count_measurement(chip, chip.ledger, len(x))
@@ -97,8 +101,6 @@ def update_vs_backprop(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarra
     bp_grads = np.zeros_like(rule_grads)
     backend.gradients(chip, feedback, x, y, chip.rule.code, rule_grads)
     backend.gradients(chip, feedback, x, y, RuleCode.BP, bp_grads)
-    for code in (chip.rule.code, RuleCode.BP):
-        count_measurement(chip, chip.ledger, len(x), (code,))
     angles = {}
     for index, (w_off, n_out, n_in, _) in enumerate(chip.layout):
         part = slice(w_off, w_off + n_out * n_in)
@@ -115,7 +117,6 @@ def weight_spectra(chip: Chip) -> dict:
 def hidden_representations(chip: Chip, x: np.ndarray) -> list[np.ndarray]:
     """Hidden activations ``h_1 .. h_{L-1}`` on ``x`` (float64), by the reference forward."""
     _, post = NumpyBackend(chip.dtype.name).forward_layers(chip, x.astype(chip.dtype))
-    count_measurement(chip, chip.ledger, len(x))
     return [h.astype(np.float64) for h in post[1:-1]]
 
 

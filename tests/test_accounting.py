@@ -147,3 +147,12 @@ def test_step_accounting_costs_nothing_per_step_until_flushed(tmp_path):
     macs = added[STAGE_INDEX["train"], OPERATION_INDEX["forward"], :, COUNTER_INDEX["macs"]]
     assert macs.tolist() == [2 * BATCH * 784 * 24, 2 * BATCH * 24 * 10]
     assert isinstance(trainer.chip.ledger, Ledger)
+
+
+def test_simulator_analyses_are_not_booked(fa_run):
+    """The update-vs-BP angle computes a BP gradient for analysis: no chip would, so FA's
+    ledger holds no weight transport and no backward pass in the eval stage."""
+    assert counts(fa_run, "eval", "backward", "macs") == 0
+    assert sum(counts(fa_run, stage, "backward", "bytes_weight_transport")
+               for stage in ("precondition", "train", "eval")) == 0
+    assert counts(fa_run, "eval", "forward", "macs") > 0
