@@ -3,7 +3,10 @@
 Measured side by side in one run, as medians of interleaved repeats after warm-up:
 
 * ``numba``: neurosim's default backend (fused gradient kernel + fused optimizer/array
-  update), through the same calls the trainer makes;
+  update), through the same calls the trainer makes, with its default deterministic
+  products (split between threads by shape, single-threaded BLAS per block);
+* ``numba (deterministic: false)``: the same with each product one multithreaded BLAS call
+  (``simulation.deterministic: false``: faster, but rounding depends on the thread count);
 * ``numpy``: the reference backend (for scale);
 * ``torch``: a plain torch CPU implementation of the same step (manual FA forward/backward,
   ``torch.optim``), the way a user would write it without neurosim;
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from neurosim.backends.numba_cpu import NumbaBackend
 from neurosim.backends.numpy_ref import NumpyBackend
@@ -144,7 +148,27 @@ class TorchStep:
         self.opt.step()
 
 
+class BlasThreads:
+    """A step whose BLAS runs with ``threads`` threads (the process-wide limit is set around
+    each timed batch of steps, so two Numba modes can be timed side by side)."""
+
+    def __init__(self, step, threads: int):
+        self.step, self.threads = step, threads
+
+    def __call__(self) -> None:
+        self.step()
+
+    def timed(self, n_steps: int) -> float:
+        with threadpool_limits(self.threads, user_api="blas"):
+            start = time.perf_counter()
+            for _ in range(n_steps):
+                self.step()
+            return (time.perf_counter() - start) / n_steps
+
+
 def time_steps(step, n_steps: int) -> float:
+    if isinstance(step, BlasThreads):
+        return step.timed(n_steps)
     start = time.perf_counter()
     for _ in range(n_steps):
         step()
@@ -153,7 +177,10 @@ def time_steps(step, n_steps: int) -> float:
 
 def measure(optimizer: OptimizerConfig, batch: int, repeats: int, have_torch: bool) -> dict:
     """Median seconds per step of every implementation, interleaved repeat by repeat."""
-    steps = {"numba": NeurosimStep(NumbaBackend("float32"), optimizer, batch),
+    steps = {"numba": BlasThreads(NeurosimStep(NumbaBackend("float32"), optimizer, batch), 1),
+             "numba (deterministic: false)": BlasThreads(
+                 NeurosimStep(NumbaBackend("float32", deterministic=False), optimizer, batch),
+                 numba.get_num_threads()),
              "numpy": NeurosimStep(NumpyBackend("float32"), optimizer, batch)}
     if have_torch:
         steps["torch"] = TorchStep(optimizer, batch)

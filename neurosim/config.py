@@ -251,6 +251,10 @@ class SimulationConfig:
     backend: str = spec("numba", choices=BACKENDS, doc="arithmetic backend")
     dtype: str = spec("float32", choices=("float32", "float64"), doc="floating-point type")
     threads: int | None = spec(None, ge=1, doc="Numba and BLAS threads (default: all cores)")
+    deterministic: bool = spec(True, doc="numba: results independent of the thread count "
+                                         "(matrix products split by shape); false lets the "
+                                         "BLAS thread each product itself (faster on few "
+                                         "cores, rounding depends on the thread count)")
 
 
 # --------------------------------------------------------------------- experiment

@@ -203,3 +203,19 @@ def test_noisy_reads_resume_to_the_identical_result(tmp_path, monkeypatch):
     resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", 75)
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
     assert resumed["final"] == reference["final"]
+
+
+def test_non_deterministic_products_still_compute_the_pass(ideal_chip_config):
+    """simulation.deterministic: false (one multithreaded BLAS call per product) computes the
+    same pass to rounding."""
+    x, y = batch(64)
+    results = []
+    for backend in (NumpyBackend("float64"), NumbaBackend("float64", deterministic=False),
+                    NumbaBackend("float64")):
+        chip = make_chip(with_periphery(ideal_chip_config, NOISY), (784, 100, 10))
+        out = np.zeros(chip.n_params)
+        backend.gradients(chip, backend.feedback_buffer(chip), x, y, chip.rule.code, out,
+                          training=True)
+        results.append(out)
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(results[2], results[0], rtol=1e-9, atol=1e-12)

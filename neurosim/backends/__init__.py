@@ -21,4 +21,4 @@ def create_backend(simulation: SimulationConfig) -> Backend:
         return NumpyBackend(simulation.dtype)
     from neurosim.backends.numba_cpu import NumbaBackend
 
-    return NumbaBackend(simulation.dtype, simulation.threads)
+    return NumbaBackend(simulation.dtype, simulation.threads, simulation.deterministic)

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
-from neurosim.backends.numba_gemm import dot, dot_into
+from neurosim.backends.numba_gemm import MAX_PARTS, dot, dot_into
 from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
 from neurosim.backends.numba_rng import kernel, normal_kernel, uniform_kernel
 from neurosim.chip import Chip
@@ -32,17 +32,17 @@ _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
 
 # ---------------------------------------------------------------- network kernels
 @kernel
-def _read(w, x, periph, key, transposed):
+def _read(w, x, periph, key, transposed, max_parts):
     """A read of array ``w`` (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery
     (``periph``: :func:`numba_periphery.kernel_scalars`, ``None`` for an ideal read)."""
     if periph is None:
-        return dot(x, w) if transposed else dot(x, w.T)
+        return dot(x, w, max_parts) if transposed else dot(x, w.T, max_parts)
     return read_kernel(w, x, periph[0], periph[1], periph[2], periph[3], periph[4],
-                       periph[5], periph[6], periph[7], key, transposed)
+                       periph[5], periph[6], periph[7], key, transposed, max_parts)
 
 
 @kernel
-def _forward(params, layout, alphas, zero, x, act, periph, keys):
+def _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts):
     """Lists of pre-activations (``pre[l+1] = a_l``) and inputs (``post[l] = h_{l}``)."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
@@ -51,7 +51,7 @@ def _forward(params, layout, alphas, zero, x, act, periph, keys):
     for l in range(n_layers):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        a = _read(w, post[l], periph, keys[l, 0], False)
+        a = _read(w, post[l], periph, keys[l, 0], False, max_parts)
         alpha = alphas[l]
         last = l == n_layers - 1
         h = a if last else np.empty_like(a)
@@ -76,24 +76,25 @@ def _scaled_copy(out, x, scale):
 
 
 @kernel
-def logits_kernel(params, layout, alphas, x, act, periph, keys):
+def logits_kernel(params, layout, alphas, x, act, periph, keys, max_parts):
     zero = params[:1][0] * 0
-    pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys)
+    pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     return pre[-1]
 
 
 @kernel
 def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
-                   periph, fb_periph, keys):
+                   periph, fb_periph, keys, max_parts):
     """Forward pass, softmax cross-entropy and the rule's backward pass: (summed loss,
     correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``).
     ``periph``/``fb_periph``: the forward/feedback arrays' periphery scalars, ``None`` for
-    ideal reads (and for regenerated feedback, multiplied digitally)."""
+    ideal reads (and for regenerated feedback, multiplied digitally); ``max_parts``: see
+    :mod:`neurosim.backends.numba_gemm`."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
     zero = params[:1][0] * 0
     batch_count = zero + batch
-    pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys)
+    pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     logits = pre[n_layers]
     n_classes = logits.shape[1]
     e = np.empty_like(logits)
@@ -121,7 +122,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
         w_off, n_out, n_in = layout[l, 0], layout[l, 1], layout[l, 2]
         if rule == _BP:  # weight transport: the forward array, read transposed
             w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-            signal = _read(w, delta, periph, keys[l, 1], True)
+            signal = _read(w, delta, periph, keys[l, 1], True, max_parts)
             alpha = alphas[l]
             for i in range(batch):
                 for k in range(n_in):
@@ -130,7 +131,8 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
             index = l if rule == _FA else l - 1
             offset, rows, cols = fb_layout[index, 0], fb_layout[index, 1], fb_layout[index, 2]
             B = feedback[offset:offset + rows * cols].reshape((rows, cols))
-            signal = _read(B, delta if rule == _FA else e, fb_periph, keys[index, 2], False)
+            signal = _read(B, delta if rule == _FA else e, fb_periph, keys[index, 2], False,
+                           max_parts)
         a_prev = pre[l]
         h_prev = post[l]
         for i in range(batch):
@@ -145,10 +147,11 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
 
 @kernel
 def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, periph,
-                     fb_periph, keys, out):
+                     fb_periph, keys, max_parts, out):
     """The rule's gradients ``delta_l^T h_{l-1}`` (and bias sums) from :func:`signals_kernel`."""
     loss, correct, post, deltas = signals_kernel(params, layout, alphas, feedback, fb_layout,
-                                                 x, y, rule, act, periph, fb_periph, keys)
+                                                 x, y, rule, act, periph, fb_periph, keys,
+                                                 max_parts)
     batch = x.shape[0]
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
@@ -159,7 +162,7 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
             for j in range(n_out):
                 _scaled_copy(g[j], h, delta[0, j])
         else:
-            dot_into(delta.T, post[l], g)
+            dot_into(delta.T, post[l], g, max_parts)
         bias = out[b_off:b_off + n_out]
         bias[:] = 0
         for i in range(batch):
@@ -233,15 +236,20 @@ class NumbaBackend(Backend):
     name = "numba"
     device_kernels = numba_devices
 
-    def __init__(self, dtype: str = "float32", threads: int | None = None):
+    def __init__(self, dtype: str = "float32", threads: int | None = None,
+                 deterministic: bool = True):
         """``threads`` limits Numba's threads and the BLAS threads of the matrix products
-        (process-wide: set it when several simulations share the cores)."""
+        (process-wide: set it when several simulations share the cores).
+
+        ``deterministic``: products are split between Numba's threads by shape
+        (:mod:`numba_gemm`), each block one single-threaded BLAS call, so results do not
+        depend on the thread count; otherwise each product is one call to the
+        multithreaded BLAS (faster on few cores; rounding depends on the thread count)."""
         super().__init__(dtype)
         if threads is not None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        # Products are split between Numba's threads by shape (numba_gemm), each block one
-        # single-threaded BLAS call: results do not depend on the thread count.
-        threadpool_limits(1, user_api="blas")
+        self.max_parts = MAX_PARTS if deterministic else 1
+        threadpool_limits(1 if deterministic else numba.get_num_threads(), user_api="blas")
 
     def uniform(self, key: int, n: int) -> np.ndarray:
         return uniform_kernel(np.uint64(key), n)
@@ -274,14 +282,15 @@ class NumbaBackend(Backend):
         x = np.ascontiguousarray(x, dtype=chip.dtype)
         periph, _ = self._periphery(chip)
         return logits_kernel(chip.params, chip.layout, chip.alphas_typed, x,
-                             chip.activation_code, periph, chip.read_keys(training=False))
+                             chip.activation_code, periph, chip.read_keys(training=False),
+                             self.max_parts)
 
     def _signal_args(self, chip, feedback, x, y, rule_code, training) -> tuple:
         x = np.ascontiguousarray(x, dtype=chip.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
         return (chip.params, chip.layout, chip.alphas_typed, feedback, chip.feedback_layout, x,
                 y, int(rule_code), chip.activation_code, *self._periphery(chip),
-                chip.read_keys(training))
+                chip.read_keys(training), self.max_parts)
 
     def local_signals(self, chip, feedback, x, y, rule_code, training=False):
         loss, correct, inputs, deltas = signals_kernel(

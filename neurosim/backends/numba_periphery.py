@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurosim.backends.numba_gemm import dot
+from neurosim.backends.numba_gemm import MAX_PARTS, dot
 from neurosim.backends.numba_rng import kernel, normal_at
 from neurosim.periphery import (
     PeripheryConfig,
@@ -27,8 +27,8 @@ from neurosim.periphery import (
 
 @kernel
 def matmul(a, b):
-    """``a @ b`` with the product the kernels use (:func:`numba_gemm.dot`)."""
-    return dot(a, b)
+    """``a @ b`` with the product the kernels use (:func:`numba_gemm.dot`, deterministic)."""
+    return dot(a, b, MAX_PARTS)
 
 
 @kernel(inline="always")
@@ -42,11 +42,12 @@ def _quantize(v, bound, levels):
 
 @kernel
 def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
-                w_noise, out_noise, key, transposed):
+                w_noise, out_noise, key, transposed, max_parts):
     """One periphery read of ``w`` (``transposed``: of ``w.T``) with inputs ``x``.
 
     ``w`` (n_out, n_in) and ``x`` (batch, n_in) C-contiguous in one float dtype; float
-    scalars in that dtype; ``*_levels = 0`` for an ideal converter; ``key`` a uint64.
+    scalars in that dtype; ``*_levels = 0`` for an ideal converter; ``key`` a uint64;
+    ``max_parts`` as in :mod:`neurosim.backends.numba_gemm`.
     """
     batch = x.shape[0]
     n_in = x.shape[1]
@@ -74,7 +75,7 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
                 x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
 
     # 2. the ideal product in the array
-    y = dot(x_q, w) if transposed else dot(x_q, w.T)
+    y = dot(x_q, w, max_parts) if transposed else dot(x_q, w.T, max_parts)
 
     # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
     k = np.uint64(key)
@@ -82,7 +83,7 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
     if w_noise > 0:
         x2 = x_q * x_q
         w2 = w * w
-        variance = dot(x2, w2) if transposed else dot(x2, w2.T)
+        variance = dot(x2, w2, max_parts) if transposed else dot(x2, w2.T, max_parts)
         for b in range(batch):
             for i in range(n_out):
                 xi[i] = normal_at(k, b * n_out + i)
@@ -137,7 +138,8 @@ def _call(w, x, config: PeripheryConfig, key_noise: int, transposed: bool) -> np
     w = np.ascontiguousarray(w, dtype=dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
     check_shapes(w, x, transposed)
-    return read_kernel(w, x, *kernel_scalars(config, dtype), np.uint64(key_noise), transposed)
+    return read_kernel(w, x, *kernel_scalars(config, dtype), np.uint64(key_noise), transposed,
+                       MAX_PARTS)
 
 
 def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int) -> np.ndarray:
