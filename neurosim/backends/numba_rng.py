@@ -9,12 +9,41 @@ formula), so kernels can draw by index and still equal the NumPy reference.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+from pathlib import Path
 
+import numba
 import numpy as np
 from numba import njit
 
 from neurosim import rng
 
+
+def _kernel_cache_dir() -> str:
+    """Where compiled kernels are cached: a folder named by a hash of every source file the
+    kernels are compiled from.
+
+    Numba invalidates a cached function only when *its own* file changes, not when a function
+    it calls (compiled into it) changes in another module; a stale cache can then crash the
+    process. Keying the folder by the sources of all kernel modules makes any change start a
+    fresh cache. The base is ``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME`` (or
+    ``~/.cache``) ``/neurosim/numba``.
+    """
+    package = Path(__file__).resolve().parent.parent
+    sources = sorted(package.glob("backends/numba_*.py")) + [
+        package / name for name in ("rng.py", "devices.py", "periphery.py")]
+    digest = hashlib.sha1()
+    for path in sources:
+        digest.update(path.read_bytes())
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "neurosim", "numba")
+    return os.path.join(base, digest.hexdigest()[:16])
+
+
+# Must be set before the first ``cache=True`` decoration (this module is imported first by
+# every Numba module of neurosim).
+numba.config.CACHE_DIR = _kernel_cache_dir()
 # NumPy's floating-point error model (inf/nan instead of ZeroDivisionError checks) lets
 # LLVM vectorize element-wise loops; it changes no result. No fastmath: results must match
 # the reference backend operation for operation.
