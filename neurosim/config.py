@@ -5,7 +5,7 @@ Three kinds of plain data, each parsed once into frozen dataclasses and validate
 
 * :class:`ChipConfig`, from a YAML file in ``hw_configs/``: forward arrays, feedback arrays,
   tiles. What the hardware *is*.
-* :class:`SimulationConfig`: backend, dtype, threads. How it is simulated.
+* :class:`SimulationConfig`: backend, device, dtype, threads. How it is simulated.
 * :class:`ExperimentConfig`, from ``experiments/*.yaml``: network, rule, optimizer,
   preconditioning, data, training schedule, evaluation, seeds and named conditions.
 
@@ -33,7 +33,8 @@ from neurosim.schema import build, set_dotted, spec, to_plain
 HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
 
 RULES = ("bp", "fa", "dfa")
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "torch")
+DEVICES = ("cpu", "cuda")
 DATASET_FEATURES = 784  # every dataset is delivered in the 28 x 28 MNIST frame
 DATASET_CLASSES = 10
 
@@ -248,13 +249,23 @@ class ChipConfig:
 class SimulationConfig:
     """How the chip is simulated; changes speed, never the model."""
 
-    backend: str = spec("numba", choices=BACKENDS, doc="arithmetic backend")
+    backend: str = spec("numba", choices=BACKENDS,
+                        doc="arithmetic backend (torch needs pip install 'neurosim[torch]')")
+    device: str = spec("cpu", choices=DEVICES,
+                       doc="where the arithmetic runs: cpu, or cuda (a GPU; backend torch only)")
     dtype: str = spec("float32", choices=("float32", "float64"), doc="floating-point type")
-    threads: int | None = spec(None, ge=1, doc="Numba and BLAS threads (default: all cores)")
+    threads: int | None = spec(None, ge=1,
+                               doc="CPU threads: Numba and BLAS, or torch's intra-op threads "
+                                   "(default: all cores)")
     deterministic: bool = spec(True, doc="numba: results independent of the thread count "
                                          "(matrix products split by shape); false lets the "
                                          "BLAS thread each product itself (faster on few "
                                          "cores, rounding depends on the thread count)")
+
+    def check(self, source: str, path: str) -> None:
+        if self.device == "cuda" and self.backend != "torch":
+            raise ConfigError(source, f"{path}.device", self.device,
+                              f"needs backend torch (backend {self.backend} runs on the CPU)")
 
 
 # --------------------------------------------------------------------- experiment

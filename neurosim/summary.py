@@ -46,6 +46,7 @@ def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
     summary = {
         "name": experiment.name, "condition": spec.condition, "seed": spec.seed,
         "rule": experiment.rule, "chip": spec.chip.name, "backend": backend,
+        "device": experiment.simulation.device,
         "dims": list(experiment.network.dims), "dataset": experiment.data.dataset,
         "precondition": {"enabled": experiment.precondition.enabled},
         "train": {"epochs": experiment.train.epochs},

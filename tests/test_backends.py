@@ -1,4 +1,5 @@
-"""Backends: the numba kernels against the numpy reference, and the rules' identities."""
+"""Backends: the fast backends (numba, torch) against the numpy reference, and the rules'
+identities."""
 
 from __future__ import annotations
 
@@ -27,27 +28,27 @@ def gradients(backend, chip, x, y, rule_code=None):
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("rule,dims", RULE_CASES)
 @pytest.mark.parametrize("batch_size", [1, 33])  # 1 takes the outer-product path
-def test_numba_gradients_equal_reference(ideal_chip_config, rule, dims, activation, dtype, rtol,
-                                         batch_size):
+def test_fast_gradients_equal_reference(ideal_chip_config, fast, rule, dims, activation, dtype,
+                                        rtol, batch_size):
     chip = make_chip(ideal_chip_config, dims, rule, seed=3, dtype=dtype, activation=activation)
     x, y = batch(batch_size, dtype=dtype)
     ref, ref_loss, ref_correct = gradients(NumpyBackend(dtype), chip, x, y)
-    fast, fast_loss, fast_correct = gradients(NumbaBackend(dtype), chip, x, y)
+    grads, loss, correct = gradients(fast.backend(dtype), chip, x, y)
     scale = np.max(np.abs(ref))
-    np.testing.assert_allclose(fast, ref, rtol=rtol, atol=rtol * scale)
-    assert fast_loss == pytest.approx(ref_loss, rel=rtol)
-    assert fast_correct == ref_correct
+    np.testing.assert_allclose(grads, ref, rtol=rtol, atol=rtol * scale)
+    assert loss == pytest.approx(ref_loss, rel=rtol)
+    assert correct == ref_correct
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("config", [OptimizerConfig(name="adam", lr=1e-2),
                                     OptimizerConfig(name="sgd", lr=0.1),
                                     OptimizerConfig(name="sgd", lr=0.1, momentum=0.9)])
-def test_numba_optimizer_and_update_equal_reference(ideal_chip_config, config, dtype):
+def test_fast_optimizer_and_update_equal_reference(ideal_chip_config, fast, config, dtype):
     """Several steps of optimizer + ideal array update: identical parameters (the
     element-wise arithmetic is written in the same operation order)."""
     chips = [make_chip(ideal_chip_config, dtype=dtype) for _ in range(2)]
-    backends = [NumpyBackend(dtype), NumbaBackend(dtype)]
+    backends = [NumpyBackend(dtype), fast.backend(dtype)]
     states = [OptimizerState.create(config, chips[0].n_params, chips[0].dtype) for _ in range(2)]
     generator = np.random.default_rng(1)
     for _ in range(5):
@@ -62,27 +63,25 @@ def test_numba_optimizer_and_update_equal_reference(ideal_chip_config, config, d
     assert states[0].step == states[1].step == 5
 
 
-@pytest.mark.parametrize("backend_class", [NumpyBackend, NumbaBackend])
 @pytest.mark.parametrize("dims", [(784, 20, 10), (784, 16, 12, 10)])
-def test_fa_with_transposed_forward_weights_equals_bp(ideal_chip_config, backend_class, dims):
+def test_fa_with_transposed_forward_weights_equals_bp(ideal_chip_config, any_backend, dims):
     chip = make_chip(ideal_chip_config, dims, "fa", seed=5)
     for index, spec in enumerate(chip.feedback_specs):
         if spec is not None:
             offset = chip.feedback_layout[index, 0]
             chip.feedback[offset:offset + spec.size] = chip.effective_weights()[index].T.ravel()
-    backend = backend_class("float64")
+    backend = any_backend.backend("float64")
     x, y = batch(17)
     fa, _, _ = gradients(backend, chip, x, y, RuleCode.FA)
     bp, _, _ = gradients(backend, chip, x, y, RuleCode.BP)
     np.testing.assert_allclose(fa, bp, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("backend_class", [NumpyBackend, NumbaBackend])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_bp_matches_finite_differences(ideal_chip_config, backend_class, activation):
+def test_bp_matches_finite_differences(ideal_chip_config, any_backend, activation):
     """dLoss/dW from BP equals central differences of the mean cross-entropy."""
     chip = make_chip(ideal_chip_config, (784, 12, 9, 10), "bp", seed=2, activation=activation)
-    backend = backend_class("float64")
+    backend = any_backend.backend("float64")
     x, y = batch(8)
     grads, _, _ = gradients(backend, chip, x, y)
     generator = np.random.default_rng(0)
@@ -122,24 +121,25 @@ def test_rules_differ_on_hidden_layers_only(ideal_chip_config):
 
 @pytest.mark.parametrize("rule", ["fa", "dfa"])
 @pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
-def test_regenerated_feedback_equals_stored(ideal_chip_config, rule, distribution):
+def test_regenerated_feedback_equals_stored(ideal_chip_config, fast, rule, distribution):
     """A regenerated array re-draws exactly the matrix a stored one was programmed with."""
     stored = make_chip(ideal_chip_config, (784, 16, 12, 10), rule, distribution=distribution)
     regenerated = make_chip(ideal_chip_config, (784, 16, 12, 10), rule,
                             feedback_kind="regenerated", distribution=distribution)
     assert not regenerated.feedback.any()  # nothing is stored
-    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+    for backend in (NumpyBackend("float64"), fast.backend("float64")):
         np.testing.assert_allclose(backend.feedback_buffer(regenerated), stored.feedback,
                                    rtol=1e-15, atol=0)
     x, y = batch(8)
-    np.testing.assert_allclose(gradients(NumbaBackend("float64"), regenerated, x, y)[0],
-                               gradients(NumpyBackend("float64"), stored, x, y)[0], rtol=1e-12)
+    np.testing.assert_allclose(gradients(fast.backend("float64"), regenerated, x, y)[0],
+                               gradients(NumpyBackend("float64"), stored, x, y)[0], rtol=1e-12,
+                               atol=1e-15)
 
 
-def test_ideal_update_clips_to_bounds(ideal_chip_config):
+def test_ideal_update_clips_to_bounds(ideal_chip_config, fast):
     chip = make_chip(ideal_chip_config, (784, 8, 10))
     deltas = np.full(chip.n_params, 1e3)
-    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+    for backend in (NumpyBackend("float64"), fast.backend("float64")):
         backend.apply_ideal_update(chip, deltas)
         for layer in range(chip.n_layers):
             assert np.all(chip.weights(layer) == chip.bounds[layer, 1])
@@ -162,16 +162,13 @@ def test_threads_limit_blas_and_numba():
 
 
 @pytest.mark.parametrize("rule,dims", RULE_CASES)
-def test_local_signals_agree_and_give_the_gradient(ideal_chip_config, rule, dims):
+def test_local_signals_agree_and_give_the_gradient(ideal_chip_config, fast, rule, dims):
     chip = make_chip(ideal_chip_config, dims, rule, seed=4)
     x, y = batch(9)
-    signals = {}
-    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
-        signals[backend.name] = backend.local_signals(chip, backend.feedback_buffer(chip), x, y,
-                                                      chip.rule.code)
-    ref, fast = signals["numpy"], signals["numba"]
-    assert fast[0] == pytest.approx(ref[0], rel=1e-12) and fast[1] == ref[1]
-    for a, b in zip(ref[2] + ref[3], fast[2] + fast[3]):
+    ref, got = (backend.local_signals(chip, backend.feedback_buffer(chip), x, y, chip.rule.code)
+                for backend in (NumpyBackend("float64"), fast.backend("float64")))
+    assert got[0] == pytest.approx(ref[0], rel=1e-12) and got[1] == ref[1]
+    for a, b in zip(ref[2] + ref[3], got[2] + got[3]):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
     grads, _, _ = gradients(NumpyBackend("float64"), chip, x, y)
     for l, (h, delta) in enumerate(zip(ref[2], ref[3])):

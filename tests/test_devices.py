@@ -221,7 +221,7 @@ def test_weights_never_leave_their_devices_bounds(params, w_min, w_max, steps, d
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_stuck_devices_never_move(model):
+def test_stuck_devices_never_move(model, any_backend):
     n = 20_000
     s = state_for(n, seed=2, model=model, dw_min=0.02, dw_min_ctoc=0.2, stuck_at_min=0.1,
                   stuck_at_max=0.05, stuck_at_initial=0.15, w_max_dtod=0.1, w_min_dtod=0.1,
@@ -236,18 +236,18 @@ def test_stuck_devices_never_move(model):
     np.testing.assert_array_equal(w0[at_min], s.w_min[at_min].astype(np.float32))
     np.testing.assert_array_equal(w0[at_max], s.w_max[at_max].astype(np.float32))
     stuck = s.stuck != D.FREE
-    for update in (D.pulsed_update, N.pulsed_update):
-        w = w0.copy()
-        for t in range(3):
-            dw = np.random.default_rng(t).normal(0, 0.2, n).astype(np.float32)
-            up, down = update(w, dw, s, 0.02, 15, t, 10 + t)
-            expected = D.pulse_counts(dw, 0.02, 15, t)
-            assert (up, down) == (int(expected[~stuck & (dw > 0)].sum()),
-                                  int(expected[~stuck & (dw < 0)].sum()))
-        np.testing.assert_array_equal(w[stuck], w0[stuck])
-        assert np.mean(w[~stuck] != w0[~stuck]) > 0.9
+    kernels = any_backend.devices
     w = w0.copy()
-    D.apply_pulses(w, s, 1, 20)
+    for t in range(3):
+        dw = np.random.default_rng(t).normal(0, 0.2, n).astype(np.float32)
+        up, down = kernels.pulsed_update(w, dw, s, 0.02, 15, t, 10 + t)
+        expected = D.pulse_counts(dw, 0.02, 15, t)
+        assert (up, down) == (int(expected[~stuck & (dw > 0)].sum()),
+                              int(expected[~stuck & (dw < 0)].sum()))
+    np.testing.assert_array_equal(w[stuck], w0[stuck])
+    assert np.mean(w[~stuck] != w0[~stuck]) > 0.9
+    w = w0.copy()
+    kernels.apply_pulses(w, s, 1, 20)
     np.testing.assert_array_equal(w[stuck], w0[stuck])
 
 
@@ -355,8 +355,8 @@ def test_stochastic_rounding_is_unbiased_and_capped():
     np.testing.assert_allclose(w, 31 * dw_min, rtol=1e-12)
 
 
-@pytest.mark.parametrize("update", [D.pulsed_update, N.pulsed_update])
-def test_zero_update_sends_no_pulse(update):
+def test_zero_update_sends_no_pulse(any_backend):
+    update = any_backend.devices.pulsed_update
     s = state_for(1000, model="soft_bounds", dw_min=0.01, dw_min_ctoc=0.5)
     w0 = np.random.default_rng(0).uniform(-0.5, 0.5, 1000).astype(np.float32)
     w = w0.copy()
@@ -377,30 +377,33 @@ REPLAY_DEVICE = dict(dw_min=0.02, dw_min_dtod=0.3, dw_min_ctoc=0.3, up_down=0.1,
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", DEVICE_MODELS)
-def test_numba_replays_the_reference_exactly(model, dtype):
+def test_fast_replays_the_reference_exactly(fast, model, dtype):
+    """The same pulse counts and, with the same draws, the same weights (on CUDA to the few
+    ulp of its library functions: conftest.BackendUnderTest.assert_replays)."""
+    kernels = fast.devices
     n = 3000
     s = state_for(n, seed=9, layer=2, model=model, **REPLAY_DEVICE)
     generator = np.random.default_rng(1)
     w = D.place_initial_weights(s, generator.uniform(-0.6, 0.6, n).astype(dtype))
-    fast = w.copy()
+    replayed = w.copy()
     for t in range(4):  # successive programming events, keyed like the chip keys them
         dw = (generator.normal(0, 0.15, n) * (generator.random(n) < 0.8)).astype(dtype)
         keys = (rng.stream_key(9, t, 2, rng.Purpose.PULSE_ROUNDING),
                 rng.stream_key(9, t, 2, rng.Purpose.PULSE_NOISE))
         # the controller's pulse unit (0.025) need not be the device's nominal step (0.02)
         counts = D.pulsed_update(w, dw, s, 0.025, 31, *keys)
-        assert counts == N.pulsed_update(fast, dw, s, 0.025, 31, *keys)
+        assert counts == kernels.pulsed_update(replayed, dw, s, 0.025, 31, *keys)
         assert counts[0] > 0 and counts[1] > 0
-        np.testing.assert_array_equal(w, fast)
+        fast.assert_replays(replayed, w)
     signs = np.where(generator.random(n) < 0.5, 1, -1)
     D.apply_pulses(w, s, signs, 5, key_noise=77)
-    N.apply_pulses(fast, s, signs, 5, key_noise=77)
-    np.testing.assert_array_equal(w, fast)
-    assert w.dtype == np.dtype(dtype)
+    kernels.apply_pulses(replayed, s, signs, 5, key_noise=77)
+    fast.assert_replays(replayed, w)
+    assert replayed.dtype == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("update", [D.pulsed_update, N.pulsed_update])
-def test_update_split_into_segments_equals_one_call(update):
+def test_update_split_into_segments_equals_one_call(any_backend):
+    update = any_backend.devices.pulsed_update
     n, split = 2001, 777
     s = state_for(n, seed=1, model="exp_step", **{**REPLAY_DEVICE, "dw_min": 0.02})
     generator = np.random.default_rng(3)

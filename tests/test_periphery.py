@@ -1,5 +1,6 @@
 """The periphery read model (neurosim.periphery): quantization, bound management, read
-noise statistics, and the Numba kernel against the NumPy specification, bit for bit."""
+noise statistics, and the fast backends' reads (Numba, torch) against the NumPy
+specification, bit for bit."""
 
 from __future__ import annotations
 
@@ -45,21 +46,23 @@ def test_default_config_is_ideal_and_validated():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_default_read_is_exactly_the_ideal_product(dtype):
+def test_default_read_is_exactly_the_ideal_product(dtype, fast):
     w, x = operands(9, 40, 7, dtype)
     np.testing.assert_array_equal(P.read(w, x, P.PeripheryConfig(), KEY), x @ w.T)
     np.testing.assert_array_equal(P.transposed_read(w, x[:, :7], P.PeripheryConfig(), KEY),
                                   x[:, :7] @ w)
-    np.testing.assert_array_equal(N.read(w, x, P.PeripheryConfig(), KEY), N.matmul(x, w.T))
+    reads = fast.periphery
+    np.testing.assert_array_equal(reads.read(w, x, P.PeripheryConfig(), KEY),
+                                  reads.matmul(x, w.T))
     assert P.read(w, x, P.PeripheryConfig(), KEY).dtype == dtype
 
 
-def test_shape_and_dtype_errors():
+def test_shape_and_dtype_errors(fast):
     w, x = operands(3, 5, 4)
     with pytest.raises(ValueError):
         P.read(w, x[:, :4], P.PeripheryConfig(), KEY)
     with pytest.raises(ValueError):
-        N.transposed_read(w, x, P.PeripheryConfig(), KEY)
+        fast.periphery.transposed_read(w, x, P.PeripheryConfig(), KEY)
     assert P.read(w.astype(np.float32), x, P.PeripheryConfig(), KEY).dtype == np.float64
     assert P.common_dtype(np.ones((2, 2), np.int64), np.ones((2, 2), np.float32)) == np.float64
 
@@ -250,8 +253,8 @@ def test_noise_draws_are_the_documented_stream_indices():
     np.testing.assert_allclose((y - ideal) / 0.2, z[1], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("impl", [P.read, N.read])
-def test_noise_is_redrawn_per_key_and_reproduced_by_the_same_key(impl):
+def test_noise_is_redrawn_per_key_and_reproduced_by_the_same_key(any_backend):
+    impl = any_backend.periphery.read
     w, x = operands(8, 20, 5, seed=10)
     config = P.PeripheryConfig(w_noise=0.05, out_noise=0.01)
     a, b = impl(w, x, config, KEY), impl(w, x, config, KEY)
@@ -260,7 +263,7 @@ def test_noise_is_redrawn_per_key_and_reproduced_by_the_same_key(impl):
     assert not np.any(a == c)
 
 
-# ------------------------------------------------------------- numba == numpy
+# ------------------------------------------------------------- fast == numpy
 CONFIGS = [
     P.PeripheryConfig(),
     P.PeripheryConfig(dac_bits=7, adc_bits=9, adc_range=4.0),
@@ -277,27 +280,35 @@ SHAPES = [(1, 30, 7), (17, 33, 10), (64, 200, 50)]
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", CONFIGS, ids=range(len(CONFIGS)))
-def test_numba_read_equals_numpy_read_exactly(config, dtype, transposed):
+def test_fast_read_equals_numpy_read_exactly(fast, config, dtype, transposed):
+    """Bit for bit, given the same matrix product. On CUDA the noise's normals are within
+    a few ulp of NumPy's (conftest.BackendUnderTest.exact_libm), and a quantized ADC can turn
+    that into one step on a value at a rounding boundary: there, nearly every value equal."""
+    reads = fast.periphery
     for batch, n_in, n_out in SHAPES:
         w, x = operands(batch, n_in, n_out, dtype, seed=batch)
         if transposed:
             x = x[:, :n_out] * 2
-            fast = N.transposed_read(w, x, config, KEY)
-            ref = P.transposed_read(w, x, config, KEY, matmul=N.matmul)
+            got = reads.transposed_read(w, x, config, KEY)
+            ref = P.transposed_read(w, x, config, KEY, matmul=reads.matmul)
         else:
-            fast = N.read(w, x, config, KEY)
-            ref = P.read(w, x, config, KEY, matmul=N.matmul)
-        assert fast.dtype == ref.dtype == dtype
-        np.testing.assert_array_equal(fast, ref)
+            got = reads.read(w, x, config, KEY)
+            ref = P.read(w, x, config, KEY, matmul=reads.matmul)
+        assert got.dtype == ref.dtype == dtype
+        if fast.exact_libm or (config.w_noise == 0 and config.out_noise == 0):
+            np.testing.assert_array_equal(got, ref)
+        else:
+            rtol = 1e-12 if dtype == np.float64 else 1e-6
+            assert np.isclose(got, ref, rtol=rtol, atol=rtol).mean() > 0.99
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
-def test_numba_read_agrees_with_numpy_blas_to_rounding(dtype, rtol):
-    """With NumPy's own matmul (another OpenBLAS build) unquantized reads agree to rounding."""
+def test_fast_read_agrees_with_numpy_blas_to_rounding(fast, dtype, rtol):
+    """With NumPy's own matmul (another BLAS) unquantized reads agree to rounding."""
     w, x = operands(64, 300, 40, dtype, seed=11)
     for config in (CONFIGS[0], CONFIGS[4], CONFIGS[5]):
         ref = P.read(w, x, config, KEY)
-        np.testing.assert_allclose(N.read(w, x, config, KEY), ref, rtol=rtol,
+        np.testing.assert_allclose(fast.periphery.read(w, x, config, KEY), ref, rtol=rtol,
                                    atol=rtol * np.abs(ref).max())
 
 

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, interrupted_then_resumed
+from conftest import REPO, backend_under_test, interrupted_then_resumed
+from test_train import flatten
 
 from neurosim.config import (ChipConfig, DeviceConfig, ExperimentConfig, ForwardArrayConfig,
                              RunSpec, UpdateConfig, load_chip)
@@ -32,10 +33,11 @@ def pulsed_chip(**device) -> ChipConfig:
     return dataclasses.replace(ideal, name="pulsed_test", forward=forward)
 
 
-def spec(chip: ChipConfig, backend="numba", dtype="float32", **experiment) -> RunSpec:
+def spec(chip: ChipConfig, backend="numba", dtype="float32", device="cpu",
+         **experiment) -> RunSpec:
     data = json.loads(json.dumps(EXPERIMENT))
     data.update(experiment)
-    data["simulation"] = {"backend": backend, "dtype": dtype}
+    data["simulation"] = {"backend": backend, "dtype": dtype, "device": device}
     return RunSpec(build(ExperimentConfig, data, "test"), chip, "default", 0)
 
 
@@ -129,6 +131,30 @@ def test_stochastic_runs_agree_across_backends_and_resume(tmp_path, monkeypatch)
         assert x.get("test_accuracy") == pytest.approx(y.get("test_accuracy"), abs=0.05)
     resumed = interrupted_then_resumed(monkeypatch, spec(chip, dtype="float64"), tmp_path / "cut", 25)
     assert resumed["train"] == whole["train"]
+
+
+@pytest.mark.parametrize("name", ["torch", pytest.param("torch-cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("mode", ["pulsed", "stochastic"])
+def test_torch_device_runs_equal_numba(tmp_path, mode, name):
+    """Pulsed and in-array runs on torch (CPU or GPU) send numba's pulses and reproduce its
+    curves: the same draws by index, the same arithmetic."""
+    device = backend_under_test(name).device
+    chip = (pulsed_chip if mode == "pulsed" else stochastic_chip)(dw_min=0.002, dw_min_ctoc=0.1)
+    short = {"precondition": {**EXPERIMENT["precondition"], "steps": 10},
+             "data": {**EXPERIMENT["data"], "train_size": 64}}
+    runs = {}
+    for backend in ("torch", "numba"):
+        trainer = Trainer(spec(chip, backend=backend, dtype="float64", device=device, **short),
+                          tmp_path / backend)
+        trainer.run()
+        runs[backend] = trainer
+    np.testing.assert_array_equal(runs["torch"].chip.pulses, runs["numba"].chip.pulses)
+    assert np.all(runs["torch"].chip.pulses > 0)
+    a, b = runs["torch"].log.records, runs["numba"].log.records
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(runs["torch"].chip.params, runs["numba"].chip.params,
+                               rtol=1e-7, atol=1e-9)
 
 
 def test_stochastic_chip_refuses_a_digital_optimizer(tmp_path):

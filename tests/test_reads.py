@@ -37,14 +37,15 @@ def with_periphery(config: ChipConfig, forward=PeripheryConfig(), feedback=Perip
 
 @pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
 @pytest.mark.parametrize("config,exact", [(NOISY, True), (QUANTIZED, False)])
-def test_numba_reads_equal_the_reference(ideal_chip_config, rule, config, exact):
-    """Same keys, same draws: the fused Numba pass equals the reference pass that calls
-    neurosim.periphery on every read (noise only: to rounding of the float64 products;
-    quantized: a product rounding differently may move a value by one ADC step)."""
+def test_fast_reads_equal_the_reference(ideal_chip_config, fast, rule, config, exact):
+    """Same keys, same draws: the fast pass (Numba's fused one, torch's) equals the
+    reference pass that calls neurosim.periphery on every read (noise only: to rounding of
+    the float64 products; quantized: a product rounding differently may move a value by one
+    ADC step)."""
     chip_config = with_periphery(ideal_chip_config, config, config)
     x, y = batch(16)
     results = []
-    for backend in (NumpyBackend("float64"), NumbaBackend("float64")):
+    for backend in (NumpyBackend("float64"), fast.backend("float64")):
         chip = make_chip(chip_config, (784, 30, 20, 10), rule)
         out = np.zeros(chip.n_params)
         loss, _ = backend.gradients(chip, backend.feedback_buffer(chip), x, y, chip.rule.code,
@@ -104,9 +105,10 @@ def test_transposed_read_model_is_applied_to_bp(ideal_chip_config):
     np.testing.assert_array_equal(deltas[0], signal * (pre[0] > 0))
 
 
-def test_measurement_reads_are_redrawn_and_do_not_touch_training_noise(ideal_chip_config):
+def test_measurement_reads_are_redrawn_and_do_not_touch_training_noise(ideal_chip_config,
+                                                                       fast):
     chip = make_chip(with_periphery(ideal_chip_config, NOISY))
-    backend = NumbaBackend("float64")
+    backend = fast.backend("float64")
     x, _ = batch(32)
     first, second = backend.logits(chip, x), backend.logits(chip, x)
     assert not np.array_equal(first, second)  # noise redrawn on every read
@@ -124,10 +126,10 @@ def test_regenerated_feedback_refuses_a_feedback_periphery():
                                                      "periphery": {"adc_bits": 6}}}, "chip.yaml")
 
 
-def test_stored_feedback_drifts_on_the_chip_clock(ideal_chip_config):
+def test_stored_feedback_drifts_on_the_chip_clock(ideal_chip_config, fast):
     config = with_periphery(ideal_chip_config, drift_nu=0.1, drift_nu_dtod=0.02)
     chip = make_chip(config)
-    backend = NumbaBackend("float64")
+    backend = fast.backend("float64")
     np.testing.assert_array_equal(backend.feedback_buffer(chip), chip.feedback)  # at t0
     chip.update_count = 5000
     t = config.feedback.drift_t0_s + 5000 * config.step_time_s
@@ -137,6 +139,29 @@ def test_stored_feedback_drifts_on_the_chip_clock(ideal_chip_config):
     assert chip.feedback_nu.std() > 0  # device-to-device spread of nu
     # alignment metrics see the feedback the chip applies
     np.testing.assert_allclose(chip.feedback_matrix(1).ravel(), expected[:200], rtol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa"])
+def test_drifted_feedback_reaches_the_backward_pass(ideal_chip_config, fast, rule):
+    """Backend.feedback_buffer hands every backend the drifted cells (chip side, NumPy):
+    the fast backward pass equals the reference's and differs from the undrifted one."""
+    config = with_periphery(ideal_chip_config, PeripheryConfig(out_noise=0.02),
+                            PeripheryConfig(w_noise=0.05), drift_nu=0.1, drift_nu_dtod=0.02)
+    chip = make_chip(config, (784, 16, 12, 10), rule)
+    chip.update_count = 5000
+    x, y = batch(8)
+
+    def grads(backend, feedback):
+        out = np.zeros(chip.n_params)
+        backend.gradients(chip, feedback, x, y, chip.rule.code, out, training=True)
+        return out
+
+    reference, backend = NumpyBackend("float64"), fast.backend("float64")
+    drifted = grads(reference, reference.feedback_buffer(chip))
+    np.testing.assert_allclose(grads(backend, backend.feedback_buffer(chip)), drifted,
+                               rtol=1e-9, atol=1e-12)
+    w1 = slice(0, chip.layout[0, 1] * chip.layout[0, 2])
+    assert not np.allclose(drifted[w1], grads(reference, chip.feedback)[w1])
 
 
 def test_inference_drift_lowers_weights_and_restores_the_chip(ideal_chip_config):

@@ -1,8 +1,8 @@
 """The stochastic (aihwkit-style in-array outer product) update: replay, statistics,
 saturation, bounds, zero signals, determinism.
 
-``neurosim.devices.stochastic_update`` is the specification; the Numba kernel must replay it
-exactly (same weights, same pulse counts). Statistical checks use fixed keys (deterministic)
+``neurosim.devices.stochastic_update`` is the specification; the fast kernels (Numba, torch)
+must replay it exactly (same weights, same pulse counts). Statistical checks use fixed keys (deterministic)
 and a tolerance of 5 standard errors (stated at each check), so a correct implementation
 passes with overwhelming probability for any key, while a wrong probability, a missing
 factor or a wrong sign fails by many standard errors. They run on the compiled kernel (fast),
@@ -21,7 +21,6 @@ from neurosim import rng
 from neurosim.backends import numba_devices as N
 from neurosim.config import DEVICE_MODELS, DeviceConfig
 
-UPDATES = [D.stochastic_update, N.stochastic_update]
 NOISY_DEVICE = dict(dw_min=0.02, dw_min_dtod=0.3, dw_min_ctoc=0.3, up_down=0.1,
                     up_down_dtod=0.1, w_min_dtod=0.2, w_max_dtod=0.2, gamma_up=0.6,
                     gamma_down=1.2, nonlinearity_ltp=2.4, nonlinearity_ltd=-4.88, levels=97,
@@ -43,13 +42,15 @@ def signals(batch, n_out, n_in, seed, dtype="float64", x_scale=1.0, d_scale=0.1)
 # ------------------------------------------------------------------------- replay
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", DEVICE_MODELS)
-def test_numba_replays_the_reference_exactly(model, dtype):
+def test_fast_replays_the_reference_exactly(fast, model, dtype):
+    """The same pulse counts and, with the same draws, the same weights (on CUDA to the few
+    ulp of its library functions: conftest.BackendUnderTest.assert_replays)."""
     n_out, n_in, batch, bl = 9, 13, 6, 31
     s = layer(n_out, n_in, seed=4, model=model, **NOISY_DEVICE)
     assert np.any(s.stuck != D.FREE) and np.any(s.stuck == D.FREE)
     g = np.random.default_rng(2)
     w = D.place_initial_weights(s, g.uniform(-0.6, 0.6, s.n).astype(dtype))
-    fast = w.copy()
+    replayed = w.copy()
     x, d = signals(batch, n_out, n_in, seed=3, dtype=dtype)
     d[2] = 0.0  # a sample without error: no pulse, but the later samples keep their draws
     x[4, :5] = np.nan  # non-finite inputs send nothing
@@ -59,27 +60,27 @@ def test_numba_replays_the_reference_exactly(model, dtype):
         keys = (rng.stream_key(1, event, 0, rng.Purpose.PULSE_LINES),
                 rng.stream_key(1, event, 0, rng.Purpose.PULSE_NOISE))
         counts = D.stochastic_update(w, x, d, s, lr, bl, *keys)
-        assert counts == N.stochastic_update(fast, x, d, s, lr, bl, *keys)
+        assert counts == fast.devices.stochastic_update(replayed, x, d, s, lr, bl, *keys)
         assert counts[0] > 0 and counts[1] > 0
-        np.testing.assert_array_equal(w, fast)
-    assert w.dtype == np.dtype(dtype)
+        fast.assert_replays(replayed, w)
+    assert replayed.dtype == np.dtype(dtype)
 
 
 @pytest.mark.parametrize("bl", [1, 64, 70, 130])
-def test_long_pulse_trains_replay_across_64_slot_chunks(bl):
-    """The kernel handles slots in chunks of 64 (one bit each); any BL equals the reference."""
+def test_long_pulse_trains_replay_across_64_slot_chunks(fast, bl):
+    """The Numba kernel handles slots in chunks of 64 (one bit each); any BL equals the
+    reference."""
     s = layer(5, 7, seed=1, model="soft_bounds", **{**NOISY_DEVICE, "stuck_at_min": 0.0})
     w = D.place_initial_weights(s, np.random.default_rng(0).uniform(-0.5, 0.5, s.n))
-    fast = w.copy()
+    replayed = w.copy()
     x, d = signals(3, 5, 7, seed=5)
     counts = D.stochastic_update(w, x, d, s, 0.3, bl, 11, 12)
-    assert counts == N.stochastic_update(fast, x, d, s, 0.3, bl, 11, 12)
+    assert counts == fast.devices.stochastic_update(replayed, x, d, s, 0.3, bl, 11, 12)
     assert sum(counts) > 0
-    np.testing.assert_array_equal(w, fast)
+    fast.assert_replays(replayed, w)
 
 
-@pytest.mark.parametrize("update", UPDATES)
-def test_draws_follow_the_documented_index_scheme(update):
+def test_draws_follow_the_documented_index_scheme(any_backend):
     """A 2 x 3 layer of ideal constant-step devices: every device's pulse count and
     direction recomputed by hand from the documented draw indices and probabilities."""
     n_out, n_in, bl, dw_min, lr = 2, 3, 31, 0.01, 0.05
@@ -88,7 +89,7 @@ def test_draws_follow_the_documented_index_scheme(update):
     d = np.array([[0.4, -0.1], [-0.2, 0.6]])
     key_lines = 99
     w = np.zeros(n_out * n_in)
-    n_up, n_down = update(w, x, d, s, lr, bl, key_lines, 5)
+    n_up, n_down = any_backend.devices.stochastic_update(w, x, d, s, lr, bl, key_lines, 5)
     expected, up_total, down_total = np.zeros((n_out, n_in)), 0, 0
     for sample in range(2):
         # the probabilities, from aihwkit's update management written out
@@ -169,7 +170,7 @@ def test_expected_pulses_per_device_are_bl_px_pd():
     assert n_up == pulses[up].sum() and n_down == pulses[~up].sum()
 
 
-def test_huge_learning_rate_saturates_at_bl_pulses():
+def test_huge_learning_rate_saturates_at_bl_pulses(any_backend):
     """With a huge lr every probability clips to 1: all lines fire in every slot and each
     device with x_j d_i != 0 gets exactly BL pulses per sample, no more."""
     n_out, n_in, bl, dw_min = 4, 6, 31, 0.001
@@ -177,14 +178,13 @@ def test_huge_learning_rate_saturates_at_bl_pulses():
     x, d = signals(5, n_out, n_in, seed=7)
     p_x, p_d = D.stochastic_probabilities(x[0], d[0], 1e6, bl, dw_min)
     assert np.all(p_x[x[0] != 0] == 1.0) and np.all(p_d == 1.0)
-    for update in UPDATES:
-        w = np.zeros(n_out * n_in)
-        n_up, n_down = update(w, x, d, s, 1e6, bl, 41, 42)
-        expected = np.zeros((n_out, n_in))
-        for sample in range(x.shape[0]):
-            expected += -np.sign(np.outer(d[sample], x[sample])) * bl * dw_min
-        np.testing.assert_allclose(w.reshape(n_out, n_in), expected, rtol=0, atol=1e-12)
-        assert n_up + n_down == bl * int(np.count_nonzero(np.einsum("si,sj->sij", d, x)))
+    w = np.zeros(n_out * n_in)
+    n_up, n_down = any_backend.devices.stochastic_update(w, x, d, s, 1e6, bl, 41, 42)
+    expected = np.zeros((n_out, n_in))
+    for sample in range(x.shape[0]):
+        expected += -np.sign(np.outer(d[sample], x[sample])) * bl * dw_min
+    np.testing.assert_allclose(w.reshape(n_out, n_in), expected, rtol=0, atol=1e-12)
+    assert n_up + n_down == bl * int(np.count_nonzero(np.einsum("si,sj->sij", d, x)))
 
 
 @pytest.mark.parametrize("lr", [0.02, 0.3, 3.0])
@@ -203,7 +203,7 @@ def test_at_most_bl_pulses_per_device_per_sample(lr):
     assert most == bl or lr < 1.0  # the largest lr does reach the cap
 
 
-def test_cycle_to_cycle_noise_is_fresh_for_every_pulse():
+def test_cycle_to_cycle_noise_is_fresh_for_every_pulse(any_backend):
     """Saturated lines (every device pulsed in every slot of both samples): a constant-step
     device moves by dw_min sum_k (1 + sigma xi_k) over 2 BL pulses, mean 2 BL dw_min and
     variance 2 BL (dw_min sigma)^2 if every pulse (sample, device, slot) draws its own xi.
@@ -214,13 +214,13 @@ def test_cycle_to_cycle_noise_is_fresh_for_every_pulse():
     s = layer(n_out, n_in, model="constant_step", dw_min=dw_min, dw_min_ctoc=sigma,
               w_min=-10.0, w_max=10.0)
     x, d = np.full((2, n_in), -1.0), np.full((2, n_out), 1.0)  # up: -sign(x d) > 0
-    for update in UPDATES:
-        w = np.zeros(s.n)
-        assert update(w, x, d, s, 1e3, bl, 61, 62) == (2 * bl * s.n, 0)
-        n = s.n
-        assert abs(w.mean() - 2 * bl * dw_min) < 5 * np.sqrt(2 * bl / n) * dw_min * sigma
-        variance = 2 * bl * (dw_min * sigma) ** 2
-        assert abs(w.var(ddof=1) / variance - 1) < 5 * np.sqrt(2 / (n - 1))
+    w = np.zeros(s.n)
+    assert any_backend.devices.stochastic_update(w, x, d, s, 1e3, bl, 61, 62) == \
+        (2 * bl * s.n, 0)
+    n = s.n
+    assert abs(w.mean() - 2 * bl * dw_min) < 5 * np.sqrt(2 * bl / n) * dw_min * sigma
+    variance = 2 * bl * (dw_min * sigma) ** 2
+    assert abs(w.var(ddof=1) / variance - 1) < 5 * np.sqrt(2 / (n - 1))
 
 
 # ------------------------------------------------------------------------- bounds
@@ -270,8 +270,8 @@ def test_weights_never_leave_their_devices_bounds(params, w_min, w_max, shape, l
 
 
 # ------------------------------------------------------------------- zero signals
-@pytest.mark.parametrize("update", UPDATES)
-def test_zero_input_or_zero_error_sends_no_pulse(update):
+def test_zero_input_or_zero_error_sends_no_pulse(any_backend):
+    update = any_backend.devices.stochastic_update
     n_out, n_in = 5, 7
     s = layer(n_out, n_in, model="soft_bounds", dw_min=0.01, dw_min_ctoc=0.5)
     w0 = np.random.default_rng(0).uniform(-0.5, 0.5, s.n).astype(np.float32)
@@ -294,8 +294,8 @@ def test_zero_input_or_zero_error_sends_no_pulse(update):
 
 
 # -------------------------------------------------------------------- determinism
-@pytest.mark.parametrize("update", UPDATES)
-def test_same_keys_same_result_other_keys_other_result(update):
+def test_same_keys_same_result_other_keys_other_result(any_backend):
+    update = any_backend.devices.stochastic_update
     n_out, n_in = 6, 9
     s = layer(n_out, n_in, seed=3, model="linear_step", **NOISY_DEVICE)
     w0 = D.place_initial_weights(s, np.random.default_rng(1).uniform(-0.5, 0.5, s.n))
@@ -320,19 +320,19 @@ def test_same_keys_same_result_other_keys_other_result(update):
     assert not np.array_equal(other_lines, w)
 
 
-def test_arguments_are_checked():
+def test_arguments_are_checked(any_backend):
+    update = any_backend.devices.stochastic_update
     s = layer(2, 3)
     w = np.zeros(6)
     x, d = np.ones((1, 3)), np.ones((1, 2))
-    for update in UPDATES:
-        with pytest.raises(ValueError):
-            update(w, x, d, s, -0.1, 31, 1, 2)
-        with pytest.raises(ValueError):
-            update(w, x, d, s, np.inf, 31, 1, 2)
-        with pytest.raises(ValueError):
-            update(w, x, d, s, 0.1, 0, 1, 2)
-        with pytest.raises(ValueError):
-            update(w, np.ones((2, 3)), d, s, 0.1, 31, 1, 2)  # batch sizes differ
-        with pytest.raises(ValueError):
-            update(np.zeros(5), x, d, s, 0.1, 31, 1, 2)
+    with pytest.raises(ValueError):
+        update(w, x, d, s, -0.1, 31, 1, 2)
+    with pytest.raises(ValueError):
+        update(w, x, d, s, np.inf, 31, 1, 2)
+    with pytest.raises(ValueError):
+        update(w, x, d, s, 0.1, 0, 1, 2)
+    with pytest.raises(ValueError):
+        update(w, np.ones((2, 3)), d, s, 0.1, 31, 1, 2)  # batch sizes differ
+    with pytest.raises(ValueError):
+        update(np.zeros(5), x, d, s, 0.1, 31, 1, 2)
     assert rng.Purpose.PULSE_LINES == 17

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import interrupted_then_resumed
+from conftest import backend_under_test, interrupted_then_resumed
 
 from neurosim.config import ExperimentConfig, expand_runs
 from neurosim.schema import build
@@ -77,6 +77,21 @@ def test_numba_run_gives_the_reference_curves(tmp_path, rule):
     run_spec(fast, tmp_path / "numba")
     run_spec(reference, tmp_path / "numpy")
     a, b = metric_records(tmp_path / "numba"), metric_records(tmp_path / "numpy")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["torch", pytest.param("torch-cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+def test_torch_run_gives_the_numba_curves(tmp_path, rule, name):
+    """A whole short run (noise phase + data) on torch, on the CPU or a GPU, reproduces the
+    numba run."""
+    device = backend_under_test(name).device
+    run_spec(spec_for(rule=rule, simulation__backend="torch", simulation__device=device,
+                      simulation__dtype="float64"), tmp_path / "torch")
+    run_spec(spec_for(rule=rule, simulation__backend="numba", simulation__dtype="float64"),
+             tmp_path / "numba")
+    a, b = metric_records(tmp_path / "torch"), metric_records(tmp_path / "numba")
     assert [r["step"] for r in a] == [r["step"] for r in b]
     np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-7, atol=1e-9)
 

@@ -2,6 +2,8 @@
 
 * ``numpy``: plain, obvious code; the executable specification and the test oracle.
 * ``numba``: the default CPU path; fused compiled kernels tested against ``numpy``.
+* ``torch``: CPU or CUDA (``simulation.device``), tested against ``numpy``; needs the
+  optional dependency (``pip install 'neurosim[torch]'``).
 
 A backend is chosen once from the simulation config and passed around; there is no global
 backend state.
@@ -11,14 +13,25 @@ from __future__ import annotations
 
 from neurosim.backends.base import Backend
 from neurosim.config import SimulationConfig
+from neurosim.errors import NeurosimError
 
 
 def create_backend(simulation: SimulationConfig) -> Backend:
-    """The backend named by ``simulation.backend``, configured for its dtype and threads."""
+    """The backend named by ``simulation.backend``, configured for its dtype, device and
+    threads. A missing optional dependency or GPU is a :class:`NeurosimError` (one line)."""
     if simulation.backend == "numpy":
         from neurosim.backends.numpy_ref import NumpyBackend
 
         return NumpyBackend(simulation.dtype)
+    if simulation.backend == "torch":
+        try:
+            from neurosim.backends.torch_backend import TorchBackend
+        except ImportError as error:
+            if error.name != "torch":
+                raise
+            raise NeurosimError("simulation.backend = 'torch' needs PyTorch, which is not "
+                                "installed: pip install 'neurosim[torch]'") from None
+        return TorchBackend(simulation.dtype, simulation.device, simulation.threads)
     from neurosim.backends.numba_cpu import NumbaBackend
 
     return NumbaBackend(simulation.dtype, simulation.threads, simulation.deterministic)

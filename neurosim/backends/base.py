@@ -8,7 +8,7 @@ streams of :mod:`neurosim.rng`, so all backends draw identical numbers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
@@ -19,12 +19,12 @@ from neurosim.optimizers import OptimizerState
 class Backend(ABC):
     """Arithmetic for one simulation dtype; stateless apart from scratch buffers.
 
-    ``device_kernels`` is the module implementing the device updates for this backend
-    (``pulsed_update``, ``stochastic_update`` with the signatures of
-    :mod:`neurosim.devices`, the specification)."""
+    ``device_kernels`` is the module (or namespace: torch binds its device) implementing the
+    device updates for this backend (``pulsed_update``, ``stochastic_update`` with the
+    signatures of :mod:`neurosim.devices`, the specification)."""
 
     name: str
-    device_kernels: ModuleType
+    device_kernels: ModuleType | SimpleNamespace
 
     def __init__(self, dtype: str = "float32"):
         self.dtype = np.dtype(dtype)

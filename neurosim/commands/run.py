@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurosim.config import load_experiment
+from neurosim.config import BACKENDS, load_experiment
 from neurosim.runner import run_experiment
 
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                                    description=__doc__)
     parser.add_argument("experiment", type=Path, help="experiment YAML file")
     add_override_arguments(parser)
-    parser.add_argument("--backend", choices=("numpy", "numba"),
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="arithmetic backend (default: the file's, else numba)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/<name>)")
     parser.add_argument("--resume", action="store_true",

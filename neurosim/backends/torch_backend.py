@@ -1,0 +1,241 @@
+"""The torch backend: the :class:`Backend` interface in torch, on the CPU or a CUDA GPU.
+
+It computes what :mod:`neurosim.backends.numpy_ref` (the specification) computes, with the
+same operations in the same order and the chip's dtype:
+
+* the forward pass, softmax cross-entropy and the rule's backward pass (BP's transposed
+  read, FA/DFA feedback reads, regenerated feedback multiplied digitally), every array read
+  through :mod:`neurosim.backends.torch_periphery`: equal to the reference to the rounding
+  of the matrix products and of ``exp``/``log``/``tanh`` (torch's, not NumPy's);
+* the optimizer (SGD, momentum, Adam in PyTorch's form) and the ideal update: element-wise
+  IEEE operations and a correctly rounded ``sqrt``, so bit-identical to the reference on
+  the CPU and on CUDA;
+* regenerated feedback, ``uniform``/``normal`` and every device update through
+  :mod:`neurosim.backends.torch_rng` and :mod:`neurosim.backends.torch_devices` (the
+  backend's ``device_kernels``): the same draws by index, so the same pulse counts; values
+  bit-identical on the CPU, within a few ulp of the library functions on CUDA
+  (:mod:`neurosim.backends.torch_math`).
+
+**Memory.** The interface passes NumPy arrays, and the chip's buffers stay the single
+source of truth. On the CPU every buffer is used in place through ``torch.from_numpy``
+views (no copies but the input batch). On CUDA every call copies what it reads to the GPU
+(the flat parameters, the feedback matrices, the batch, the optimizer's moments, the
+device arrays of an update) and what it changes back: a ``[784, 100, 10]`` network moves
+about 0.3 MB each way per call in float32 (plus, per layer, the per-device arrays of a
+pulsed or stochastic update: 2.6 MB for the first layer) and waits for the GPU several
+times per call (the loss and accuracy, the pulse counts, every round of a device update's
+loops, the results). That is correct, and far from what a GPU can do for a single chip of
+this size: this backend is the reference for a GPU path, not yet the fast one.
+
+**Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
+products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
+the results may change in the last bits with the thread count (``simulation.deterministic``
+is a Numba setting). On a machine whose cores are busy with other work, fewer threads can
+be much faster: each parallel region waits for all of its threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neurosim.backends import torch_devices, torch_periphery, torch_rng
+from neurosim.backends.base import Backend
+from neurosim.backends.torch_math import divide, libm, store
+from neurosim.chip import Chip
+from neurosim.errors import NeurosimError
+from neurosim.optimizers import OptimizerState
+from neurosim.periphery import PeripheryConfig
+from neurosim.rules import RuleCode
+
+DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
+
+
+def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
+         transposed: bool = False) -> torch.Tensor:
+    """A read of array ``w`` with inputs ``x`` (``x @ w.T``; ``transposed``: ``x @ w``)
+    through the periphery; a plain product when the periphery is ideal."""
+    if config.is_ideal:
+        return x @ w if transposed else x @ w.T
+    return torch_periphery.read_tensor(w, x, config, int(key), transposed)
+
+
+def activation(a: torch.Tensor, code: int) -> torch.Tensor:
+    """Hidden activation ``f``: ReLU (code 0) or tanh (code 1)."""
+    return torch.clamp_min(a, 0) if code == 0 else torch.tanh(a)
+
+
+def activation_derivative(a: torch.Tensor, h: torch.Tensor, code: int) -> torch.Tensor:
+    """``f'(a)``: ReLU ``[a > 0]``; tanh ``1 - h^2``."""
+    return (a > 0).to(a.dtype) if code == 0 else 1 - h * h
+
+
+class TorchBackend(Backend):
+    """The interface in torch on ``device`` (``"cpu"`` or ``"cuda"``); see the module
+    docstring for what is exact and what each call copies."""
+
+    name = "torch"
+
+    def __init__(self, dtype: str = "float32", device: str = "cpu", threads: int | None = None):
+        super().__init__(dtype)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            build = ("a CPU-only build" if torch.version.cuda is None
+                     else f"built for CUDA {torch.version.cuda}")
+            raise NeurosimError(f"simulation.device = 'cuda': torch {torch.__version__} "
+                                f"({build}) sees no CUDA GPU; use device 'cpu'")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.device_kernels = torch_devices.kernels(self.device)
+
+    # ------------------------------------------------------------------ helpers
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A chip or optimizer buffer on the device: a view on the CPU, a copy on CUDA."""
+        return torch.as_tensor(array, device=self.device)
+
+    def _output(self, array: np.ndarray) -> torch.Tensor:
+        """Where to compute a result that goes into ``array`` (then :func:`store`)."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(array)
+        return torch.empty(array.shape, dtype=DTYPES[array.dtype], device=self.device)
+
+    def _batch(self, chip: Chip, x: np.ndarray) -> torch.Tensor:
+        """The inputs in the chip's dtype, copied (dataset arrays are read-only)."""
+        return torch.tensor(np.asarray(x, dtype=chip.dtype), device=self.device)
+
+    @staticmethod
+    def _layer(chip: Chip, params: torch.Tensor, l: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of layer ``l``'s array weights ``w`` (n_out x n_in) and bias ``b``."""
+        w_off, n_out, n_in, b_off = (int(v) for v in chip.layout[l])
+        return (params[w_off:w_off + n_out * n_in].view(n_out, n_in),
+                params[b_off:b_off + n_out])
+
+    @staticmethod
+    def _feedback(chip: Chip, feedback: torch.Tensor, index: int) -> torch.Tensor:
+        offset, rows, cols = (int(v) for v in chip.feedback_layout[index])
+        return feedback[offset:offset + rows * cols].view(rows, cols)
+
+    # ----------------------------------------------------------- random numbers
+    def uniform(self, key: int, n: int) -> np.ndarray:
+        return torch_rng.uniform(key, n, self.device).cpu().numpy()
+
+    def normal(self, key: int, n: int) -> np.ndarray:
+        return torch_rng.normal(key, n, self.device).cpu().numpy()
+
+    def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
+        out_t = self._output(out)
+        for spec in filter(None, chip.feedback_specs):
+            offset = int(chip.feedback_layout[spec.layer, 0])
+            if spec.distribution == "uniform":
+                values = spec.scale * (2.0 * torch_rng.uniform(spec.key, spec.size, self.device)
+                                       - 1.0)
+            else:
+                values = spec.scale * torch_rng.normal(spec.key, spec.size, self.device)
+            out_t[offset:offset + spec.size] = values  # float64, rounded to the dtype
+        store(out, out_t)
+
+    # --------------------------------------------------------------- the network
+    def _forward(self, chip: Chip, params: torch.Tensor, x: torch.Tensor,
+                 keys: np.ndarray) -> tuple[list, list]:
+        """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``)."""
+        pre, post = [], [x]
+        for l in range(chip.n_layers):
+            w, b = self._layer(chip, params, l)
+            y = read(w, post[-1], chip.forward_periphery, keys[l, 0])
+            a = float(chip.alphas_typed[l]) * y + b
+            pre.append(a)
+            post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
+        return pre, post
+
+    def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
+        pre, _ = self._forward(chip, self._tensor(chip.params), self._batch(chip, x),
+                               chip.read_keys(training=False))
+        return pre[-1].cpu().numpy()
+
+    def _signals(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
+                 rule_code: int, training: bool) -> tuple[float, int, list, list]:
+        """:meth:`local_signals` with tensors (see :meth:`NumpyBackend.local_signals`)."""
+        params = self._tensor(chip.params)
+        feedback = self._tensor(feedback)
+        x = self._batch(chip, x)
+        y = torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device)
+        keys = chip.read_keys(training)
+        pre, post = self._forward(chip, params, x, keys)
+        batch = x.shape[0]
+        labels = y[:, None]
+        logits = pre[-1]
+        shifted = logits - torch.amax(logits, dim=1, keepdim=True)
+        logp = shifted - torch.log(torch.sum(torch.exp(shifted), dim=1, keepdim=True))
+        loss = -float(torch.gather(logp, 1, labels).sum())
+        correct = int((torch.argmax(logits, dim=1) == y).sum())
+        onehot = torch.zeros_like(logits).scatter_(1, labels, 1.0)
+        # dLoss/da_L of the batch-mean softmax cross-entropy, already divided by the batch
+        e = divide(torch.exp(logp) - onehot, batch)
+        deltas = [e]
+        for l in range(chip.n_layers - 1, 0, -1):
+            delta = deltas[0]
+            if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
+                w, _ = self._layer(chip, params, l)
+                signal = float(chip.alphas_typed[l]) * read(w, delta, chip.forward_periphery,
+                                                            keys[l, 1], transposed=True)
+            else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
+                index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
+                B = self._feedback(chip, feedback, index)
+                if chip.feedback_kind == "regenerated":  # digital logic, exact
+                    signal = source @ B.T
+                else:
+                    signal = read(B, source, chip.feedback_periphery, keys[index, 2])
+            deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
+                                                            chip.activation_code))
+        return loss, correct, post[:-1], deltas
+
+    def local_signals(self, chip, feedback, x, y, rule_code, training=False):
+        loss, correct, inputs, deltas = self._signals(chip, feedback, x, y, rule_code,
+                                                      training)
+        return (loss, correct, [h.cpu().numpy() for h in inputs],
+                [delta.cpu().numpy() for delta in deltas])
+
+    def gradients(self, chip, feedback, x, y, rule_code, out, training=False):
+        loss, correct, inputs, deltas = self._signals(chip, feedback, x, y, rule_code,
+                                                      training)
+        out_t = self._output(out)
+        for l, (h, delta) in enumerate(zip(inputs, deltas)):
+            g, bias = self._layer(chip, out_t, l)
+            torch.mm(delta.T, h, out=g)
+            torch.sum(delta, dim=0, out=bias)
+        store(out, out_t)
+        return loss, correct
+
+    # ------------------------------------------------------- optimizer and update
+    def optimizer_step(self, state: OptimizerState, grads, out):
+        """Element-wise, in the buffers' dtype, in :meth:`NumpyBackend.optimizer_step`'s
+        order of operations (``sqrt`` rounded as NumPy's, :func:`torch_math.libm`)."""
+        cfg, t = state.config, grads.dtype.type
+        g, out_t = self._tensor(grads), self._output(out)
+        m, v = self._tensor(state.m), self._tensor(state.v)
+        if cfg.name == "adam":
+            step_size, inverse_sqrt_c2 = state.adam_scalars()
+            m.mul_(float(t(cfg.beta1))).add_(g * float(t(1 - cfg.beta1)))
+            v.mul_(float(t(cfg.beta2))).add_(g * float(t(1 - cfg.beta2)) * g)
+            torch.div(m * float(-t(step_size)),
+                      libm("sqrt", v) * float(t(inverse_sqrt_c2)) + float(t(cfg.eps)),
+                      out=out_t)
+        elif cfg.momentum > 0:
+            m.mul_(float(t(cfg.momentum))).add_(g)
+            torch.mul(m, float(-t(cfg.lr)), out=out_t)
+        else:
+            torch.mul(g, float(-t(cfg.lr)), out=out_t)
+        store(state.m, m)
+        store(state.v, v)
+        store(out, out_t)
+        state.step += 1
+
+    def apply_ideal_update(self, chip: Chip, deltas):
+        params, d = self._tensor(chip.params), self._tensor(deltas)
+        for l in range(chip.n_layers):
+            w, b = self._layer(chip, params, l)
+            dw, db = self._layer(chip, d, l)
+            torch.clamp(w + dw * float(chip.inverse_alphas_typed[l]),
+                        float(chip.bounds_typed[l, 0]), float(chip.bounds_typed[l, 1]), out=w)
+            b.add_(db)
+        store(chip.params, params)

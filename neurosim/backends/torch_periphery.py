@@ -1,0 +1,108 @@
+"""The periphery read model (DAC, read noise, ADC) in torch, on any device.
+
+:func:`read_tensor` computes what :func:`neurosim.periphery.read` computes (see that module
+for the model), operation for operation, in the operands' dtype, with the same noise draws
+(normal ``b n_out + i`` of the read's key for ``xi[b, i]``, ``batch n_out + b n_out + i`` for
+``zeta[b, i]``, drawn by :mod:`neurosim.backends.torch_rng`) and the same quantization
+(``torch.round`` rounds half to even, like ``np.rint``). Given the same matrix product
+(:func:`matmul` here) the result is bit-identical to the specification's on the CPU; on
+CUDA it agrees to a few ulp of the noise (see :mod:`neurosim.backends.torch_math`), which
+a quantized ADC can turn into one ADC step on a value that lies within those ulp of a
+rounding boundary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neurosim.backends import torch_rng
+from neurosim.backends.torch_math import divide, libm, scalar
+from neurosim.periphery import PeripheryConfig, check_shapes, common_dtype, quantization_levels
+
+
+def quantize(v: torch.Tensor, bits: int | None, bound: torch.Tensor) -> torch.Tensor:
+    """:func:`neurosim.periphery.quantize` with the range ``bound`` as a 0-d tensor of
+    ``v``'s dtype: ``k = clip(rint(clip(v, -bound, bound) / step), -levels, levels)``,
+    ``step = bound / levels``, result ``bound (k / levels)``."""
+    if bits is None:
+        return v
+    levels = scalar(quantization_levels(bits), v)
+    step = bound / levels
+    k = torch.clamp(torch.round(torch.clamp(v, -bound, bound) / step), -levels, levels)
+    return bound * (k / levels)
+
+
+def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key: int,
+                transposed: bool = False) -> torch.Tensor:
+    """One read of ``w`` (``transposed``: of ``w.T``) with inputs ``x`` (both 2-d, one
+    float dtype, one device) through the periphery: the module docstring of
+    :mod:`neurosim.periphery`, steps 1-6. Returns ``(batch, n_out)`` in array units."""
+    n_out = w.shape[1] if transposed else w.shape[0]
+    batch = x.shape[0]
+    w_read = w if transposed else w.T  # (n_in, n_out): y = x @ w_read
+
+    # 1. DAC, with per-sample scaling (noise management)
+    managed_dac = config.dac_bound == "managed"
+    if managed_dac:
+        abs_max = torch.amax(torch.abs(x), dim=1)
+        scale = torch.where(abs_max > 0, divide(abs_max, config.dac_range),
+                            scalar(1.0, x))
+        x = x / scale[:, None]
+    x_q = quantize(x, config.dac_bits, scalar(config.dac_range, x))
+
+    # 2. the ideal product in the array
+    y = x_q @ w_read
+
+    # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
+    if config.w_noise > 0 or config.out_noise > 0:
+        z = torch_rng.normal(key, 2 * batch * n_out, x.device).to(x.dtype)
+        xi = z[:batch * n_out].reshape(batch, n_out)
+        zeta = z[batch * n_out:].reshape(batch, n_out)
+        if config.w_noise > 0:
+            w2 = w * w
+            variance = (x_q * x_q) @ (w2 if transposed else w2.T)
+            y = y + (scalar(config.w_noise, x) * libm("sqrt", variance)) * xi
+        if config.out_noise > 0:
+            y = y + (scalar(config.out_noise, x) * scalar(config.adc_range, x)) * zeta
+
+    # 5. ADC
+    if config.adc_bits is not None:
+        bound = scalar(config.adc_range, x)
+        if config.adc_bound == "managed":
+            largest = torch.amax(torch.abs(y))
+            bound = torch.where(largest > 0, largest, bound)
+        y = quantize(y, config.adc_bits, bound)
+
+    # 6. undo the DAC scaling
+    if managed_dac:
+        y = y * scale[:, None]
+    return y
+
+
+# ------------------------------------------------------------- NumPy in, NumPy out
+def matmul(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """``a @ b`` with torch's product on ``device`` (the product :func:`read_tensor` uses),
+    for the specification's ``matmul`` argument in tests."""
+    return (torch.as_tensor(a, device=device) @ torch.as_tensor(b, device=device)).cpu().numpy()
+
+
+def _call(w, x, config: PeripheryConfig, key_noise: int, transposed: bool,
+          device: str) -> np.ndarray:
+    dtype = common_dtype(w, x)
+    w = torch.as_tensor(np.asarray(w, dtype=dtype), device=device)
+    x = torch.as_tensor(np.asarray(x, dtype=dtype), device=device)
+    check_shapes(w, x, transposed)
+    return read_tensor(w, x, config, int(key_noise), transposed).cpu().numpy()
+
+
+def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int,
+         device: str = "cpu") -> np.ndarray:
+    """:func:`neurosim.periphery.read` through :func:`read_tensor` on ``device``."""
+    return _call(w, x, config, key_noise, False, device)
+
+
+def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig, key_noise: int,
+                    device: str = "cpu") -> np.ndarray:
+    """:func:`neurosim.periphery.transposed_read` through :func:`read_tensor` on ``device``."""
+    return _call(w, d, config, key_noise, True, device)
