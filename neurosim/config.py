@@ -340,6 +340,10 @@ class TrainConfig:
 class EvaluationConfig:
     fractional_epochs: tuple[float, ...] = spec((0.02, 0.05, 0.1, 0.2, 0.5), gt=0.0, lt=1.0,
                                                 doc="extra evaluation points within epoch 1")
+    points_per_epoch: int = spec(1, ge=1,
+                                 doc="evenly spaced evaluation points in every epoch, its end "
+                                     "included (1: at epoch ends); more points resolve "
+                                     "curves and the energy to target more finely")
     train_probe_size: int = spec(10000, ge=1, doc="training examples used for train loss")
     gradient_probe_size: int = spec(256, ge=1,
                                     doc="examples used for the update-vs-BP-gradient angle")

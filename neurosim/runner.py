@@ -19,12 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from neurosim.config import ExperimentConfig, RunSpec, expand_runs
+from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs
 from neurosim.errors import CheckpointError, NeurosimError
 from neurosim.report import write_run_report
 from neurosim.compare import write_comparison
 from neurosim.runio import write_json, write_text
-from neurosim.schema import to_plain
+from neurosim.schema import build, to_plain
 from neurosim.train import run_spec
 
 SUMMARY = "summary.json"
@@ -37,6 +37,20 @@ def run_dir_of(out: Path, spec: RunSpec) -> Path:
 def _run_config_text(spec: RunSpec) -> tuple[str, str]:
     return (yaml.safe_dump(to_plain(spec.experiment), sort_keys=False),
             yaml.safe_dump(to_plain(spec.chip), sort_keys=False))
+
+
+def _same_configuration(run_dir: Path, spec: RunSpec) -> bool:
+    """Whether the run saved in ``run_dir`` has ``spec``'s experiment and chip, compared as
+    parsed by the current schema: a field added since (with its default) or a change of
+    formatting is not a difference; a changed value, or a saved field the schema no longer
+    knows, is."""
+    try:
+        saved = [build(kind, yaml.safe_load((run_dir / name).read_text()), str(run_dir / name))
+                 for kind, name in ((ExperimentConfig, "config.yaml"), (ChipConfig, "chip.yaml"))]
+    except (OSError, NeurosimError):
+        return False
+    return [to_plain(config) for config in saved] == [to_plain(spec.experiment),
+                                                      to_plain(spec.chip)]
 
 
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -54,7 +68,7 @@ def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
     ``run_report`` is false (large studies: the comparison still covers every run)."""
     config_text, chip_text = _run_config_text(spec)
     config_path = run_dir / "config.yaml"
-    if resume and config_path.exists() and config_path.read_text() != config_text:
+    if resume and config_path.exists() and not _same_configuration(run_dir, spec):
         raise CheckpointError(f"{config_path}: the saved run was made with a different "
                               f"configuration; use a new --out folder or --overwrite")
     run_dir.mkdir(parents=True, exist_ok=True)

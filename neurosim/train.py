@@ -43,9 +43,13 @@ from neurosim.summary import summarize
 
 
 
-def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, ...]) -> list[int]:
-    """Sorted distinct step counts at which data training is evaluated (0 included)."""
-    points = {0} | {e * steps_per_epoch for e in range(1, epochs + 1)}
+def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, ...],
+                     per_epoch: int = 1) -> list[int]:
+    """Sorted distinct step counts at which data training is evaluated (0 included):
+    ``per_epoch`` evenly spaced points in every epoch (its end included), and the
+    ``fractions`` of epoch 1."""
+    points = {0} | {int(round(k * steps_per_epoch / per_epoch))
+                    for k in range(1, epochs * per_epoch + 1)}
     if epochs >= 1:
         points |= {int(round(f * steps_per_epoch)) for f in fractions}
     return sorted(points)
@@ -285,7 +289,8 @@ class Trainer:
         data = self.dataset
         steps_per_epoch = self._steps_per_epoch()
         points = set(evaluation_steps(steps_per_epoch, config.epochs,
-                                      self.experiment.evaluation.fractional_epochs))
+                                      self.experiment.evaluation.fractional_epochs,
+                                      self.experiment.evaluation.points_per_epoch))
         start = time.perf_counter()
         self.accounting.begin("train", self.experiment.optimizer)
         if self.position.step == 0:

@@ -81,6 +81,23 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, capsys):
     assert "different configuration" in capsys.readouterr().err
 
 
+def test_resume_accepts_a_saved_config_without_a_newer_defaulted_field(tmp_path):
+    """A run saved before a field existed resumes (the field takes its default); a changed
+    chip is a different configuration."""
+    import yaml
+
+    experiment, out = write_experiment(tmp_path, seeds=[0], conditions={"fa": {}}), tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 0
+    saved = out / "fa" / "seed0" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    del config["simulation"]["deterministic"]  # as written before the field existed
+    saved.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume"]) == 0
+    chip = out / "fa" / "seed0" / "chip.yaml"
+    chip.write_text(chip.read_text().replace("kind: stored", "kind: sign"))
+    assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume"]) == 2
+
+
 def test_train_size_larger_than_the_dataset_is_refused(tmp_path, capsys):
     experiment = write_experiment(tmp_path, data={"train_size": 10**7})
     assert main(["run", str(experiment), "--out", str(tmp_path / "out"), "--quiet"]) == 2

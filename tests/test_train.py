@@ -52,6 +52,8 @@ def test_evaluation_steps_include_fractional_points():
     assert evaluation_steps(100, 2, (0.02, 0.05, 0.5)) == [0, 2, 5, 50, 100, 200]
     assert evaluation_steps(10, 1, (0.02,)) == [0, 10]  # 0.2 steps rounds to 0
     assert evaluation_steps(10, 0, (0.5,)) == [0]
+    assert evaluation_steps(100, 2, (0.02,), per_epoch=4) == [0, 2, 25, 50, 75, 100, 125, 150,
+                                                              175, 200]
 
 
 def test_same_seed_same_backend_gives_identical_runs(tmp_path):
