@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices clean
+.PHONY: demo test bench results-core results-devices results-energy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ results-core: $(STAMP)
 
 results-devices: $(STAMP)
 	$(BIN)/python docs/scripts/results_devices.py
+
+results-energy: $(STAMP)
+	$(BIN)/python docs/scripts/results_energy.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

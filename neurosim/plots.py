@@ -187,3 +187,25 @@ def plot_band(ax, x, mean, std, n, label: str, color_: str, scale: float = 1.0) 
     if runs > 1:
         ax.fill_between(x, (mean - std) * scale, (mean + std) * scale, color=color_,
                         alpha=0.2, linewidth=0)
+
+
+# ----------------------------------------------------------------------------- stacked bars
+def stacked_bars(ax, labels: list[str], stacks: dict[str, list[float]], scale: float = 1.0,
+                 colors: dict[str, str] | None = None, width: float = 0.8) -> np.ndarray:
+    """One bar per label, each stacked from the segments of ``stacks`` (segment name ->
+    one value per label, e.g. an energy ledger's components or phases), in that order.
+
+    Values are multiplied by ``scale`` (e.g. 1e-9 for pJ -> mJ); nan counts as 0. Segments
+    that are 0 in every bar are left out of the legend. Returns the bar tops (scaled)."""
+    x = np.arange(len(labels))
+    bottom = np.zeros(len(labels))
+    for index, (name, values) in enumerate(stacks.items()):
+        heights = np.nan_to_num(np.asarray(values, dtype=np.float64) * scale)
+        if len(heights) != len(labels):
+            raise ValueError(f"segment {name!r}: {len(heights)} values for {len(labels)} bars")
+        shown = bool(np.any(heights != 0))
+        ax.bar(x, heights, width, bottom=bottom, label=name if shown else None,
+               color=(colors or {}).get(name, color(index)))
+        bottom = bottom + heights
+    ax.set_xticks(x, labels)
+    return bottom
