@@ -273,3 +273,22 @@ def ledger_summary(ledger: Ledger, config: EnergyConfig, adc_bits: ByBits = None
     return {"counts": ledger.to_json(),
             "energy_pj": energy_breakdown(ledger.counts, config, adc_bits, dac_bits),
             "to_target": energy_to_target(records, target, precondition)}
+
+
+# ------------------------------------------------------------------- display
+def _scaled(value: float, units: tuple[str, ...], step: float) -> str:
+    for unit in units[:-1]:
+        if abs(value) < step:
+            return f"{value:.4g} {unit}"
+        value /= step
+    return f"{value:.4g} {units[-1]}"
+
+
+def energy_text(pj: float) -> str:
+    """An energy given in pJ, in the largest unit that keeps it >= 1 (``"6.337 mJ"``)."""
+    return _scaled(pj, ("pJ", "nJ", "uJ", "mJ", "J"), 1000.0)
+
+
+def bytes_text(n: int) -> str:
+    """A byte count in decimal units (``"828.8 MB"``)."""
+    return _scaled(n, ("B", "kB", "MB", "GB", "TB"), 1000.0)

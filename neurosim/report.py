@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from neurosim import plots
+from neurosim.energy import bytes_text, energy_text
+from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, finite, layer_keys, layers_in
-from neurosim.runio import METRICS, write_text
+from neurosim.runio import METRICS, SUMMARY, write_text
 
-SUMMARY = "summary.json"
 DASH = "—"
 
 
@@ -347,6 +348,23 @@ def figure_readout(run: Run, path: Path) -> Path | None:
     return plots.save_png(fig, path)
 
 
+def figure_energy(run: Run, path: Path) -> Path | None:
+    """The energy ledger: one bar per phase, stacked by component (µJ)."""
+    phases = dig(run.summary, "ledger", "energy_pj", "phases")
+    if not isinstance(phases, dict) or not phases:
+        return None
+    labels = list(phases)
+    components = list(next(iter(phases.values())))
+    fig, axes = plots.new_figure(1, 1, width=7.5, height=4.2)
+    ax = axes[0, 0]
+    plots.stacked_bars(ax, labels, {c: [phases[p][c] for p in labels] for c in components},
+                       scale=1e-6)
+    ax.set(ylabel="energy (µJ)", title=f"{run.label}: energy per phase and component")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return plots.save_png(fig, path)
+
+
 FIGURES = (  # file name, caption, function
     ("accuracy.png", "Test and train accuracy vs epoch (open markers: fractional epochs)",
      figure_accuracy),
@@ -356,6 +374,7 @@ FIGURES = (  # file name, caption, function
      figure_neuron_angles),
     ("effective_rank.png", "Effective rank of each W_l vs step", figure_effective_rank),
     ("readout_probability.png", "Readout probability per class vs chance", figure_readout),
+    ("energy.png", "Energy ledger per phase, stacked by component", figure_energy),
 )
 
 
@@ -413,6 +432,39 @@ def headline_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
+def energy_section(summary: dict) -> str:
+    """The run's ledger: energy per phase and component, pulses, bytes, energy to target."""
+    ledger = summary.get("ledger")
+    if not isinstance(ledger, dict):
+        return ""
+    energy = ledger["energy_pj"]
+    components = list(energy["components"])
+    rows = [[phase, *(energy_text(values[c]) for c in components),
+             energy_text(sum(values.values()))] for phase, values in energy["phases"].items()]
+    rows.append(["**total**", *(energy_text(energy["components"][c]) for c in components),
+                 f"**{energy_text(energy['total'])}**"])
+    counts = Ledger.from_json(ledger["counts"]).counts
+    target = ledger.get("to_target") or {}
+    totals = [["programming pulses (up / down)",
+               f"{int(counts[..., COUNTER_INDEX['pulses_up']].sum()):,} / "
+               f"{int(counts[..., COUNTER_INDEX['pulses_down']].sum()):,}"],
+              ["bytes moved (digital memory <-> arrays)", bytes_text(int(bytes_moved(counts).sum()))],
+              ["of which weight transport (BP)",
+               bytes_text(int(counts[..., COUNTER_INDEX["bytes_weight_transport"]].sum()))]]
+    if target:
+        reached = (f"{energy_text(target['energy_pj'])}, {target['pulses']:,} pulses, "
+                   f"{bytes_text(target['bytes'])} (step {target['step']}; noise phase: "
+                   f"{energy_text(target['precondition']['energy_pj'])})"
+                   if target.get("reached") else "not reached")
+        totals.append([f"energy to {percent(target['target'], 0)} test accuracy", reached])
+    return ("\n## Energy and memory traffic (ledger)\n\n"
+            "Counted as the chip ran (`neurosim.accounting`), priced with the chip's `energy:` "
+            "unit costs. `eval` holds the inference passes made to measure accuracy; it is not "
+            "part of the energy to target.\n\n"
+            + markdown_table(["phase", *components, "total"], rows) + "\n"
+            + markdown_table(["quantity", "value"], totals))
+
+
 def _setup_line(s: dict) -> str:
     pre = s.get("precondition") or {}
     noise = (f"noise preconditioning: {pre.get('regime', '?')}, {pre.get('steps', '?')} steps"
@@ -460,6 +512,7 @@ def write_run_report(run_dir: Path) -> Path:
         text += ["\n## Accuracy after conductance drift\n\n",
                  markdown_table(["seconds after programming", "test accuracy"],
                                 [[k, percent(v)] for k, v in drifted.items()])]
+    text.append(energy_section(s))
     text += ["\n## Figures\n\n", figure_section(figures, run_dir),
              _csv_line(run)]
     report = run_dir / "report.md"

@@ -23,6 +23,7 @@ from neurosim.errors import CheckpointError
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -23,11 +23,10 @@ from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs
 from neurosim.errors import CheckpointError, NeurosimError
 from neurosim.report import write_run_report
 from neurosim.compare import write_comparison
-from neurosim.runio import write_json, write_text
+from neurosim.runio import SUMMARY, write_json, write_text
 from neurosim.schema import build, to_plain
 from neurosim.train import run_spec
 
-SUMMARY = "summary.json"
 
 
 def run_dir_of(out: Path, spec: RunSpec) -> Path:

@@ -220,3 +220,21 @@ def test_bad_metric_line_is_a_user_error(tmp_path):
     (run_dir / "summary.json").unlink()
     with pytest.raises(NeurosimError, match="summary.json: cannot read"):
         write_run_report(run_dir)
+
+
+def test_report_shows_the_energy_ledger_of_a_real_run(tmp_path):
+    from test_train import spec_for
+
+    from neurosim.energy import energy_text
+    from neurosim.runio import SUMMARY, write_json
+    from neurosim.train import run_spec
+
+    summary = run_spec(spec_for(train__epochs=1), tmp_path)
+    write_json(tmp_path / SUMMARY, summary)
+    text = write_run_report(tmp_path).read_text()
+    assert "## Energy and memory traffic (ledger)" in text
+    assert f"**{energy_text(summary['ledger']['energy_pj']['total'])}**" in text
+    for phase in ("precondition", "forward", "backward", "update", "eval"):
+        assert f"| {phase} |" in text
+    assert "figures/energy.png" in text
+    assert_png(tmp_path / "figures" / "energy.png")

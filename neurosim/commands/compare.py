@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from neurosim.errors import NeurosimError
+from neurosim.runio import SUMMARY
 
-SUMMARY = "summary.json"
 
 
 def register(subparsers) -> None:

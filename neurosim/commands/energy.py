@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from neurosim.commands.compare import SUMMARY, find_runs
-from neurosim.energy import COMPONENTS, TOTALS
+from neurosim.commands.compare import find_runs
+from neurosim.energy import COMPONENTS, TOTALS, bytes_text, energy_text
 from neurosim.errors import NeurosimError
 from neurosim.ledger import COUNTER_INDEX, PHASES, Ledger, bytes_moved
+from neurosim.runio import SUMMARY
 
 
 def register(subparsers) -> None:
@@ -64,22 +65,6 @@ def run_row(run_dir: Path, ledger: dict) -> dict:
         "target_step": target.get("step"),
         **{f"to_target_{key}": target.get(key) for key in TOTALS},
     }
-
-
-def _scaled(value: float, units: tuple[str, ...], step: float) -> str:
-    for unit in units[:-1]:
-        if abs(value) < step:
-            return f"{value:.4g} {unit}"
-        value /= step
-    return f"{value:.4g} {units[-1]}"
-
-
-def energy_text(pj: float) -> str:
-    return _scaled(pj, ("pJ", "nJ", "uJ", "mJ", "J"), 1000.0)
-
-
-def bytes_text(n: int) -> str:
-    return _scaled(n, ("B", "kB", "MB", "GB", "TB"), 1000.0)
 
 
 def run_table(row: dict) -> str:
