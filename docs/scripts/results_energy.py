@@ -167,7 +167,7 @@ def reached(runs: list) -> str:
 
 def epoch_reached(runs: list) -> str:
     epochs = [r.summary["ledger"]["to_target"]["epoch"] for r in runs]
-    return ", ".join("—" if e is None else f"{e:g}" for e in epochs)
+    return ", ".join("—" if e is None else f"{e:.2f}" for e in epochs)
 
 
 # ------------------------------------------------------------------------ sections
@@ -220,9 +220,10 @@ def assumptions_section(presets: dict, target: float, points_per_epoch: int) -> 
         "programs no pulses and is charged **no write energy**;",
         "- **precondition**: the noise phase's steps are charged like training steps, plus "
         "the PRNG draws of the fixed noise set;",
-        "- **eval**: measurement reads (test-set evaluations, probes, the BP reference "
-        "gradient for the update-vs-BP angle). They are reported but are not part of the "
-        "cost of learning and not part of the energy to target.",
+        "- **eval**: the inference passes made to measure accuracy (test set, probes). "
+        "Analyses only a simulator makes (the true-BP-gradient angle, representation "
+        "ranks) are not chip operations and are not booked. Eval is reported but is not "
+        "part of the cost of learning and not part of the energy to target.",
         "",
         "Not counted: programming the arrays' initial weights and the feedback arrays; bias "
         "additions, activations, softmax and the output error of the forward pass; read "
@@ -713,9 +714,7 @@ def surprises(presets: dict, findings: dict, comparison: dict) -> str:
                           / r.summary["precondition"]["steps"] for r in noisy]
         per_train_step = [per_epoch(r)["total"] / per_epoch(r)["steps"] for r in noisy]
         name, scale = unit(per_noise_step + per_train_step)
-        epochs = lambda runs: ", ".join("—" if e is None else f"{e:g}" for e in
-                                        (r.summary["ledger"]["to_target"]["epoch"]
-                                         for r in runs))
+        epochs = epoch_reached
         pre_epochs = np.mean([r.summary["ledger"]["to_target"]["precondition"]["energy_pj"]
                               / per_epoch(r)["total"] for r in noisy])
         lines.append(
