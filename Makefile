@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices results-energy clean
+.PHONY: demo test bench results-core results-devices results-energy sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ results-devices: $(STAMP)
 
 results-energy: $(STAMP)
 	$(BIN)/python docs/scripts/results_energy.py
+
+# The shipped sweep on a local Dask cluster (every core), its report copied into docs/.
+SWEEP_OUT := runs/sweep_preconditioning
+SWEEP_DOC := docs/sweep-preconditioning
+sweep-preconditioning: $(STAMP)
+	$(BIN)/neurosim sweep experiments/sweep_preconditioning.yaml --out $(SWEEP_OUT) --quiet
+	rm -rf $(SWEEP_DOC) && mkdir -p $(SWEEP_DOC)
+	cd $(SWEEP_OUT) && cp --parents report.md sweep.json sweep_*.csv figures/*.png \
+		*/report.md */comparison*.csv */comparison.json */figures/*.png $(CURDIR)/$(SWEEP_DOC)/
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

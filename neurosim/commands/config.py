@@ -9,7 +9,9 @@ import yaml
 
 from neurosim.commands.run import add_override_arguments
 from neurosim.config import ChipConfig, ExperimentConfig, expand_runs, load_chip, load_experiment, read_yaml
+from neurosim.errors import NeurosimError
 from neurosim.schema import field_docs, to_plain
+from neurosim.sweep_plan import load_sweep
 
 
 def _is_chip(path: Path) -> bool:
@@ -17,11 +19,15 @@ def _is_chip(path: Path) -> bool:
     return "forward" in data or "feedback" in data or "tiles" in data
 
 
+def _is_sweep(path: Path) -> bool:
+    return "experiment" in read_yaml(path)  # an experiment has no such field
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("config", help="validate or inspect configuration files",
                                    description=__doc__)
     sub = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    validate = sub.add_parser("validate", help="validate an experiment or chip YAML")
+    validate = sub.add_parser("validate", help="validate an experiment, chip or sweep YAML")
     validate.add_argument("file", type=Path)
     add_override_arguments(validate)
     validate.set_defaults(func=run_validate)
@@ -38,6 +44,15 @@ def run_validate(args: argparse.Namespace) -> int:
     if _is_chip(args.file):
         chip = load_chip(args.file)
         print(f"{args.file}: valid chip '{chip.name}'")
+        return 0
+    if _is_sweep(args.file):
+        if args.overrides:
+            raise NeurosimError(f"{args.file}: a sweep takes no --set; put overrides in its "
+                                "overrides field")
+        plan = load_sweep(args.file)
+        seeds = len({trial.spec.seed for trial in plan.trials})
+        print(f"{args.file}: valid sweep '{plan.config.name}' ({len(plan.trials)} trials: "
+              f"{len(plan.cells)} cells x {len(plan.conditions)} conditions x {seeds} seeds)")
         return 0
     experiment = load_experiment(args.file, args.overrides)
     runs = expand_runs(experiment, args.file)

@@ -1,0 +1,63 @@
+"""A Dask client for a sweep: a scheduler's address (any cluster), or a local cluster.
+
+Without an address, :func:`open_client` starts a ``LocalCluster`` on the loopback interface
+with one single-threaded worker process per available core (``workers`` overrides), each
+started with :data:`THREAD_LIMITS` in its environment so that a trial's Numba and BLAS
+threads do not oversubscribe the cores (one trial per core; results do not depend on the
+thread count). The cluster stops when the context ends. Dask's own log messages below
+CRITICAL are silenced (a worker restarted after it died, a heartbeat racing the shutdown):
+what became of every trial is in the sweep's manifest. Workers started by other means
+(``dask worker``, ``dask-jobqueue``) need the same variables: see ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster, WorkerPlugin
+
+from neurosim.errors import NeurosimError
+
+THREAD_LIMITS = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 "OPENBLAS_NUM_THREADS": "1"}
+CONNECT_TIMEOUT_S = 30
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset or SLURM)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class IgnoreInterrupt(WorkerPlugin):
+    """Local workers ignore Ctrl-C (sent to the whole terminal's process group): the command
+    stops them when it is interrupted, rather than each printing a traceback."""
+
+    def setup(self, worker) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator:
+    """A ``distributed.Client`` connected to ``scheduler``, or (no scheduler) to a new
+    local cluster of ``workers`` processes (default: one per core)."""
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as error:
+            raise NeurosimError(f"cannot connect to the Dask scheduler at {scheduler}: "
+                                f"{error}") from None
+        with client:
+            yield client
+        return
+    # No dashboard (it needs bokeh); the scheduler's HTTP endpoints on a free loopback port.
+    with LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                      processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      env=THREAD_LIMITS, silence_logs=logging.CRITICAL) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(IgnoreInterrupt())
+        yield client

@@ -1,0 +1,133 @@
+"""An exclusive lock on an output folder, so that two processes never write into it at once.
+
+The lock is a file created atomically (``O_CREAT | O_EXCL``) holding its owner as JSON: pid,
+host, the process's start time and a random token. A second process that finds the file
+reads the owner:
+
+* the owner is on this host and its process is gone (no such pid, a zombie, or the pid now
+  belongs to a process started at another time): the lock is **stale** and is taken over;
+* otherwise (a live owner, or an owner on another host, whose process cannot be checked
+  from here) it raises :class:`LockedError`, one line naming the owner and the lock file to
+  delete if the owner is known to be gone.
+
+Taking over moves the stale file aside (``rename``, atomic) and checks that what was moved is
+the stale record, so that of two processes breaking the same stale lock one wins and the
+other finds the winner's lock. The owner removes the file on release, only if it is still
+its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from neurosim.errors import NeurosimError
+
+ATTEMPTS = 5
+STARTING_GRACE_S = 10.0  # an empty lock file younger than this belongs to a process starting
+
+
+class LockedError(NeurosimError):
+    """The folder is locked by another (live, or unverifiable) process."""
+
+
+def _start_time(pid: int) -> float | None:
+    """Start time of process ``pid`` (seconds since the epoch); None if it is gone."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+
+
+def _is_stale(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return False
+    started = _start_time(int(owner.get("pid", -1)))
+    return started is None or abs(started - float(owner.get("started", 0.0))) > 1.0
+
+
+class FolderLock:
+    """``with FolderLock(path): ...`` holds the lock file ``path`` (see the module docstring)."""
+
+    def __init__(self, path: Path, what: str = "a process"):
+        self.path = Path(path)
+        self.what = what
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "started": _start_time(os.getpid()), "token": uuid.uuid4().hex,
+                      "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "command": " ".join(sys.argv)}
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(ATTEMPTS):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(self.owner))
+                handle.flush()
+                os.fsync(handle.fileno())
+            return
+        raise LockedError(f"{self.path}: cannot be created (it keeps reappearing); is "
+                          f"another process starting in {self.path.parent}?")
+
+    def _take_over_if_stale(self) -> None:
+        """Remove the lock file if its owner is gone; raise LockedError if it is not."""
+        try:
+            text = self.path.read_text()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile: try again
+        try:
+            owner = json.loads(text)
+        except json.JSONDecodeError:
+            owner = None
+        if owner is None and age < STARTING_GRACE_S:
+            time.sleep(0.2)  # its owner is between creating and writing it
+            return
+        if owner is not None and not _is_stale(owner):
+            where = ("" if owner.get("host") == socket.gethostname() else
+                     ", which cannot be checked from this host")
+            raise LockedError(
+                f"{self.path.parent}: locked by {self.what} (pid {owner.get('pid')} on "
+                f"{owner.get('host')}{where}, since {owner.get('since')}); wait for it to "
+                f"finish, or delete {self.path} if it is no longer running")
+        aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return  # another process took it over first
+        if aside.read_text() != text:  # a new owner locked it in between: give it back
+            try:
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+        os.unlink(aside)
+
+    def release(self) -> None:
+        try:
+            owner = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return
+        if owner.get("token") == self.owner["token"]:
+            self.path.unlink()

@@ -1,0 +1,214 @@
+"""A sweep file, validated and resolved into trials.
+
+A sweep names a base experiment and varies it::
+
+    name: sweep_preconditioning          # the default output folder is runs/<name>
+    experiment: quickstart.yaml          # the base experiment, relative to the sweep file
+    overrides: {train.epochs: 2}         # dotted overrides applied to every trial
+    conditions:                          # the strategies (default: the experiment's)
+      fa: {rule: fa}
+      fa_noise: {rule: fa, precondition.enabled: true}
+    grid: {chip: [ideal, rram_taox]}     # every combination of these values is a cell
+    cases: [{optimizer.lr: 1.0e-3}]      # and/or listed override sets, each crossed with the grid
+    seeds: [0, 1, 2]                     # default: the experiment's
+    baseline: fa                         # what report.md tests the other conditions against
+
+A **cell** is one case combined with one point of the grid; a **trial** is one condition x
+seed of a cell, and runs into ``<out>/<cell>/<condition>/seed<k>/`` exactly as ``neurosim
+run`` lays out an experiment (so ``<out>/<cell>`` is an experiment folder). Within a cell,
+conditions with the same seed share their initial weights and feedback (paired).
+
+A cell's folder name is its overrides, ``key=value`` joined by ``,`` in file order (cases'
+keys first), e.g. ``chip=rram_taox,optimizer.lr=0.001``; ``base`` when nothing is varied.
+A value that is not plain text (a list, a mapping, characters outside ``A-Za-z0-9._+-``)
+or a name over 120 characters is shortened and suffixed with a hash of the overrides, so
+names are deterministic and distinct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neurosim.config import ExperimentConfig, RunSpec, apply_overrides, expand_runs, read_yaml
+from neurosim.errors import ConfigError
+from neurosim.runner import run_dir_of
+from neurosim.schema import build, spec
+
+RESERVED = ("conditions", "seeds", "seed")  # set by the sweep's own fields
+MAX_NAME = 120
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.]+")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._+-]+")
+
+
+def _check_overrides(source: str, path: str, overrides: Mapping) -> None:
+    for key in overrides:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(source, path, key, "keys must be dotted field paths")
+        if key.split(".")[0] in RESERVED:
+            raise ConfigError(source, f"{path}.{key}", overrides[key],
+                              f"set {key.split('.')[0]} with the sweep's own field")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep file (see :mod:`neurosim.sweep_plan`)."""
+
+    name: str = spec(doc="sweep name; the default output folder is runs/<name>")
+    experiment: str = spec(doc="base experiment YAML, relative to the sweep file")
+    overrides: dict | None = spec(None, doc="dotted overrides applied to every trial "
+                                            "(e.g. train.epochs: 2)")
+    conditions: dict | None = spec(None, doc="strategies compared within each cell: name -> "
+                                             "dotted overrides, like an experiment's "
+                                             "conditions (default: the experiment's)")
+    grid: dict | None = spec(None, doc="dotted key -> list of values; every combination of "
+                                       "values is a cell")
+    cases: tuple[dict, ...] | None = spec(None, min_len=1,
+                                          doc="listed cells: mappings of dotted overrides, "
+                                              "each crossed with the grid")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
+                                         doc="seeds of every condition (default: the "
+                                             "experiment's)")
+    baseline: str | None = spec(None, doc="condition that report.md tests the others "
+                                          "against (default: the first)")
+
+    def check(self, source: str, path: str) -> None:
+        _check_overrides(source, "overrides", self.overrides or {})
+        for key, values in (self.grid or {}).items():
+            _check_overrides(source, "grid", {key: values})
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise ConfigError(source, f"grid.{key}", values,
+                                  "must be a non-empty list of values")
+        for index, case in enumerate(self.cases or ()):
+            _check_overrides(source, f"cases[{index}]", case)
+            shared = sorted(set(case) & set(self.grid or {}))
+            if shared:
+                raise ConfigError(source, f"cases[{index}].{shared[0]}", case[shared[0]],
+                                  "is also a grid key; vary it in one place")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of a case and a grid point: its folder name and its overrides."""
+
+    name: str
+    overrides: dict
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of a sweep: a condition and seed of a cell."""
+
+    cell: Cell
+    spec: RunSpec
+
+    @property
+    def id(self) -> str:
+        """``<cell>/<condition>/seed<k>``: the trial's folder relative to the sweep folder."""
+        return f"{self.cell.name}/{self.spec.condition}/seed{self.spec.seed}"
+
+    def run_dir(self, out: Path) -> Path:
+        return run_dir_of(Path(out) / self.cell.name, self.spec)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep: its file, its base experiment, cells, conditions and trials."""
+
+    config: SweepConfig
+    source: Path
+    experiment_path: Path
+    cells: tuple[Cell, ...]
+    conditions: tuple[str, ...]
+    baseline: str
+    trials: tuple[Trial, ...]
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def cell_name(overrides: Mapping[str, Any]) -> str:
+    """The folder name of a cell (see the module docstring)."""
+    if not overrides:
+        return "base"
+    parts = [(key, _value_text(value)) for key, value in overrides.items()]
+    name = ",".join(f"{key}={text}" for key, text in parts)
+    plain = all(_PLAIN_KEY.fullmatch(key) and _PLAIN_VALUE.fullmatch(text) for key, text in parts)
+    if plain and len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha1(json.dumps(list(overrides.items()), sort_keys=True,
+                                     default=str).encode()).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9._+=,-]+", "_", name)[:MAX_NAME - 11].rstrip("_")
+    return f"{readable}-{digest}"
+
+
+def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
+    grid = config.grid or {}
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    cells: dict[str, Cell] = {}
+    for index, case in enumerate(config.cases or ({},)):
+        for point in points:
+            overrides = {**case, **point}
+            name = cell_name(overrides)
+            if name in cells:
+                raise ConfigError(source, f"cases[{index}]", case,
+                                  f"repeats the cell {name}")
+            cells[name] = Cell(name, overrides)
+    return tuple(cells.values())
+
+
+def _base_data(config: SweepConfig, experiment_path: Path) -> dict:
+    data = apply_overrides(read_yaml(experiment_path), list((config.overrides or {}).items()))
+    if config.conditions is not None:
+        data["conditions"] = dict(config.conditions)
+    if config.seeds is not None:
+        data["seeds"] = list(config.seeds)
+    return data
+
+
+def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str) -> list[RunSpec]:
+    where = f"{source} (cell {cell.name})"
+    try:
+        experiment = build(ExperimentConfig, apply_overrides(data, list(cell.overrides.items())),
+                           where)
+        return expand_runs(experiment, experiment_path)
+    except ConfigError as error:
+        if error.source.startswith(source):
+            raise
+        raise ConfigError(f"{where}, {error.source}", error.path, error.value,
+                          error.allowed) from None
+
+
+def load_sweep(path: str | Path) -> SweepPlan:
+    """Parse and validate a sweep file and every one of its trials (nothing runs)."""
+    path = Path(path)
+    source = str(path)
+    config = build(SweepConfig, read_yaml(path), source)
+    experiment_path = path.parent / config.experiment
+    if not experiment_path.is_file():
+        raise ConfigError(source, "experiment", config.experiment,
+                          f"must be an experiment YAML relative to the sweep file "
+                          f"({experiment_path} does not exist)")
+    data = _base_data(config, experiment_path)
+    base = build(ExperimentConfig, data,
+                 f"{experiment_path} (with the overrides of {source})")
+    conditions = tuple(base.conditions or {"default": {}})
+    baseline = config.baseline or conditions[0]
+    if baseline not in conditions:
+        raise ConfigError(source, "baseline", baseline,
+                          f"must be one of the conditions: {', '.join(conditions)}")
+    cells = _cells(config, source)
+    trials = tuple(Trial(cell, run) for cell in cells
+                   for run in _cell_runs(data, cell, experiment_path, source))
+    return SweepPlan(config, path, experiment_path, cells, conditions, baseline, trials)

@@ -1,0 +1,367 @@
+"""Sweeps on a real Dask LocalCluster (2 worker processes on loopback): results equal to
+direct runs, a worker killed mid-trial, a driver killed mid-sweep, a failing trial, the
+folder lock; the sweep file's validation; and a ``neurosim run`` killed mid-training and
+resumed to the identical result.
+
+Trials are tiny (digits, [784, 16, 10], a few dozen steps). Crashes are real (SIGKILL);
+waits are for events (a file, a process state), with generous deadlines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from neurosim.cli import main
+from neurosim.cluster import open_client
+from neurosim.errors import CheckpointError, ConfigError
+from neurosim.locking import FolderLock, LockedError
+from neurosim.runio import to_json
+from neurosim.sweep import LOCK, TRACEBACK, run_sweep
+from neurosim.sweep_manifest import MANIFEST
+from neurosim.sweep_plan import cell_name, load_sweep
+from neurosim.train import run_spec
+
+pytestmark = pytest.mark.timeout(600)
+
+DEADLINE_S = 300  # generous: a cold Numba cache compiles every kernel in each worker
+EXPERIMENT = {
+    "name": "tiny_sweep", "network": {"dims": [784, 16, 10]},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "precondition": {"enabled": False, "n_examples": 128, "steps": 40, "batch_size": 32,
+                     "log_every": 10, "checkpoint_every": 10},
+    "data": {"dataset": "digits", "train_size": 320, "test_size": 64},
+    "train": {"epochs": 2, "batch_size": 32},
+    "evaluation": {"train_probe_size": 128, "gradient_probe_size": 32,
+                   "noise_probe_size": 128, "ood": [], "fractional_epochs": [0.5],
+                   "energy_target": 0.3},
+    "seeds": [0, 1],
+    "conditions": {"fa": {"rule": "fa"},
+                   "fa_noise": {"rule": "fa", "precondition.enabled": True}},
+}
+SWEEP = {"name": "tiny", "experiment": "experiment.yaml",
+         "grid": {"chip": ["ideal", "rram_taox"]}}  # 2 cells x 2 conditions x 2 seeds
+
+
+def write_sweep(folder: Path, **changes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**SWEEP, **changes}))
+    return path
+
+
+def wait_for(condition, what: str, deadline_s: float = DEADLINE_S, every_s: float = 0.02):
+    """Poll ``condition()`` until it returns something true; fail after the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def results(summary: dict) -> dict:
+    """A summary without its timings (the only fields that differ between equal runs)."""
+    return {k: v for k, v in summary.items() if k not in ("seconds", "samples_per_second")}
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / MANIFEST).read_text())
+
+
+def summaries(out: Path) -> dict[str, Path]:
+    return {str(p.parent.relative_to(out)): p for p in out.glob("*/*/seed*/summary.json")}
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory) -> Path:
+    return write_sweep(tmp_path_factory.mktemp("sweep"))
+
+
+@pytest.fixture(scope="module")
+def reference(sweep_file, tmp_path_factory) -> dict[str, Path]:
+    """Every trial of the sweep run directly with run_spec: trial id -> run folder."""
+    root = tmp_path_factory.mktemp("reference")
+    folders = {}
+    for trial in load_sweep(sweep_file).trials:
+        run_dir = trial.run_dir(root)
+        summary = run_spec(trial.spec, run_dir)
+        (run_dir / "summary.json").write_text(to_json(summary))
+        folders[trial.id] = run_dir
+    return folders
+
+
+def assert_like_reference(out: Path, reference: dict[str, Path]) -> None:
+    assert set(summaries(out)) == set(reference)
+    for trial_id, expected in reference.items():
+        got = out / trial_id
+        assert records(got) == records(expected), trial_id
+        assert (results(json.loads((got / "summary.json").read_text()))
+                == results(json.loads((expected / "summary.json").read_text()))), trial_id
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A local cluster of 2 single-threaded worker processes on loopback."""
+    with open_client(workers=2) as dask_client:
+        dask_client.wait_for_workers(2, timeout=DEADLINE_S)
+        yield dask_client
+
+
+# ----------------------------------------------------------------------------- the file
+def test_cell_names_are_readable_and_distinct():
+    assert cell_name({}) == "base"
+    assert cell_name({"chip": "rram_taox", "optimizer.lr": 0.001}) == \
+        "chip=rram_taox,optimizer.lr=0.001"
+    odd = [cell_name({"a": "x,b=y"}), cell_name({"a": "x", "b": "y"}),
+           cell_name({"a": [1, 2]}), cell_name({"a": "/tmp/chip.yaml"})]
+    assert len(set(odd)) == len(odd)
+    assert odd[1] == "a=x,b=y" and odd[0] != odd[1]
+    assert all(len(cell_name({"k": "v" * n})) <= 120 for n in (10, 200))
+
+
+def test_sweep_expands_cells_conditions_and_seeds(tmp_path):
+    plan = load_sweep(write_sweep(tmp_path, cases=[{"optimizer.lr": 0.01}, {"optimizer.lr": 0.001}],
+                                  seeds=[3], baseline="fa_noise"))
+    assert [c.name for c in plan.cells] == [
+        "optimizer.lr=0.01,chip=ideal", "optimizer.lr=0.01,chip=rram_taox",
+        "optimizer.lr=0.001,chip=ideal", "optimizer.lr=0.001,chip=rram_taox"]
+    assert len(plan.trials) == 4 * 2 * 1 and plan.baseline == "fa_noise"
+    trial = plan.trials[-1]
+    assert trial.id == "optimizer.lr=0.001,chip=rram_taox/fa_noise/seed3"
+    assert (trial.spec.chip.name, trial.spec.experiment.optimizer.lr) == ("rram_taox", 0.001)
+    assert trial.spec.experiment.precondition.enabled
+
+
+def test_dry_run_lists_the_trial_folders(sweep_file, tmp_path, capsys):
+    assert main(["sweep", str(sweep_file), "--out", str(tmp_path), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(tmp_path / "chip=ideal" / "fa" / "seed0")
+    assert lines[-1].endswith("valid sweep 'tiny': 8 trials in 2 cells x 2 conditions")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_trial_saved_with_another_configuration_is_refused(sweep_file, tmp_path):
+    plan = load_sweep(sweep_file)
+    out = tmp_path / "out"
+    (out / plan.trials[0].id).mkdir(parents=True)
+    (out / plan.trials[0].id / "config.yaml").write_text("name: changed\n")
+    with pytest.raises(CheckpointError, match="saved with a different configuration"):
+        run_sweep(plan, out, scheduler="tcp://127.0.0.1:9")  # refused before connecting
+    assert not (out / LOCK).exists()
+
+
+@pytest.mark.parametrize("changes, field, allowed", [
+    ({"gird": {"chip": ["ideal"]}}, "gird", "unknown field; allowed fields: name, experiment"),
+    ({"grid": {"chip": "ideal"}}, "grid.chip", "must be a non-empty list"),
+    ({"grid": {"seeds": [[0]]}}, "grid.seeds", "set seeds with the sweep's own field"),
+    ({"grid": {"chip": ["no_such_chip"]}}, "chip", "must be a preset"),
+    ({"grid": {"optimizer.lr": [-1.0]}}, "optimizer.lr", "must be > 0.0"),
+    ({"baseline": "bp"}, "baseline", "must be one of the conditions: fa, fa_noise"),
+    ({"experiment": "missing.yaml"}, "experiment", "does not exist"),
+])
+def test_bad_sweep_files_are_refused_with_file_field_and_allowed_values(tmp_path, changes,
+                                                                        field, allowed):
+    path = write_sweep(tmp_path, **changes)
+    with pytest.raises(ConfigError) as error:
+        load_sweep(path)
+    assert error.value.source.startswith(str(path))
+    assert error.value.path == field and allowed in error.value.allowed
+
+
+# ------------------------------------------------------------------------- on a cluster
+def test_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, reference, tmp_path):
+    out = tmp_path / "out"
+    outcome = run_sweep(load_sweep(sweep_file), out, scheduler=client.scheduler.address)
+    assert outcome.counts == {"done": 8, "failed": 0, "pending": 0}
+    assert_like_reference(out, reference)
+    saved = manifest(out)
+    assert saved["finished"] and {t["status"] for t in saved["trials"]} == {"done"}
+    assert len({t["worker"] for t in saved["trials"]}) == 2  # both workers took trials
+    report = (out / "report.md").read_text()
+    assert "| chip=rram_taox | fa_noise |" in report and "paired t-test, n=2" in report
+    for name in ("sweep_trials.csv", "sweep_summary.csv", "sweep_tests.csv",
+                 "figures/sweep_test_accuracy.png", "chip=ideal/report.md"):
+        assert (out / name).is_file(), name
+    assert len((out / "sweep_trials.csv").read_text().splitlines()) == 1 + 8
+
+
+@pytest.fixture
+def no_report(monkeypatch):
+    """Skip the sweep report where a test does not look at it (seconds of figures)."""
+    monkeypatch.setattr("neurosim.sweep.write_sweep_report", lambda out: out / "report.md")
+
+
+def test_a_killed_worker_is_replaced_and_its_trial_rerun(client, sweep_file, reference,
+                                                         tmp_path, no_report):
+    out = tmp_path / "out"
+    pids = client.run(os.getpid)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sweep = pool.submit(run_sweep, load_sweep(sweep_file), out,
+                            scheduler=client.scheduler.address)
+
+        def stopped_worker_with_unfinished_trial():
+            """Freeze a worker that is running a trial; the trials it was running."""
+            for address, keys in client.processing().items():
+                trials = [k.split(":", 1)[1] for k in keys if k.startswith("neurosim-trial")]
+                if not trials or address not in pids:
+                    continue
+                os.kill(pids[address], signal.SIGSTOP)  # now nothing on it can finish
+                unfinished = [t for t in trials if not (out / t / "summary.json").exists()
+                              and (out / t / "metrics.jsonl").exists()]
+                if unfinished:
+                    return pids[address], unfinished
+                os.kill(pids[address], signal.SIGCONT)
+            return None
+
+        pid, interrupted = wait_for(stopped_worker_with_unfinished_trial,
+                                    "a worker running a trial")
+        os.kill(pid, signal.SIGKILL)
+        outcome = sweep.result(timeout=DEADLINE_S)
+    assert outcome.counts == {"done": 8, "failed": 0, "pending": 0}
+    assert_like_reference(out, reference)
+    workers = {t["id"]: t["worker"] for t in manifest(out)["trials"]}
+    for trial_id in interrupted:
+        assert workers[trial_id] != f"{socket.gethostname()}:{pid}", trial_id
+    client.wait_for_workers(2, timeout=DEADLINE_S)  # the nanny started a new worker
+    assert pid not in client.run(os.getpid).values()
+
+
+def test_a_failing_trial_is_reported_and_the_others_complete(client, tmp_path, capsys):
+    path = write_sweep(tmp_path, grid={"data.train_size": [64, 100000]})
+    out = tmp_path / "out"
+    status = main(["sweep", str(path), "--out", str(out), "--quiet",
+                   "--scheduler", client.scheduler.address])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "8 trials: 4 done (0 already done before), 4 failed, 0 unfinished" in printed
+    assert "4 x ConfigError: experiment tiny_sweep: data.train_size = 100000" in printed
+    saved = manifest(out)
+    assert saved["counts"] == {"done": 4, "failed": 4, "pending": 0}
+    for trial in saved["trials"]:
+        failed = trial["cell"] == "data.train_size=100000"
+        assert trial["status"] == ("failed" if failed else "done")
+        if failed:
+            assert trial["error"]["type"] == "ConfigError"
+            assert "Traceback" in (out / trial["path"] / TRACEBACK).read_text()
+    report = (out / "report.md").read_text()
+    assert "## Failed trials (4)" in report and "data.train_size=100000/fa/seed0" in report
+
+
+# ------------------------------------------------------------------- the driver crashes
+def test_a_killed_driver_is_continued_without_recomputing_finished_trials(sweep_file,
+                                                                          reference,
+                                                                          tmp_path,
+                                                                          no_report):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "neurosim.cli", "sweep", str(sweep_file), "--out",
+               str(out), "--workers", "2", "--quiet"]
+    driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(summaries(out)) >= 2 or driver.poll() is not None,
+                 "two finished trials", every_s=0.01)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        workers = psutil.Process(driver.pid).children(recursive=True)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, "the worker processes outlived their driver"
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # whatever is left of that session
+        except ProcessLookupError:
+            pass
+    finished = {k: p.stat().st_mtime_ns for k, p in summaries(out).items()}
+    assert 2 <= len(finished) < 8
+    assert (out / LOCK).exists()  # left behind by the killed driver: stale
+
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "2",
+                 "--quiet"]) == 0
+    assert_like_reference(out, reference)
+    now = {k: p.stat().st_mtime_ns for k, p in summaries(out).items()}
+    assert {k: now[k] for k in finished} == finished  # finished trials were not recomputed
+    reused = {t["id"] for t in manifest(out)["trials"] if t["reused"]}
+    assert reused == set(finished)
+    assert not (out / LOCK).exists()
+
+
+# ----------------------------------------------------------------------------- the lock
+def test_a_second_sweep_on_a_locked_folder_fails_fast(sweep_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    with FolderLock(out / LOCK):
+        start = time.monotonic()
+        assert main(["sweep", str(sweep_file), "--out", str(out)]) == 2
+        assert time.monotonic() - start < 10
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert error.startswith(f"error: {out}: locked by another sweep (pid {os.getpid()} on "
+                            f"{socket.gethostname()}")
+    assert f"delete {out / LOCK} if it is no longer running" in error
+    assert not (out / MANIFEST).exists()
+
+
+def test_a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_not(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = tmp_path / LOCK
+    lock.write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": 0.0}))
+    with FolderLock(lock) as held:
+        assert json.loads(lock.read_text())["token"] == held.owner["token"]
+    assert not lock.exists()
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": "elsewhere", "started": 0.0}))
+    with pytest.raises(LockedError, match="on elsewhere, which cannot be checked"):
+        FolderLock(lock).acquire()
+
+
+# --------------------------------------------------------------- a single run, SIGKILLed
+RUN = {**EXPERIMENT, "name": "tiny_run", "seeds": [0],
+       "precondition": {**EXPERIMENT["precondition"], "enabled": True, "steps": 600,
+                        "log_every": 20, "checkpoint_every": 20},
+       "train": {"epochs": 3, "batch_size": 32},
+       "conditions": None}
+
+
+def test_a_run_killed_mid_training_resumes_to_the_identical_result(tmp_path):
+    experiment = tmp_path / "run.yaml"
+    experiment.write_text(yaml.safe_dump(RUN))
+    cut, whole = tmp_path / "cut", tmp_path / "whole"
+    run_dir = cut / "default" / "seed0"
+    command = [sys.executable, "-m", "neurosim.cli", "run", str(experiment), "--out",
+               str(cut), "--quiet", "--no-run-reports"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (run_dir / "checkpoint.npz").exists() or process.poll() is not None,
+                 "the first checkpoint", every_s=0.005)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert (run_dir / "checkpoint.npz").exists() and not (run_dir / "summary.json").exists()
+
+    assert main(["run", str(experiment), "--out", str(cut), "--resume", "--quiet",
+                 "--no-run-reports"]) == 0
+    assert main(["run", str(experiment), "--out", str(whole), "--quiet",
+                 "--no-run-reports"]) == 0
+    reference = whole / "default" / "seed0"
+    assert records(run_dir) == records(reference)
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    uninterrupted = json.loads((reference / "summary.json").read_text())
+    for key in ("precondition", "train", "final", "ledger"):
+        assert resumed[key] == uninterrupted[key], key
