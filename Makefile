@@ -21,7 +21,7 @@ $(TORCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/neurosim run experiments/quickstart.yaml --out runs/quickstart --overwrite
 
-test: $(STAMP)
+test: $(TORCH_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(TORCH_STAMP)
