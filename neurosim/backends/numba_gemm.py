@@ -13,18 +13,10 @@ operands whatever the thread count. This needs the BLAS itself single-threaded, 
 ``max_parts = 1`` is the non-deterministic mode (``simulation.deterministic: false``): one
 BLAS call per product, multithreaded by the BLAS itself, faster on small machines (the BLAS
 shares its packed operands between threads) but rounding with the thread count.
-
-``max_parts < 0`` cuts the product into the blocks of ``|max_parts|`` and computes them one
-after another on the calling thread: for callers that already run on Numba's threads (a
-population of chips, one chip per thread:
-:func:`neurosim.backends.numba_cpu.population_step_kernel`), since Numba's workqueue
-threading layer cannot nest parallel regions. Same blocks, same BLAS calls, so the same
-result as ``|max_parts|``.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -32,11 +24,6 @@ from neurosim.backends.numba_rng import kernel
 
 MIN_ROWS = 32  # output rows per block, at least: smaller blocks waste the BLAS kernel
 MAX_PARTS = 16  # deterministic mode
-
-# Launch Numba's thread pool (get_num_threads does) before any kernel runs: a kernel loaded
-# from the cache that calls a parallel one (those below) does not launch it, and its first
-# parallel region would crash the process.
-numba.get_num_threads()
 
 
 @kernel
@@ -48,32 +35,22 @@ def parts_for(rows, max_parts):
     return parts
 
 
-@kernel
-def _block(a, b, out, parts, p):
-    """Block ``p`` of ``parts``: output rows ``[rows p / parts, rows (p + 1) / parts)``."""
-    rows = out.shape[0]
-    lo = rows * p // parts
-    hi = rows * (p + 1) // parts
-    # a row block of a transposed (F-ordered) operand is strided: copy it (small)
-    np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
-
-
 @njit(parallel=True, cache=True, error_model="numpy")
 def _blocks(a, b, out, parts):
+    rows = out.shape[0]
     for p in prange(parts):
-        _block(a, b, out, parts, p)
+        lo = rows * p // parts
+        hi = rows * (p + 1) // parts
+        # a row block of a transposed (F-ordered) operand is strided: copy it (small)
+        np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
 
 
 @kernel
 def dot_into(a, b, out, max_parts):
-    """``out = a @ b`` (``a``, ``b`` C- or F-contiguous 2-d, ``out`` C-contiguous);
-    ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
-    parts = parts_for(out.shape[0], abs(max_parts))
+    """``out = a @ b`` (``a``, ``b`` C- or F-contiguous 2-d, ``out`` C-contiguous)."""
+    parts = parts_for(out.shape[0], max_parts)
     if parts == 1:
         np.dot(a, b, out)
-    elif max_parts < 0:
-        for p in range(parts):
-            _block(a, b, out, parts, p)
     else:
         _blocks(a, b, out, parts)
 
