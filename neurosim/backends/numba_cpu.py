@@ -180,13 +180,14 @@ def optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum
     with ``step_size = lr / (1 - b1^t)`` and ``inverse_sqrt_c2 = 1 / sqrt(1 - b2^t)``.
     """
     n = grads.shape[0]
-    if code == 1:
+    if code == 1:  # one pass over the four buffers (the moments stay in registers)
         for i in range(n):
             g = grads[i]
-            m[i] = b1 * m[i] + one_minus_b1 * g
-            v[i] = b2 * v[i] + one_minus_b2 * g * g
-        for i in range(n):
-            out[i] = (-step_size * m[i]) / (np.sqrt(v[i]) * inverse_sqrt_c2 + eps)
+            m_i = b1 * m[i] + one_minus_b1 * g
+            v_i = b2 * v[i] + one_minus_b2 * g * g
+            m[i] = m_i
+            v[i] = v_i
+            out[i] = (-step_size * m_i) / (np.sqrt(v_i) * inverse_sqrt_c2 + eps)
     elif m.shape[0] > 0:
         for i in range(n):
             m[i] = momentum * m[i] + grads[i]

@@ -3,11 +3,14 @@
 A multithreaded BLAS splits a product between its threads in a way that depends on the
 thread count, and OpenBLAS's float32 kernels then round differently: the same run with 1 and
 2 threads drifts apart by ~1e-6 per step. Here the split is a function of the *shape* only:
-the output rows are cut into ``parts`` contiguous blocks (a power of two, at least
-:data:`MIN_ROWS` rows each, at most ``max_parts``), each block is one single-threaded BLAS
-call, and the blocks run in parallel on Numba's threads. With one thread the same blocks run
-one after another, so every output element is computed by the same BLAS call with the same
-operands whatever the thread count. This needs the BLAS itself single-threaded, which
+either the output rows are cut into ``parts`` contiguous blocks (a power of two, at least
+:data:`MIN_ROWS` rows each, at most ``max_parts``), or, when the inner dimension ``K`` is the
+long one (a forward read ``x @ W.T`` of a wide layer: ``K = 784`` inputs, 64 batch rows), ``K``
+is cut into blocks of at least :data:`MIN_DEPTH` and the partial products are added in block
+order, ``out = P_0 + P_1 + ...``. Each block is one single-threaded BLAS call and the blocks
+run in parallel on Numba's threads. With one thread the same blocks run one after another, so
+every output element is computed by the same BLAS calls with the same operands, and summed in
+the same order, whatever the thread count. This needs the BLAS itself single-threaded, which
 :class:`neurosim.backends.numba_cpu.NumbaBackend` sets when it is created.
 
 ``max_parts = 1`` is the non-deterministic mode (``simulation.deterministic: false``): one
@@ -23,6 +26,7 @@ from numba import njit, prange
 from neurosim.backends.numba_rng import kernel
 
 MIN_ROWS = 32  # output rows per block, at least: smaller blocks waste the BLAS kernel
+MIN_DEPTH = 256  # inner-dimension length per block of a K-split product, at least
 MAX_PARTS = 16  # deterministic mode
 
 
@@ -33,6 +37,32 @@ def parts_for(rows, max_parts):
     while parts < max_parts and 2 * parts * MIN_ROWS <= rows:
         parts *= 2
     return parts
+
+
+@kernel
+def depth_parts_for(rows, depth, max_parts):
+    """Blocks the inner dimension of a product is cut into (1: split rows instead): only
+    when ``depth`` exceeds the output ``rows`` and the product has rows enough to be worth it
+    (single-threaded OpenBLAS is slow on a short, deep ``x @ W.T``; halves of ``K`` are not)."""
+    parts = 1
+    if depth > rows >= MIN_ROWS:
+        while parts < max_parts and 2 * parts * MIN_DEPTH <= depth:
+            parts *= 2
+    return parts
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _depth_blocks(a, b, out, parts):
+    """``out = sum_p a[:, K_p] @ b[K_p, :]``, partials added in block order."""
+    depth = a.shape[1]
+    partial = np.empty((parts - 1, out.shape[0], out.shape[1]), dtype=out.dtype)
+    for p in prange(parts):
+        lo = depth * p // parts
+        hi = depth * (p + 1) // parts
+        target = out if p == 0 else partial[p - 1]
+        np.dot(np.ascontiguousarray(a[:, lo:hi]), np.ascontiguousarray(b[lo:hi]), target)
+    for p in range(parts - 1):
+        out += partial[p]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -48,6 +78,10 @@ def _blocks(a, b, out, parts):
 @kernel
 def dot_into(a, b, out, max_parts):
     """``out = a @ b`` (``a``, ``b`` C- or F-contiguous 2-d, ``out`` C-contiguous)."""
+    depth_parts = depth_parts_for(out.shape[0], a.shape[1], max_parts)
+    if depth_parts > 1:
+        _depth_blocks(a, b, out, depth_parts)
+        return
     parts = parts_for(out.shape[0], max_parts)
     if parts == 1:
         np.dot(a, b, out)
