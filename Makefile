@@ -28,6 +28,7 @@ bench: $(TORCH_STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_devices.py
 	$(BIN)/python benchmarks/bench_ledger.py
+	$(BIN)/python benchmarks/bench_population.py
 
 results-core: $(STAMP)
 	$(BIN)/python docs/scripts/results_core.py

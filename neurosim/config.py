@@ -369,6 +369,35 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class PopulationConfig:
+    """Chips simulated at once (a leading chip dimension, :mod:`neurosim.population`): the
+    seeds of every condition run as one population, each training step of all of them one
+    backend call. Each chip's run folder holds what a separate run with its seed writes."""
+
+    seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
+                                         doc="the chips' seeds (distinct)")
+    size: int | None = spec(None, ge=1, doc="M chips with seeds first_seed .. first_seed + M "
+                                            "- 1 (instead of seeds)")
+    first_seed: int = spec(0, ge=0, doc="seed of the first chip, with size")
+
+    def check(self, source: str, path: str) -> None:
+        if (self.seeds is None) == (self.size is None):
+            raise ConfigError(source, f"{path}.size", self.size,
+                              "give the population either seeds or a size, not both")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(source, f"{path}.seeds", list(self.seeds), "must be distinct")
+        if self.seeds is not None and self.first_seed != 0:
+            raise ConfigError(source, f"{path}.first_seed", self.first_seed,
+                              "goes with size, not with seeds")
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        if self.seeds is not None:
+            return self.seeds
+        return tuple(range(self.first_seed, self.first_seed + self.size))
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: a chip, a network, a rule and a schedule, over seeds and conditions."""
 
@@ -383,6 +412,9 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = spec(factory=EvaluationConfig, doc="evaluation")
     seed: int = spec(0, ge=0, doc="seed of a single run")
     seeds: tuple[int, ...] | None = spec(None, ge=0, doc="seeds to run (overrides seed)")
+    population: PopulationConfig | None = spec(
+        None, doc="run every condition's seeds as one population of chips simulated at once: "
+                  "{seeds: [...]} or {size: M, first_seed: s} (replaces seeds)")
     simulation: SimulationConfig = spec(factory=SimulationConfig, doc="simulation")
     conditions: dict | None = spec(None, doc="named conditions: name -> dotted overrides")
 
@@ -395,6 +427,10 @@ class ExperimentConfig:
         if dims[-1] != DATASET_CLASSES:
             raise ConfigError(source, f"network.dims[{len(dims) - 1}]", dims[-1],
                               f"must equal the dataset's {DATASET_CLASSES} classes")
+        if self.population is not None and self.seeds is not None:
+            raise ConfigError(source, "seeds", list(self.seeds),
+                              "a population gives the seeds (population.seeds or "
+                              "population.size); drop seeds")
 
 
 @dataclass(frozen=True)
@@ -491,22 +527,25 @@ def check_update_mode(experiment: ExperimentConfig, chip: ChipConfig, source: st
 
 
 def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[RunSpec]:
-    """The runs of an experiment: every condition times every seed, each validated."""
+    """The runs of an experiment: every condition times every seed (the population's, if
+    any), each validated; a run's experiment has no seeds, population or conditions."""
     source = str(path) if path else experiment.name
     base = to_plain(experiment)
     conditions = experiment.conditions or {"default": {}}
-    seeds = experiment.seeds if experiment.seeds is not None else (experiment.seed,)
+    seeds = (experiment.population.all_seeds if experiment.population is not None
+             else experiment.seeds if experiment.seeds is not None else (experiment.seed,))
     runs = []
     for name, overrides in conditions.items():
         if not isinstance(overrides, dict):
             raise ConfigError(source, f"conditions.{name}", overrides,
                               "must be a mapping of dotted.key: value overrides")
-        if "conditions" in overrides or "seeds" in overrides:
+        if any(key.split(".")[0] in ("conditions", "seeds", "population") for key in overrides):
             raise ConfigError(source, f"conditions.{name}", overrides,
-                              "cannot override conditions or seeds")
+                              "cannot override conditions, seeds or population")
         data = apply_overrides(base, list(overrides.items()))
         data["conditions"] = None
         data["seeds"] = None
+        data["population"] = None  # a run of a population is configured as a run alone
         resolved = build(ExperimentConfig, data, f"{source} (condition {name})")
         chip = load_chip(resolve_chip_path(resolved.chip, path))
         check_update_mode(resolved, chip, f"{source} (condition {name})")

@@ -6,7 +6,12 @@ Layout of an experiment folder::
     <out>/<condition>/seed<k>/         one run: config.yaml, chip.yaml, metrics.jsonl,
                                        checkpoint.npz, summary.json, CSV curves, figures,
                                        report.md
-    <out>/report.md, comparison.*      the comparison of all runs (when there are several)
+    <out>/report.md, comparison.*      the comparison of all runs (when there are several):
+                                       mean ± std over each condition's seeds
+
+With ``population`` set, each condition's seeds run as one population of chips
+(:func:`neurosim.train.run_population`) into the same run folders, each as a run alone
+would write it.
 
 A finished run (its ``summary.json`` exists and its config matches) is never recomputed on
 ``resume``; an interrupted one continues from its checkpoint.
@@ -25,7 +30,7 @@ from neurosim.report import write_run_report
 from neurosim.compare import write_comparison
 from neurosim.runio import SUMMARY, write_json, write_text
 from neurosim.schema import build, to_plain
-from neurosim.train import run_spec
+from neurosim.train import run_population, run_spec
 
 
 
@@ -61,10 +66,8 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
-            data_dir: str | None, run_report: bool = True) -> dict:
-    """Run one condition/seed (or reuse/continue it on resume); writes its report unless
-    ``run_report`` is false (large studies: the comparison still covers every run)."""
+def _prepare(spec: RunSpec, run_dir: Path, resume: bool) -> None:
+    """Write the run's configuration (on resume, after checking it is the saved one)."""
     config_text, chip_text = _run_config_text(spec)
     config_path = run_dir / "config.yaml"
     if resume and config_path.exists() and not _same_configuration(run_dir, spec):
@@ -73,11 +76,33 @@ def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(config_path, config_text)
     write_text(run_dir / "chip.yaml", chip_text)
-    summary = run_spec(spec, run_dir, resume=resume, progress=progress, data_dir=data_dir)
+
+
+def _complete(run_dir: Path, summary: dict, run_report: bool) -> None:
     write_json(run_dir / SUMMARY, summary)
     if run_report:
         write_run_report(run_dir)
+
+
+def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
+            data_dir: str | None, run_report: bool = True) -> dict:
+    """Run one condition/seed (or reuse/continue it on resume); writes its report unless
+    ``run_report`` is false (large studies: the comparison still covers every run)."""
+    _prepare(spec, run_dir, resume)
+    summary = run_spec(spec, run_dir, resume=resume, progress=progress, data_dir=data_dir)
+    _complete(run_dir, summary, run_report)
     return summary
+
+
+def run_together(specs: list[RunSpec], run_dirs: list[Path], resume: bool,
+                 data_dir: str | None, run_report: bool = True) -> list[dict]:
+    """:func:`run_one` for the seeds of one condition, simulated as one population."""
+    for spec, run_dir in zip(specs, run_dirs):
+        _prepare(spec, run_dir, resume)
+    summaries = run_population(specs, run_dirs, resume=resume, data_dir=data_dir)
+    for run_dir, summary in zip(run_dirs, summaries):
+        _complete(run_dir, summary, run_report)
+    return summaries
 
 
 def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
@@ -87,14 +112,21 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     runs = expand_runs(experiment, source)
     prepare_out_dir(out, resume, overwrite)
     write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
-    run_dirs = []
-    for index, spec in enumerate(runs, 1):
-        run_dir = run_dir_of(out, spec)
-        if progress:
-            print(f"[{index}/{len(runs)}] {spec.condition} seed {spec.seed} -> {run_dir}",
-                  flush=True)
-        run_one(spec, run_dir, resume, progress, data_dir, run_reports)
-        run_dirs.append(run_dir)
+    run_dirs = [run_dir_of(out, spec) for spec in runs]
+    if experiment.population is not None:
+        size = len(experiment.population.all_seeds)
+        for index in range(0, len(runs), size):  # expand_runs: condition after condition
+            specs = runs[index:index + size]
+            if progress:
+                print(f"[{index // size + 1}/{len(runs) // size}] {specs[0].condition}: "
+                      f"population of {size} chips -> {out / specs[0].condition}", flush=True)
+            run_together(specs, run_dirs[index:index + size], resume, data_dir, run_reports)
+    else:
+        for index, (spec, run_dir) in enumerate(zip(runs, run_dirs), 1):
+            if progress:
+                print(f"[{index}/{len(runs)}] {spec.condition} seed {spec.seed} -> {run_dir}",
+                      flush=True)
+            run_one(spec, run_dir, resume, progress, data_dir, run_reports)
     if len(run_dirs) == 1 and run_reports:
         return run_dirs[0] / "report.md"
     return write_comparison(run_dirs, out, title=experiment.name)

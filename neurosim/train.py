@@ -15,12 +15,18 @@ evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs
 the end of every epoch. The run checkpoints atomically (every ``checkpoint_every`` epochs
 and every ``precondition.checkpoint_every`` noise steps, always at a logging point) and
 ``resume=True`` continues from the last checkpoint to the identical result.
+
+A run is a generator of its training steps (:meth:`Trainer.steps`): the trainer decides
+what happens between steps, its driver computes them: :meth:`Trainer.run` one chip at a
+time, :func:`run_population` the steps of many chips (a population, one condition's seeds)
+in one backend call each.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,7 @@ from neurosim.data import Dataset, load_dataset
 from neurosim.energy import ledger_summary, stage_totals
 from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
+from neurosim.population import Population
 from neurosim.precondition import NoiseSource, batch_bounds
 from neurosim.rules import get_rule
 from neurosim.ood_eval import ood_accuracies
@@ -84,6 +91,7 @@ class Trainer:
         self.log = MetricLog(self.run_dir / METRICS)
         self.accounting = StepAccounting(self.chip, self.chip.ledger)
         self.position = Position()
+        self._clock = 0.0  # time of the last mark of _timed (perf_counter seconds)
         pre = self.experiment.precondition
         self.noise = NoiseSource(pre, self.backend, spec.seed, self.chip.dims[0],
                                  self.chip.dims[-1], self.chip.dtype)
@@ -116,22 +124,22 @@ class Trainer:
         return OptimizerState.create(config, self.chip.n_params, self.chip.dtype)
 
     def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """One training step on a batch; returns (summed loss, correct predictions).
+        """One training step of this chip alone on a batch (:meth:`Backend.train_step`);
+        returns (summed loss, correct predictions)."""
+        return self.backend.train_step(self.chip, self.optimizer, x, y, self.grads,
+                                       self.deltas)
 
-        Batch modes (ideal, pulsed): the rule's gradient, the optimizer's ``dW``, realized
-        on the arrays. In-array mode (stochastic): each layer's local signals drive pulse
-        trains in the array itself, sample by sample."""
-        feedback = self.backend.feedback_buffer(self.chip)
-        if self.chip.update_mode == "stochastic":
-            self.accounting.step(len(y))
-            loss, correct, inputs, errors = self.backend.local_signals(
-                self.chip, feedback, x, y, self.chip.rule.code, training=True)
-            self.backend.apply_stochastic_update(self.chip, self.optimizer, inputs, errors)
-            return loss, correct
+    def _step(self, phase: str, x: np.ndarray, y: np.ndarray) -> Generator:
+        """One training step of ``phase``, run by the driver of :meth:`steps`: books the
+        step, hands over the batch and takes back (summed loss, correct predictions,
+        seconds the step took), which go to ``phase``'s time (the trainer's own time up to
+        here too; the time it waits for the driver does not count)."""
         self.accounting.step(len(y))
-        loss, correct = self.backend.gradients(self.chip, feedback, x, y, self.chip.rule.code,
-                                               self.grads, training=True)
-        self.backend.update(self.chip, self.optimizer, self.grads, self.deltas)
+        self._timed(phase)
+        loss, correct, seconds = yield x, y
+        self._clock = time.perf_counter()
+        self.position.seconds[phase] += seconds
+        self.position.step += 1
         return loss, correct
 
     # ------------------------------------------------------------- checkpoints
@@ -167,6 +175,20 @@ class Trainer:
     # ------------------------------------------------------------------- phases
     def run(self, resume: bool = False) -> dict:
         """Run to the end (or continue from the checkpoint) and return the summary."""
+        steps = self.steps(resume)
+        result = None
+        while (batch := advance(steps, result)) is not None:
+            start = time.perf_counter()
+            loss, correct = self.step(*batch)
+            result = loss, correct, time.perf_counter() - start
+        return self._finish()
+
+    def steps(self, resume: bool = False) -> Generator:
+        """The run up to its summary as a generator of its training steps: yields each
+        step's batch ``(x, y)`` and takes back the step's (summed loss, correct
+        predictions, seconds), computed by whoever drives it (:meth:`run`: :meth:`step`;
+        :func:`run_population`: one call for many chips). Everything between steps
+        (evaluation, metric records, checkpoints) happens here; :meth:`_finish` follows."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not (resume and self._restore()):
             self.log.reset()
@@ -179,10 +201,9 @@ class Trainer:
                   desc=f"{self.spec.condition}/seed{self.spec.seed}") as bar:
             bar.update(self._steps_done())
             if self.position.phase == "precondition":
-                self._precondition(bar)
+                yield from self._precondition(bar)
             if self.position.phase == "train":
-                self._train(bar)
-        return self._finish()
+                yield from self._train(bar)
 
     def _total_steps(self) -> int:
         pre = self.experiment.precondition.steps if self.experiment.precondition.enabled else 0
@@ -198,10 +219,11 @@ class Trainer:
     def _steps_per_epoch(self) -> int:
         return -(-len(self.dataset.y_train) // self.experiment.train.batch_size)
 
-    def _timed(self, key: str, start: float) -> float:
+    def _timed(self, key: str) -> None:
+        """Book the time since the last mark (``_clock``) to ``key``; mark now."""
         now = time.perf_counter()
-        self.position.seconds[key] += now - start
-        return now
+        self.position.seconds[key] += now - self._clock
+        self._clock = now
 
     def _energy_so_far(self, stage: str) -> dict:
         """Cumulative ``energy_pj``, ``pulses`` and ``bytes`` of ``stage`` (ledger)."""
@@ -223,10 +245,10 @@ class Trainer:
             **evaluation.update_vs_backprop(self.chip, self.backend, x[:n], y[:n]),
             **evaluation.weight_spectra(self.chip)})
 
-    def _precondition(self, bar: tqdm) -> None:
+    def _precondition(self, bar: tqdm) -> Generator:
         config = self.experiment.precondition
         results = self.position.results
-        start = time.perf_counter()
+        self._clock = time.perf_counter()
         self.accounting.begin("precondition", self._new_optimizer("precondition").config)
         if self.position.step == 0:
             self.accounting.add_draws("forward", 0, self.noise.setup_draws())
@@ -235,30 +257,29 @@ class Trainer:
                 **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
                 "neuron_angles": evaluation.neuron_angles(self.chip)}
             self._noise_record(0, 0.0, 0, 0)
-        start = self._timed("evaluation", start)
+        self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
         checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
         draws_per_batch = self.noise.draws_per_batch()
         for step in range(self.position.step, config.steps):
             x, y = self.noise.batch(step)
             self.accounting.add_draws("forward", 0, draws_per_batch)
-            loss, hits = self.step(x, y)
+            loss, hits = yield from self._step("precondition", x, y)
             loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(y)
             bar.update(1)
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
-                start = self._timed("precondition", start)
+                self._timed("precondition")
                 self._noise_record(done, loss_sum, correct, count)
                 loss_sum, correct, count = 0.0, 0, 0
-                self.position.step = done
                 if done % checkpoint_every == 0 and done < config.steps:
                     self._checkpoint()
-                start = self._timed("evaluation", start)
+                self._timed("evaluation")
         results["precondition_after"] = {
             **evaluation.alignment(self.chip),
             **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
             "neuron_angles": evaluation.neuron_angles(self.chip)}
-        self._timed("evaluation", start)
+        self._timed("evaluation")
         self.position.phase, self.position.step = "train", 0
         self.optimizer = self._new_optimizer("train")
         self._checkpoint()
@@ -284,18 +305,18 @@ class Trainer:
             **evaluation.update_vs_backprop(self.chip, self.backend, grad_x, grad_y),
             **evaluation.weight_spectra(self.chip)})
 
-    def _train(self, bar: tqdm) -> None:
+    def _train(self, bar: tqdm) -> Generator:
         config = self.experiment.train
         data = self.dataset
         steps_per_epoch = self._steps_per_epoch()
         points = set(evaluation_steps(steps_per_epoch, config.epochs,
                                       self.experiment.evaluation.fractional_epochs,
                                       self.experiment.evaluation.points_per_epoch))
-        start = time.perf_counter()
+        self._clock = time.perf_counter()
         self.accounting.begin("train", self.experiment.optimizer)
         if self.position.step == 0:
             self._data_record(0, 0.0, 0, 0)
-        start = self._timed("evaluation", start)
+        self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
         permutation, permutation_epoch = None, -1
         for step in range(self.position.step, config.epochs * steps_per_epoch):
@@ -306,24 +327,24 @@ class Trainer:
                     len(data.y_train))
                 permutation_epoch = epoch
             index = permutation[lo:hi]
-            loss, hits = self.step(data.x_train[index], data.y_train[index])
+            loss, hits = yield from self._step("train", data.x_train[index],
+                                               data.y_train[index])
             loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(index)
             bar.update(1)
             done = step + 1
             if done in points:
-                start = self._timed("train", start)
+                self._timed("train")
                 self._data_record(done, loss_sum, correct, count)
                 loss_sum, correct, count = 0.0, 0, 0
-                self.position.step = done
                 if done % steps_per_epoch == 0 and (done // steps_per_epoch) % config.checkpoint_every == 0:
                     self._checkpoint()
-                start = self._timed("evaluation", start)
+                self._timed("evaluation")
         self.position.phase = "done"
-        self._timed("train", start)
+        self._timed("train")
 
     # ------------------------------------------------------------------ summary
     def _finish(self) -> dict:
-        start = time.perf_counter()
+        self._clock = time.perf_counter()
         results = self.position.results
         if "final" not in results:
             data = self.dataset
@@ -347,13 +368,65 @@ class Trainer:
             results["ledger"] = ledger_summary(
                 self.chip.ledger, self.chip.config.energy, *converter_bits(self.chip),
                 self.log.records, self.experiment.evaluation.energy_target)
-            self._timed("evaluation", start)
+            self._timed("evaluation")
             self._checkpoint()
         return summarize(self.spec, self.log.records, results, self.position.seconds,
                          self.backend.name)
+
+
+def advance(steps: Generator, result: tuple | None) -> tuple | None:
+    """The next batch of a run's :meth:`Trainer.steps` after sending it the last step's
+    ``result`` (``None``: start it), or ``None`` when the run has no more steps."""
+    try:
+        return next(steps) if result is None else steps.send(result)
+    except StopIteration:
+        return None
 
 
 def run_spec(spec: RunSpec, run_dir: Path, resume: bool = False, progress: bool = False,
              data_dir: str | None = None) -> dict:
     """Run (or resume) one run into ``run_dir``; returns its summary."""
     return Trainer(spec, run_dir, progress=progress, data_dir=data_dir).run(resume=resume)
+
+
+def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = False,
+                   data_dir: str | None = None) -> list[dict]:
+    """Run (or resume) the runs ``specs`` into ``run_dirs`` as one population of chips
+    (:mod:`neurosim.population`); returns their summaries.
+
+    The runs must differ only by seed (one condition: the same experiment and chip). Every
+    training step of all of them is one backend call (:meth:`Backend.population_step`),
+    each chip on its own batch (its seed's noise and data order); between steps every run
+    evaluates, records and checkpoints as if alone, so each run folder holds what
+    :func:`run_spec` writes for that seed (the same metrics and results; the step seconds
+    in its summary are those of the population steps it took part in, wall time shared by
+    all chips). Runs at different points (resumed from different checkpoints, or finished)
+    are stepped together by how far they are: the ones behind first, until all are level.
+    """
+    first = specs[0]
+    for spec in specs[1:]:
+        if (replace(spec.experiment, seed=first.seed), spec.chip,
+                spec.condition) != (first.experiment, first.chip, first.condition):
+            raise ValueError("the runs of a population may differ only by seed")
+    backend = create_backend(first.experiment.simulation)
+    trainers = [Trainer(spec, run_dir, backend, data_dir=data_dir)
+                for spec, run_dir in zip(specs, run_dirs)]
+    population = Population([trainer.chip for trainer in trainers])
+    runs = [trainer.steps(resume) for trainer in trainers]
+    batches = {c: batch for c, run in enumerate(runs)
+               if (batch := advance(run, None)) is not None}
+    while batches:
+        done = {c: trainers[c]._steps_done() for c in batches}
+        active = [c for c in batches if done[c] == min(done.values())]
+        start = time.perf_counter()
+        results = backend.population_step(population, [t.optimizer for t in trainers], active,
+                                          np.stack([batches[c][0] for c in active]),
+                                          np.stack([batches[c][1] for c in active]))
+        seconds = time.perf_counter() - start
+        for c, (loss, correct) in zip(active, results):
+            batch = advance(runs[c], (loss, correct, seconds))
+            if batch is None:
+                del batches[c]
+            else:
+                batches[c] = batch
+    return [trainer._finish() for trainer in trainers]

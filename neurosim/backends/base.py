@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
+
+if TYPE_CHECKING:
+    from neurosim.population import Population
 
 
 class Backend(ABC):
@@ -140,3 +144,38 @@ class Backend(ABC):
         else:
             self.apply_ideal_update(chip, deltas)
         chip.update_count += 1
+
+    # ------------------------------------------------------------- training steps
+    def train_step(self, chip: Chip, state: OptimizerState, x: np.ndarray, y: np.ndarray,
+                   grads: np.ndarray, deltas: np.ndarray) -> tuple[float, int]:
+        """One training step of ``chip`` on a batch; returns (summed loss, correct
+        predictions).
+
+        Batch modes (ideal, pulsed): the rule's gradient (into ``grads``), the optimizer's
+        ``dW`` (into ``deltas``), realized on the arrays (:meth:`update`). In-array mode
+        (stochastic): each layer's local signals drive pulse trains in the array itself,
+        sample by sample (:meth:`apply_stochastic_update`)."""
+        feedback = self.feedback_buffer(chip)
+        if chip.update_mode == "stochastic":
+            loss, correct, inputs, errors = self.local_signals(chip, feedback, x, y,
+                                                               chip.rule.code, training=True)
+            self.apply_stochastic_update(chip, state, inputs, errors)
+            return loss, correct
+        loss, correct = self.gradients(chip, feedback, x, y, chip.rule.code, grads,
+                                       training=True)
+        self.update(chip, state, grads, deltas)
+        return loss, correct
+
+    def population_step(self, population: Population, states: list[OptimizerState],
+                        active: list[int], x: np.ndarray, y: np.ndarray) -> list[tuple[float, int]]:
+        """One training step of the chips ``active`` (indices) of ``population``: chip
+        ``c = active[k]`` on its own batch ``x[k]``, ``y[k]`` (``x``: ``len(active) x batch
+        x n_0``) with its optimizer ``states[c]``, each exactly :meth:`train_step` on that
+        chip alone (into the population's ``grads[c]``, ``deltas[c]``). Returns each active
+        chip's (summed loss, correct predictions).
+
+        This implementation, the specification, loops over the chips; fast backends step
+        them all in one call."""
+        return [self.train_step(population.chips[c], states[c], x[k], y[k],
+                                population.grads[c], population.deltas[c])
+                for k, c in enumerate(active)]

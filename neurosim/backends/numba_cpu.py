@@ -10,14 +10,22 @@ between threads by shape, so results do not depend on the thread count); everyth
 is loops over contiguous arrays or
 views, written so that LLVM vectorizes them (``error_model="numpy"``, one ``range(n)`` per
 contiguous segment).
+
+A population of chips (:mod:`neurosim.population`) steps in one call of
+:func:`population_step_kernel`: parallel over the chips, each chip's kernels serial on its
+thread with the same blocks of every product, so each chip's result is bit-identical to
+its single-chip step.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numba
 import numpy as np
 import scipy.linalg  # noqa: F401  (loads the BLAS that numba's np.dot calls, for threadpoolctl)
-from threadpoolctl import threadpool_limits
+from numba import prange
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
@@ -26,6 +34,7 @@ from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
 from neurosim.backends.numba_rng import kernel, normal_kernel, uniform_kernel
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
+from neurosim.population import DEVICE_ARRAYS
 from neurosim.rules import RuleCode
 
 _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
@@ -220,6 +229,68 @@ def ideal_update_kernel(params, layout, inverse_alphas, bounds, deltas):
 
 
 @kernel
+def pulsed_layers_kernel(params, layout, inverse_alphas, deltas, dw_min, max_pulses, keys,
+                         device_offsets, step_up, step_down, w_min, w_max, stuck, model_code,
+                         dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+                         device_dw_min, pulses):
+    """:meth:`Backend.apply_pulsed_update` of one chip, compiled: every layer's ``dW``
+    (array units) realized by :func:`numba_devices.pulsed_update_kernel` with the layer's
+    pulse keys ``keys[l]`` (rounding, noise), the pulses sent added to ``pulses[l]``
+    (up, down); ``b += db``. The device arrays hold every layer's devices back to back
+    (``device_offsets``)."""
+    for l in range(layout.shape[0]):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        w_end = w_off + n_out * n_in
+        lo, hi = device_offsets[l], device_offsets[l + 1]
+        dw = deltas[w_off:w_end] * inverse_alphas[l]
+        up, down = numba_devices.pulsed_update_kernel(
+            params[w_off:w_end], dw, dw_min, max_pulses, keys[l, 0], keys[l, 1], 0,
+            step_up[lo:hi], step_down[lo:hi], w_min[lo:hi], w_max[lo:hi], stuck[lo:hi],
+            model_code, dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+            device_dw_min)
+        pulses[l, 0] += up
+        pulses[l, 1] += down
+        for j in range(n_out):
+            params[b_off + j] = params[b_off + j] + deltas[b_off + j]
+
+
+@kernel(parallel=True)
+def population_step_kernel(active, params, layout, alphas, inverse_alphas, bounds, feedback,
+                           fb_layout, x, y, rule, act, periph, fb_periph, keys, max_parts,
+                           grads, deltas, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
+                           momentum, step_size, inverse_sqrt_c2, m, v, pulsed, pulse_keys,
+                           dw_min, max_pulses, device_offsets, step_up, step_down, w_min,
+                           w_max, stuck, model_code, dw_min_ctoc, gamma_up, gamma_down, c_up,
+                           c_down, levels, device_dw_min, losses, correct, pulses):
+    """One training step of the chips ``active`` of a population, one chip per thread:
+    chip ``c = active[k]`` (row ``c`` of the stacked buffers) runs :func:`gradients_kernel`
+    on ``x[k]``, ``y[k]`` with read keys ``keys[k]``, :func:`optimizer_kernel` (its Adam
+    scalars ``step_size[k]``, ``inverse_sqrt_c2[k]``) and the ideal update or
+    :func:`pulsed_layers_kernel` (``pulse_keys[k]``; its pulses into ``pulses[k]``), the
+    same kernels in the same order as a single-chip step. ``max_parts < 0`` (serial
+    blocks, :mod:`numba_gemm`) makes every product the same BLAS calls as the single-chip
+    step's, so each chip's result is bit-identical to stepping it alone. Its (summed loss,
+    correct predictions) go to ``losses[k]``, ``correct[k]``."""
+    for k in prange(active.shape[0]):
+        c = active[k]
+        loss, hits = gradients_kernel(params[c], layout, alphas[c], feedback[c], fb_layout,
+                                      x[k], y[k], rule, act, periph, fb_periph, keys[k],
+                                      max_parts, grads[c])
+        optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
+                         step_size[k], inverse_sqrt_c2[k], m[c], v[c], grads[c], deltas[c])
+        if pulsed:
+            pulsed_layers_kernel(params[c], layout, inverse_alphas[c], deltas[c], dw_min,
+                                 max_pulses, pulse_keys[k], device_offsets, step_up[c],
+                                 step_down[c], w_min[c], w_max[c], stuck[c], model_code,
+                                 dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+                                 device_dw_min, pulses[k])
+        else:
+            ideal_update_kernel(params[c], layout, inverse_alphas[c], bounds, deltas[c])
+        losses[k] = loss
+        correct[k] = hits
+
+
+@kernel
 def feedback_kernel(keys, offsets, sizes, uniform_dist, scales, out):
     """Re-draw every feedback matrix from its key (regenerated feedback)."""
     for index in range(keys.shape[0]):
@@ -251,6 +322,7 @@ class NumbaBackend(Backend):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         self.max_parts = MAX_PARTS if deterministic else 1
         threadpool_limits(1 if deterministic else numba.get_num_threads(), user_api="blas")
+        self.blas = ThreadpoolController().select(user_api="blas")
 
     def uniform(self, key: int, n: int) -> np.ndarray:
         return uniform_kernel(np.uint64(key), n)
@@ -314,3 +386,50 @@ class NumbaBackend(Backend):
     def apply_ideal_update(self, chip: Chip, deltas):
         ideal_update_kernel(chip.params, chip.layout, chip.inverse_alphas_typed,
                             chip.bounds_typed, deltas)
+
+    def population_step(self, population, states, active, x, y):
+        """All active chips in one call of :func:`population_step_kernel` (parallel over
+        chips, each chip's products serial: bit-identical to single-chip steps, see
+        :mod:`numba_gemm`); in-array (stochastic) updates loop over the chips. BLAS runs
+        single-threaded in the call (the deterministic mode's setting anyway)."""
+        chip = population.chips[0]
+        if chip.update_mode == "stochastic":
+            return super().population_step(population, states, active, x, y)
+        index = np.asarray(active, dtype=np.int64)
+        n = index.shape[0]
+        m, v = population.moments(states)
+        cfg, t = states[active[0]].config, chip.dtype.type
+        scalars = np.array([states[c].adam_scalars() for c in active]).reshape(n, 2)
+        pulsed = chip.update_mode == "pulsed"
+        if pulsed:
+            devices = population.devices
+            device = (*(devices[name] for name in DEVICE_ARRAYS),
+                      *numba_devices.device_args(chip.devices[0])[len(DEVICE_ARRAYS):])
+            pulse_keys = population.pulse_keys(active)
+        else:
+            empty = np.zeros((population.size, 0))
+            device = (empty, empty, empty, empty, empty.astype(np.int8), np.int64(0),
+                      *np.zeros(7))
+            pulse_keys = np.zeros((n, chip.n_layers, 2), dtype=np.uint64)
+        losses = np.empty(n)
+        correct = np.empty(n, dtype=np.int64)
+        pulses = np.zeros((n, chip.n_layers, 2), dtype=np.int64)
+        with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
+            population_step_kernel(
+                index, population.params, chip.layout, population.alphas,
+                population.inverse_alphas, chip.bounds_typed, population.feedback(self),
+                chip.feedback_layout, np.ascontiguousarray(x, dtype=chip.dtype),
+                np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
+                chip.activation_code, *self._periphery(chip), population.read_keys(active),
+                -self.max_parts, population.grads, population.deltas, states[active[0]].code,
+                t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2), t(1 - cfg.beta2),
+                t(cfg.eps), t(cfg.momentum), scalars[:, 0].astype(chip.dtype),
+                scalars[:, 1].astype(chip.dtype), m, v, pulsed, pulse_keys,
+                np.float64(chip.devices[0].dw_min if pulsed else 0.0),
+                np.int64(chip.config.forward.update.max_pulses), population.device_offsets,
+                *device, losses, correct, pulses)
+        for k, c in enumerate(active):
+            population.chips[c].update_count += 1
+            population.chips[c].pulses += pulses[k]
+            states[c].step += 1
+        return [(float(losses[k]), int(correct[k])) for k in range(n)]

@@ -16,10 +16,18 @@ the same order, whatever the thread count. This needs the BLAS itself single-thr
 ``max_parts = 1`` is the non-deterministic mode (``simulation.deterministic: false``): one
 BLAS call per product, multithreaded by the BLAS itself, faster on small machines (the BLAS
 shares its packed operands between threads) but rounding with the thread count.
+
+``max_parts < 0`` cuts the product into the blocks of ``|max_parts|`` and computes them one
+after another on the calling thread: for callers that already run on Numba's threads (a
+population of chips, one chip per thread:
+:func:`neurosim.backends.numba_cpu.population_step_kernel`), since Numba's workqueue
+threading layer cannot nest parallel regions. Same blocks, same BLAS calls, same order of
+addition, so the same result as ``|max_parts|``.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -28,6 +36,11 @@ from neurosim.backends.numba_rng import kernel
 MIN_ROWS = 32  # output rows per block, at least: smaller blocks waste the BLAS kernel
 MIN_DEPTH = 256  # inner-dimension length per block of a K-split product, at least
 MAX_PARTS = 16  # deterministic mode
+
+# Launch Numba's thread pool (get_num_threads does) before any kernel runs: a kernel loaded
+# from the cache that calls a parallel one (those below) does not launch it, and its first
+# parallel region would crash the process.
+numba.get_num_threads()
 
 
 @kernel
@@ -51,40 +64,61 @@ def depth_parts_for(rows, depth, max_parts):
     return parts
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _depth_blocks(a, b, out, parts):
-    """``out = sum_p a[:, K_p] @ b[K_p, :]``, partials added in block order."""
+@kernel
+def _depth_block(a, b, target, parts, p):
+    """Partial product ``p`` of ``parts``: ``a[:, K_p] @ b[K_p, :]`` into ``target``."""
     depth = a.shape[1]
-    partial = np.empty((parts - 1, out.shape[0], out.shape[1]), dtype=out.dtype)
+    lo = depth * p // parts
+    hi = depth * (p + 1) // parts
+    np.dot(np.ascontiguousarray(a[:, lo:hi]), np.ascontiguousarray(b[lo:hi]), target)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _depth_blocks(a, b, out, partial, parts):
     for p in prange(parts):
-        lo = depth * p // parts
-        hi = depth * (p + 1) // parts
-        target = out if p == 0 else partial[p - 1]
-        np.dot(np.ascontiguousarray(a[:, lo:hi]), np.ascontiguousarray(b[lo:hi]), target)
-    for p in range(parts - 1):
-        out += partial[p]
+        _depth_block(a, b, out if p == 0 else partial[p - 1], parts, p)
+
+
+@kernel
+def _block(a, b, out, parts, p):
+    """Block ``p`` of ``parts``: output rows ``[rows p / parts, rows (p + 1) / parts)``."""
+    rows = out.shape[0]
+    lo = rows * p // parts
+    hi = rows * (p + 1) // parts
+    # a row block of a transposed (F-ordered) operand is strided: copy it (small)
+    np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _blocks(a, b, out, parts):
-    rows = out.shape[0]
     for p in prange(parts):
-        lo = rows * p // parts
-        hi = rows * (p + 1) // parts
-        # a row block of a transposed (F-ordered) operand is strided: copy it (small)
-        np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
+        _block(a, b, out, parts, p)
 
 
 @kernel
 def dot_into(a, b, out, max_parts):
-    """``out = a @ b`` (``a``, ``b`` C- or F-contiguous 2-d, ``out`` C-contiguous)."""
+    """``out = a @ b`` (``a``, ``b`` C- or F-contiguous 2-d, ``out`` C-contiguous);
+    ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
+    serial = max_parts < 0
+    max_parts = abs(max_parts)
     depth_parts = depth_parts_for(out.shape[0], a.shape[1], max_parts)
     if depth_parts > 1:
-        _depth_blocks(a, b, out, depth_parts)
+        # ``out = sum_p a[:, K_p] @ b[K_p, :]``, partials added in block order
+        partial = np.empty((depth_parts - 1, out.shape[0], out.shape[1]), dtype=out.dtype)
+        if serial:
+            for p in range(depth_parts):
+                _depth_block(a, b, out if p == 0 else partial[p - 1], depth_parts, p)
+        else:
+            _depth_blocks(a, b, out, partial, depth_parts)
+        for p in range(depth_parts - 1):
+            out += partial[p]
         return
     parts = parts_for(out.shape[0], max_parts)
     if parts == 1:
         np.dot(a, b, out)
+    elif serial:
+        for p in range(parts):
+            _block(a, b, out, parts, p)
     else:
         _blocks(a, b, out, parts)
 

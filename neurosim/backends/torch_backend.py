@@ -27,6 +27,12 @@ times per call (the loss and accuracy, the pulse counts, every round of a device
 loops, the results). That is correct, and far from what a GPU can do for a single chip of
 this size: this backend is the reference for a GPU path, not yet the fast one.
 
+**Populations.** :meth:`TorchBackend.population_step` runs the training step of many chips
+at once over a leading chip dimension (:mod:`neurosim.population`): batched products, the
+optimizer and the ideal update element-wise over the stacked buffers; pulsed updates still
+run chip by chip, and in-array updates, non-ideal reads or a subset of the chips fall back
+to a loop over the chips.
+
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
 the results may change in the last bits with the thread count (``simulation.deterministic``
@@ -54,9 +60,10 @@ DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64
 def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
          transposed: bool = False) -> torch.Tensor:
     """A read of array ``w`` with inputs ``x`` (``x @ w.T``; ``transposed``: ``x @ w``)
-    through the periphery; a plain product when the periphery is ideal."""
+    through the periphery; a plain product when the periphery is ideal (then ``w`` and
+    ``x`` may have a leading chip dimension: one product per chip)."""
     if config.is_ideal:
-        return x @ w if transposed else x @ w.T
+        return x @ w if transposed else x @ w.mT
     return torch_periphery.read_tensor(w, x, config, int(key), transposed)
 
 
@@ -105,15 +112,17 @@ class TorchBackend(Backend):
 
     @staticmethod
     def _layer(chip: Chip, params: torch.Tensor, l: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views of layer ``l``'s array weights ``w`` (n_out x n_in) and bias ``b``."""
+        """Views of layer ``l``'s array weights ``w`` (n_out x n_in) and bias ``b``, of every
+        chip when ``params`` has a leading chip dimension."""
         w_off, n_out, n_in, b_off = (int(v) for v in chip.layout[l])
-        return (params[w_off:w_off + n_out * n_in].view(n_out, n_in),
-                params[b_off:b_off + n_out])
+        lead = params.shape[:-1]
+        return (params[..., w_off:w_off + n_out * n_in].view(*lead, n_out, n_in),
+                params[..., b_off:b_off + n_out])
 
     @staticmethod
     def _feedback(chip: Chip, feedback: torch.Tensor, index: int) -> torch.Tensor:
         offset, rows, cols = (int(v) for v in chip.feedback_layout[index])
-        return feedback[offset:offset + rows * cols].view(rows, cols)
+        return feedback[..., offset:offset + rows * cols].view(*feedback.shape[:-1], rows, cols)
 
     # ----------------------------------------------------------- random numbers
     def uniform(self, key: int, n: int) -> np.ndarray:
@@ -135,40 +144,56 @@ class TorchBackend(Backend):
         store(out, out_t)
 
     # --------------------------------------------------------------- the network
-    def _forward(self, chip: Chip, params: torch.Tensor, x: torch.Tensor,
-                 keys: np.ndarray) -> tuple[list, list]:
-        """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``)."""
+    def _forward(self, chip: Chip, params: torch.Tensor, x: torch.Tensor, keys: np.ndarray,
+                 alphas: list) -> tuple[list, list]:
+        """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``).
+        ``alphas[l]``: layer ``l``'s scale, a float, or ``M x 1 x 1`` with a leading chip
+        dimension on ``params`` (``M x n_params``) and ``x`` (``M x batch x n_0``)."""
         pre, post = [], [x]
         for l in range(chip.n_layers):
             w, b = self._layer(chip, params, l)
             y = read(w, post[-1], chip.forward_periphery, keys[l, 0])
-            a = float(chip.alphas_typed[l]) * y + b
+            a = alphas[l] * y + b.unsqueeze(-2)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
         return pre, post
 
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
         pre, _ = self._forward(chip, self._tensor(chip.params), self._batch(chip, x),
-                               chip.read_keys(training=False))
+                               chip.read_keys(training=False), self._scales(chip.alphas_typed))
         return pre[-1].cpu().numpy()
+
+    def _scales(self, values: np.ndarray) -> list:
+        """Per-layer scales (``alphas``, ``1 / alphas``) of one chip (``values``: per
+        layer) as floats, or of a population (``M x n_layers``) as ``M x 1 x 1`` tensors."""
+        if values.ndim == 1:
+            return [float(v) for v in values]
+        return list(torch.as_tensor(values, device=self.device).T[..., None, None])
 
     def _signals(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
                  rule_code: int, training: bool) -> tuple[float, int, list, list]:
         """:meth:`local_signals` with tensors (see :meth:`NumpyBackend.local_signals`)."""
-        params = self._tensor(chip.params)
-        feedback = self._tensor(feedback)
-        x = self._batch(chip, x)
-        y = torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device)
-        keys = chip.read_keys(training)
-        pre, post = self._forward(chip, params, x, keys)
-        batch = x.shape[0]
-        labels = y[:, None]
+        loss, correct, inputs, deltas = self._signal_tensors(
+            chip, self._tensor(chip.params), self._tensor(feedback), self._batch(chip, x),
+            torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device),
+            chip.read_keys(training), self._scales(chip.alphas_typed), rule_code)
+        return float(loss), int(correct), inputs, deltas
+
+    def _signal_tensors(self, chip: Chip, params: torch.Tensor, feedback: torch.Tensor,
+                        x: torch.Tensor, y: torch.Tensor, keys: np.ndarray, alphas: list,
+                        rule_code: int) -> tuple:
+        """Forward pass, loss and the rule's backward pass of one chip, or of every chip
+        with a leading chip dimension (see :meth:`_forward`): (summed loss, correct
+        predictions) per chip as tensors, the layer inputs and the errors."""
+        pre, post = self._forward(chip, params, x, keys, alphas)
+        batch = x.shape[-2]
+        labels = y.unsqueeze(-1)
         logits = pre[-1]
-        shifted = logits - torch.amax(logits, dim=1, keepdim=True)
-        logp = shifted - torch.log(torch.sum(torch.exp(shifted), dim=1, keepdim=True))
-        loss = -float(torch.gather(logp, 1, labels).sum())
-        correct = int((torch.argmax(logits, dim=1) == y).sum())
-        onehot = torch.zeros_like(logits).scatter_(1, labels, 1.0)
+        shifted = logits - torch.amax(logits, dim=-1, keepdim=True)
+        logp = shifted - torch.log(torch.sum(torch.exp(shifted), dim=-1, keepdim=True))
+        loss = -torch.gather(logp, -1, labels).squeeze(-1).sum(dim=-1)
+        correct = (torch.argmax(logits, dim=-1) == y).sum(dim=-1)
+        onehot = torch.zeros_like(logits).scatter_(-1, labels, 1.0)
         # dLoss/da_L of the batch-mean softmax cross-entropy, already divided by the batch
         e = divide(torch.exp(logp) - onehot, batch)
         deltas = [e]
@@ -176,13 +201,13 @@ class TorchBackend(Backend):
             delta = deltas[0]
             if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
                 w, _ = self._layer(chip, params, l)
-                signal = float(chip.alphas_typed[l]) * read(w, delta, chip.forward_periphery,
-                                                            keys[l, 1], transposed=True)
+                signal = alphas[l] * read(w, delta, chip.forward_periphery, keys[l, 1],
+                                          transposed=True)
             else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
                 index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
                 B = self._feedback(chip, feedback, index)
                 if chip.feedback_kind == "regenerated":  # digital logic, exact
-                    signal = source @ B.T
+                    signal = source @ B.mT
                 else:
                     signal = read(B, source, chip.feedback_periphery, keys[index, 2])
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
@@ -199,43 +224,100 @@ class TorchBackend(Backend):
         loss, correct, inputs, deltas = self._signals(chip, feedback, x, y, rule_code,
                                                       training)
         out_t = self._output(out)
-        for l, (h, delta) in enumerate(zip(inputs, deltas)):
-            g, bias = self._layer(chip, out_t, l)
-            torch.mm(delta.T, h, out=g)
-            torch.sum(delta, dim=0, out=bias)
+        self._gradient_tensors(chip, inputs, deltas, out_t)
         store(out, out_t)
         return loss, correct
+
+    def _gradient_tensors(self, chip: Chip, inputs: list, deltas: list,
+                          out: torch.Tensor) -> None:
+        """``delta_l^T h_{l-1}`` and the bias sums into ``out`` (per chip with a leading
+        chip dimension)."""
+        for l, (h, delta) in enumerate(zip(inputs, deltas)):
+            g, bias = self._layer(chip, out, l)
+            torch.matmul(delta.mT, h, out=g)
+            torch.sum(delta, dim=-2, out=bias)
 
     # ------------------------------------------------------- optimizer and update
     def optimizer_step(self, state: OptimizerState, grads, out):
         """Element-wise, in the buffers' dtype, in :meth:`NumpyBackend.optimizer_step`'s
         order of operations (``sqrt`` rounded as NumPy's, :func:`torch_math.libm`)."""
-        cfg, t = state.config, grads.dtype.type
-        g, out_t = self._tensor(grads), self._output(out)
+        step_size, inverse_sqrt_c2 = state.adam_scalars()
+        t = grads.dtype.type
+        out_t = self._output(out)
         m, v = self._tensor(state.m), self._tensor(state.v)
-        if cfg.name == "adam":
-            step_size, inverse_sqrt_c2 = state.adam_scalars()
-            m.mul_(float(t(cfg.beta1))).add_(g * float(t(1 - cfg.beta1)))
-            v.mul_(float(t(cfg.beta2))).add_(g * float(t(1 - cfg.beta2)) * g)
-            torch.div(m * float(-t(step_size)),
-                      libm("sqrt", v) * float(t(inverse_sqrt_c2)) + float(t(cfg.eps)),
-                      out=out_t)
-        elif cfg.momentum > 0:
-            m.mul_(float(t(cfg.momentum))).add_(g)
-            torch.mul(m, float(-t(cfg.lr)), out=out_t)
-        else:
-            torch.mul(g, float(-t(cfg.lr)), out=out_t)
+        self._optimize(state.config, t, m, v, self._tensor(grads), out_t,
+                       float(-t(step_size)), float(t(inverse_sqrt_c2)))
         store(state.m, m)
         store(state.v, v)
         store(out, out_t)
         state.step += 1
 
+    @staticmethod
+    def _optimize(cfg, t, m, v, g, out, minus_step_size, inverse_sqrt_c2) -> None:
+        """The optimizer's arithmetic (Adam's step-dependent scalars as floats, or as
+        ``M x 1`` tensors of per-chip values with a leading chip dimension)."""
+        if cfg.name == "adam":
+            m.mul_(float(t(cfg.beta1))).add_(g * float(t(1 - cfg.beta1)))
+            v.mul_(float(t(cfg.beta2))).add_(g * float(t(1 - cfg.beta2)) * g)
+            torch.div(m * minus_step_size,
+                      libm("sqrt", v) * inverse_sqrt_c2 + float(t(cfg.eps)), out=out)
+        elif cfg.momentum > 0:
+            m.mul_(float(t(cfg.momentum))).add_(g)
+            torch.mul(m, float(-t(cfg.lr)), out=out)
+        else:
+            torch.mul(g, float(-t(cfg.lr)), out=out)
+
     def apply_ideal_update(self, chip: Chip, deltas):
-        params, d = self._tensor(chip.params), self._tensor(deltas)
+        params = self._tensor(chip.params)
+        self._ideal_update(chip, params, self._tensor(deltas),
+                           self._scales(chip.inverse_alphas_typed))
+        store(chip.params, params)
+
+    def _ideal_update(self, chip: Chip, params: torch.Tensor, deltas: torch.Tensor,
+                      inverse_alphas: list) -> None:
+        """``w <- clip(w + dW (1 / alpha), w_min, w_max)``, ``b <- b + db`` (per chip with a
+        leading chip dimension; ``inverse_alphas`` as :meth:`_scales` gives them)."""
         for l in range(chip.n_layers):
             w, b = self._layer(chip, params, l)
-            dw, db = self._layer(chip, d, l)
-            torch.clamp(w + dw * float(chip.inverse_alphas_typed[l]),
-                        float(chip.bounds_typed[l, 0]), float(chip.bounds_typed[l, 1]), out=w)
+            dw, db = self._layer(chip, deltas, l)
+            torch.clamp(w + dw * inverse_alphas[l], float(chip.bounds_typed[l, 0]),
+                        float(chip.bounds_typed[l, 1]), out=w)
             b.add_(db)
-        store(chip.params, params)
+
+    def population_step(self, population, states, active, x, y):
+        """Every chip at once when all are active and every read is ideal: a leading chip
+        dimension (batched products; the optimizer and the ideal update element-wise over
+        the stacked buffers); pulsed updates then run chip by chip (the device kernels).
+        Otherwise (in-array updates, non-ideal reads, a subset of the chips) a loop over
+        the chips. Equal to single-chip steps to the rounding of the batched products."""
+        chip = population.chips[0]
+        if (chip.update_mode == "stochastic" or not chip.ideal_reads
+                or len(active) != population.size):
+            return super().population_step(population, states, active, x, y)
+        params = self._tensor(population.params)
+        loss, correct, inputs, deltas = self._signal_tensors(
+            chip, params, self._tensor(population.feedback(self)), self._batch(chip, x),
+            torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device),
+            chip.read_keys(training=True),  # ideal reads: the keys are not used
+            self._scales(population.alphas), int(chip.rule.code))
+        grads, updates = self._output(population.grads), self._output(population.deltas)
+        self._gradient_tensors(chip, inputs, deltas, grads)
+        moments = population.moments(states)
+        m, v = (self._tensor(moment) for moment in moments)
+        scalars = np.array([states[c].adam_scalars() for c in active])
+        self._optimize(states[0].config, chip.dtype.type, m, v, grads, updates,
+                       *(torch.as_tensor(column.astype(chip.dtype)[:, None], device=self.device)
+                         for column in (-scalars[:, 0].astype(chip.dtype), scalars[:, 1])))
+        for array, tensor in ((population.grads, grads), (population.deltas, updates),
+                              (moments[0], m), (moments[1], v)):
+            store(array, tensor)
+        if chip.update_mode == "pulsed":
+            for c in active:
+                self.apply_pulsed_update(population.chips[c], population.deltas[c])
+        else:
+            self._ideal_update(chip, params, updates, self._scales(population.inverse_alphas))
+            store(population.params, params)
+        for c in active:
+            population.chips[c].update_count += 1
+            states[c].step += 1
+        return list(zip(loss.tolist(), correct.tolist()))

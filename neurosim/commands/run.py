@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     add_override_arguments(parser)
     parser.add_argument("--backend", choices=BACKENDS,
                         help="arithmetic backend (default: the file's, else numba)")
+    parser.add_argument("--population", type=int, metavar="M",
+                        help="simulate M chips at once per condition, seeds population."
+                             "first_seed .. + M - 1 (population.size=M; replaces the "
+                             "file's seeds)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/<name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out; finished runs are kept")
@@ -39,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"simulation.backend={args.backend}")
+    if args.population is not None:
+        overrides += [f"population.size={args.population}", "seeds=null"]
     experiment = load_experiment(args.experiment, overrides)
     out = args.out or Path("runs") / experiment.name
     report = run_experiment(experiment, args.experiment, out, resume=args.resume,

@@ -1,0 +1,179 @@
+"""Benchmark: a population of 16 chips against 16 chips stepped one after another (Numba).
+
+FA, [784, 100, 10], batch 64, Adam, float32, on the ideal chip and on ``constant_step``
+devices programmed by ``pulsed`` updates (128 levels). Measured side by side in one run, as
+medians of interleaved repeats after warm-up:
+
+* ``sequential``: each chip's training step through :meth:`Backend.train_step`, the chips
+  one after another: what 16 separate single-chip runs compute per step (each step's
+  products split between Numba's threads by shape, the optimizer and the array update
+  serial);
+* ``population``: :meth:`Backend.population_step` on all 16 chips at once, the batches
+  stacked first as :func:`neurosim.train.run_population` does (one chip per Numba thread,
+  each chip's kernels serial; bit-identical per chip to the sequential steps).
+
+Each chip trains on its own batches (8 fixed random batches per chip, cycled). Throughput
+is in chip-samples/s: chips x batch x steps / seconds. Target (issue 5): population >= 1.5x
+sequential. Writes ``benchmarks/results/population.{json,md}`` with the machine description.
+
+    .venv/bin/python benchmarks/bench_population.py [--repeats N] [--chips M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from bench_core import machine, time_steps
+from bench_devices import constant_step_chip
+from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.chip import Chip
+from neurosim.config import HW_CONFIG_DIR, ChipConfig, NetworkConfig, OptimizerConfig, load_chip
+from neurosim.optimizers import OptimizerState
+from neurosim.population import Population
+from neurosim.rules import get_rule
+
+DIMS = (784, 100, 10)
+BATCH = 64
+N_BATCHES = 8
+TARGET = 1.5
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Chips:
+    """``n`` chips (seeds 0..n-1) with their optimizers and batches: ``x[i][c]`` is chip
+    ``c``'s batch ``i``."""
+
+    def __init__(self, chip_config: ChipConfig, n: int):
+        self.backend = NumbaBackend("float32")
+        self.chips = [Chip(chip_config, NetworkConfig(dims=DIMS), get_rule("fa"), seed,
+                           "float32") for seed in range(n)]
+        optimizer = OptimizerConfig(name="adam", lr=1e-4)
+        self.states = [OptimizerState.create(optimizer, chip.n_params, chip.dtype)
+                       for chip in self.chips]
+        generator = np.random.default_rng(1)
+        self.x = [[generator.random((BATCH, DIMS[0]), dtype=np.float32) for _ in range(n)]
+                  for _ in range(N_BATCHES)]
+        self.y = [[generator.integers(0, DIMS[-1], BATCH) for _ in range(n)]
+                  for _ in range(N_BATCHES)]
+        self.count = 0
+
+    def batch(self) -> tuple[list, list]:
+        i = self.count % N_BATCHES
+        self.count += 1
+        return self.x[i], self.y[i]
+
+
+class Sequential(Chips):
+    def __init__(self, chip_config: ChipConfig, n: int):
+        super().__init__(chip_config, n)
+        self.grads = np.zeros(self.chips[0].n_params, dtype=np.float32)
+        self.deltas = np.zeros_like(self.grads)
+
+    def __call__(self) -> None:
+        x, y = self.batch()
+        for c, (chip, state) in enumerate(zip(self.chips, self.states)):
+            self.backend.train_step(chip, state, x[c], y[c], self.grads, self.deltas)
+
+
+class Together(Chips):
+    def __init__(self, chip_config: ChipConfig, n: int):
+        super().__init__(chip_config, n)
+        self.population = Population(self.chips)
+        self.active = list(range(n))
+
+    def __call__(self) -> None:
+        x, y = self.batch()
+        self.backend.population_step(self.population, self.states, self.active, np.stack(x),
+                                     np.stack(y))
+
+
+def measure(chip_config: ChipConfig, n_chips: int, repeats: int, n_steps: int) -> dict:
+    """Median seconds per step (all chips) of both ways, interleaved repeat by repeat."""
+    steps = {"sequential": Sequential(chip_config, n_chips),
+             "population": Together(chip_config, n_chips)}
+    for step in steps.values():  # warm-up: compilation, caches, allocator
+        time_steps(step, max(3, n_steps // 4))
+    samples = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            samples[name].append(time_steps(step, n_steps))
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--chips", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    chips = {"ideal": load_chip(HW_CONFIG_DIR / "ideal.yaml"),
+             "constant_step, pulsed": constant_step_chip(0.0)}
+    rows = []
+    load_before = os.getloadavg()
+    for name, chip_config in chips.items():
+        seconds = measure(chip_config, args.chips, args.repeats, args.steps)
+        rates = {way: args.chips * BATCH / s for way, s in seconds.items()}
+        ratio = rates["population"] / rates["sequential"]
+        rows.append({"chip": name, "chips": args.chips, "batch": BATCH,
+                     "sequential_step_ms": seconds["sequential"] * 1e3,
+                     "population_step_ms": seconds["population"] * 1e3,
+                     "sequential_chip_samples_per_s": rates["sequential"],
+                     "population_chip_samples_per_s": rates["population"],
+                     "ratio": ratio, "target": TARGET, "meets_target": ratio >= TARGET,
+                     "repeats": args.repeats, "steps_per_repeat": args.steps})
+        print(f"{name}: population {rates['population']:,.0f} chip-samples/s, sequential "
+              f"{rates['sequential']:,.0f}: {ratio:.2f}x", flush=True)
+    result = {"benchmark": f"population of {args.chips} chips vs {args.chips} sequential "
+                           f"single-chip steps, FA [784,100,10], batch {BATCH}, Adam, "
+                           "float32, numba",
+              "numba_threads": numba.get_num_threads(), "machine": machine(), "rows": rows,
+              "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
+              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "population.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "population.md").write_text(markdown(result))
+    print(f"wrote {args.out / 'population.md'}")
+
+
+def markdown(result: dict) -> str:
+    m, rows = result["machine"], result["rows"]
+    lines = [f"# {result['benchmark']}", "",
+             f"Measured {result['date']} on {m['cpu']} ({m['cores']} cores, "
+             f"{result['numba_threads']} Numba threads), Python {m['python']}, numpy "
+             f"{m['numpy']}, numba {m['numba']}; 1-minute load average "
+             f"{result['load_average_1min']['before']:.2f} before, "
+             f"{result['load_average_1min']['after']:.2f} after (the benchmark's own threads "
+             "included; other work on the machine slows the sequential steps' many short "
+             "parallel regions most). Medians of "
+             f"{rows[0]['repeats']} interleaved repeats of {rows[0]['steps_per_repeat']} "
+             "steps. Target (issue 5): the "
+             f"population >= {TARGET}x the chip-samples/s of the chips stepped one after "
+             "another.", "",
+             "| chip | chips | sequential step, all chips (ms) | population step (ms) "
+             "| sequential chip-samples/s | population chip-samples/s | population / "
+             "sequential |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['chip']} | {r['chips']} | {r['sequential_step_ms']:.2f} "
+                     f"| {r['population_step_ms']:.2f} "
+                     f"| {r['sequential_chip_samples_per_s']:,.0f} "
+                     f"| {r['population_chip_samples_per_s']:,.0f} | {r['ratio']:.2f}× "
+                     f"({'meets' if r['meets_target'] else 'below'} the target) |")
+    lines += ["", "Sequential: `Backend.train_step` chip after chip (each step's products "
+              "split between Numba's threads by shape; optimizer and array update serial). "
+              "Population: `Backend.population_step`, one chip per Numba thread, each chip's "
+              "kernels serial, batches stacked first; per chip bit-identical to the "
+              "sequential steps.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

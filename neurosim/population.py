@@ -1,0 +1,109 @@
+"""A population of chips: ``M`` chips of one shape and chip configuration, stepped at once.
+
+The chips of a population differ only by their seed (initial weights, feedback matrices,
+device draws, read and pulse noise, data order). Their state gets a leading chip
+dimension: the flat parameters (:attr:`Population.params`, ``M x n_params``), the devices'
+per-device arrays (``M x n_weights``, layer after layer), the stored feedback and, once a
+backend steps them, the optimizers' moments sit in one C-contiguous buffer per quantity,
+and each chip's (or optimizer's) own attribute becomes a view of its row. So every chip
+remains a complete :class:`neurosim.chip.Chip` (evaluation, checkpoints and the ledger
+work on it alone, as in a single-chip run) while a backend runs the training step of all
+of them in one call (:meth:`neurosim.backends.base.Backend.population_step`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurosim.chip import Chip
+from neurosim.optimizers import OptimizerState
+
+DEVICE_ARRAYS = ("step_up", "step_down", "w_min", "w_max", "stuck")
+
+
+def adopt(owners: list, name: str) -> np.ndarray:
+    """Stack the arrays ``owner.<name>`` into one buffer (a row per owner, a copy) and make
+    each owner's attribute its row (a view): the owners keep working on their own state
+    and a backend can work on all of them at once."""
+    stacked = np.stack([getattr(owner, name) for owner in owners])
+    for owner, row in zip(owners, stacked):
+        setattr(owner, name, row)
+    return stacked
+
+
+class Population:
+    """``M`` chips with stacked state (see the module docstring).
+
+    Attributes: ``params`` (``M x n_params``, the chips' ``params`` are its rows), scratch
+    ``grads`` and ``deltas`` of the same shape, ``alphas`` and ``inverse_alphas``
+    (``M x n_layers``, the simulation dtype), ``devices`` (name -> ``M x n_weights``, the
+    chips' :class:`neurosim.devices.DeviceState` arrays are row segments; ``None`` for
+    ideal devices) with layer ``l``'s devices at ``device_offsets[l] .. device_offsets[l+1]``.
+    """
+
+    def __init__(self, chips: list[Chip]):
+        if not chips:
+            raise ValueError("a population needs at least one chip")
+        first = chips[0]
+        shared = (first.dims, first.dtype, first.config, first.rule.code, first.activation)
+        for chip in chips[1:]:
+            if (chip.dims, chip.dtype, chip.config, chip.rule.code, chip.activation) != shared:
+                raise ValueError("the chips of a population must share their shapes, dtype, "
+                                 "chip configuration, rule and activation")
+        self.chips = chips
+        self.size = len(chips)
+        self.params = adopt(chips, "params")
+        self.grads = np.zeros_like(self.params)
+        self.deltas = np.zeros_like(self.params)
+        self.alphas = np.stack([chip.alphas_typed for chip in chips])
+        self.inverse_alphas = np.stack([chip.inverse_alphas_typed for chip in chips])
+        # Crossbar feedback without drift never changes: the chips' own buffers, stacked.
+        self.static_feedback = (first.feedback_kind != "regenerated"
+                                and all(chip.feedback_nu is None for chip in chips))
+        self._feedback = (adopt(chips, "feedback") if self.static_feedback
+                          else np.empty((self.size, first.feedback.size), dtype=first.dtype))
+        self.devices: dict[str, np.ndarray] | None = None
+        self.device_offsets = np.zeros(first.n_layers + 1, dtype=np.int64)
+        if first.devices is not None:
+            self.device_offsets[1:] = np.cumsum([state.n for state in first.devices])
+            self.devices = {}
+            for name in DEVICE_ARRAYS:
+                stacked = np.stack([np.concatenate([getattr(state, name)
+                                                    for state in chip.devices])
+                                    for chip in chips])
+                for chip, row in zip(chips, stacked):
+                    for l, state in enumerate(chip.devices):
+                        setattr(state, name,
+                                row[self.device_offsets[l]:self.device_offsets[l + 1]])
+                self.devices[name] = stacked
+        self._states: list[OptimizerState] | None = None
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
+
+    def moments(self, states: list[OptimizerState]) -> tuple[np.ndarray, np.ndarray]:
+        """The optimizers' moments ``m``, ``v`` as ``M x k`` buffers (``k = 0`` where the
+        optimizer keeps none), the states' own arrays becoming their rows; stacked again
+        when a state was replaced (a new phase, a restored checkpoint)."""
+        if self._states is None or any(a is not b for a, b in zip(states, self._states)):
+            self._moments = adopt(states, "m"), adopt(states, "v")
+            self._states = list(states)
+        return self._moments
+
+    def feedback(self, backend) -> np.ndarray:
+        """Every chip's feedback as it applies it now (``M x n_feedback``): the stacked
+        crossbars, or :meth:`Backend.feedback_buffer` of each chip (regenerated or
+        drifting feedback)."""
+        if not self.static_feedback:
+            for c, chip in enumerate(self.chips):
+                self._feedback[c] = backend.feedback_buffer(chip)
+        return self._feedback
+
+    def read_keys(self, active: list[int]) -> np.ndarray:
+        """Read-noise keys of a training step of the chips ``active`` (``A x n_layers x
+        3``, :meth:`Chip.read_keys`)."""
+        return np.stack([self.chips[c].read_keys(training=True) for c in active])
+
+    def pulse_keys(self, active: list[int]) -> np.ndarray:
+        """Rounding and noise keys of the next programming event of the chips ``active``
+        (``A x n_layers x 2``, :meth:`Chip.pulse_keys`)."""
+        return np.array([[self.chips[c].pulse_keys(l) for l in range(self.chips[c].n_layers)]
+                         for c in active], dtype=np.uint64)

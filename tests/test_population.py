@@ -1,0 +1,216 @@
+"""Populations of chips: per chip, exactly the runs made one chip at a time."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, Interrupted, backend_under_test
+from test_pulsed_training import pulsed_chip, stochastic_chip
+
+from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.cli import main
+from neurosim.config import ExperimentConfig, expand_runs, load_chip, load_experiment
+from neurosim.errors import ConfigError
+from neurosim.periphery import PeripheryConfig
+from neurosim.runio import load_checkpoint
+from neurosim.runner import _run_config_text
+from neurosim.schema import build
+from neurosim.train import Trainer, run_population, run_spec
+
+SMALL = {
+    "name": "population", "network": {"dims": [784, 16, 10]},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "precondition": {"enabled": True, "regime": "fixed_set", "n_examples": 64, "steps": 4,
+                     "batch_size": 16, "log_every": 2, "checkpoint_every": 2},
+    "data": {"dataset": "digits", "train_size": 64, "test_size": 32},
+    "train": {"epochs": 2, "batch_size": 32},
+    "evaluation": {"fractional_epochs": [0.5], "train_probe_size": 32,
+                   "gradient_probe_size": 16, "noise_probe_size": 32, "ood": []},
+}
+TIMING = ("seconds", "samples_per_second")  # wall time: the only difference allowed
+
+
+def experiment_data(seeds, backend="numba", **sections) -> dict:
+    return {**json.loads(json.dumps(SMALL)), **sections, "simulation": {"backend": backend},
+            "population": {"seeds": list(seeds)}}
+
+
+def specs_of(seeds, chip=None, **kwargs):
+    specs = expand_runs(build(ExperimentConfig, experiment_data(seeds, **kwargs), "test"))
+    return [dataclasses.replace(s, chip=chip or s.chip) for s in specs]
+
+
+def separately(specs, root):
+    dirs = [root / f"seed{s.seed}" for s in specs]
+    return dirs, [run_spec(s, d) for s, d in zip(specs, dirs)]
+
+
+def together(specs, root, resume=False):
+    dirs = [root / f"seed{s.seed}" for s in specs]
+    return dirs, run_population(specs, dirs, resume=resume)
+
+
+def assert_same_runs(a_dirs, a_summaries, b_dirs, b_summaries):
+    """Identical metric logs, summaries (but for timings) and final checkpoints."""
+    assert len(a_dirs) == len(b_dirs)
+    for a, b, sa, sb in zip(a_dirs, b_dirs, a_summaries, b_summaries):
+        assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text(), a
+        assert ({k: v for k, v in sa.items() if k not in TIMING}
+                == {k: v for k, v in sb.items() if k not in TIMING}), a
+        arrays_a, meta_a = load_checkpoint(a / "checkpoint.npz")
+        arrays_b, meta_b = load_checkpoint(b / "checkpoint.npz")
+        assert arrays_a.keys() == arrays_b.keys()
+        assert meta_a["n_records"] == meta_b["n_records"]
+        for key in arrays_a:
+            np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=f"{a}: {key}")
+
+
+@pytest.fixture(scope="module")
+def separate_runs(tmp_path_factory):
+    """64 ideal-chip runs on numba, made one at a time: the reference."""
+    specs = specs_of(range(64))
+    return specs, *separately(specs, tmp_path_factory.mktemp("separate"))
+
+
+def test_population_of_64_chips_gives_the_separate_runs(tmp_path, separate_runs):
+    specs, dirs, summaries = separate_runs
+    assert_same_runs(*together(specs, tmp_path), dirs, summaries)
+    assert len({s["train"]["test_accuracy"] for s in summaries}) > 1  # the chips differ
+
+
+@pytest.mark.parametrize("mode, n_chips", [("pulsed", 64), ("stochastic", 3)])
+def test_population_of_device_chips_gives_the_separate_runs(tmp_path, mode, n_chips):
+    device = dict(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3, w_min_dtod=0.1,
+                  stuck_at_initial=0.1)
+    chip = (pulsed_chip if mode == "pulsed" else stochastic_chip)(**device)
+    specs = specs_of(range(n_chips), chip, optimizer={"name": "sgd", "lr": 0.05})
+    separate = separately(specs, tmp_path / "separate")
+    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+    assert all(sum(s["final"]["pulses_up"]) > 0 for s in separate[1])
+
+
+def read_hardware_chip(feedback_kind: str):
+    """Noisy, quantized reads of every array; regenerated or drifting stored feedback."""
+    chip = load_chip(REPO / "hw_configs" / "ideal.yaml")
+    reads = PeripheryConfig(adc_bits=6, dac_bits=5, w_noise=0.05, out_noise=0.02)
+    feedback = dataclasses.replace(chip.feedback, kind=feedback_kind, periphery=reads,
+                                   drift_nu=0.05 if feedback_kind == "stored" else 0.0)
+    return dataclasses.replace(chip, name="reads", feedback=feedback, forward=dataclasses.replace(
+        chip.forward, periphery=reads))
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("feedback_kind", ["regenerated", "stored"])
+def test_population_with_read_noise_and_feedback_hardware(tmp_path, feedback_kind, backend):
+    if backend == "torch":
+        backend_under_test("torch")
+    specs = specs_of(range(4), read_hardware_chip(feedback_kind), backend=backend,
+                     rule="dfa" if feedback_kind == "stored" else "fa")
+    separate = separately(specs, tmp_path / "separate")
+    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+
+
+@pytest.mark.parametrize("mode", ["ideal", "pulsed"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_reference_and_torch_populations_give_the_separate_runs(tmp_path, backend, mode):
+    """numpy loops over the chips; torch (on the CPU) batches the products, the optimizer
+    and the ideal update over a leading chip dimension: the same numbers here."""
+    if backend == "torch":
+        backend_under_test("torch")
+    chip, optimizer = ((None, {"name": "adam", "lr": 3e-3}) if mode == "ideal" else
+                       (pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2), {"name": "sgd", "lr": 0.05}))
+    specs = specs_of([5, 7, 9], chip, backend=backend, optimizer=optimizer)
+    separate = separately(specs, tmp_path / "separate")
+    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+
+
+def interrupt(monkeypatch, cls, name: str, after_calls: int):
+    """Make ``cls.name`` raise :class:`Interrupted` from call ``after_calls + 1`` on."""
+    original = getattr(cls, name)
+    calls = {"n": 0}
+
+    def failing(self, *args):
+        calls["n"] += 1
+        if calls["n"] > after_calls:
+            raise Interrupted
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, name, failing)
+
+
+def test_interrupted_population_resumes_to_the_separate_runs(tmp_path, monkeypatch,
+                                                             separate_runs):
+    specs, dirs, summaries = (part[:8] for part in separate_runs)
+    with monkeypatch.context() as patch:
+        interrupt(patch, NumbaBackend, "population_step", 5)  # 4 noise steps, 1 of data
+        with pytest.raises(Interrupted):
+            together(specs, tmp_path)
+    assert_same_runs(*together(specs, tmp_path, resume=True), dirs, summaries)
+
+
+def test_population_resumes_runs_at_different_points(tmp_path, monkeypatch, separate_runs):
+    """Chips restored at different checkpoints (or finished) step alone until level."""
+    specs, dirs, summaries = (part[:4] for part in separate_runs)
+    run_spec(specs[2], tmp_path / "seed2")  # finished
+    with monkeypatch.context() as patch:
+        interrupt(patch, Trainer, "step", 7)  # checkpointed after epoch 1 of the data
+        with pytest.raises(Interrupted):
+            run_spec(specs[1], tmp_path / "seed1")
+    assert_same_runs(*together(specs, tmp_path, resume=True), dirs, summaries)
+
+
+def test_cli_population_writes_a_run_folder_per_chip_and_the_mean(tmp_path, separate_runs):
+    specs, dirs, summaries = separate_runs
+    path = tmp_path / "exp.yaml"
+    # --population replaces the file's seeds
+    path.write_text(yaml.safe_dump({**experiment_data([]), "population": None, "seeds": [7]}))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--population", "3", "--out", str(out), "--quiet",
+                 "--no-run-reports"]) == 0
+    for seed in range(3):
+        run = out / "default" / f"seed{seed}"
+        assert (run / "config.yaml").read_text() == _run_config_text(specs[seed])[0]
+        assert (run / "metrics.jsonl").read_text() == (dirs[seed] / "metrics.jsonl").read_text()
+    accuracy = json.loads((out / "comparison.json").read_text())[
+        "conditions"]["default"]["metrics"]["test_accuracy"]
+    assert accuracy["n"] == 3
+    assert accuracy["mean"] == pytest.approx(np.mean([s["train"]["test_accuracy"]
+                                                      for s in summaries[:3]]))
+
+
+BAD_POPULATIONS = [
+    ({"population": {"seeds": [0, 1], "size": 2}}, "population.size", "either seeds or a size"),
+    ({"population": {}}, "population.size", "either seeds or a size"),
+    ({"population": {"seeds": [3, 3]}}, "population.seeds", "must be distinct"),
+    ({"population": {"seeds": [0, 1], "first_seed": 2}}, "population.first_seed",
+     "goes with size"),
+    ({"population": {"size": 0}}, "population.size", "must be >= 1"),
+    ({"population": {"size": 2}, "seeds": [0, 1]}, "seeds", "drop seeds"),
+    ({"population": {"size": 2}, "conditions": {"a": {"population.size": 3}}},
+     "conditions.a", "cannot override conditions, seeds or population"),
+]
+
+
+@pytest.mark.parametrize("sections, field, rule", BAD_POPULATIONS)
+def test_bad_population_is_refused(tmp_path, sections, field, rule):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", **sections}))
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert error.value.path == field
+    assert rule in error.value.allowed
+
+
+def test_population_runs_are_configured_as_runs_alone():
+    together_ = expand_runs(build(ExperimentConfig, experiment_data([4, 2]), "test"))
+    alone = expand_runs(build(ExperimentConfig, {**experiment_data([]), "population": None,
+                                                 "seeds": [4, 2]}, "test"))
+    assert [s.seed for s in together_] == [4, 2]
+    assert together_ == alone
+    sized = build(ExperimentConfig, {"name": "t", "population": {"size": 3, "first_seed": 5}},
+                  "test")
+    assert [s.seed for s in expand_runs(sized)] == [5, 6, 7]
