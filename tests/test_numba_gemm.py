@@ -59,3 +59,12 @@ def test_result_does_not_depend_on_the_thread_count(a_shape, b_shape, transposed
     finally:
         numba.set_num_threads(previous)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("a_shape, b_shape, transposed, split", SHAPES)
+def test_serial_blocks_equal_parallel_blocks(a_shape, b_shape, transposed, split):
+    """``max_parts < 0`` (a population's chips, one per thread) computes the same blocks one
+    after another: bit-identical to the parallel split, K-split included."""
+    a, b = operands(a_shape, b_shape, transposed, "float32")
+    with threadpool_limits(1, user_api="blas"):
+        np.testing.assert_array_equal(dot(a, b, -MAX_PARTS), dot(a, b, MAX_PARTS))
