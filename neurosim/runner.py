@@ -67,15 +67,20 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _prepare(spec: RunSpec, run_dir: Path, resume: bool) -> None:
-    """Write the run's configuration (on resume, after checking it is the saved one)."""
+    """Write the run's configuration (on resume, after checking it is the saved one).
+
+    ``config.yaml`` is written last: its presence says the run's configuration is saved
+    (``chip.yaml`` too), so a process killed between the two files (a sweep's worker dies
+    with its driver) leaves a folder that is continued, not one refused as another
+    configuration's."""
     config_text, chip_text = _run_config_text(spec)
     config_path = run_dir / "config.yaml"
     if resume and config_path.exists() and not _same_configuration(run_dir, spec):
         raise CheckpointError(f"{config_path}: the saved run was made with a different "
                               f"configuration; use a new --out folder or --overwrite")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(config_path, config_text)
     write_text(run_dir / "chip.yaml", chip_text)
+    write_text(config_path, config_text)
 
 
 def _complete(run_dir: Path, summary: dict, run_report: bool) -> None:

@@ -27,8 +27,9 @@ from neurosim.cli import main
 from neurosim.cluster import open_client
 from neurosim.errors import CheckpointError, ConfigError
 from neurosim.locking import FolderLock, LockedError
-from neurosim.runio import to_json
-from neurosim.sweep import LOCK, TRACEBACK, run_sweep
+from neurosim.runio import to_json, write_text
+from neurosim.runner import run_one
+from neurosim.sweep import LOCK, TRACEBACK, check_saved_configs, run_sweep
 from neurosim.sweep_manifest import MANIFEST
 from neurosim.sweep_plan import cell_name, load_sweep
 from neurosim.train import run_spec
@@ -166,6 +167,34 @@ def test_a_trial_saved_with_another_configuration_is_refused(sweep_file, tmp_pat
     with pytest.raises(CheckpointError, match="saved with a different configuration"):
         run_sweep(plan, out, scheduler="tcp://127.0.0.1:9")  # refused before connecting
     assert not (out / LOCK).exists()
+
+
+def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_file, tmp_path,
+                                                                      monkeypatch):
+    """A worker dies (e.g. with its killed driver) after the first of a trial's two
+    configuration files is written: a re-run must continue the trial, not refuse its folder
+    as saved with another configuration (the cause of a flaky killed-driver test)."""
+    plan = load_sweep(sweep_file)
+    out, trial = tmp_path / "out", plan.trials[0]
+
+    class Killed(BaseException):
+        pass
+
+    written = []
+
+    def write_then_die(path, text):
+        if written:
+            raise Killed
+        written.append(path)
+        write_text(path, text)
+
+    monkeypatch.setattr("neurosim.runner.write_text", write_then_die)
+    with pytest.raises(Killed):
+        run_one(trial.spec, trial.run_dir(out), resume=True, progress=False, data_dir=None,
+                run_report=False)
+    monkeypatch.undo()
+    assert len(written) == 1
+    check_saved_configs(plan, out)  # not refused
 
 
 @pytest.mark.parametrize("changes, field, allowed", [
