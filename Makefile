@@ -29,6 +29,7 @@ bench: $(TORCH_STAMP)
 	$(BIN)/python benchmarks/bench_devices.py
 	$(BIN)/python benchmarks/bench_ledger.py
 	$(BIN)/python benchmarks/bench_population.py
+	$(BIN)/neurosim bench
 
 results-core: $(STAMP)
 	$(BIN)/python docs/scripts/results_core.py

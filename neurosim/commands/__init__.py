@@ -1,5 +1,6 @@
 """Sub-commands of the ``neurosim`` CLI, one module each (see :mod:`neurosim.cli`)."""
 
-from neurosim.commands import compare, config, data, devices, energy, run, sweep, sweep_report
+from neurosim.commands import (bench, compare, config, data, devices, energy, run, sweep,
+                               sweep_report)
 
-COMMANDS = (run, sweep, sweep_report, compare, energy, config, data, devices)
+COMMANDS = (run, sweep, sweep_report, compare, energy, config, data, devices, bench)

@@ -1,0 +1,390 @@
+"""Training and inference throughput of the simulator (``neurosim bench``).
+
+One run measures every combination of experiment configs x backends x chips x population
+sizes side by side, as medians of interleaved repeats after warm-up (every repeat times each
+combination once, so a change of machine load shifts all of them alike):
+
+* a **workload** (:class:`Workload`) is ``M`` chips (seeds ``0 .. M-1``) of an experiment's
+  network, rule, optimizer and dtype on one chip configuration and one backend, each chip
+  with its own fixed random batches (cycled). Its **training** step is what a run does per
+  batch: :meth:`Backend.train_step` for one chip (``neurosim run``), one
+  :meth:`Backend.population_step` for a population (``population:``); its **inference**
+  pass is the evaluation's forward pass (:func:`neurosim.evaluation.logits`) of every chip
+  on a batch of ``eval_batch`` inputs;
+* each call is timed in batches of calls lasting about ``repeat_seconds`` (the count
+  calibrated once per workload after a warm-up call, which also compiles);
+* **samples/s** is one chip's rate (batch x calls / seconds: how fast each run of a
+  population advances), **chip-samples/s** that times ``M`` (the machine's throughput).
+
+Backends: ``numpy``, ``numba``, ``torch-cpu``, ``torch-cuda``; one that cannot run here
+(torch not installed, no CUDA GPU) is skipped with its reason. Chips: a preset of
+``hw_configs/`` (``ideal``, ``rram_taox``...), a chip YAML file, or :data:`CONSTANT_STEP`
+(the ideal chip with constant-step devices, 128 levels, programmed by pulsed updates).
+Each backend runs with the BLAS threads it would have in a run (single-threaded BLAS for
+the Numba backend's deterministic products, the default otherwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numba
+import numpy as np
+import scipy
+from threadpoolctl import ThreadpoolController, threadpool_limits
+
+from neurosim import __version__
+from neurosim.backends import create_backend
+from neurosim.backends.base import Backend
+from neurosim.chip import Chip
+from neurosim.config import (HW_CONFIG_DIR, ChipConfig, DeviceConfig, ExperimentConfig,
+                             UpdateConfig, check_update_mode, load_chip, load_experiment)
+from neurosim.errors import NeurosimError
+from neurosim.evaluation import logits
+from neurosim.optimizers import OptimizerState
+from neurosim.population import Population
+from neurosim.rules import get_rule
+
+BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
+            "torch-cpu": ("torch", "cpu"), "torch-cuda": ("torch", "cuda")}
+CONSTANT_STEP = "constant_step"
+DEFAULT_CONFIG = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
+N_BATCHES = 4  # fixed random batches per chip, cycled
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What one ``neurosim bench`` run measures (see the module docstring)."""
+
+    configs: tuple[Path, ...] = (DEFAULT_CONFIG,)
+    backends: tuple[str, ...] = tuple(BACKENDS)
+    chips: tuple[str, ...] = ("ideal", CONSTANT_STEP)
+    populations: tuple[int, ...] = (1, 4, 16)
+    repeats: int = 5
+    batch: int | None = None  # None: each config's train.batch_size
+    eval_batch: int = 1024
+    repeat_seconds: float = 0.2
+
+
+QUICK = Settings(populations=(1, 4), repeats=3, eval_batch=256, repeat_seconds=0.05)
+
+
+# ------------------------------------------------------------------- the machine
+def machine() -> dict:
+    """What the numbers were measured on: CPU model, cores, GPU (if torch sees one),
+    library versions and the date."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {"cpu": cpu, "cores": cores, "gpu": None, "platform": platform.platform(),
+            "python": platform.python_version(), "neurosim": __version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
+            "numba_threads": numba.get_num_threads(), "torch": None,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def time_calls(call: Callable[[], object], n: int, blas_threads: int | None = None) -> float:
+    """Seconds per call of ``n`` calls of ``call``, the BLAS limited to ``blas_threads``
+    threads meanwhile (``None``: as it is)."""
+    if blas_threads is not None:
+        with threadpool_limits(blas_threads, user_api="blas"):
+            return time_calls(call, n)
+    start = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - start) / n
+
+
+# --------------------------------------------------------------------- workloads
+def constant_step_chip(ctoc: float = 0.0, mode: str = "pulsed") -> ChipConfig:
+    """The ideal chip with ``constant_step`` devices (128 levels, cycle-to-cycle noise
+    ``ctoc``) updated in ``mode`` (pulses capped at 31, BL 31)."""
+    ideal = load_chip(HW_CONFIG_DIR / "ideal.yaml")
+    forward = dataclasses.replace(
+        ideal.forward, device=DeviceConfig(model="constant_step", levels=128, dw_min_ctoc=ctoc),
+        update=UpdateConfig(mode=mode, max_pulses=31, bl=31))
+    return dataclasses.replace(ideal, name=f"constant_step (c2c {ctoc:g})", forward=forward)
+
+
+class Workload:
+    """``population`` chips of ``experiment``'s network, rule, optimizer and dtype on
+    ``chip_config`` and ``backend``; ``train()`` steps every chip once (one
+    :meth:`Backend.population_step`, or with ``together=False`` or one chip
+    :meth:`Backend.train_step` chip after chip), ``infer()`` runs every chip's forward pass
+    on ``eval_batch`` inputs."""
+
+    def __init__(self, experiment: ExperimentConfig, chip_config: ChipConfig, backend: Backend,
+                 population: int, batch: int, eval_batch: int = 0, together: bool = True,
+                 blas_threads: int | None = None):
+        dtype = experiment.simulation.dtype
+        rule = get_rule(experiment.rule)
+        self.backend, self.batch, self.eval_batch = backend, batch, eval_batch
+        self.blas_threads = blas_threads
+        self.chips = [Chip(chip_config, experiment.network, rule, seed, dtype)
+                      for seed in range(population)]
+        self.states = [OptimizerState.create(experiment.optimizer, chip.n_params, chip.dtype)
+                       for chip in self.chips]
+        n_in, n_out = self.chips[0].dims[0], self.chips[0].dims[-1]
+        generator = np.random.default_rng(1)
+        self.x = generator.random((N_BATCHES, population, batch, n_in)).astype(dtype)
+        self.y = generator.integers(0, n_out, (N_BATCHES, population, batch))
+        self.eval_x = generator.random((eval_batch, n_in)).astype(dtype)
+        self.population = Population(self.chips) if together and population > 1 else None
+        if self.population is not None:
+            self.active = list(range(population))
+        else:
+            self.grads = [np.zeros(chip.n_params, dtype=chip.dtype) for chip in self.chips]
+            self.deltas = [np.zeros_like(g) for g in self.grads]
+        self.count = 0
+
+    def train(self) -> None:
+        x, y = self.x[self.count % N_BATCHES], self.y[self.count % N_BATCHES]
+        self.count += 1
+        if self.population is not None:
+            self.backend.population_step(self.population, self.states, self.active, x, y)
+            return
+        for c, chip in enumerate(self.chips):
+            self.backend.train_step(chip, self.states[c], x[c], y[c], self.grads[c],
+                                    self.deltas[c])
+
+    def infer(self) -> None:
+        for chip in self.chips:
+            logits(chip, self.backend, self.eval_x)
+
+
+def measure(calls: dict, repeats: int, repeat_seconds: float) -> dict:
+    """Median seconds per call of every ``(call, blas_threads)`` of ``calls`` (key ->), timed
+    in interleaved repeats after a warm-up call and a calibration of the calls per repeat."""
+    counts = {}
+    for key, (call, threads) in calls.items():
+        time_calls(call, 1, threads)  # warm-up: compilation, caches, allocator
+        once = time_calls(call, 1, threads)
+        counts[key] = max(1, math.ceil(repeat_seconds / max(once, 1e-9)))
+    samples = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, (call, threads) in calls.items():
+            samples[key].append(time_calls(call, counts[key], threads))
+    return {key: {"seconds": statistics.median(times), "calls_per_repeat": counts[key]}
+            for key, times in samples.items()}
+
+
+# ------------------------------------------------------------------- the command
+def parse_list(option: str, text: str, allowed: str | None = None) -> tuple[str, ...]:
+    """The comma-separated values of ``option`` (at least one)."""
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise NeurosimError(f"{option}: {text!r}: give at least one value"
+                            + (f"; allowed: {allowed}" if allowed else ""))
+    return values
+
+
+def parse_positive(option: str, text: str, single: bool = False) -> tuple[int, ...]:
+    """The comma-separated positive integers of ``option`` (exactly one if ``single``)."""
+    allowed = "a positive integer" if single else "positive integers, e.g. 1,4,16"
+    values = parse_list(option, text, allowed)
+    try:
+        numbers = tuple(int(v) for v in values)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != len(values) or min(numbers) < 1 or (single and len(numbers) > 1):
+        raise NeurosimError(f"{option}: {text!r}: allowed: {allowed}")
+    return numbers
+
+
+def parse_seconds(option: str, text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or not math.isfinite(value):
+        raise NeurosimError(f"{option}: {text!r}: allowed: a positive number of seconds")
+    return value
+
+
+def _presets() -> list[str]:
+    return sorted(p.stem for p in HW_CONFIG_DIR.glob("*.yaml"))
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse unknown backends and chips and missing configs (one line naming the option
+    and what is allowed)."""
+    for name in settings.backends:
+        if name not in BACKENDS:
+            raise NeurosimError(f"--backends: {name!r} is not a backend; allowed: "
+                                f"{', '.join(BACKENDS)}")
+    for name in settings.chips:
+        if name != CONSTANT_STEP and name not in _presets() and not Path(name).is_file():
+            raise NeurosimError(f"--chips: {name!r} is not a chip; allowed: a preset "
+                                f"({', '.join(_presets())}), {CONSTANT_STEP}, or a chip YAML "
+                                f"file")
+    for path in settings.configs:
+        if not Path(path).is_file():
+            raise NeurosimError(f"--configs: {str(path)!r} does not exist; allowed: experiment "
+                                f"YAML files, e.g. {DEFAULT_CONFIG}")
+    for option, value in (("--repeats", settings.repeats), ("--batch", settings.batch),
+                          ("--eval-batch", settings.eval_batch)):
+        if value is not None and value < 1:
+            raise NeurosimError(f"{option}: {value}: allowed: a positive integer")
+    if not settings.repeat_seconds > 0:
+        raise NeurosimError(f"--seconds: {settings.repeat_seconds}: allowed: a positive "
+                            f"number of seconds")
+    if min(settings.populations) < 1:
+        raise NeurosimError(f"--populations: {settings.populations}: allowed: positive "
+                            f"integers, e.g. 1,4,16")
+
+
+def _chip_config(name: str) -> ChipConfig:
+    if name == CONSTANT_STEP:
+        return constant_step_chip()
+    return load_chip(Path(name) if Path(name).is_file() else HW_CONFIG_DIR / f"{name}.yaml")
+
+
+def _unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (None: it can)."""
+    if BACKENDS[name][0] != "torch":
+        return None
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install 'neurosim[torch]')"
+    if BACKENDS[name][1] == "cuda" and not torch.cuda.is_available():
+        return "no CUDA GPU"
+    return None
+
+
+def _blas_threads(backend: Backend, default: int | None) -> int | None:
+    """The BLAS threads ``backend`` runs with in a run: one for the Numba backend's
+    deterministic products (it sets the limit when created), the process default else."""
+    if backend.name == "numba":
+        return 1 if backend.max_parts > 1 else numba.get_num_threads()
+    return default
+
+
+def run_bench(settings: Settings, progress: Callable[[str], None] | None = None) -> dict:
+    """Measure every combination of ``settings``; returns the result (rows, skipped
+    backends, the machine and the settings) that :func:`write_results` writes."""
+    check_settings(settings)
+    say = progress or (lambda text: None)
+    blas = ThreadpoolController().select(user_api="blas").info()
+    default_blas = max((lib["num_threads"] for lib in blas), default=None)
+    skipped = [{"backend": name, "reason": why} for name in settings.backends
+               if (why := _unavailable(name)) is not None]
+    backends = [name for name in settings.backends if _unavailable(name) is None]
+    for item in skipped:
+        say(f"skipped {item['backend']}: {item['reason']}")
+    workloads, combos = {}, []
+    for path in settings.configs:
+        experiment = load_experiment(path)
+        batch = settings.batch or experiment.train.batch_size
+        for chip_name in settings.chips:
+            chip_config = _chip_config(chip_name)
+            check_update_mode(experiment, chip_config, f"{path} with chip {chip_name}")
+            for backend_name in backends:
+                kind, device = BACKENDS[backend_name]
+                simulation = dataclasses.replace(experiment.simulation, backend=kind,
+                                                 device=device)
+                backend = create_backend(simulation)
+                threads = _blas_threads(backend, default_blas)
+                for size in settings.populations:
+                    key = (str(path), chip_name, backend_name, size)
+                    workloads[key] = Workload(experiment, chip_config, backend, size, batch,
+                                              settings.eval_batch, blas_threads=threads)
+                    combos.append((key, experiment.name, experiment, batch))
+    say(f"measuring {len(workloads)} combinations x (training, inference), "
+        f"{settings.repeats} interleaved repeats")
+    load_before = os.getloadavg()[0]
+    calls = {(key, what): (getattr(w, what), w.blas_threads)
+             for key, w in workloads.items() for what in ("train", "infer")}
+    timings = measure(calls, settings.repeats, settings.repeat_seconds)
+    rows = []
+    for key, name, experiment, batch in combos:
+        path, chip_name, backend_name, size = key
+        train, infer = timings[key, "train"], timings[key, "infer"]
+        row = {"config": name, "config_file": path, "chip": chip_name,
+               "backend": backend_name, "population": size,
+               "network": list(experiment.network.dims), "rule": experiment.rule,
+               "optimizer": experiment.optimizer.name, "dtype": experiment.simulation.dtype,
+               "batch": batch, "eval_batch": settings.eval_batch,
+               "train_step_ms": train["seconds"] * 1e3,
+               "train_samples_per_s": batch / train["seconds"],
+               "train_chip_samples_per_s": size * batch / train["seconds"],
+               "infer_ms": infer["seconds"] * 1e3,
+               "infer_samples_per_s": settings.eval_batch / infer["seconds"],
+               "infer_chip_samples_per_s": size * settings.eval_batch / infer["seconds"],
+               "train_calls_per_repeat": train["calls_per_repeat"],
+               "infer_calls_per_repeat": infer["calls_per_repeat"]}
+        rows.append(row)
+        say(f"{name} {chip_name} {backend_name} x{size}: train "
+            f"{row['train_chip_samples_per_s']:,.0f} chip-samples/s, inference "
+            f"{row['infer_chip_samples_per_s']:,.0f} chip-samples/s")
+    settings_plain = {**dataclasses.asdict(settings),
+                      "configs": [str(path) for path in settings.configs]}
+    return {"benchmark": "neurosim bench: training and inference throughput",
+            "machine": machine(), "settings": settings_plain, "rows": rows,
+            "skipped": skipped,
+            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]}}
+
+
+def markdown(result: dict) -> str:
+    m, s = result["machine"], result["settings"]
+    gpu = f", GPU {m['gpu']} (CUDA {m.get('cuda')})" if m["gpu"] else ", no GPU"
+    lines = [f"# {result['benchmark']}", "",
+             f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{gpu}); Python "
+             f"{m['python']}, neurosim {m['neurosim']}, numpy {m['numpy']}, numba "
+             f"{m['numba']} ({m['numba_threads']} threads), torch {m['torch']}. 1-minute load "
+             f"average {result['load_average_1min']['before']:.2f} before, "
+             f"{result['load_average_1min']['after']:.2f} after. Medians of {s['repeats']} "
+             f"interleaved repeats of about {s['repeat_seconds']} s each, after warm-up.", "",
+             "samples/s: one chip's rate (how fast each run of a population advances); "
+             "chip-samples/s: that times the population size (the machine's throughput). "
+             "Training: one step of every chip (`Backend.train_step` for one chip, "
+             "`Backend.population_step` for a population) on `batch` samples each; "
+             f"inference: every chip's forward pass on {s['eval_batch']} inputs.", "",
+             "| config | chip | backend | chips | batch | train step (ms) | train samples/s "
+             "| train chip-samples/s | inference samples/s | inference chip-samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['config']} | {r['chip']} | {r['backend']} | {r['population']} "
+                     f"| {r['batch']} | {r['train_step_ms']:.2f} "
+                     f"| {r['train_samples_per_s']:,.0f} | {r['train_chip_samples_per_s']:,.0f} "
+                     f"| {r['infer_samples_per_s']:,.0f} "
+                     f"| {r['infer_chip_samples_per_s']:,.0f} |")
+    if result["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{item['backend']} ({item['reason']})"
+                                              for item in result["skipped"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, out: Path, stem: str = "bench") -> Path:
+    """``<out>/<stem>.json`` and ``<out>/<stem>.md``; returns the markdown's path."""
+    from neurosim.runio import to_json, write_text
+
+    out = Path(out)
+    write_text(out / f"{stem}.json", to_json(result) + "\n")
+    write_text(out / f"{stem}.md", markdown(result))
+    return out / f"{stem}.md"

@@ -1,0 +1,102 @@
+"""``neurosim bench``: a tiny config on every backend here x two chips x two population
+sizes, its JSON and markdown; bad options refused in one line. CUDA rows appear only with a
+GPU (otherwise the backend is listed as skipped)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from neurosim.bench import BACKENDS, machine
+from neurosim.cli import main
+
+TINY = {"name": "tiny_bench", "chip": "ideal", "network": {"dims": [784, 16, 10]},
+        "rule": "fa", "optimizer": {"name": "adam", "lr": 1e-3},
+        "data": {"dataset": "digits"}, "train": {"epochs": 1, "batch_size": 8}}
+CHIPS = ("ideal", "constant_step")
+POPULATIONS = (1, 3)
+
+
+def torch_state() -> tuple[bool, bool]:
+    """(torch installed, CUDA GPU visible)."""
+    try:
+        import torch
+    except ImportError:
+        return False, False
+    return True, torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def result(tiny, tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench_out")
+    assert main(["bench", "--configs", str(tiny), "--backends", ",".join(BACKENDS),
+                 "--chips", ",".join(CHIPS),
+                 "--populations", ",".join(map(str, POPULATIONS)), "--repeats", "2",
+                 "--seconds", "0.002", "--eval-batch", "32", "--out", str(out),
+                 "--quiet"]) == 0
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
+
+
+def test_every_combination_has_a_row_with_positive_rates(result):
+    data, _ = result
+    has_torch, has_cuda = torch_state()
+    available = {"numpy", "numba"} | ({"torch-cpu"} if has_torch else set()) | (
+        {"torch-cuda"} if has_cuda else set())
+    expected = {(chip, backend, size) for chip in CHIPS for backend in available
+                for size in POPULATIONS}
+    rows = data["rows"]
+    assert {(r["chip"], r["backend"], r["population"]) for r in rows} == expected
+    assert len(rows) == len(expected)
+    for r in rows:
+        assert r["config"] == "tiny_bench" and r["batch"] == 8 and r["eval_batch"] == 32
+        for what in ("train", "infer"):
+            assert r[f"{what}_samples_per_s"] > 0
+            assert r[f"{what}_chip_samples_per_s"] == pytest.approx(
+                r[f"{what}_samples_per_s"] * r["population"])
+    skipped = {item["backend"]: item["reason"] for item in data["skipped"]}
+    assert set(skipped) == set(BACKENDS) - available
+    if not has_cuda:
+        assert "no CUDA GPU" in skipped["torch-cuda"] or not has_torch
+
+
+def test_results_describe_the_machine_and_the_settings(result):
+    data, text = result
+    m = data["machine"]
+    for key in ("cpu", "cores", "gpu", "python", "numpy", "numba", "torch", "date"):
+        assert key in m, key
+    assert m["cores"] >= 1 and m["cpu"] and m["date"][:2] == "20"
+    assert m["gpu"] == (machine()["gpu"])
+    assert data["settings"]["populations"] == list(POPULATIONS)
+    assert data["settings"]["repeats"] == 2
+    table = [line for line in text.splitlines() if line.startswith("| tiny_bench |")]
+    assert len(table) == len(data["rows"])
+    assert m["cpu"] in text and f"numba {m['numba']}" in text
+
+
+@pytest.mark.parametrize("args, option, allowed", [
+    (["--backends", "cuda"], "--backends", "numpy, numba, torch-cpu, torch-cuda"),
+    (["--chips", "ideal,no_such_chip"], "--chips", "constant_step"),
+    (["--populations", "0,4"], "--populations", "positive integers"),
+    (["--populations", "one"], "--populations", "positive integers"),
+    (["--repeats", "2,3"], "--repeats", "a positive integer"),
+    (["--batch", "-1"], "--batch", "a positive integer"),
+    (["--seconds", "0"], "--seconds", "a positive number of seconds"),
+    (["--configs", "no/such.yaml"], "--configs", "experiment YAML files"),
+    (["--backends", ","], "--backends", "at least one value"),
+])
+def test_bad_options_are_refused_in_one_line(args, option, allowed, tmp_path, capsys):
+    assert main(["bench", *args, "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {option}: ")
+    assert allowed in err
+    assert not (tmp_path / "out").exists()
