@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -34,10 +32,10 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from neurosim.backends.numba_cpu import NumbaBackend
 from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.bench import machine, time_calls
 from neurosim.chip import Chip
 from neurosim.config import HW_CONFIG_DIR, NetworkConfig, OptimizerConfig, load_chip
 from neurosim.optimizers import OptimizerState
@@ -52,28 +50,6 @@ def flops_per_sample(dims) -> int:
     forward = sum(2 * a * b for a, b in pairs)
     feedback = sum(2 * a * b for a, b in pairs[1:])
     return 2 * forward + feedback
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "torch": None}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return info
 
 
 class GemmPeak:
@@ -167,21 +143,9 @@ class BlasThreads:
     def __call__(self) -> None:
         self.step()
 
-    def timed(self, n_steps: int) -> float:
-        with threadpool_limits(self.threads, user_api="blas"):
-            start = time.perf_counter()
-            for _ in range(n_steps):
-                self.step()
-            return (time.perf_counter() - start) / n_steps
-
 
 def time_steps(step, n_steps: int) -> float:
-    if isinstance(step, BlasThreads):
-        return step.timed(n_steps)
-    start = time.perf_counter()
-    for _ in range(n_steps):
-        step()
-    return (time.perf_counter() - start) / n_steps
+    return time_calls(step, n_steps, step.threads if isinstance(step, BlasThreads) else None)
 
 
 def measure(optimizer: OptimizerConfig, batch: int, repeats: int, have_torch: bool) -> dict:

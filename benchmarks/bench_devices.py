@@ -13,7 +13,6 @@ in samples/s (target >= 10,000). Writes ``benchmarks/results/device_step.{json,m
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_core import machine, time_steps
 from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.bench import constant_step_chip, machine, time_calls
 from neurosim.chip import Chip
-from neurosim.config import (HW_CONFIG_DIR, ChipConfig, DeviceConfig, NetworkConfig,
-                             OptimizerConfig, UpdateConfig, load_chip)
+from neurosim.config import HW_CONFIG_DIR, ChipConfig, NetworkConfig, OptimizerConfig, load_chip
 from neurosim.optimizers import OptimizerState
 from neurosim.rules import get_rule
 
@@ -64,14 +62,6 @@ class Step:
         self.backend.update(self.chip, self.state, self.grads, self.deltas)
 
 
-def constant_step_chip(ctoc: float, mode: str = "pulsed") -> ChipConfig:
-    ideal = load_chip(HW_CONFIG_DIR / "ideal.yaml")
-    forward = dataclasses.replace(
-        ideal.forward, device=DeviceConfig(model="constant_step", levels=128, dw_min_ctoc=ctoc),
-        update=UpdateConfig(mode=mode, max_pulses=31, bl=31))
-    return dataclasses.replace(ideal, name=f"constant_step (c2c {ctoc:g})", forward=forward)
-
-
 def stochastic_rows(repeats: int) -> list[dict]:
     """Samples/s of in-array stochastic updates (BL 31, plain SGD) beside the ideal step."""
     rows = []
@@ -80,11 +70,11 @@ def stochastic_rows(repeats: int) -> list[dict]:
             steps = {"ideal": Step(load_chip(HW_CONFIG_DIR / "ideal.yaml"), lr, "sgd"),
                      "stochastic": Step(constant_step_chip(ctoc, "stochastic"), lr, "sgd")}
             for step in steps.values():
-                time_steps(step, 10)
+                time_calls(step, 10)
             samples = {name: [] for name in steps}
             for _ in range(repeats):
                 for name, step in steps.items():
-                    samples[name].append(time_steps(step, 20))
+                    samples[name].append(time_calls(step, 20))
             ideal_s, stochastic_s = (statistics.median(samples[n]) for n in steps)
             chip = steps["stochastic"].chip
             rows.append({"chip": f"constant_step (c2c {ctoc:g})", "sgd_lr": lr,
@@ -110,11 +100,11 @@ def main() -> None:
             steps = {"ideal": Step(load_chip(HW_CONFIG_DIR / "ideal.yaml"), lr),
                      "pulsed": Step(chip, lr)}
             for step in steps.values():
-                time_steps(step, 30)
+                time_calls(step, 30)
             samples = {name: [] for name in steps}
             for _ in range(args.repeats):
                 for name, step in steps.items():
-                    samples[name].append(time_steps(step, 100))
+                    samples[name].append(time_calls(step, 100))
             ideal_s, pulsed_s = (statistics.median(samples[n]) for n in ("ideal", "pulsed"))
             pulses = steps["pulsed"].chip.pulses.sum() / steps["pulsed"].chip.update_count
             rows.append({"chip": chip.name, "lr": lr, "ideal_step_us": ideal_s * 1e6,

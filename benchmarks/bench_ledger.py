@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_core import machine, time_steps
-from bench_devices import constant_step_chip
+from neurosim.bench import constant_step_chip, machine, time_calls
 from neurosim.config import ExperimentConfig, HW_CONFIG_DIR, expand_runs, load_chip
 from neurosim.schema import build
 from neurosim.train import Trainer
@@ -84,11 +83,11 @@ def main() -> None:
                 steps = {mode: TrainerStep(chip, batch, mode == "on", Path(scratch) / mode)
                          for mode in ("on", "off")}
                 for step in steps.values():
-                    time_steps(step, n_steps // 10)
+                    time_calls(step, n_steps // 10)
                 samples = {mode: [] for mode in steps}
                 for _ in range(args.repeats):
                     for mode, step in steps.items():
-                        samples[mode].append(time_steps(step, n_steps))
+                        samples[mode].append(time_calls(step, n_steps))
                 on, off = (statistics.median(samples[m]) for m in ("on", "off"))
                 rows.append({"chip": chip_name, "batch": batch, "step_us_ledger": on * 1e6,
                              "step_us_no_ledger": off * 1e6,

@@ -12,11 +12,13 @@ medians of interleaved repeats after warm-up:
   stacked first as :func:`neurosim.train.run_population` does (one chip per Numba thread,
   each chip's kernels serial; bit-identical per chip to the sequential steps).
 
-Each chip trains on its own batches (8 fixed random batches per chip, cycled). Throughput
-is in chip-samples/s: chips x batch x steps / seconds. Target (issue 5): population >= 1.5x
+Each chip trains on its own batches (fixed random batches per chip, cycled), both ways
+being :class:`neurosim.bench.Workload`\ s timed by :func:`neurosim.bench.measure` (the
+code of ``neurosim bench``). Throughput is in chip-samples/s: chips x batch x steps /
+seconds. Target (issue 5): population >= 1.5x
 sequential. Writes ``benchmarks/results/population.{json,md}`` with the machine description.
 
-    .venv/bin/python benchmarks/bench_population.py [--repeats N] [--chips M]
+    .venv/bin/python benchmarks/bench_population.py [--repeats N] [--chips M] [--seconds S]
 """
 
 from __future__ import annotations
@@ -24,95 +26,43 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
 import numba
-import numpy as np
 
-from bench_core import machine, time_steps
-from bench_devices import constant_step_chip
 from neurosim.backends.numba_cpu import NumbaBackend
-from neurosim.chip import Chip
-from neurosim.config import HW_CONFIG_DIR, ChipConfig, NetworkConfig, OptimizerConfig, load_chip
-from neurosim.optimizers import OptimizerState
-from neurosim.population import Population
-from neurosim.rules import get_rule
+from neurosim.bench import Workload, constant_step_chip, machine, measure
+from neurosim.config import HW_CONFIG_DIR, ChipConfig, ExperimentConfig, load_chip
+from neurosim.schema import build
 
 DIMS = (784, 100, 10)
 BATCH = 64
-N_BATCHES = 8
 TARGET = 1.5
 RESULTS = Path(__file__).resolve().parent / "results"
+EXPERIMENT = build(ExperimentConfig, {"name": "population", "chip": "ideal",
+                                      "network": {"dims": list(DIMS)}, "rule": "fa",
+                                      "optimizer": {"name": "adam", "lr": 1e-4}}, "bench")
 
 
-class Chips:
-    """``n`` chips (seeds 0..n-1) with their optimizers and batches: ``x[i][c]`` is chip
-    ``c``'s batch ``i``."""
-
-    def __init__(self, chip_config: ChipConfig, n: int):
-        self.backend = NumbaBackend("float32")
-        self.chips = [Chip(chip_config, NetworkConfig(dims=DIMS), get_rule("fa"), seed,
-                           "float32") for seed in range(n)]
-        optimizer = OptimizerConfig(name="adam", lr=1e-4)
-        self.states = [OptimizerState.create(optimizer, chip.n_params, chip.dtype)
-                       for chip in self.chips]
-        generator = np.random.default_rng(1)
-        self.x = [[generator.random((BATCH, DIMS[0]), dtype=np.float32) for _ in range(n)]
-                  for _ in range(N_BATCHES)]
-        self.y = [[generator.integers(0, DIMS[-1], BATCH) for _ in range(n)]
-                  for _ in range(N_BATCHES)]
-        self.count = 0
-
-    def batch(self) -> tuple[list, list]:
-        i = self.count % N_BATCHES
-        self.count += 1
-        return self.x[i], self.y[i]
-
-
-class Sequential(Chips):
-    def __init__(self, chip_config: ChipConfig, n: int):
-        super().__init__(chip_config, n)
-        self.grads = np.zeros(self.chips[0].n_params, dtype=np.float32)
-        self.deltas = np.zeros_like(self.grads)
-
-    def __call__(self) -> None:
-        x, y = self.batch()
-        for c, (chip, state) in enumerate(zip(self.chips, self.states)):
-            self.backend.train_step(chip, state, x[c], y[c], self.grads, self.deltas)
-
-
-class Together(Chips):
-    def __init__(self, chip_config: ChipConfig, n: int):
-        super().__init__(chip_config, n)
-        self.population = Population(self.chips)
-        self.active = list(range(n))
-
-    def __call__(self) -> None:
-        x, y = self.batch()
-        self.backend.population_step(self.population, self.states, self.active, np.stack(x),
-                                     np.stack(y))
-
-
-def measure(chip_config: ChipConfig, n_chips: int, repeats: int, n_steps: int) -> dict:
-    """Median seconds per step (all chips) of both ways, interleaved repeat by repeat."""
-    steps = {"sequential": Sequential(chip_config, n_chips),
-             "population": Together(chip_config, n_chips)}
-    for step in steps.values():  # warm-up: compilation, caches, allocator
-        time_steps(step, max(3, n_steps // 4))
-    samples = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            samples[name].append(time_steps(step, n_steps))
-    return {name: statistics.median(times) for name, times in samples.items()}
+def time_both_ways(chip_config: ChipConfig, n_chips: int, repeats: int,
+                   repeat_seconds: float) -> dict:
+    """Median seconds per step (all chips) of both ways and the steps per repeat,
+    interleaved repeat by repeat."""
+    backend = NumbaBackend("float32")
+    steps = {way: Workload(EXPERIMENT, chip_config, backend, n_chips, BATCH,
+                           together=way == "population", blas_threads=1)
+             for way in ("sequential", "population")}
+    return measure({way: (w.train, w.blas_threads) for way, w in steps.items()}, repeats,
+                   repeat_seconds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--chips", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
+    parser.add_argument("--seconds", type=float, default=0.5,
+                        help="about this long per timed repeat")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     chips = {"ideal": load_chip(HW_CONFIG_DIR / "ideal.yaml"),
@@ -120,7 +70,8 @@ def main() -> None:
     rows = []
     load_before = os.getloadavg()
     for name, chip_config in chips.items():
-        seconds = measure(chip_config, args.chips, args.repeats, args.steps)
+        timings = time_both_ways(chip_config, args.chips, args.repeats, args.seconds)
+        seconds = {way: t["seconds"] for way, t in timings.items()}
         rates = {way: args.chips * BATCH / s for way, s in seconds.items()}
         ratio = rates["population"] / rates["sequential"]
         rows.append({"chip": name, "chips": args.chips, "batch": BATCH,
@@ -129,7 +80,9 @@ def main() -> None:
                      "sequential_chip_samples_per_s": rates["sequential"],
                      "population_chip_samples_per_s": rates["population"],
                      "ratio": ratio, "target": TARGET, "meets_target": ratio >= TARGET,
-                     "repeats": args.repeats, "steps_per_repeat": args.steps})
+                     "repeats": args.repeats, "seconds_per_repeat": args.seconds,
+                     **{f"{way}_steps_per_repeat": t["calls_per_repeat"]
+                        for way, t in timings.items()}})
         print(f"{name}: population {rates['population']:,.0f} chip-samples/s, sequential "
               f"{rates['sequential']:,.0f}: {ratio:.2f}x", flush=True)
     result = {"benchmark": f"population of {args.chips} chips vs {args.chips} sequential "
@@ -154,8 +107,8 @@ def markdown(result: dict) -> str:
              f"{result['load_average_1min']['after']:.2f} after (the benchmark's own threads "
              "included; other work on the machine slows the sequential steps' many short "
              "parallel regions most). Medians of "
-             f"{rows[0]['repeats']} interleaved repeats of {rows[0]['steps_per_repeat']} "
-             "steps. Target (issue 5): the "
+             f"{rows[0]['repeats']} interleaved repeats of about "
+             f"{rows[0]['seconds_per_repeat']} s each. Target (issue 5): the "
              f"population >= {TARGET}x the chip-samples/s of the chips stepped one after "
              "another.", "",
              "| chip | chips | sequential step, all chips (ms) | population step (ms) "
