@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from neurosim.data.registry import DATASET_NAMES
+from neurosim.data.registry import DATASET_NAMES, get_spec
 from neurosim.energy import EnergyConfig
 from neurosim.errors import ConfigError
 from neurosim.periphery import PeripheryConfig
@@ -35,7 +35,9 @@ HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
 RULES = ("bp", "fa", "dfa")
 BACKENDS = ("numpy", "numba", "torch")
 DEVICES = ("cpu", "cuda")
-DATASET_FEATURES = 784  # every dataset is delivered in the 28 x 28 MNIST frame
+#: Input width of the datasets delivered in the 28 x 28 MNIST frame (all but cifar10, whose
+#: 3x32x32 images give 3072); a dataset's own width is ``get_spec(name).features``.
+DATASET_FEATURES = 784
 DATASET_CLASSES = 10
 
 
@@ -344,6 +346,10 @@ class EvaluationConfig:
                                  doc="evenly spaced evaluation points in every epoch, its end "
                                      "included (1: at epoch ends); more points resolve "
                                      "curves and the energy to target more finely")
+    every_epochs: int = spec(1, ge=1,
+                             doc="evaluate in every k-th epoch only (and in the last): long "
+                                 "runs on small training sets (checkpoints are taken at "
+                                 "evaluation points)")
     train_probe_size: int = spec(10000, ge=1, doc="training examples used for train loss")
     gradient_probe_size: int = spec(256, ge=1,
                                     doc="examples used for the update-vs-BP-gradient angle")
@@ -353,6 +359,11 @@ class EvaluationConfig:
                                 choices=("translate", "rotate", "scale") + DATASET_NAMES,
                                 doc="out-of-distribution test sets evaluated after training: "
                                     "transforms of the test set, or other datasets")
+    ood_during_training: bool = spec(False,
+                                     doc="also evaluate the OOD sets at every evaluation point "
+                                         "of data training (records gain ood_accuracy), e.g. "
+                                         "to compare OOD accuracy at matched in-distribution "
+                                         "accuracy")
     ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0,
                                             doc="translations (right and down), pixels")
     ood_rotations_deg: tuple[float, ...] = spec((15.0, 30.0, 45.0), doc="rotations, degrees")
@@ -420,10 +431,12 @@ class ExperimentConfig:
 
     def check(self, source: str, path: str) -> None:
         dims = self.network.dims
-        if dims[0] != DATASET_FEATURES:
+        dataset = get_spec(self.data.dataset)
+        if dims[0] != dataset.features:
+            shape = "x".join(map(str, dataset.delivered_shape))
             raise ConfigError(source, "network.dims[0]", dims[0],
-                              f"must equal the dataset's {DATASET_FEATURES} input features "
-                              f"({self.data.dataset} images are 28x28)")
+                              f"must equal the dataset's {dataset.features} input features "
+                              f"({self.data.dataset} images are {shape})")
         if dims[-1] != DATASET_CLASSES:
             raise ConfigError(source, f"network.dims[{len(dims) - 1}]", dims[-1],
                               f"must equal the dataset's {DATASET_CLASSES} classes")

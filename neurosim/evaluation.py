@@ -109,9 +109,14 @@ def update_vs_backprop(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarra
 
 
 def weight_spectra(chip: Chip) -> dict:
-    """Effective rank (Roy & Vetterli 2007) of every ``W_l``."""
+    """Singular values (descending) and effective rank (Roy & Vetterli 2007) of every
+    ``W_l``."""
+    weights = chip.effective_weights()
     return {"effective_rank": {str(i + 1): metrics.effective_rank(W)
-                               for i, W in enumerate(chip.effective_weights())}}
+                               for i, W in enumerate(weights)},
+            "singular_values": {str(i + 1): (metrics.singular_values(W).tolist()
+                                             if np.all(np.isfinite(W)) else None)
+                                for i, W in enumerate(weights)}}
 
 
 def hidden_representations(chip: Chip, x: np.ndarray) -> list[np.ndarray]:

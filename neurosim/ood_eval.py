@@ -3,7 +3,8 @@
 The in-distribution test set is translated, rotated and scaled (``neurosim.data.ood``);
 other digit datasets in the same 28x28 frame (USPS, scikit-learn digits, MNIST) are
 evaluated on their test splits. A dataset that is not available is recorded as skipped with
-the reason, never silently dropped.
+the reason, never silently dropped; so are the transforms when the images are not 28x28 grey
+(CIFAR-10) and other datasets whose input width differs from the network's.
 """
 
 from __future__ import annotations
@@ -15,14 +16,32 @@ from neurosim.backends.base import Backend
 from neurosim.chip import Chip
 from neurosim.config import EvaluationConfig
 from neurosim.data import Dataset, load_dataset, ood
+from neurosim.data.registry import get_spec
 from neurosim.errors import DataError
+
+_TRANSFORMS = ("translate", "rotate", "scale")
+
+
+def _transform_names(kind: str, config: EvaluationConfig) -> list[str]:
+    """The OOD set names transform ``kind`` yields (as in :func:`ood_test_sets`)."""
+    if kind == "translate":
+        return [f"translate_{px:g}px" for px in config.ood_shifts_px]
+    if kind == "rotate":
+        return [f"rotate_{deg:g}deg" for deg in config.ood_rotations_deg]
+    return [f"scale_{factor:g}x" for factor in config.ood_scales]
 
 
 def ood_test_sets(dataset: Dataset, config: EvaluationConfig, data_dir: str | None):
     """Yield (name, inputs, labels) or (name, None, reason) for every configured OOD set."""
     x, y = dataset.x_test, dataset.y_test
+    framed = tuple(dataset.image_shape) == (ood.SIDE, ood.SIDE)
     for kind in config.ood:
-        if kind == "translate":
+        if kind in _TRANSFORMS and not framed:
+            shape = "x".join(map(str, dataset.image_shape))
+            for name in _transform_names(kind, config):
+                yield name, None, (f"skipped: the {kind} transform works on {ood.SIDE}x{ood.SIDE} grey "
+                                   f"images; {dataset.name} images are {shape}")
+        elif kind == "translate":
             for px in config.ood_shifts_px:
                 yield f"translate_{px:g}px", ood.translate(x, px, px), y
         elif kind == "rotate":
@@ -32,6 +51,10 @@ def ood_test_sets(dataset: Dataset, config: EvaluationConfig, data_dir: str | No
             for factor in config.ood_scales:
                 yield f"scale_{factor:g}x", ood.scale(x, factor), y
         elif kind != dataset.name:
+            if (width := get_spec(kind).features) != dataset.n_features:
+                yield kind, None, (f"skipped: {kind} images have {width} input features, "
+                                   f"the network takes {dataset.name}'s {dataset.n_features}")
+                continue
             try:
                 other = load_dataset(kind, data_dir)
             except DataError as error:
@@ -41,12 +64,15 @@ def ood_test_sets(dataset: Dataset, config: EvaluationConfig, data_dir: str | No
 
 
 def ood_accuracies(chip: Chip, backend: Backend, dataset: Dataset, config: EvaluationConfig,
-                   data_dir: str | None) -> dict:
+                   data_dir: str | None, sets: list | None = None) -> dict:
     """``{name: accuracy}`` (fraction) per OOD set, with ``in_distribution`` for reference;
-    unavailable sets map to a ``"skipped: ..."`` string."""
+    unavailable sets map to a ``"skipped: ..."`` string. ``sets``: the list of
+    :func:`ood_test_sets` made once, for repeated evaluations."""
     result = {"in_distribution": evaluation.loss_and_accuracy(
         chip, backend, dataset.x_test, dataset.y_test)["accuracy"]}
-    for name, x, y in ood_test_sets(dataset, config, data_dir):
+    if sets is None:
+        sets = ood_test_sets(dataset, config, data_dir)
+    for name, x, y in sets:
         result[name] = y if x is None else evaluation.loss_and_accuracy(
             chip, backend, np.asarray(x), y)["accuracy"]
     return result

@@ -44,19 +44,20 @@ from neurosim.optimizers import OptimizerState
 from neurosim.population import Population
 from neurosim.precondition import NoiseSource, batch_bounds
 from neurosim.rules import get_rule
-from neurosim.ood_eval import ood_accuracies
+from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
 from neurosim.summary import summarize
 
 
 
 def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, ...],
-                     per_epoch: int = 1) -> list[int]:
+                     per_epoch: int = 1, every_epochs: int = 1) -> list[int]:
     """Sorted distinct step counts at which data training is evaluated (0 included):
-    ``per_epoch`` evenly spaced points in every epoch (its end included), and the
-    ``fractions`` of epoch 1."""
-    points = {0} | {int(round(k * steps_per_epoch / per_epoch))
-                    for k in range(1, epochs * per_epoch + 1)}
+    ``per_epoch`` evenly spaced points (its end included) in every ``every_epochs``-th
+    epoch and in the last one, and the ``fractions`` of epoch 1."""
+    last = epochs * per_epoch
+    points = {0} | {int(round(k * steps_per_epoch / per_epoch)) for k in range(1, last + 1)
+                    if -(-k // per_epoch) % every_epochs == 0 or k == last}
     if epochs >= 1:
         points |= {int(round(f * steps_per_epoch)) for f in fractions}
     return sorted(points)
@@ -98,6 +99,7 @@ class Trainer:
         self.noise_probe = self.noise.probe(self.experiment.evaluation.noise_probe_size)
         self.optimizer = self._new_optimizer("precondition" if pre.enabled else "train")
         self._dataset: Dataset | None = None
+        self._ood_sets: list | None = None
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -300,18 +302,35 @@ class Trainer:
             "test_loss": test["loss"], "test_accuracy": test["accuracy"],
             "train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "generalization_gap": test["loss"] - train["loss"], **energy,
-            "error_gap": train["accuracy"] - test["accuracy"],
+            "error_gap": train["accuracy"] - test["accuracy"], **self._ood_record(),
             **evaluation.alignment(self.chip),
             **evaluation.update_vs_backprop(self.chip, self.backend, grad_x, grad_y),
             **evaluation.weight_spectra(self.chip)})
+
+    def _ood_record(self) -> dict:
+        """``ood_accuracy`` per OOD set at this evaluation point, when
+        ``evaluation.ood_during_training`` (the transformed sets are made once)."""
+        config = self.experiment.evaluation
+        if not config.ood_during_training:
+            return {}
+        if self._ood_sets is None:
+            self._ood_sets = [(name, x, y) for name, x, y in
+                              ood_test_sets(self.dataset, config, self.data_dir)
+                              if x is not None]
+        accuracies = ood_accuracies(self.chip, self.backend, self.dataset, config,
+                                    self.data_dir, self._ood_sets)
+        accuracies.pop("in_distribution")
+        return {"ood_accuracy": accuracies}
 
     def _train(self, bar: tqdm) -> Generator:
         config = self.experiment.train
         data = self.dataset
         steps_per_epoch = self._steps_per_epoch()
+        evaluation_config = self.experiment.evaluation
         points = set(evaluation_steps(steps_per_epoch, config.epochs,
-                                      self.experiment.evaluation.fractional_epochs,
-                                      self.experiment.evaluation.points_per_epoch))
+                                      evaluation_config.fractional_epochs,
+                                      evaluation_config.points_per_epoch,
+                                      evaluation_config.every_epochs))
         self._clock = time.perf_counter()
         self.accounting.begin("train", self.experiment.optimizer)
         if self.position.step == 0:

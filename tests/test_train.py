@@ -56,6 +56,12 @@ def test_evaluation_steps_include_fractional_points():
                                                               175, 200]
 
 
+def test_evaluation_every_kth_epoch_keeps_the_last_and_the_fractional_points():
+    assert evaluation_steps(10, 7, (0.5,), every_epochs=3) == [0, 5, 30, 60, 70]
+    assert evaluation_steps(10, 4, (), per_epoch=2, every_epochs=2) == [0, 15, 20, 35, 40]
+    assert evaluation_steps(10, 5, (), every_epochs=1) == evaluation_steps(10, 5, ())
+
+
 def test_same_seed_same_backend_gives_identical_runs(tmp_path):
     spec = spec_for()
     first = run_spec(spec, tmp_path / "a")

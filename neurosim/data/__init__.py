@@ -3,8 +3,9 @@
 Public API:
 
 * :func:`load_dataset` / :class:`Dataset`: images as float32 ``(N, 784)`` rows in [0, 1]
-  (28x28, MNIST frame) with int64 labels; see :mod:`neurosim.data.loaders` for each
-  dataset's split.
+  (28x28, MNIST frame) with int64 labels, or ``(N, 3072)`` native 3x32x32 colour rows for
+  ``cifar10`` (``DatasetSpec.features``); see :mod:`neurosim.data.loaders` for each
+  dataset's split and layout.
 * :data:`DATASET_NAMES`, :func:`list_datasets`.
 * :func:`verify`, :func:`fetch`, :func:`resolve_data_dir` (:mod:`neurosim.data.store`).
 * OOD transforms in :mod:`neurosim.data.ood`.

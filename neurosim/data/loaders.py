@@ -1,4 +1,7 @@
-"""Turn dataset files into :class:`Dataset` arrays: 28x28 images as float32 rows in [0, 1].
+"""Turn dataset files into :class:`Dataset` arrays: images as float32 rows in [0, 1].
+
+Grey datasets are delivered as 28x28 images (784 features, the MNIST frame); CIFAR-10 as
+its native 3x32x32 colour images (3072 features, not framed).
 
 Splits:
 
@@ -9,6 +12,12 @@ Splits:
 * ``usps``: the official ESL 7291 / 2007 split, put in the MNIST frame (:mod:`neurosim.data.frame`).
 * ``digits``: scikit-learn's 1797 bundled 8x8 images, in their stored order: the first 1437
   train, the last 360 test; put in the MNIST frame.
+* ``cifar10``: the official 50000 / 10000 split: ``data_batch_1`` .. ``data_batch_5``
+  concatenated in that order, then ``test_batch``, read from the archive without extracting
+  it. Each row keeps the published channel-major layout: features ``0..1023`` are the red
+  plane, ``1024..2047`` green, ``2048..3071`` blue, each 32x32 row-major (feature
+  ``c * 1024 + row * 32 + col``; ``x.reshape(-1, 3, 32, 32)`` gives the images), values
+  divided by 255.
 
 ``train_size`` / ``test_size`` keep a prefix of each split (deterministic, not stratified).
 Full datasets are cached per process, keyed by name and data directory; the arrays are
@@ -37,10 +46,11 @@ _DIGITS_N_TRAIN = 1437
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train and test images as read-only float32 rows ``(N, 784)`` in [0, 1], int64 labels.
+    """Train and test images as read-only float32 rows ``(N, n_features)`` in [0, 1], int64 labels.
 
-    ``image_shape`` is the shape the rows reshape to; ``notes`` records anything a reader of
-    results must know (e.g. a substitute split).
+    ``image_shape`` is the shape the rows reshape to: ``(28, 28)``, or ``(3, 32, 32)``
+    (channels first) for CIFAR-10; ``notes`` records anything a reader of results must know
+    (e.g. a substitute split).
     """
 
     name: str
@@ -49,12 +59,12 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
-    image_shape: tuple[int, int] = (frame.FRAME_SIDE, frame.FRAME_SIDE)
+    image_shape: tuple[int, ...] = (frame.FRAME_SIDE, frame.FRAME_SIDE)
     notes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
-        """Pixels per image (784 for 28x28)."""
+        """Values per image (784 for 28x28, 3072 for 3x32x32)."""
         return int(np.prod(self.image_shape))
 
 
@@ -129,12 +139,29 @@ def _load_digits(spec: DatasetSpec) -> Dataset:
     return _dataset(spec, x[:n], y[:n], x[n:], y[n:], (note,))
 
 
+def _load_cifar(spec: DatasetSpec, root: Path) -> Dataset:
+    (path,) = store.require(spec, spec.files, root)  # checksum verified before any unpickling
+    members = formats.CIFAR_TRAIN_MEMBERS + (formats.CIFAR_TEST_MEMBER,)
+    batches = formats.read_cifar_batches(path, members)
+    splits = []
+    for names in (formats.CIFAR_TRAIN_MEMBERS, (formats.CIFAR_TEST_MEMBER,)):
+        labels = np.concatenate([_check_labels(spec, *batches[name], f"{path}:{name}") for name in names])
+        images = np.concatenate([batches.pop(name)[0] for name in names])
+        splits += [np.divide(images, np.float32(255.0), dtype=np.float32), labels]
+        del images
+    note = (
+        f"{spec.name}: 32x32 colour images as 3072 features in [0, 1], channel-major (1024 red, 1024 green, "
+        "1024 blue values, each row-major); not put in the 28x28 MNIST frame"
+    )
+    return _dataset(spec, *splits, (note,))
+
+
 def _dataset(spec: DatasetSpec, x_train, y_train, x_test, y_test, notes: tuple[str, ...] = ()) -> Dataset:
     """A :class:`Dataset` over the arrays, made read-only."""
     arrays = [np.ascontiguousarray(a) for a in (x_train, y_train, x_test, y_test)]
     for array in arrays:
         array.setflags(write=False)
-    return Dataset(spec.name, *arrays, n_classes=spec.n_classes, notes=notes)
+    return Dataset(spec.name, *arrays, n_classes=spec.n_classes, image_shape=spec.delivered_shape, notes=notes)
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,6 +171,8 @@ def _load_full(name: str, root: Path | None) -> Dataset:
         return _load_idx(spec, root)
     if spec.format == "esl_zip":
         return _load_esl_zip(spec, root)
+    if spec.format == "cifar_tar":
+        return _load_cifar(spec, root)
     return _load_digits(spec)
 
 

@@ -8,15 +8,21 @@ Every file-backed dataset lives in ``<data dir>/<spec.dirname>/<file.filename>``
   but not the content.
 * ``gz_md5``: MD5 of the file exactly as downloaded, used where only the publisher's
   checksum of the ``.gz`` is known (KMNIST training images).
+* ``gz_sha256``: SHA-256 of the file exactly as downloaded, for archives that are read in
+  place and never decompressed as a whole (the CIFAR-10 ``.tar.gz``). Here ``size`` is the
+  downloaded file's size, checked before hashing so that a truncated download is named as
+  such.
 
 The sha256 values below were computed from the copies in ``/work/shared/datasets``; for
 MNIST they equal the values in that copy's PROVENANCE.md, for USPS ``zip.test`` they equal
 an independent copy's, and for Fashion-MNIST / KMNIST the ``.gz`` files match the
-publishers' md5s.
+publishers' md5s. The CIFAR-10 archive's size and sha256 are those published with Keras's
+``cifar10.load_data`` (its md5, c58f30108f718f92721af3b95e74349a, is torchvision's).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from neurosim.errors import DataError
@@ -25,8 +31,9 @@ from neurosim.errors import DataError
 class FileSpec:
     """One data file: where it comes from and how to recognise the right bytes.
 
-    ``size`` is the decompressed size in bytes. Exactly one of ``sha256`` (of the
-    decompressed content) and ``gz_md5`` (of the downloaded ``.gz``) is given.
+    ``size`` is the decompressed size in bytes (for ``gz_sha256``: the downloaded file's
+    size). Exactly one of ``sha256`` (of the decompressed content), ``gz_md5`` and
+    ``gz_sha256`` (of the file as downloaded) is given.
     """
 
     filename: str
@@ -34,26 +41,33 @@ class FileSpec:
     urls: tuple[str, ...]
     sha256: str | None = None
     gz_md5: str | None = None
+    gz_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.sha256 is None) == (self.gz_md5 is None):
-            raise ValueError(f"{self.filename}: give exactly one of sha256 and gz_md5")
+        if sum(digest is not None for digest in (self.sha256, self.gz_md5, self.gz_sha256)) != 1:
+            raise ValueError(f"{self.filename}: give exactly one of sha256, gz_md5 and gz_sha256")
 
     @property
     def checksum(self) -> tuple[str, str]:
-        """``(kind, hex digest)``; kind is ``"sha256"`` (decompressed) or ``"gz_md5"``."""
+        """``(kind, hex digest)``; kind is ``"sha256"`` (decompressed), ``"gz_md5"`` or ``"gz_sha256"``."""
         if self.sha256 is not None:
             return "sha256", self.sha256
-        return "gz_md5", self.gz_md5  # type: ignore[return-value]
+        if self.gz_md5 is not None:
+            return "gz_md5", self.gz_md5
+        return "gz_sha256", self.gz_sha256  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset as published: native image shape, class count, split sizes and files.
 
-    ``image_shape`` is the published (native) shape in pixels; :func:`neurosim.data.load_dataset`
-    puts every dataset in a 28x28 frame. ``format`` is ``"idx"`` (each split holds
-    ``(images, labels)`` files), ``"esl_zip"`` (each split holds one text file with both) or
+    ``image_shape`` is the published (native) shape in pixels. ``delivered_shape`` is the
+    shape of each image as :func:`neurosim.data.load_dataset` delivers it (its rows reshape
+    to it): the 28x28 MNIST frame for the grey digit and clothing datasets, ``(3, 32, 32)``
+    channel-major for CIFAR-10; :attr:`features` is its size, the network's input width.
+    ``format`` is ``"idx"`` (each split holds ``(images, labels)`` files), ``"esl_zip"``
+    (each split holds one text file with both), ``"cifar_tar"`` (one ``.tar.gz`` of pickled
+    batches holds both splits, so ``train`` and ``test`` name the same file) or
     ``"sklearn"`` (bundled with scikit-learn, no files). ``dirname`` is the dataset's
     directory under the data directory.
     """
@@ -69,11 +83,17 @@ class DatasetSpec:
     train: tuple[FileSpec, ...]
     test: tuple[FileSpec, ...]
     licence: str
+    delivered_shape: tuple[int, ...] = (28, 28)
+
+    @property
+    def features(self) -> int:
+        """Input features per delivered image: 784 in the 28x28 frame, 3072 for CIFAR-10."""
+        return math.prod(self.delivered_shape)
 
     @property
     def files(self) -> tuple[FileSpec, ...]:
-        """Every file of the dataset, train split first."""
-        return self.train + self.test
+        """Every file of the dataset once, train split first."""
+        return tuple(dict.fromkeys(self.train + self.test))
 
 
 def _idx_files(base_url: str, checksums: dict[str, dict[str, str]], n_train: int, n_test: int):
@@ -133,6 +153,15 @@ _KMNIST_TRAIN, _KMNIST_TEST = _idx_files(
 )
 
 _USPS_URL = "https://hastie.su.domains/ElemStatLearn/datasets/"
+
+#: The CIFAR-10 "python version": one archive holding both splits as pickled batches
+#: (see :func:`neurosim.data.formats.read_cifar_batches`).
+_CIFAR10_ARCHIVE = FileSpec(
+    filename="cifar-10-python.tar.gz",
+    size=170498071,
+    urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+    gz_sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+)
 
 SPECS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -215,6 +244,21 @@ SPECS: dict[str, DatasetSpec] = {
             train=(),
             test=(),
             licence="Alpaydin & Kaynak 1998, UCI Optical Recognition of Handwritten Digits (CC BY 4.0), via sklearn.datasets.load_digits",
+        ),
+        DatasetSpec(
+            name="cifar10",
+            description="CIFAR-10 natural images, 32x32 RGB, delivered as 3072 channel-major features",
+            image_shape=(32, 32),
+            n_classes=10,
+            n_train=50000,
+            n_test=10000,
+            format="cifar_tar",
+            dirname="cifar-10",
+            train=(_CIFAR10_ARCHIVE,),
+            test=(_CIFAR10_ARCHIVE,),
+            licence="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images, tech. report, U. Toronto "
+            "(no licence stated; https://www.cs.toronto.edu/~kriz/cifar.html asks that the report be cited)",
+            delivered_shape=(3, 32, 32),
         ),
     )
 }

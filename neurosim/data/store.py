@@ -37,6 +37,12 @@ ENV_VAR = "NEUROSIM_DATA"
 DOWNLOAD_TIMEOUT_S = 30.0
 SIDECAR_NAME = ".neurosim-checksums.json"
 _CHUNK_BYTES = 1 << 20
+#: How each checksum kind is described in reports.
+_CHECKSUM_WHAT = {
+    "sha256": "sha256 of the decompressed content",
+    "gz_md5": "md5 of the .gz file",
+    "gz_sha256": "sha256 of the .gz file",
+}
 
 #: In-process digest cache: (path, size in bytes, mtime in ns, checksum kind) -> hex digest.
 _DIGESTS: dict[tuple[str, int, int, str], str] = {}
@@ -83,11 +89,11 @@ def file_path(spec: DatasetSpec, file: FileSpec, root: Path) -> Path:
 def compute_digest(path: Path, file: FileSpec) -> str:
     """Hex digest of ``path`` of the kind ``file`` specifies (uncached).
 
-    ``sha256`` hashes the gzip-decompressed content; ``gz_md5`` hashes the bytes on disk.
-    A damaged gzip stream raises :class:`DataError` naming ``path``.
+    ``sha256`` hashes the gzip-decompressed content; ``gz_md5`` and ``gz_sha256`` hash the
+    bytes on disk. A damaged gzip stream raises :class:`DataError` naming ``path``.
     """
     kind, _ = file.checksum
-    digest = hashlib.sha256() if kind == "sha256" else hashlib.md5()
+    digest = hashlib.md5() if kind == "gz_md5" else hashlib.sha256()
     with formats.gzip_errors(path), (gzip.open(path, "rb") if kind == "sha256" else open(path, "rb")) as stream:
         while chunk := stream.read(_CHUNK_BYTES):
             digest.update(chunk)
@@ -155,13 +161,15 @@ def check_file(path: Path, file: FileSpec, *, cache: bool = True) -> FileStatus:
     if not path.is_file():
         return FileStatus(path, "missing")
     kind, expected = file.checksum
+    if kind == "gz_sha256" and (size := path.stat().st_size) != file.size:
+        short = " (truncated or incomplete download)" if size < file.size else ""
+        return FileStatus(path, "corrupt", f"file is {size} bytes, expected {file.size}{short}")
     try:
         actual = cached_digest(path, file) if cache else compute_digest(path, file)
     except DataError as error:
         return FileStatus(path, "corrupt", str(error).removeprefix(f"{path}: "))
     if actual != expected:
-        what = "sha256 of the decompressed content" if kind == "sha256" else "md5 of the .gz file"
-        return FileStatus(path, "corrupt", f"{what} is {actual}, expected {expected}")
+        return FileStatus(path, "corrupt", f"{_CHECKSUM_WHAT[kind]} is {actual}, expected {expected}")
     return FileStatus(path, "ok")
 
 

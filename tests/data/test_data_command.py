@@ -74,7 +74,8 @@ def test_verify_truncated_file_is_reported(run, capsys, tmp_path):
 def test_verify_all_on_empty_dir_reports_every_file_missing(run, capsys, tmp_path):
     assert run("verify", "--data-dir", str(tmp_path)) == 1
     out = capsys.readouterr().out
-    assert out.count("missing") == 14 and str(tmp_path / "usps" / "zip.test.gz") in out
+    assert out.count("missing") == 15 and str(tmp_path / "usps" / "zip.test.gz") in out
+    assert str(tmp_path / "cifar-10" / "cifar-10-python.tar.gz") in out
 
 
 def test_unknown_name_is_a_user_error(run, capsys):

@@ -1,4 +1,5 @@
-"""The real datasets: shapes, label counts, value ranges, MNIST-frame placement.
+"""The real datasets: shapes, label counts, value ranges, MNIST-frame placement (CIFAR-10:
+its native channel-major layout).
 
 Data directory: ``$NEUROSIM_DATA``, else ``../shared/datasets`` beside the repository.
 Each dataset's tests are skipped, saying why, when its files are not there. Downloads are
@@ -47,7 +48,7 @@ def check_common(data, n_train, n_test):
 
 
 def test_names():
-    assert list_datasets() == DATASET_NAMES == ("mnist", "fashion_mnist", "kmnist", "usps", "digits")
+    assert list_datasets() == DATASET_NAMES == ("mnist", "fashion_mnist", "kmnist", "usps", "digits", "cifar10")
 
 
 @needs("mnist", "train-images-idx3-ubyte.gz")
@@ -119,3 +120,18 @@ def test_digits_split_and_frame():
     com = frame.centres_of_mass(data.x_train.reshape(-1, 28, 28))
     np.testing.assert_allclose(com, np.tile(frame.MNIST_CENTRE, (1437, 1)), atol=0.05)
     assert load_dataset("digits", "/nonexistent") is data  # needs no files
+
+
+@needs("cifar-10", "cifar-10-python.tar.gz")
+def test_cifar10_split_layout_and_channel_means():
+    data = load_dataset("cifar10", REAL_DIR)
+    assert data.x_train.shape == (50000, 3072) and data.x_test.shape == (10000, 3072)
+    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int64
+    assert data.image_shape == (3, 32, 32) and data.n_features == 3072
+    assert counts(data.y_train) == [5000] * 10 and counts(data.y_test) == [1000] * 10
+    assert data.y_train[:5].tolist() == [6, 9, 9, 4, 1]  # frog, truck, truck, deer, automobile
+    assert data.y_test[:5].tolist() == [3, 8, 8, 0, 6]  # cat, ship, ship, airplane, frog
+    assert data.x_train.min() == 0.0 and data.x_train.max() == 1.0
+    # The widely quoted per-channel training means (red, green, blue): the layout is channel-major.
+    means = data.x_train.reshape(-1, 3, 1024).mean(axis=(0, 2), dtype=np.float64)
+    np.testing.assert_allclose(means, [0.49139968, 0.48215841, 0.44653091], atol=1e-5)
