@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices results-energy sweep-preconditioning clean
+.PHONY: demo test bench results-core results-devices results-energy paper-reproduction sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ results-devices: $(STAMP)
 
 results-energy: $(STAMP)
 	$(BIN)/python docs/scripts/results_energy.py
+
+paper-reproduction: $(STAMP)
+	$(BIN)/python docs/scripts/paper_reproduction.py
 
 # The shipped sweep on a local Dask cluster (every core), its report copied into docs/.
 SWEEP_OUT := runs/sweep_preconditioning

@@ -1,0 +1,131 @@
+"""`neurosim reproduce`: the suite on tiny settings (Fig. 2, Fig. 4, Table 1, the device
+presets), the report, resuming, and bad input."""
+
+import json
+import math
+import os
+
+import pytest
+
+from neurosim import stats
+from neurosim.cli import main
+from neurosim.data import load_dataset
+from neurosim.errors import DataError, NeurosimError
+from neurosim.reproduce import hardware
+from neurosim.reproduce.context import (AGREES, DIFFERS, NOT_REPRODUCED, WEAKER, Context,
+                                        directional_verdict)
+from neurosim.reproduce.settings import tiny
+from neurosim.reproduce.suite import reproduce
+
+DATA_DIR = os.environ.get("NEUROSIM_DATA")
+VERDICTS = {"agrees", "weaker", "not reproduced", "differs", "control", "not run"}
+
+
+def have_mnist() -> bool:
+    try:
+        load_dataset("mnist", DATA_DIR, train_size=10, test_size=10)
+    except DataError:
+        return False
+    return True
+
+
+needs_mnist = pytest.mark.skipif(not have_mnist(), reason="MNIST is not in $NEUROSIM_DATA")
+
+
+def context(tmp_path, seeds=(0, 1), chip="ideal") -> Context:
+    return Context(out=tmp_path / "reproduce", chip=chip, seeds=seeds, settings=tiny(),
+                   data_dir=DATA_DIR)
+
+
+@pytest.mark.parametrize("difference, pvalue, sign, verdict", [
+    (0.1, 0.01, 1, AGREES), (0.1, 0.2, 1, WEAKER), (-0.1, 0.2, 1, NOT_REPRODUCED),
+    (-0.1, 0.01, 1, DIFFERS), (-0.1, 0.01, -1, AGREES), (0.1, 0.01, -1, DIFFERS)])
+def test_verdicts_follow_the_sign_and_the_p_value(difference, pvalue, sign, verdict):
+    test = stats.TestResult("paired t-test", 3, 1.0, pvalue, difference, 2.0, (3,))
+    assert directional_verdict(test, sign) == verdict
+
+
+@needs_mnist
+def test_learning_ood_table1_on_tiny_settings_write_a_report(tmp_path):
+    ctx = context(tmp_path)
+    report = reproduce(ctx, ["fig2", "fig4", "table1"])
+    text = report.read_text()
+    results = json.loads((ctx.out / "results.json").read_text())
+    keys = [s["key"] for s in results["sections"]]
+    assert keys[0] == "fig2" and "fig4" in keys and "table1" in keys
+    for section in results["sections"]:
+        for figure in section["figures"]:
+            assert (ctx.out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert f"]({figure})" in text
+        for claim in section["claims"]:
+            assert claim["verdict"] in VERDICTS
+            # every test is over the 2 seeds (or a criterion counted per seed)
+            assert "n=2" in claim["ours"] or "of 2 seeds" in claim["ours"]
+    # each verdict is the one its numbers give: recompute the headline from the runs
+    fig2 = next(s for s in results["sections"] if s["key"] == "fig2")
+    first = fig2["claims"][0]
+    summaries = {c: [json.loads((ctx.out / "fig2" / "runs" / "mnist" / c / f"seed{k}" /
+                                 "summary.json").read_text())["train"]["auc_first_epoch"]
+                     for k in (0, 1)] for c in ("fa", "fa_noise")}
+    expected = directional_verdict(stats.paired_ttest(summaries["fa_noise"], summaries["fa"]))
+    assert first["verdict"] == expected
+    # the CSV behind Fig. 2 has every condition x seed
+    rows = (ctx.out / "fig2" / "mnist_curves.csv").read_text().splitlines()
+    for condition in ("bp", "fa", "fa_noise", "bp_noise", "fa_noise_fresh"):
+        assert any(row.startswith(f"{condition},1,") for row in rows)
+    # OOD evaluated along training (matched-accuracy control) and after it
+    ood_rows = (ctx.out / "fig4" / "ood_matched.csv").read_text().splitlines()
+    assert len(ood_rows) == 3
+    assert "CIFAR-10 ([3072,100,10]) is not run" in text  # said, not silently dropped
+
+
+@needs_mnist
+def test_a_second_reproduction_reuses_finished_runs(tmp_path):
+    ctx = context(tmp_path, seeds=(0,))
+    reproduce(ctx, ["table1"])
+    summary = ctx.out / "table1" / "runs" / "fashion_mnist" / "fa" / "seed0" / "summary.json"
+    before = summary.stat().st_mtime_ns
+    reproduce(ctx, ["table1"])
+    assert summary.stat().st_mtime_ns == before or json.loads(summary.read_text())
+    metrics = summary.parent / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    reproduce(ctx, ["table1"])
+    assert metrics.read_text().splitlines() == lines  # nothing retrained or appended
+
+
+@needs_mnist
+def test_a_folder_of_another_reproduction_is_refused(tmp_path):
+    reproduce(context(tmp_path, seeds=(0,)), ["table1"])
+    with pytest.raises(NeurosimError, match="another chip, seeds"):
+        reproduce(context(tmp_path, seeds=(0, 1)), ["table1"])
+
+
+@needs_mnist
+def test_every_device_preset_gets_the_headline_comparison_and_energy(tmp_path):
+    ctx = context(tmp_path, seeds=(0, 1))
+    section = hardware.run(ctx)
+    presets = hardware.presets()
+    assert {"ideal", "rram_taox", "pcm_gst"} <= set(presets)
+    assert len(section.claims) == len(presets)
+    rows = (ctx.out / "hardware" / "hardware.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(presets) * 3 * 2  # header + preset x condition x seed
+    header = rows[0].split(",")
+    energy = header.index("precondition_energy_pj")
+    condition = header.index("condition")
+    for row in rows[1:]:
+        cells = row.split(",")
+        noise_energy = float(cells[energy])
+        assert (noise_energy > 0) == (cells[condition] == "fa_noise")
+    assert all(not math.isnan(float(r.split(",")[header.index("auc_first_epoch")]))
+               for r in rows[1:])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "fig9"], "FIGURE"),
+    (["reproduce", "--seeds", "0"], "--seeds"),
+    (["reproduce", "--chip", "no_such_chip"], "chip"),
+])
+def test_bad_reproduce_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
