@@ -53,8 +53,8 @@ def time_both_ways(chip_config: ChipConfig, n_chips: int, repeats: int,
     steps = {way: Workload(EXPERIMENT, chip_config, backend, n_chips, BATCH,
                            together=way == "population", blas_threads=1)
              for way in ("sequential", "population")}
-    return measure({way: (w.train, w.blas_threads) for way, w in steps.items()}, repeats,
-                   repeat_seconds)
+    return measure({way: (w.train, w.blas_threads, "numba") for way, w in steps.items()},
+                   repeats, repeat_seconds)
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ combination once, so a change of machine load shifts all of them alike):
   pass is the evaluation's forward pass (:func:`neurosim.evaluation.logits`) of every chip
   on a batch of ``eval_batch`` inputs;
 * each call is timed in batches of calls lasting about ``repeat_seconds`` (the count
-  calibrated once per workload after a warm-up call, which also compiles);
+  calibrated once per workload after a warm-up call, which also compiles), the workloads
+  of one backend one after another and a pause before the next backend's (thread pools
+  spin for a while after their last call);
 * **samples/s** is one chip's rate (batch x calls / seconds: how fast each run of a
   population advances), **chip-samples/s** that times ``M`` (the machine's throughput).
 
@@ -58,6 +60,7 @@ BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
 CONSTANT_STEP = "constant_step"
 DEFAULT_CONFIG = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
 N_BATCHES = 4  # fixed random batches per chip, cycled
+SETTLE_S = 0.3  # pause before timing another backend (its predecessor's threads spin down)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,17 +179,28 @@ class Workload:
             logits(chip, self.backend, self.eval_x)
 
 
-def measure(calls: dict, repeats: int, repeat_seconds: float) -> dict:
-    """Median seconds per call of every ``(call, blas_threads)`` of ``calls`` (key ->), timed
-    in interleaved repeats after a warm-up call and a calibration of the calls per repeat."""
-    counts = {}
-    for key, (call, threads) in calls.items():
+def measure(calls: dict, repeats: int, repeat_seconds: float,
+            settle_s: float = SETTLE_S) -> dict:
+    """Median seconds per call of every ``(call, blas_threads, group)`` of ``calls`` (key
+    ->), timed in interleaved repeats after a warm-up call and a calibration of the calls
+    per repeat. A batch of calls of another ``group`` than the batch before it waits
+    ``settle_s`` first: the thread pools of the group before (BLAS, OpenMP) spin for a while
+    after their last call and would steal the cores (give the calls of a backend one group
+    and list them together)."""
+    counts, last = {}, None
+    for key, (call, threads, group) in calls.items():
+        if group != last:
+            time.sleep(settle_s)
+            last = group
         time_calls(call, 1, threads)  # warm-up: compilation, caches, allocator
         once = time_calls(call, 1, threads)
         counts[key] = max(1, math.ceil(repeat_seconds / max(once, 1e-9)))
     samples = {key: [] for key in calls}
     for _ in range(repeats):
-        for key, (call, threads) in calls.items():
+        for key, (call, threads, group) in calls.items():
+            if group != last:
+                time.sleep(settle_s)
+                last = group
             samples[key].append(time_calls(call, counts[key], threads))
     return {key: {"seconds": statistics.median(times), "calls_per_repeat": counts[key]}
             for key, times in samples.items()}
@@ -318,8 +332,9 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     say(f"measuring {len(workloads)} combinations x (training, inference), "
         f"{settings.repeats} interleaved repeats")
     load_before = os.getloadavg()[0]
-    calls = {(key, what): (getattr(w, what), w.blas_threads)
-             for key, w in workloads.items() for what in ("train", "infer")}
+    order = sorted(workloads, key=lambda key: backends.index(key[2]))  # by backend
+    calls = {(key, what): (getattr(workloads[key], what), workloads[key].blas_threads, key[2])
+             for key in order for what in ("train", "infer")}
     timings = measure(calls, settings.repeats, settings.repeat_seconds)
     rows = []
     for key, name, experiment, batch in combos:
