@@ -327,6 +327,28 @@ def _gap_part(ctx: Context, folder, section: Section) -> None:
         verdict=directional_verdict(gap, expected_sign=-1)))
 
 
+def errorbar_figure(ctx: Context, xs, results: dict, xlabel: str, ylabel: str, title: str,
+                    logx: bool = False):
+    """Mean ± std over seeds of ``results[x][rule]`` against ``x``, one line per rule."""
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    x = np.array(xs, dtype=float)
+    for index, rule in enumerate(RULES):
+        mean_stds = [stats.mean_std(results[value][rule]) for value in xs]
+        ax.errorbar(x, [m for m, _ in mean_stds], yerr=[d for _, d in mean_stds],
+                    color=color(index), marker="o", capsize=3,
+                    label=f"{LABELS[rule]} (n={len(ctx.seeds)})")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [str(value) for value in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 # ------------------------------------------------------------------ (d) gap vs set size
 def subset_conditions(ctx: Context) -> dict[str, dict]:
     s = ctx.settings
@@ -369,21 +391,9 @@ def _subset_part(ctx: Context, folder, section: Section) -> None:
                       describe(test), verdict, describe(to_bp)])
     section.files.append(save_rows(folder / "fig3d_gap_vs_size.csv", rows))
 
-    fig, axes = new_figure()
-    ax = axes[0, 0]
-    sizes = np.array(s.subset_sizes, dtype=float)
-    for index, rule in enumerate(RULES):
-        means = np.array([stats.mean_std(results[n][rule])[0] for n in s.subset_sizes])
-        stds = np.array([stats.mean_std(results[n][rule])[1] for n in s.subset_sizes])
-        ax.errorbar(sizes, means, yerr=stds, color=color(index), marker="o", capsize=3,
-                    label=f"{LABELS[rule]} (n={len(ctx.seeds)})")
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, [str(n) for n in s.subset_sizes])
-    ax.set_xlabel("training examples N")
-    ax.set_ylabel("final test loss − train loss (nats)")
-    ax.set_title(f"Generalization gap vs training-set size (~{s.subset_steps} data steps)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig = errorbar_figure(
+        ctx, s.subset_sizes, results, "training examples N", "final test loss − train loss (nats)",
+        f"Generalization gap vs training-set size (~{s.subset_steps} data steps)", logx=True)
     section.figures.append((
         f"(d) Final generalization gap vs the number of training examples (about "
         f"{s.subset_steps} data steps each), mean ± std over seeds.",
@@ -444,20 +454,10 @@ def _depth_part(ctx: Context, folder, section: Section) -> None:
                       describe(test), verdict, describe(to_bp)])
     section.files.append(save_rows(folder / "fig3e_rank_vs_depth.csv", rows))
 
-    fig, axes = new_figure()
-    ax = axes[0, 0]
-    depths = np.array(s.depths, dtype=float)
-    for index, rule in enumerate(RULES):
-        means = np.array([stats.mean_std(results[d][rule])[0] for d in s.depths])
-        stds = np.array([stats.mean_std(results[d][rule])[1] for d in s.depths])
-        ax.errorbar(depths, means, yerr=stds, color=color(index), marker="o", capsize=3,
-                    label=f"{LABELS[rule]} (n={len(ctx.seeds)})")
-    ax.set_xticks(depths, [str(d) for d in s.depths])
-    ax.set_xlabel(f"hidden layers (of {HIDDEN_WIDTH} units)")
-    ax.set_ylabel("effective rank of the Gram matrix (mean over layers)")
-    ax.set_title("Representation rank after training vs depth")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig = errorbar_figure(
+        ctx, s.depths, results, f"hidden layers (of {HIDDEN_WIDTH} units)",
+        "effective rank of the Gram matrix (mean over layers)",
+        "Representation rank after training vs depth")
     section.figures.append((
         "(e) Effective rank of the hidden representations' Gram matrix (cosine similarity "
         "across neurons on test images) after training, mean over hidden layers, vs depth; "

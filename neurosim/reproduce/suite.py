@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
-import platform
 import time
 from pathlib import Path
 
+from neurosim.bench import machine
 from neurosim.errors import NeurosimError
 from neurosim.report import markdown_table, read_json_file
 from neurosim.reproduce.context import Context, Section
@@ -48,16 +47,10 @@ def check_folder(ctx: Context) -> None:
                                 f"--overwrite")
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
+def machine_text(machine: dict) -> str:
+    return (f"{machine['cpu']}, {machine['cores']} cores"
+            + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")
+            + f", Python {machine['python']}, numba {machine['numba']}")
 
 
 def run_sections(ctx: Context, figures: list[str]) -> list[Section]:
@@ -108,7 +101,7 @@ VERDICTS_TEXT = ("Verdicts are computed, never set by hand: **agrees** = the eff
                  "column).")
 
 
-def write_report(ctx: Context, sections: list[Section], seconds: float) -> Path:
+def write_report(ctx: Context, sections: list[Section], seconds: float, machine: dict) -> Path:
     s = ctx.settings
     settings_rows = [[f.name, str(getattr(s, f.name))] for f in dataclasses.fields(s)]
     text = "\n".join([
@@ -116,7 +109,7 @@ def write_report(ctx: Context, sections: list[Section], seconds: float) -> Path:
         "Cheon, Lee & Paik, *Pretraining with Random Noise for Fast and Robust Learning "
         "without Weight Transport*, NeurIPS 2024, reproduced with `neurosim reproduce`.", "",
         f"Chip: **{ctx.chip}**; seeds: {list(ctx.seeds)}; backend: {ctx.backend}; machine: "
-        f"{machine()}; total runtime **{seconds / 60:.1f} min**.", "",
+        f"{machine_text(machine)}; total runtime **{seconds / 60:.1f} min**.", "",
         "## Claims", "", VERDICTS_TEXT, "", claims_table(sections), "",
         *[section_markdown(section, ctx.out) for section in sections],
         "## Settings", "", markdown_table(["setting", "value"], settings_rows)])
@@ -133,13 +126,14 @@ def reproduce(ctx: Context, figures: list[str]) -> Path:
     start = time.perf_counter()
     sections = run_sections(ctx, figures)
     seconds = time.perf_counter() - start
+    described = machine()
     write_json(ctx.out / "results.json", {
         "identity": _identity(ctx), "settings": dataclasses.asdict(ctx.settings),
         "figures": figures, "seconds": seconds,
-        "machine": machine(),
+        "machine": described,
         "sections": [{"key": s.key, "title": s.title, "seconds": s.seconds, "notes": s.notes,
                       "claims": [dataclasses.asdict(c) for c in s.claims],
                       "figures": [Path(p).relative_to(ctx.out).as_posix() for _, p in s.figures],
                       "files": [Path(p).relative_to(ctx.out).as_posix() for p in s.files]}
                      for s in sections]})
-    return write_report(ctx, sections, seconds)
+    return write_report(ctx, sections, seconds, described)
