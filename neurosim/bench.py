@@ -278,6 +278,15 @@ def _chip_config(name: str) -> ChipConfig:
     return load_chip(Path(name) if Path(name).is_file() else HW_CONFIG_DIR / f"{name}.yaml")
 
 
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the working folder where it lies below it (results name no
+    machine's folders)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _unavailable(name: str) -> str | None:
     """Why backend ``name`` cannot run here (None: it can)."""
     if BACKENDS[name][0] != "torch":
@@ -340,7 +349,7 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     for key, name, experiment, batch in combos:
         path, chip_name, backend_name, size = key
         train, infer = timings[key, "train"], timings[key, "infer"]
-        row = {"config": name, "config_file": path, "chip": chip_name,
+        row = {"config": name, "config_file": _shown(path), "chip": chip_name,
                "backend": backend_name, "population": size,
                "network": list(experiment.network.dims), "rule": experiment.rule,
                "optimizer": experiment.optimizer.name, "dtype": experiment.simulation.dtype,
@@ -358,7 +367,7 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
             f"{row['train_chip_samples_per_s']:,.0f} chip-samples/s, inference "
             f"{row['infer_chip_samples_per_s']:,.0f} chip-samples/s")
     settings_plain = {**dataclasses.asdict(settings),
-                      "configs": [str(path) for path in settings.configs]}
+                      "configs": [_shown(path) for path in settings.configs]}
     return {"benchmark": "neurosim bench: training and inference throughput",
             "machine": machine(), "settings": settings_plain, "rows": rows,
             "skipped": skipped,
