@@ -53,7 +53,7 @@ def rebased(report: str, prefix: str) -> str:
     links made relative to docs/."""
     body = report[report.index("\n## "):]
     body = re.sub(r"\]\((?!http)([^)]+)\)", lambda m: f"]({prefix}/{m.group(1)})", body)
-    return body.replace("\n## ", "\n### ").replace("\n### Claims", "\n### Claims", 1)
+    return re.sub(r"(?m)^(#{2,}) ", lambda m: f"#{m.group(1)} ", body)
 
 
 def run_seconds(folder: Path) -> float:
