@@ -11,7 +11,7 @@ import numpy as np
 
 from neurosim import stats
 from neurosim.config import HW_CONFIG_DIR
-from neurosim.energy import energy_text
+from neurosim.energy import energy_text, energy_to_target
 from neurosim.plots import color, new_figure, save_png
 from neurosim.report import markdown_table
 from neurosim.reproduce.context import (Claim, Context, Section, describe,
@@ -34,6 +34,18 @@ def target_value(run, key: str) -> float:
     """Energy (pJ) or pulses to the target, nan when the run never reached it."""
     entry = to_target(run)
     return float(entry[key]) if entry["reached"] else math.nan
+
+
+def common_level(runs) -> float:
+    """The highest test accuracy every one of ``runs`` reaches at an evaluation point."""
+    return min(max(r["test_accuracy"] for r in run.train) for run in runs)
+
+
+def energy_to_level(run, level: float) -> float:
+    """Energy (pJ, noise phase included) until the run's test accuracy first reaches
+    ``level``, from its metric records (:func:`neurosim.energy.energy_to_target`)."""
+    entry = energy_to_target(run.train, level, to_target(run)["precondition"])
+    return float(entry["energy_pj"]) if entry["reached"] else math.nan
 
 
 def finite_mean_text(values, fmt) -> str:
@@ -93,22 +105,29 @@ def run(ctx: Context) -> Section:
                      finite_mean_text(fa_energy, energy_text),
                      finite_mean_text(noise_energy, energy_text),
                      energy_text(float(np.mean(noise_phase)))])
+        level = common_level(study.runs["fa"] + study.runs["fa_noise"])
+        fa_level = [energy_to_level(r, level) for r in study.runs["fa"]]
+        noise_level = [energy_to_level(r, level) for r in study.runs["fa_noise"]]
+        rows[-1] += [f"{100 * level:.1f} %", finite_mean_text(fa_level, energy_text),
+                     finite_mean_text(noise_level, energy_text)]
         csv_rows += [{"preset": preset, "condition": c, "seed": run.summary["seed"],
                       "auc_first_epoch": auc_first_epoch(run),
                       "final_test_accuracy": final_accuracy(run),
                       "reached_target": to_target(run)["reached"],
                       "energy_to_target_pj": to_target(run)["energy_pj"],
                       "pulses_to_target": to_target(run)["pulses"],
-                      "precondition_energy_pj": to_target(run)["precondition"]["energy_pj"]}
+                      "precondition_energy_pj": to_target(run)["precondition"]["energy_pj"],
+                      "common_level": level,
+                      "energy_to_common_level_pj": energy_to_level(run, level)}
                      for c in HEADLINE for run in study.runs[c]]
-        pays = [n < f for n, f in zip(noise_energy, fa_energy)
-                if math.isfinite(n) and math.isfinite(f)]
+        pays = [n < f for n, f in zip(noise_level, fa_level)]
         section.claims.append(Claim(
             f"(beyond the paper) {preset}: noise preconditioning speeds FA's learning",
             f"first-epoch AUC {mean_std_text(study.values('fa_noise', auc_first_epoch))} vs "
             f"{mean_std_text(study.values('fa', auc_first_epoch))} ({describe(test)}); "
-            f"energy to {100 * s.energy_target:.0f} % lower with noise in {sum(pays)} of "
-            f"{len(pays)} seeds where both reached it", directional_verdict(test)))
+            f"energy to {100 * level:.1f} % (the accuracy every FA and FA + noise run "
+            f"reaches) lower with noise in {sum(pays)} of {len(pays)} seeds",
+            directional_verdict(test)))
     section.files.append(save_rows(folder / "hardware.csv", csv_rows))
     section.figures += [
         ("First-epoch test-accuracy AUC per device preset",
@@ -121,13 +140,16 @@ def run(ctx: Context) -> Section:
     header = ["preset", *[f"AUC₁ {LABELS[c]}" for c in HEADLINE], "final FA", "final FA + noise",
               "ΔAUC₁ (noise − FA), paired p",
               f"energy to {100 * s.energy_target:.0f} %, FA",
-              f"energy to {100 * s.energy_target:.0f} %, FA + noise", "noise phase energy"]
+              f"energy to {100 * s.energy_target:.0f} %, FA + noise", "noise phase energy",
+              "common level L", "energy to L, FA", "energy to L, FA + noise"]
     section.text = "\n".join([
         f"Every preset in hw_configs/, MNIST, {s.hardware_epochs} epoch(s) on "
         f"{s.hardware_train_size or 'all'} training examples, noise phase "
         f"{s.hardware_noise_steps} steps (fixed set), {len(ctx.seeds)} seeds. AUC₁ = "
         f"first-epoch test-accuracy AUC. Energy to target = noise phase + data training until "
         f"the test accuracy first reaches {100 * s.energy_target:.0f} % (evaluation points "
-        "only), from each chip's energy ledger.", "",
+        "only), from each chip's energy ledger. Where the target is not reached in the "
+        "schedule, the energy to the common level L (the highest test accuracy every FA and "
+        "FA + noise run of that preset reaches) compares the two.", "",
         markdown_table(header, rows)])
     return section
