@@ -62,6 +62,13 @@ def run_seconds(folder: Path) -> float:
                for p in folder.glob("*/runs/*/*/seed*/summary.json"))
 
 
+def load_text(results: dict) -> str:
+    load = results.get("load_average")
+    if not load:
+        return "not recorded"
+    return f"{load['start'][0]:.1f} / {load['end'][0]:.1f}"
+
+
 def verdict_counts(results: dict) -> dict[str, int]:
     counts: dict[str, int] = {}
     for section in results["sections"]:
@@ -108,18 +115,21 @@ def main() -> None:
         "the end of this page); nothing was tuned to make a claim hold.", "",
         "## Runs and runtimes", "",
         "| reproduction | chip | seeds | settings | wall time of the last invocation | "
-        "sum of all runs' compute |", "|---|---|---|---|---|---|",
+        "sum of all runs' compute | machine load (1-min, start / end) |",
+        "|---|---|---|---|---|---|---|",
         f"| full | ideal | {full['identity']['seeds']} | full | {full_minutes:.1f} min | "
-        f"{run_seconds(args.full) / 60:.1f} min |"]
+        f"{run_seconds(args.full) / 60:.1f} min | {load_text(full)} |"]
     for preset, (folder, minutes) in quick.items():
         results = json.loads((folder / "results.json").read_text())
         wall = f"{minutes:.1f} min" if minutes is not None else (
             f"{results['seconds'] / 60:.1f} min")
         parts.append(f"| quick | {preset} | {results['identity']['seeds']} | quick | {wall} | "
-                     f"{run_seconds(folder) / 60:.1f} min |")
+                     f"{run_seconds(folder) / 60:.1f} min | {load_text(results)} |")
     parts += ["", f"The quick suite's budget is {QUICK_LIMIT_MIN:.0f} min on 2 cores (wall time of "
-              "a run from an empty folder, measured above). The full suite reuses finished "
-              "runs, so its total cost is the sum of its runs' compute.", "",
+              "a run from an empty folder, measured above; other jobs on the machine - a load "
+              "above the core count - lengthen it, and the runs' own times with it). The full "
+              "suite reuses finished runs, so its total cost is the sum of its runs' compute "
+              "(made by several 1-thread jobs in parallel).", "",
               "## Where we agree, where we are weaker, where we differ (full run, ideal chip)", ""]
     counts = verdict_counts(full)
     for verdict in ("agrees", "weaker", "not reproduced", "differs", "control"):

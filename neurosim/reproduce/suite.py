@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import time
 from pathlib import Path
 
@@ -123,13 +124,15 @@ def reproduce(ctx: Context, figures: list[str]) -> Path:
     ctx.out.mkdir(parents=True, exist_ok=True)
     check_folder(ctx)
     write_json(ctx.out / MANIFEST, {"identity": _identity(ctx), "figures": figures})
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()
     sections = run_sections(ctx, figures)
     seconds = time.perf_counter() - start
     described = machine()
     write_json(ctx.out / "results.json", {
         "identity": _identity(ctx), "settings": dataclasses.asdict(ctx.settings),
         "figures": figures, "seconds": seconds,
+        # other jobs on the machine lengthen the wall time: 1/5/15-min load at start and end
+        "load_average": {"start": load_before, "end": os.getloadavg()},
         "machine": described,
         "sections": [{"key": s.key, "title": s.title, "seconds": s.seconds, "notes": s.notes,
                       "claims": [dataclasses.asdict(c) for c in s.claims],
