@@ -16,7 +16,10 @@ combination once, so a change of machine load shifts all of them alike):
   of one backend one after another and a pause before the next backend's (thread pools
   spin for a while after their last call);
 * **samples/s** is one chip's rate (batch x calls / seconds: how fast each run of a
-  population advances), **chip-samples/s** that times ``M`` (the machine's throughput).
+  population advances), **chip-samples/s** that times ``M`` (the machine's throughput);
+* **batches**: a population on a GPU is measured twice, with NumPy batches copied to the
+  GPU in every step (``host``: what ``neurosim run`` hands over) and with batches already on
+  the GPU (``device``: the step alone, as a run keeping its data on the GPU would see it).
 
 Backends: ``numpy``, ``numba``, ``torch-cpu``, ``torch-cuda``; one that cannot run here
 (torch not installed, no CUDA GPU) is skipped with its reason. Chips: a preset of
@@ -138,11 +141,14 @@ class Workload:
     ``chip_config`` and ``backend``; ``train()`` steps every chip once (one
     :meth:`Backend.population_step`, or with ``together=False`` or one chip
     :meth:`Backend.train_step` chip after chip), ``infer()`` runs every chip's forward pass
-    on ``eval_batch`` inputs."""
+    on ``eval_batch`` inputs. ``data_on_device`` (torch populations): the batches are
+    tensors on the backend's device already, as in a run that keeps its data there;
+    otherwise every step hands over NumPy batches, copied to the device in the step
+    (``neurosim bench`` measures GPU populations both ways)."""
 
     def __init__(self, experiment: ExperimentConfig, chip_config: ChipConfig, backend: Backend,
                  population: int, batch: int, eval_batch: int = 0, together: bool = True,
-                 blas_threads: int | None = None):
+                 blas_threads: int | None = None, data_on_device: bool = False):
         dtype = experiment.simulation.dtype
         rule = get_rule(experiment.rule)
         self.backend, self.batch, self.eval_batch = backend, batch, eval_batch
@@ -159,6 +165,11 @@ class Workload:
         self.population = Population(self.chips) if together and population > 1 else None
         if self.population is not None:
             self.active = list(range(population))
+            if data_on_device:  # the batches already on the torch backend's device
+                import torch
+
+                self.x, self.y = (torch.as_tensor(a, device=backend.device)
+                                  for a in (self.x, self.y))
         else:
             self.grads = [np.zeros(chip.n_params, dtype=chip.dtype) for chip in self.chips]
             self.deltas = [np.zeros_like(g) for g in self.grads]
@@ -334,10 +345,15 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                 backend = create_backend(simulation)
                 threads = _blas_threads(backend, default_blas)
                 for size in settings.populations:
-                    key = (str(path), chip_name, backend_name, size)
-                    workloads[key] = Workload(experiment, chip_config, backend, size, batch,
-                                              settings.eval_batch, blas_threads=threads)
-                    combos.append((key, experiment.name, experiment, batch))
+                    # GPU populations: also with the batches already on the device
+                    places = ("host", "device") if device == "cuda" and size > 1 else ("host",)
+                    for data in places:
+                        key = (str(path), chip_name, backend_name, size, data)
+                        workloads[key] = Workload(experiment, chip_config, backend, size,
+                                                  batch, settings.eval_batch,
+                                                  blas_threads=threads,
+                                                  data_on_device=data == "device")
+                        combos.append((key, experiment.name, experiment, batch))
     say(f"measuring {len(workloads)} combinations x (training, inference), "
         f"{settings.repeats} interleaved repeats")
     load_before = os.getloadavg()[0]
@@ -347,10 +363,10 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     timings = measure(calls, settings.repeats, settings.repeat_seconds)
     rows = []
     for key, name, experiment, batch in combos:
-        path, chip_name, backend_name, size = key
+        path, chip_name, backend_name, size, data = key
         train, infer = timings[key, "train"], timings[key, "infer"]
         row = {"config": name, "config_file": _shown(path), "chip": chip_name,
-               "backend": backend_name, "population": size,
+               "backend": backend_name, "population": size, "batches": data,
                "network": list(experiment.network.dims), "rule": experiment.rule,
                "optimizer": experiment.optimizer.name, "dtype": experiment.simulation.dtype,
                "batch": batch, "eval_batch": settings.eval_batch,
@@ -363,7 +379,7 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                "train_calls_per_repeat": train["calls_per_repeat"],
                "infer_calls_per_repeat": infer["calls_per_repeat"]}
         rows.append(row)
-        say(f"{name} {chip_name} {backend_name} x{size}: train "
+        say(f"{name} {chip_name} {backend_name} x{size} (batches on the {data}): train "
             f"{row['train_chip_samples_per_s']:,.0f} chip-samples/s, inference "
             f"{row['infer_chip_samples_per_s']:,.0f} chip-samples/s")
     settings_plain = {**dataclasses.asdict(settings),
@@ -389,12 +405,16 @@ def markdown(result: dict) -> str:
              "Training: one step of every chip (`Backend.train_step` for one chip, "
              "`Backend.population_step` for a population) on `batch` samples each; "
              f"inference: every chip's forward pass on {s['eval_batch']} inputs.", "",
-             "| config | chip | backend | chips | batch | train step (ms) | train samples/s "
-             "| train chip-samples/s | inference samples/s | inference chip-samples/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "batches: where a training step finds its batches (`host`: NumPy arrays, copied "
+             "to the device in the step, as `neurosim run` hands them over; `device`: "
+             "tensors already on the torch backend's device).", "",
+             "| config | chip | backend | chips | batches | batch | train step (ms) "
+             "| train samples/s | train chip-samples/s | inference samples/s "
+             "| inference chip-samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['config']} | {r['chip']} | {r['backend']} | {r['population']} "
-                     f"| {r['batch']} | {r['train_step_ms']:.2f} "
+                     f"| {r['batches']} | {r['batch']} | {r['train_step_ms']:.2f} "
                      f"| {r['train_samples_per_s']:,.0f} | {r['train_chip_samples_per_s']:,.0f} "
                      f"| {r['infer_samples_per_s']:,.0f} "
                      f"| {r['infer_chip_samples_per_s']:,.0f} |")

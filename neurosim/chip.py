@@ -85,6 +85,7 @@ class Chip:
         self.activation_code = ACTIVATIONS[network.activation]
         self.dtype = np.dtype(dtype)
         self.n_layers = len(self.dims) - 1
+        self.population = None  # the Population holding this chip's state, if any
 
         layout, offset = [], 0
         for n_in, n_out in zip(self.dims[:-1], self.dims[1:]):
@@ -156,6 +157,32 @@ class Chip:
         self.ideal_reads = self.forward_periphery.is_ideal and self.feedback_periphery.is_ideal
         self.measurement_reads = 0  # reads made to measure so far (keys their noise)
         self._no_keys = np.zeros((self.n_layers, 3), dtype=np.uint64)
+
+    # ----------------------------------------------------------- mutable state
+    # A population may hold its chips' training state on a GPU between steps
+    # (neurosim.backends.torch_population); reading it here first brings it back
+    # (Population.pull), and load_state releases it before writing.
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameters ``[w_1, b_1, w_2, b_2, ...]`` (see the module docstring)."""
+        if self.population is not None:
+            self.population.pull()
+        return self._params
+
+    @params.setter
+    def params(self, value: np.ndarray) -> None:
+        self._params = value
+
+    @property
+    def pulses(self) -> np.ndarray:
+        """Pulses sent so far, ``[layer, (up, down)]`` (int64)."""
+        if self.population is not None:
+            self.population.pull()
+        return self._pulses
+
+    @pulses.setter
+    def pulses(self, value: np.ndarray) -> None:
+        self._pulses = value
 
     # ------------------------------------------------------------------ init
     def _initialize_forward(self) -> None:
@@ -256,6 +283,8 @@ class Chip:
                 "ledger_counts": self.ledger.counts.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if self.population is not None:
+            self.population.release()
         params = np.asarray(state["params"])
         if params.shape != self.params.shape or params.dtype != self.params.dtype:
             raise ValueError(f"checkpoint params {params.shape}/{params.dtype} do not match "

@@ -14,7 +14,7 @@ digital memory (and, for the ledger, memory traffic).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class OptimizerState:
     step: int
     m: np.ndarray  # momentum (SGD) or first moment (Adam)
     v: np.ndarray  # second moment (Adam); empty for SGD
+    # The Population whose stacked moments these are (it may hold them on a GPU between
+    # steps: state() first brings them back, load_state releases them before writing).
+    population: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, config: OptimizerConfig, n_params: int, dtype: np.dtype) -> OptimizerState:
@@ -52,9 +55,13 @@ class OptimizerState:
                 1.0 / (1.0 - self.config.beta2 ** t) ** 0.5)
 
     def state(self) -> dict[str, np.ndarray]:
+        if self.population is not None:
+            self.population.pull()
         return {"step": np.array(self.step), "m": self.m.copy(), "v": self.v.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        if self.population is not None:
+            self.population.release()
         self.step = int(state["step"])
         self.m[:] = state["m"]
         self.v[:] = state["v"]

@@ -9,12 +9,21 @@ and each chip's (or optimizer's) own attribute becomes a view of its row. So eve
 remains a complete :class:`neurosim.chip.Chip` (evaluation, checkpoints and the ledger
 work on it alone, as in a single-chip run) while a backend runs the training step of all
 of them in one call (:meth:`neurosim.backends.base.Backend.population_step`).
+
+**State held on a GPU.** A backend may keep the population's training state (parameters,
+optimizer moments, pulse counts) on its device between steps (:attr:`Population.resident`,
+see :mod:`neurosim.backends.torch_population`) instead of copying it in and out on every
+step. The host buffers are then brought up to date lazily: reading a chip's ``params`` or
+``pulses`` or an optimizer's ``state()`` calls :meth:`Population.pull`, which copies the
+device state back once after the last step; writing state (``load_state``) calls
+:meth:`Population.release` first, and the next step uploads the host buffers again.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from neurosim import rng
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
 
@@ -52,6 +61,9 @@ class Population:
                                  "chip configuration, rule and activation")
         self.chips = chips
         self.size = len(chips)
+        self.resident = None  # the backend's copy of the state on its device, if any
+        for chip in chips:
+            chip.population = self
         self.params = adopt(chips, "params")
         self.grads = np.zeros_like(self.params)
         self.deltas = np.zeros_like(self.params)
@@ -84,9 +96,24 @@ class Population:
         optimizer keeps none), the states' own arrays becoming their rows; stacked again
         when a state was replaced (a new phase, a restored checkpoint)."""
         if self._states is None or any(a is not b for a, b in zip(states, self._states)):
+            self.release()
             self._moments = adopt(states, "m"), adopt(states, "v")
             self._states = list(states)
+            for state in states:
+                state.population = self
         return self._moments
+
+    def pull(self) -> None:
+        """Make the host buffers current: copy back what a backend changed on its device
+        since the last pull (nothing to do when no state is held on a device)."""
+        if self.resident is not None and self.resident.host_stale:
+            self.resident.download()
+
+    def release(self) -> None:
+        """Pull, then drop the device copy: the host buffers are the state again (call
+        before writing them; the next population step uploads them anew)."""
+        self.pull()
+        self.resident = None
 
     def feedback(self, backend) -> np.ndarray:
         """Every chip's feedback as it applies it now (``M x n_feedback``): the stacked
@@ -104,6 +131,12 @@ class Population:
 
     def pulse_keys(self, active: list[int]) -> np.ndarray:
         """Rounding and noise keys of the next programming event of the chips ``active``
-        (``A x n_layers x 2``, :meth:`Chip.pulse_keys`)."""
-        return np.array([[self.chips[c].pulse_keys(l) for l in range(self.chips[c].n_layers)]
-                         for c in active], dtype=np.uint64)
+        (``A x n_layers x 2``, :meth:`Chip.pulse_keys`, computed for all chips at once)."""
+        chips = [self.chips[c] for c in active]
+        seeds = [chip.seed for chip in chips]
+        steps = [chip.update_count for chip in chips]
+        keys = np.empty((len(chips), chips[0].n_layers, 2), dtype=np.uint64)
+        for l in range(chips[0].n_layers):
+            for k, purpose in enumerate((rng.Purpose.PULSE_ROUNDING, rng.Purpose.PULSE_NOISE)):
+                keys[:, l, k] = rng.stream_keys(seeds, steps, l, purpose)
+        return keys

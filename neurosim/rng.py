@@ -68,22 +68,41 @@ def mix64_scalar(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def mix64_array(z: np.ndarray) -> np.ndarray:
+    """SplitMix64 finalizer on a uint64 array (wrapping arithmetic, mod 2**64)."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(MUL1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(MUL2)
+        return z ^ (z >> np.uint64(31))
+
+
+KEY_PART = 0x632BE59BD9B4E019  # added to each part of a key before it is mixed in
+
+
 def stream_key(seed: int, step: int, layer: int, purpose: int) -> int:
     """The 64-bit key of the stream used at (seed, step, layer, purpose)."""
     key = mix64_scalar(seed * GOLDEN + 1)
     for part in (purpose, layer, step):
-        key = mix64_scalar(key ^ ((part * GOLDEN + 0x632BE59BD9B4E019) & MASK64))
+        key = mix64_scalar(key ^ ((part * GOLDEN + KEY_PART) & MASK64))
+    return key
+
+
+def stream_keys(seeds: np.ndarray, steps: np.ndarray, layer: int, purpose: int) -> np.ndarray:
+    """:func:`stream_key` of many ``(seed, step)`` pairs at once (non-negative integers;
+    uint64 keys, bit for bit): the keys of a population's chips."""
+    seeds, steps = (np.asarray(a, dtype=np.uint64) for a in (seeds, steps))
+    with np.errstate(over="ignore"):
+        key = mix64_array(seeds * np.uint64(GOLDEN) + np.uint64(1))
+        for part in (np.uint64(purpose), np.uint64(layer), steps):
+            key = mix64_array(key ^ (part * np.uint64(GOLDEN) + np.uint64(KEY_PART)))
     return key
 
 
 def uint64_stream(key: int, n: int, start: int = 0) -> np.ndarray:
     """Draws ``start .. start+n-1`` of the stream ``key`` as uint64."""
     with np.errstate(over="ignore"):
-        z = np.uint64(key) + (np.arange(start + 1, start + n + 1, dtype=np.uint64)
-                              * np.uint64(GOLDEN))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(MUL1)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(MUL2)
-        return z ^ (z >> np.uint64(31))
+        return mix64_array(np.uint64(key) + (np.arange(start + 1, start + n + 1,
+                                                       dtype=np.uint64) * np.uint64(GOLDEN)))
 
 
 def uniform(key: int, n: int) -> np.ndarray:

@@ -448,4 +448,6 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
                 del batches[c]
             else:
                 batches[c] = batch
-    return [trainer._finish() for trainer in trainers]
+    summaries = [trainer._finish() for trainer in trainers]
+    population.release()  # state a backend held on its device: back home, device freed
+    return summaries

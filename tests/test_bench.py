@@ -52,10 +52,13 @@ def test_every_combination_has_a_row_with_positive_rates(result):
     has_torch, has_cuda = torch_state()
     available = {"numpy", "numba"} | ({"torch-cpu"} if has_torch else set()) | (
         {"torch-cuda"} if has_cuda else set())
-    expected = {(chip, backend, size) for chip in CHIPS for backend in available
-                for size in POPULATIONS}
+    # GPU populations are measured with their batches on the host and on the device
+    expected = {(chip, backend, size, place) for chip in CHIPS for backend in available
+                for size in POPULATIONS
+                for place in (("host", "device") if backend == "torch-cuda" and size > 1
+                             else ("host",))}
     rows = data["rows"]
-    assert {(r["chip"], r["backend"], r["population"]) for r in rows} == expected
+    assert {(r["chip"], r["backend"], r["population"], r["batches"]) for r in rows} == expected
     assert len(rows) == len(expected)
     for r in rows:
         assert r["config"] == "tiny_bench" and r["batch"] == 8 and r["eval_batch"] == 32

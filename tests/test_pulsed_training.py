@@ -137,24 +137,33 @@ def test_stochastic_runs_agree_across_backends_and_resume(tmp_path, monkeypatch)
 @pytest.mark.parametrize("mode", ["pulsed", "stochastic"])
 def test_torch_device_runs_equal_numba(tmp_path, mode, name):
     """Pulsed and in-array runs on torch (CPU or GPU) send numba's pulses and reproduce its
-    curves: the same draws by index, the same arithmetic."""
-    device = backend_under_test(name).device
+    curves: the same draws by index, the same arithmetic. On a GPU the cycle-to-cycle
+    normals are within a few ulp of the C library's (torch_math), and the products round
+    otherwise: a pulse count at a rounding boundary may flip."""
+    under_test = backend_under_test(name)
     chip = (pulsed_chip if mode == "pulsed" else stochastic_chip)(dw_min=0.002, dw_min_ctoc=0.1)
     short = {"precondition": {**EXPERIMENT["precondition"], "steps": 10},
              "data": {**EXPERIMENT["data"], "train_size": 64}}
     runs = {}
     for backend in ("torch", "numba"):
+        device = under_test.device if backend == "torch" else "cpu"
         trainer = Trainer(spec(chip, backend=backend, dtype="float64", device=device, **short),
                           tmp_path / backend)
         trainer.run()
         runs[backend] = trainer
-    np.testing.assert_array_equal(runs["torch"].chip.pulses, runs["numba"].chip.pulses)
-    assert np.all(runs["torch"].chip.pulses > 0)
+    pulses = runs["torch"].chip.pulses, runs["numba"].chip.pulses
+    assert np.all(pulses[0] > 0)
     a, b = runs["torch"].log.records, runs["numba"].log.records
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(runs["torch"].chip.params, runs["numba"].chip.params,
-                               rtol=1e-7, atol=1e-9)
+    params = runs["torch"].chip.params, runs["numba"].chip.params
+    if under_test.exact_libm:
+        np.testing.assert_array_equal(*pulses)
+        np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(*params, rtol=1e-7, atol=1e-9)
+    else:
+        np.testing.assert_allclose(*pulses, rtol=1e-3)
+        np.testing.assert_allclose(flatten(a), flatten(b), rtol=1e-4, atol=1e-6)
+        assert np.linalg.norm(params[0] - params[1]) <= 1e-6 * np.linalg.norm(params[1])
 
 
 def test_stochastic_chip_refuses_a_digital_optimizer(tmp_path):

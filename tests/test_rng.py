@@ -23,6 +23,16 @@ def test_draws_depend_only_on_key_and_index():
     assert key == rng.stream_key(7, 3, 1, rng.Purpose.NOISE_INPUTS)
 
 
+def test_stream_keys_of_many_chips_are_the_scalar_keys():
+    seeds = np.array([0, 1, 7, 2**40 + 3, 2**62])
+    steps = np.array([0, 5, 2**33, 12, 1])
+    for purpose in (rng.Purpose.PULSE_ROUNDING, rng.Purpose.PULSE_NOISE):
+        keys = rng.stream_keys(seeds, steps, 3, purpose)
+        assert keys.dtype == np.uint64
+        assert [int(k) for k in keys] == [rng.stream_key(int(a), int(b), 3, purpose)
+                                          for a, b in zip(seeds, steps)]
+
+
 @pytest.mark.parametrize("field", range(4))
 def test_every_key_part_changes_the_stream(field):
     parts = [7, 3, 1, int(rng.Purpose.NOISE_INPUTS)]

@@ -25,13 +25,14 @@ about 0.3 MB each way per call in float32 (plus, per layer, the per-device array
 pulsed or stochastic update: 2.6 MB for the first layer) and waits for the GPU several
 times per call (the loss and accuracy, the pulse counts, every round of a device update's
 loops, the results). That is correct, and far from what a GPU can do for a single chip of
-this size: this backend is the reference for a GPU path, not yet the fast one.
+this size: on a GPU, simulate many chips at once (populations, below).
 
 **Populations.** :meth:`TorchBackend.population_step` runs the training step of many chips
-at once over a leading chip dimension (:mod:`neurosim.population`): batched products, the
-optimizer and the ideal update element-wise over the stacked buffers; pulsed updates still
-run chip by chip, and in-array updates, non-ideal reads or a subset of the chips fall back
-to a loop over the chips.
+at once over a leading chip dimension (:mod:`neurosim.population`) with the state held on
+the device between steps (:mod:`neurosim.backends.torch_population`): batched products,
+the optimizer, the ideal or pulsed update of all chips together, no copies of the state
+per step. This is the fast GPU path. In-array updates and non-ideal reads fall back to a
+loop over the chips.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
@@ -48,6 +49,7 @@ import torch
 from neurosim.backends import torch_devices, torch_periphery, torch_rng
 from neurosim.backends.base import Backend
 from neurosim.backends.torch_math import divide, libm, store
+from neurosim.backends.torch_population import ResidentPopulation
 from neurosim.chip import Chip
 from neurosim.errors import NeurosimError
 from neurosim.optimizers import OptimizerState
@@ -285,39 +287,20 @@ class TorchBackend(Backend):
             b.add_(db)
 
     def population_step(self, population, states, active, x, y):
-        """Every chip at once when all are active and every read is ideal: a leading chip
-        dimension (batched products; the optimizer and the ideal update element-wise over
-        the stacked buffers); pulsed updates then run chip by chip (the device kernels).
-        Otherwise (in-array updates, non-ideal reads, a subset of the chips) a loop over
-        the chips. Equal to single-chip steps to the rounding of the batched products."""
+        """Every chip at once when every read is ideal and the update is not in-array: the
+        population's state is held on the device between steps
+        (:class:`neurosim.backends.torch_population.ResidentPopulation`: batched products,
+        the optimizer, the ideal or pulsed update of all chips together, a subset of the
+        chips gathered and scattered back); ``x`` and ``y`` may already be tensors on the
+        device. Otherwise (in-array updates, non-ideal reads) a loop over the chips on the
+        host buffers. Equal to single-chip steps to the rounding of the batched products."""
         chip = population.chips[0]
-        if (chip.update_mode == "stochastic" or not chip.ideal_reads
-                or len(active) != population.size):
-            return super().population_step(population, states, active, x, y)
-        params = self._tensor(population.params)
-        loss, correct, inputs, deltas = self._signal_tensors(
-            chip, params, self._tensor(population.feedback(self)), self._batch(chip, x),
-            torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device),
-            chip.read_keys(training=True),  # ideal reads: the keys are not used
-            self._scales(population.alphas), int(chip.rule.code))
-        grads, updates = self._output(population.grads), self._output(population.deltas)
-        self._gradient_tensors(chip, inputs, deltas, grads)
-        moments = population.moments(states)
-        m, v = (self._tensor(moment) for moment in moments)
-        scalars = np.array([states[c].adam_scalars() for c in active])
-        self._optimize(states[0].config, chip.dtype.type, m, v, grads, updates,
-                       *(torch.as_tensor(column.astype(chip.dtype)[:, None], device=self.device)
-                         for column in (-scalars[:, 0].astype(chip.dtype), scalars[:, 1])))
-        for array, tensor in ((population.grads, grads), (population.deltas, updates),
-                              (moments[0], m), (moments[1], v)):
-            store(array, tensor)
-        if chip.update_mode == "pulsed":
-            for c in active:
-                self.apply_pulsed_update(population.chips[c], population.deltas[c])
-        else:
-            self._ideal_update(chip, params, updates, self._scales(population.inverse_alphas))
-            store(population.params, params)
-        for c in active:
-            population.chips[c].update_count += 1
-            states[c].step += 1
-        return list(zip(loss.tolist(), correct.tolist()))
+        if chip.update_mode == "stochastic" or not chip.ideal_reads:
+            population.release()
+            return super().population_step(population, states, active,
+                                            *(np.asarray(a.cpu() if isinstance(a, torch.Tensor)
+                                                         else a) for a in (x, y)))
+        population.moments(states)  # a new phase's optimizers: stacked anew, state released
+        if population.resident is None:
+            population.resident = ResidentPopulation(self, population, states)
+        return population.resident.step(states, active, x, y)

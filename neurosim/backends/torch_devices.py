@@ -116,7 +116,8 @@ def mean_response(devices: Devices, i: torch.Tensor, w: torch.Tensor,
     raise ValueError(f"unknown device model code {code}")
 
 
-def noise_factors(devices: Devices, key_noise: int, index: torch.Tensor) -> torch.Tensor | None:
+def noise_factors(devices: Devices, key_noise: int | torch.Tensor,
+                  index: torch.Tensor) -> torch.Tensor | None:
     """Cycle-to-cycle factors ``1 + dw_min_ctoc xi`` of pulses whose noise is normal
     ``index`` of ``key_noise``; ``None`` (nothing drawn) without cycle-to-cycle noise."""
     ctoc = devices.state.dw_min_ctoc
@@ -137,30 +138,42 @@ def _pulse(devices: Devices, i: torch.Tensor, w: torch.Tensor, up: torch.Tensor,
 
 
 def _pulse_trains(w: torch.Tensor, n: torch.Tensor, up: torch.Tensor, devices: Devices,
-                  start: int, key_noise: int, stride: int) -> None:
+                  start: int, key_noise: int | torch.Tensor, stride: int,
+                  row_length: int | None = None) -> None:
     """Send ``n[j]`` pulses of direction ``up[j]`` to device ``start + j`` (``w``: the
     weights, in place, any float dtype); pulse ``k`` of device ``i`` draws noise
-    ``normal_at(key_noise, i stride + k)``. All pulses in float64, stored back once."""
+    ``normal_at(key_noise, i stride + k)``. All pulses in float64, stored back once.
+
+    With ``row_length``, ``w`` (flat) is the rows of several chips, ``row_length`` weights
+    each, ``devices`` their devices likewise and ``key_noise`` a tensor of a key per row:
+    weight ``j`` is device ``j mod row_length`` of chip ``j // row_length`` (``start`` 0)."""
     w64 = w.to(F64)
     j = torch.nonzero(n > 0).flatten()
     k = 0
     while j.numel():
         i = start + j
+        noise = None
+        if devices.state.dw_min_ctoc != 0.0:
+            key, local = ((key_noise, i) if row_length is None else
+                          (key_noise.index_select(0, j // row_length), j % row_length))
+            noise = noise_factors(devices, key, local * stride + k)
         w64.index_copy_(0, j, _pulse(devices, i, w64.index_select(0, j), up.index_select(0, j),
-                                     noise_factors(devices, key_noise, i * stride + k)))
+                                     noise))
         k += 1
         j = torch.masked_select(j, n.index_select(0, j) > k)
     w.copy_(w64)
 
 
-def pulse_counts(dw: torch.Tensor, dw_min: float, max_pulses: int, key_round: int,
-                 start: int) -> torch.Tensor:
+def pulse_counts(dw: torch.Tensor, dw_min: float, max_pulses: int,
+                 key_round: int | torch.Tensor, start: int) -> torch.Tensor:
     """:func:`neurosim.devices.pulse_counts`: ``min(floor(x) + [u < x - floor(x)],
-    max_pulses)``, ``x = |dw| / dw_min`` (NaN: 0), ``u = uniform_at(key_round, start + j)``."""
+    max_pulses)``, ``x = |dw| / dw_min`` (NaN: 0), ``u = uniform_at(key_round, start + j)``
+    for weight ``j`` of the last dimension (``key_round`` may be a tensor of keys broadcast
+    against ``dw``: a key per row, the chips of a population)."""
     x = divide(torch.abs(dw.to(F64)), dw_min)
     x = torch.where(torch.isnan(x), 0.0, x)
     whole = torch.floor(x)
-    index = start + torch.arange(x.shape[0], dtype=torch.int64, device=x.device)
+    index = start + torch.arange(x.shape[-1], dtype=torch.int64, device=x.device)
     u = torch_rng.uniform_at(key_round, index)
     n = torch.clamp_max(whole, float(max_pulses)).to(torch.int64) + (u < x - whole)
     return torch.clamp_max(n, max_pulses)

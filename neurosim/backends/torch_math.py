@@ -26,6 +26,8 @@ on CUDA; :func:`store` writes a result back where it was a copy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -42,8 +44,25 @@ def libm(name: str, x: torch.Tensor) -> torch.Tensor:
 
 def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
     """``value`` as a 0-d tensor of ``like``'s dtype (rounded to it, as NumPy's ``t(value)``)
-    on ``like``'s device."""
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+    on ``like``'s device (on a GPU made once per value and kept: an upload waits for the
+    GPU's queue to drain)."""
+    if like.device.type == "cpu":
+        return torch.tensor(value, dtype=like.dtype)
+    return _device_scalar(float(value), like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_scalar(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` on ``device``: a view on the CPU; to a GPU through pinned memory without
+    waiting (a copy from pageable memory waits for the GPU's queue to drain)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cpu":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def divide(x: torch.Tensor, value: float) -> torch.Tensor:

@@ -47,14 +47,17 @@ def mix64(z: torch.Tensor) -> torch.Tensor:
     return z ^ _shift_right(z, 31)
 
 
-def uniform_at(key: int, index: torch.Tensor) -> torch.Tensor:
+def uniform_at(key: int | torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Draws ``index`` (int64, any shape, on any device) of stream ``key`` as float64
-    uniforms in [0, 1): :func:`neurosim.rng.uniform_at`, bit for bit."""
-    z = mix64((index + 1) * GOLDEN + as_int64(key))
+    uniforms in [0, 1): :func:`neurosim.rng.uniform_at`, bit for bit. ``key`` may be a
+    tensor of keys (int64 words holding the uint64 keys' bits) broadcast
+    against ``index``: a stream per element (the chips of a population)."""
+    offset = key if isinstance(key, torch.Tensor) else as_int64(key)
+    z = mix64((index + 1) * GOLDEN + offset)
     return _shift_right(z, 11).to(torch.float64) * 2.0 ** -53
 
 
-def normal_at(key: int, index: torch.Tensor) -> torch.Tensor:
+def normal_at(key: int | torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Normals ``index`` (int64) of stream ``key``: :func:`neurosim.rng.normal_at`
     (Box-Muller on uniforms ``2 index`` and ``2 index + 1``)."""
     a = uniform_at(key, 2 * index)

@@ -1,0 +1,182 @@
+"""A population's training state held on the torch backend's device between steps.
+
+Copying a population's state between the host and a GPU on every step costs more than the
+step: 256 chips of a ``[784, 100, 10]`` network hold 80 MB of parameters in float32, and
+Adam two moments more. :class:`ResidentPopulation` uploads the state once (parameters,
+optimizer moments, stored feedback, the devices' per-device arrays) and then runs every
+:meth:`TorchBackend.population_step` on the device copies: batched products over a
+leading chip dimension, the optimizer and the ideal update element-wise over all chips at
+once, and the pulsed update of every chip together (:func:`neurosim.backends.torch_devices
+._pulse_trains` over the chips' rows: the same draws by index as chip by chip). The only
+transfers of a step are the batch (unless it already lies on the device), the per-chip
+keys and Adam scalars when they differ between chips, and the losses and correct counts.
+
+The host buffers of :class:`neurosim.population.Population` stay the state's home for
+everything else (evaluation, metrics, checkpoints): after a step they are marked stale, and
+the first read of a chip's ``params`` or ``pulses`` or an optimizer's ``state()`` copies
+everything back once (:meth:`download`, through :meth:`Population.pull`); a write
+(``load_state``) drops this copy first (:meth:`Population.release`) and the next step
+uploads again. Pulses are counted on the device and added to the chips' ``pulses`` at the
+download.
+
+The same code runs on the CPU (the copies are then CPU tensors), so the CI exercises the
+exact logic that runs on a GPU, stale host buffers included.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from neurosim.backends.torch_devices import _pulse_trains, pulse_counts
+from neurosim.backends.torch_math import upload
+from neurosim.devices import FREE
+from neurosim.optimizers import OptimizerState
+from neurosim.population import DEVICE_ARRAYS, Population
+
+
+class ResidentPopulation:
+    """Device copies of ``population``'s state (see the module docstring); ``backend``
+    is the :class:`neurosim.backends.torch_backend.TorchBackend` that steps it."""
+
+    def __init__(self, backend, population: Population, states: list[OptimizerState]):
+        self.backend, self.population = backend, population
+        device = backend.device
+        chip = population.chips[0]
+
+        def upload(array: np.ndarray) -> torch.Tensor:
+            return torch.tensor(array, device=device)  # always a copy, on the CPU too
+
+        self.params = upload(population.params)
+        self.grads, self.deltas = torch.empty_like(self.params), torch.empty_like(self.params)
+        self.m, self.v = (upload(moment) for moment in population.moments(states))
+        self.feedback = upload(population.feedback(backend)) if population.static_feedback else None
+        self.alphas = backend._scales(population.alphas)
+        self.inverse_alphas = backend._scales(population.inverse_alphas)
+        self.pulses = torch.zeros((population.size, chip.n_layers, 2), dtype=torch.int64,
+                                  device=device)
+        self.devices: list[dict[str, torch.Tensor]] | None = None
+        if chip.update_mode == "pulsed":  # per layer, M x n_l contiguous
+            offsets = population.device_offsets
+            self.devices = []
+            for l in range(chip.n_layers):
+                part = slice(int(offsets[l]), int(offsets[l + 1]))
+                layer = {name: upload(population.devices[name][:, part])
+                         for name in DEVICE_ARRAYS if name != "stuck"}
+                layer["free"] = upload(population.devices["stuck"][:, part] == FREE)
+                self.devices.append(layer)
+        self.host_stale = False
+
+    # -------------------------------------------------------------- transfers
+    def download(self) -> None:
+        """Copy the state back into the population's host buffers; add the pulses counted
+        since the last download to the chips' ``pulses``."""
+        self.host_stale = False
+        population = self.population
+        population.params[...] = self.params.cpu().numpy()
+        population.grads[...] = self.grads.cpu().numpy()
+        population.deltas[...] = self.deltas.cpu().numpy()
+        for host, tensor in zip(population.moments(population._states), (self.m, self.v)):
+            host[...] = tensor.cpu().numpy()
+        for chip, counts in zip(population.chips, self.pulses.cpu().numpy()):
+            chip._pulses += counts
+        self.pulses.zero_()
+
+    # ------------------------------------------------------------------- step
+    def step(self, states: list[OptimizerState], active: list[int], x, y) -> list[tuple]:
+        """One training step of the chips ``active`` on their batches ``x[k]``, ``y[k]``
+        (NumPy arrays or tensors), as :meth:`Backend.population_step` specifies."""
+        backend, population = self.backend, self.population
+        chip = population.chips[0]
+        device = backend.device
+        rows = (None if len(active) == population.size
+                else torch.as_tensor(active, dtype=torch.int64, device=device))
+
+        def take(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor if rows is None else tensor.index_select(0, rows)
+
+        params, m, v = take(self.params), take(self.m), take(self.v)
+        feedback = (self.feedback if self.feedback is not None
+                    else torch.as_tensor(population.feedback(backend), device=device))
+        if rows is None:
+            alphas, inverse_alphas = self.alphas, self.inverse_alphas
+            grads, updates = self.grads, self.deltas
+        else:
+            alphas = backend._scales(population.alphas[active])
+            inverse_alphas = backend._scales(population.inverse_alphas[active])
+            grads, updates = torch.empty_like(params), torch.empty_like(params)
+        loss, correct, inputs, deltas = backend._signal_tensors(
+            chip, params, take(feedback),
+            torch.as_tensor(x, dtype=params.dtype, device=device),
+            torch.as_tensor(y, dtype=torch.int64, device=device),
+            chip.read_keys(training=True),  # ideal reads: the keys are not used
+            alphas, int(chip.rule.code))
+        backend._gradient_tensors(chip, inputs, deltas, grads)
+        backend._optimize(states[active[0]].config, chip.dtype.type, m, v, grads, updates,
+                          *self._adam_scalars(states, active))
+        if chip.update_mode == "pulsed":
+            self._pulsed_update(params, updates, inverse_alphas, active, rows)
+        else:
+            backend._ideal_update(chip, params, updates, inverse_alphas)
+        if rows is not None:
+            for whole, part in ((self.params, params), (self.m, m), (self.v, v),
+                                (self.grads, grads), (self.deltas, updates)):
+                if whole.numel():
+                    whole.index_copy_(0, rows, part)
+        for c in active:
+            population.chips[c].update_count += 1
+            states[c].step += 1
+        self.host_stale = True
+        return list(zip(loss.tolist(), correct.tolist()))
+
+    def _adam_scalars(self, states: list[OptimizerState], active: list[int]) -> tuple:
+        """Adam's ``-step_size`` and ``1 / sqrt(1 - b2^t)`` in the chips' dtype: floats when
+        every active chip is at the same step (the usual case), else ``A x 1`` tensors."""
+        t = self.population.chips[0].dtype.type
+        steps = {states[c].step for c in active}
+        if len(steps) == 1:
+            step_size, inverse_sqrt_c2 = states[active[0]].adam_scalars()
+            return float(-t(step_size)), float(t(inverse_sqrt_c2))
+        scalars = np.array([states[c].adam_scalars() for c in active])
+        return tuple(torch.as_tensor(column.astype(t)[:, None], device=self.params.device)
+                     for column in (-scalars[:, 0].astype(t), scalars[:, 1]))
+
+    def _pulsed_update(self, params: torch.Tensor, updates: torch.Tensor,
+                       inverse_alphas: list, active: list[int], rows) -> None:
+        """:meth:`Backend.apply_pulsed_update` of every active chip at once: each layer's
+        ``dW (1 / alpha)`` rounded to pulses with the chip's rounding key, the pulse trains
+        of all chips' devices in one set of rounds (:func:`_pulse_trains` over the rows),
+        the pulses counted per chip and layer; ``b += db``."""
+        chip = self.population.chips[0]
+        max_pulses = chip.config.forward.update.max_pulses
+        device = params.device
+        # A x n_layers x (rounding, noise), uint64 bits in int64 words, in one upload
+        keys = upload(self.population.pulse_keys(active).view(np.int64), device)
+        counted = torch.zeros((len(active), chip.n_layers, 2), dtype=torch.int64,
+                              device=device)
+        for l, state in enumerate(chip.devices):
+            w_off, n_out, n_in, b_off = (int(v) for v in chip.layout[l])
+            n = n_out * n_in
+            layer = {name: tensor if rows is None else tensor.index_select(0, rows)
+                     for name, tensor in self.devices[l].items()}
+            dw = updates[:, w_off:w_off + n] * inverse_alphas[l].view(-1, 1)  # array units
+            counts = pulse_counts(dw, state.dw_min, max_pulses,
+                                  keys[:, l, 0, None], 0)
+            counts = torch.where(layer["free"], counts, 0)
+            up = dw > 0
+            counted[:, l, 0] = torch.where(up, counts, 0).sum(dim=1)
+            counted[:, l, 1] = torch.where(up, 0, counts).sum(dim=1)
+            devices = SimpleNamespace(state=state, **{name: tensor.reshape(-1)
+                                                      for name, tensor in layer.items()})
+            w = params[:, w_off:w_off + n].reshape(-1)  # a copy: the rows are strided
+            _pulse_trains(w, counts.reshape(-1), up.reshape(-1), devices, 0,
+                          keys[:, l, 1], max_pulses, row_length=n)
+            params[:, w_off:w_off + n] = w.view(-1, n)
+            params[:, b_off:b_off + n_out] += updates[:, b_off:b_off + n_out]
+        if rows is None:
+            self.pulses += counted
+        else:
+            self.pulses.index_add_(0, rows, counted)
+

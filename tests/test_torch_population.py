@@ -1,0 +1,179 @@
+"""A population's state held on the torch backend's device between steps
+(:mod:`neurosim.backends.torch_population`): the host buffers are brought back only when
+read, writes release the device copy, subsets and new optimizers are handled, and every
+chip's numbers are those of its own single-chip steps (bit for bit on the CPU; on CUDA to
+the rounding of the batched products)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import backend_under_test
+from test_pulsed_training import pulsed_chip
+
+from neurosim.backends.torch_population import ResidentPopulation
+from neurosim.bench import Workload, constant_step_chip
+from neurosim.config import HW_CONFIG_DIR, load_chip, load_experiment
+from neurosim.optimizers import OptimizerState
+
+QUICKSTART = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
+CHIPS = {"ideal": lambda: load_chip(HW_CONFIG_DIR / "ideal.yaml"),
+         "pulsed": lambda: pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3,
+                                       stuck_at_initial=0.1)}
+
+
+def workloads(chip: str, device: str = "cpu", n_chips: int = 3, optimizer: str = "adam"):
+    """The same chips twice: a population on the torch backend, and the chips stepped one
+    at a time (the reference); each chip with its own fixed batches."""
+    backend = backend_under_test("torch-cuda" if device == "cuda" else "torch").backend(
+        "float32")
+    experiment = load_experiment(QUICKSTART)
+    experiment = dataclasses.replace(experiment, optimizer=dataclasses.replace(
+        experiment.optimizer, name=optimizer, lr=3e-3 if optimizer == "adam" else 0.05))
+    config = CHIPS[chip]()
+    return (Workload(experiment, config, backend, n_chips, 16, together=True),
+            Workload(experiment, config, backend, n_chips, 16, together=False))
+
+
+def assert_same_chips(a: Workload, b: Workload, chips=None):
+    for c in chips if chips is not None else range(len(a.chips)):
+        np.testing.assert_array_equal(a.chips[c].params, b.chips[c].params, err_msg=str(c))
+        np.testing.assert_array_equal(a.chips[c].pulses, b.chips[c].pulses)
+        assert a.chips[c].update_count == b.chips[c].update_count
+        for key, value in a.states[c].state().items():
+            np.testing.assert_array_equal(value, b.states[c].state()[key], err_msg=key)
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Counts the copies of a resident population back into the host buffers."""
+    calls = {"n": 0}
+    original = ResidentPopulation.download
+
+    def counted(self):
+        calls["n"] += 1
+        original(self)
+
+    monkeypatch.setattr(ResidentPopulation, "download", counted)
+    return calls
+
+
+@pytest.mark.parametrize("chip", ["ideal", "pulsed"])
+def test_state_stays_on_the_device_until_read(chip, downloads):
+    population, alone = workloads(chip, optimizer="adam" if chip == "ideal" else "sgd")
+    for _ in range(3):
+        population.train()
+        alone.train()
+    assert downloads["n"] == 0  # no copy back per step
+    resident = population.population.resident
+    assert resident is not None and resident.host_stale
+    assert_same_chips(population, alone)  # reading pulls, once
+    assert downloads["n"] == 1 and not resident.host_stale
+    population.train()
+    alone.train()
+    population.states[1].state()  # an optimizer's state pulls too
+    assert downloads["n"] == 2
+    assert_same_chips(population, alone)
+    if chip == "pulsed":
+        assert all(chip.pulses.sum() > 0 for chip in population.chips)
+
+
+def test_a_written_state_is_uploaded_again():
+    population, alone = workloads("pulsed", optimizer="sgd")
+    population.train()
+    alone.train()
+    saved = [(chip.state(), state.state()) for chip, state in zip(alone.chips, alone.states)]
+    for _ in range(2):
+        population.train()
+        alone.train()
+    for workload in (population, alone):  # both go back to the saved step
+        for (chip_state, optimizer_state), chip, state in zip(saved, workload.chips,
+                                                              workload.states):
+            chip.load_state(chip_state)
+            state.load_state(optimizer_state)
+    assert population.population.resident is None  # released before the write
+    population.count = alone.count = 1
+    for _ in range(2):
+        population.train()
+        alone.train()
+    assert_same_chips(population, alone)
+
+
+def test_a_subset_of_the_chips_steps_alone():
+    """Chips behind the others (a resumed run) step alone; the others keep their state."""
+    population, alone = workloads("pulsed", optimizer="sgd", n_chips=4)
+    population.train()
+    alone.train()
+    active = [0, 2]
+    x, y = population.x[1][active], population.y[1][active]
+    population.backend.population_step(population.population, population.states, active, x, y)
+    for k, c in enumerate(active):
+        alone.backend.train_step(alone.chips[c], alone.states[c], x[k], y[k], alone.grads[c],
+                                 alone.deltas[c])
+    assert_same_chips(population, alone)
+    assert population.chips[1].update_count == 1
+
+
+def test_new_optimizers_of_a_new_phase_are_uploaded():
+    population, alone = workloads("ideal")
+    population.train()
+    alone.train()
+    for workload in (population, alone):  # the data phase's fresh optimizers
+        workload.states = [OptimizerState.create(state.config, chip.n_params, chip.dtype)
+                           for state, chip in zip(workload.states, workload.chips)]
+    for _ in range(2):
+        population.train()
+        alone.train()
+    assert_same_chips(population, alone)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("chip", ["ideal", "constant_step"])
+def test_cuda_population_is_the_cpu_population(chip):
+    """On a GPU, the batched products round differently from the CPU's: the chips agree to
+    float32 rounding (the pulse counts too, but for weights at a rounding boundary), and
+    the state stays on the device between steps on both."""
+    backends = {device: backend_under_test("torch-cuda" if device == "cuda" else "torch")
+                for device in ("cpu", "cuda")}
+    experiment = load_experiment(QUICKSTART)
+    config = constant_step_chip() if chip == "constant_step" else CHIPS["ideal"]()
+    runs = {device: Workload(experiment, config, backends[device].backend("float32"), 8, 16,
+                             data_on_device=True) for device in backends}
+    for _ in range(5):
+        losses = {device: run.backend.population_step(
+            run.population, run.states, run.active, run.x[run.count % 4],
+            run.y[run.count % 4]) for device, run in runs.items()}
+        for run in runs.values():
+            run.count += 1
+        np.testing.assert_allclose(np.array(losses["cuda"])[:, 0],
+                                   np.array(losses["cpu"])[:, 0], rtol=1e-4)
+    for a, b in zip(runs["cuda"].chips, runs["cpu"].chips):
+        # Adam divides by sqrt(v): a weight whose gradient is near zero may move by
+        # lr-sized steps apart, so the parameters are compared as a whole
+        assert np.linalg.norm(a.params - b.params) <= 1e-5 * np.linalg.norm(b.params)
+        pulses_a, pulses_b = a.pulses.sum(), b.pulses.sum()
+        assert abs(int(pulses_a) - int(pulses_b)) <= 1e-3 * max(int(pulses_b), 1)
+
+
+@pytest.mark.cuda
+def test_cuda_population_run_is_the_cpu_population_run(tmp_path):
+    """``neurosim run`` with a population on a GPU: every chip's run folder, its metrics to
+    float32 rounding of the CPU population's (the state held on the GPU between steps,
+    pulled back at every evaluation and checkpoint)."""
+    from test_population import specs_of, together
+
+    backend_under_test("torch-cuda")
+    summaries = {}
+    for device in ("cpu", "cuda"):
+        specs = [dataclasses.replace(spec, experiment=dataclasses.replace(
+            spec.experiment, simulation=dataclasses.replace(spec.experiment.simulation,
+                                                            device=device)))
+                 for spec in specs_of(range(4), backend="torch")]
+        dirs, summaries[device] = together(specs, tmp_path / device)
+        assert all((d / "metrics.jsonl").exists() for d in dirs)
+    for a, b in zip(summaries["cuda"], summaries["cpu"]):
+        assert a["train"]["test_accuracy"] == pytest.approx(b["train"]["test_accuracy"],
+                                                            abs=0.05)
+        assert a["train"]["test_loss"] == pytest.approx(b["train"]["test_loss"], rel=1e-3)
