@@ -17,9 +17,10 @@ combination once, so a change of machine load shifts all of them alike):
   spin for a while after their last call);
 * **samples/s** is one chip's rate (batch x calls / seconds: how fast each run of a
   population advances), **chip-samples/s** that times ``M`` (the machine's throughput);
-* **batches**: a population on a GPU is measured twice, with NumPy batches copied to the
-  GPU in every step (``host``: what ``neurosim run`` hands over) and with batches already on
-  the GPU (``device``: the step alone, as a run keeping its data on the GPU would see it).
+* **batches**: a population on a GPU is measured twice: ``device``, the batches handed over
+  as rows of a dataset that the torch backend keeps on the GPU (only the row indices move:
+  what ``neurosim run`` does with its data and fixed noise sets), and ``host``, stacked
+  NumPy batches copied to the GPU in every step (what a fresh noise stream costs).
 
 Backends: ``numpy``, ``numba``, ``torch-cpu``, ``torch-cuda``; one that cannot run here
 (torch not installed, no CUDA GPU) is skipped with its reason. Chips: a preset of
@@ -56,6 +57,7 @@ from neurosim.errors import NeurosimError
 from neurosim.evaluation import logits
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population
+from neurosim.rows import Rows
 from neurosim.rules import get_rule
 
 BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
@@ -141,10 +143,11 @@ class Workload:
     ``chip_config`` and ``backend``; ``train()`` steps every chip once (one
     :meth:`Backend.population_step`, or with ``together=False`` or one chip
     :meth:`Backend.train_step` chip after chip), ``infer()`` runs every chip's forward pass
-    on ``eval_batch`` inputs. ``data_on_device`` (torch populations): the batches are
-    tensors on the backend's device already, as in a run that keeps its data there;
-    otherwise every step hands over NumPy batches, copied to the device in the step
-    (``neurosim bench`` measures GPU populations both ways)."""
+    on ``eval_batch`` inputs. ``data_on_device`` (populations): every step hands over the
+    batches as :class:`neurosim.rows.Rows` of one dataset (:meth:`Backend.stack_batches`,
+    which the torch backend gathers on its device from a copy kept there), as
+    ``neurosim run`` hands over its data and fixed noise sets; otherwise as stacked NumPy
+    arrays, copied to the device in the step (as drawn fresh-stream noise is)."""
 
     def __init__(self, experiment: ExperimentConfig, chip_config: ChipConfig, backend: Backend,
                  population: int, batch: int, eval_batch: int = 0, together: bool = True,
@@ -165,11 +168,11 @@ class Workload:
         self.population = Population(self.chips) if together and population > 1 else None
         if self.population is not None:
             self.active = list(range(population))
-            if data_on_device:  # the batches already on the torch backend's device
-                import torch
-
-                self.x, self.y = (torch.as_tensor(a, device=backend.device)
-                                  for a in (self.x, self.y))
+            self.rows = None
+            if data_on_device:  # batch k of chip c: rows (k M + c) batch ... of one dataset
+                self.rows = np.arange(self.y.size).reshape(N_BATCHES, population, batch)
+                self.dataset = ((self.x.reshape(-1, n_in), self.chips[0].dtype),
+                                (self.y.reshape(-1), np.dtype(np.int64)))
         else:
             self.grads = [np.zeros(chip.n_params, dtype=chip.dtype) for chip in self.chips]
             self.deltas = [np.zeros_like(g) for g in self.grads]
@@ -179,6 +182,10 @@ class Workload:
         x, y = self.x[self.count % N_BATCHES], self.y[self.count % N_BATCHES]
         self.count += 1
         if self.population is not None:
+            if self.rows is not None:
+                index = self.rows[(self.count - 1) % N_BATCHES]
+                x, y = (self.backend.stack_batches([Rows(source, rows) for rows in index], dtype)
+                        for source, dtype in self.dataset)
             self.backend.population_step(self.population, self.states, self.active, x, y)
             return
         for c, chip in enumerate(self.chips):
@@ -405,9 +412,10 @@ def markdown(result: dict) -> str:
              "Training: one step of every chip (`Backend.train_step` for one chip, "
              "`Backend.population_step` for a population) on `batch` samples each; "
              f"inference: every chip's forward pass on {s['eval_batch']} inputs.", "",
-             "batches: where a training step finds its batches (`host`: NumPy arrays, copied "
-             "to the device in the step, as `neurosim run` hands them over; `device`: "
-             "tensors already on the torch backend's device).", "",
+             "batches: how a population step gets its batches (`device`: row indices into a "
+             "dataset the torch backend keeps on the GPU, as `neurosim run` hands over its "
+             "data and fixed noise sets; `host`: stacked NumPy arrays copied to the device in "
+             "the step, as drawn fresh-stream noise is).", "",
              "| config | chip | backend | chips | batches | batch | train step (ms) "
              "| train samples/s | train chip-samples/s | inference samples/s "
              "| inference chip-samples/s |",

@@ -18,6 +18,7 @@ import numpy as np
 from neurosim import rng
 from neurosim.backends.base import Backend
 from neurosim.config import NoiseInputConfig, PreconditionConfig
+from neurosim.rows import Rows, gathered
 
 
 def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: int,
@@ -90,6 +91,11 @@ class NoiseSource:
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (inputs, labels) of noise step ``step`` (0-based)."""
+        return tuple(gathered(part) for part in self.rows(step))
+
+    def rows(self, step: int) -> tuple:
+        """:meth:`batch` as :class:`neurosim.rows.Rows` of the fixed set (drawn batches of a
+        fresh stream as arrays)."""
         size = self.config.batch_size
         if self.config.regime == "fresh_stream":
             x = draw_noise_inputs(self.backend, self.config.input,
@@ -107,7 +113,7 @@ class NoiseSource:
             self._permutation_epoch = epoch
         index = self._permutation[start:stop]
         inputs, labels = self.fixed_set
-        return inputs[index], labels[index]
+        return Rows(inputs, index), Rows(labels, index)
 
     def probe(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """A separate noise probe set of ``n`` examples (never trained on)."""

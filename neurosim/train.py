@@ -43,6 +43,7 @@ from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population
 from neurosim.precondition import NoiseSource, batch_bounds
+from neurosim.rows import Rows, gathered
 from neurosim.rules import get_rule
 from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
@@ -128,10 +129,10 @@ class Trainer:
     def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         """One training step of this chip alone on a batch (:meth:`Backend.train_step`);
         returns (summed loss, correct predictions)."""
-        return self.backend.train_step(self.chip, self.optimizer, x, y, self.grads,
-                                       self.deltas)
+        return self.backend.train_step(self.chip, self.optimizer, gathered(x), gathered(y),
+                                       self.grads, self.deltas)
 
-    def _step(self, phase: str, x: np.ndarray, y: np.ndarray) -> Generator:
+    def _step(self, phase: str, x: Rows | np.ndarray, y: Rows | np.ndarray) -> Generator:
         """One training step of ``phase``, run by the driver of :meth:`steps`: books the
         step, hands over the batch and takes back (summed loss, correct predictions,
         seconds the step took), which go to ``phase``'s time (the trainer's own time up to
@@ -264,7 +265,7 @@ class Trainer:
         checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
         draws_per_batch = self.noise.draws_per_batch()
         for step in range(self.position.step, config.steps):
-            x, y = self.noise.batch(step)
+            x, y = self.noise.rows(step)
             self.accounting.add_draws("forward", 0, draws_per_batch)
             loss, hits = yield from self._step("precondition", x, y)
             loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(y)
@@ -346,8 +347,8 @@ class Trainer:
                     len(data.y_train))
                 permutation_epoch = epoch
             index = permutation[lo:hi]
-            loss, hits = yield from self._step("train", data.x_train[index],
-                                               data.y_train[index])
+            loss, hits = yield from self._step("train", Rows(data.x_train, index),
+                                               Rows(data.y_train, index))
             loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(index)
             bar.update(1)
             done = step + 1
@@ -438,9 +439,10 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
         done = {c: trainers[c]._steps_done() for c in batches}
         active = [c for c in batches if done[c] == min(done.values())]
         start = time.perf_counter()
-        results = backend.population_step(population, [t.optimizer for t in trainers], active,
-                                          np.stack([batches[c][0] for c in active]),
-                                          np.stack([batches[c][1] for c in active]))
+        results = backend.population_step(
+            population, [t.optimizer for t in trainers], active,
+            backend.stack_batches([batches[c][0] for c in active], population.chips[0].dtype),
+            backend.stack_batches([batches[c][1] for c in active], np.dtype(np.int64)))
         seconds = time.perf_counter() - start
         for c, (loss, correct) in zip(active, results):
             batch = advance(runs[c], (loss, correct, seconds))

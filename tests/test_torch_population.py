@@ -177,3 +177,34 @@ def test_cuda_population_run_is_the_cpu_population_run(tmp_path):
         assert a["train"]["test_accuracy"] == pytest.approx(b["train"]["test_accuracy"],
                                                             abs=0.05)
         assert a["train"]["test_loss"] == pytest.approx(b["train"]["test_loss"], rel=1e-3)
+
+
+def test_batches_are_gathered_from_sources_kept_on_the_device():
+    """A population's batches as rows of their sources: gathered by the torch backend from
+    copies it keeps (views of one dataset share one), the same numbers as stacked on the
+    host."""
+    from neurosim.backends.numpy_ref import NumpyBackend
+    from neurosim.rows import Rows
+
+    backend = backend_under_test("torch").backend("float32")
+    draw = np.random.default_rng(0)
+    dataset = draw.random((50, 6))  # float64, handed over as float32
+    dataset.flags.writeable = False
+    noise_sets = [draw.random((10, 6)) for _ in range(3)]
+    for sources in ([dataset[:40] for _ in range(4)], noise_sets):
+        for _ in range(2):  # the second step reuses the copies
+            batches = [Rows(source, draw.integers(0, len(source), 5)) for source in sources]
+            expected = NumpyBackend("float32").stack_batches(batches, np.float32)
+            got = backend.stack_batches(batches, np.float32)
+            assert got.dtype == torch_dtype("float32") and got.shape == expected.shape
+            np.testing.assert_array_equal(got.cpu().numpy(), expected)
+    assert len(backend._tables) == 2  # the dataset once, the three noise sets once
+    arrays = [draw.random((5, 6)) for _ in range(3)]  # batches drawn afresh: stacked
+    np.testing.assert_array_equal(backend.stack_batches(arrays, np.float64).numpy(),
+                                  np.stack(arrays))
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)

@@ -15,6 +15,7 @@ import numpy as np
 
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
+from neurosim.rows import gathered
 
 if TYPE_CHECKING:
     from neurosim.population import Population
@@ -165,6 +166,11 @@ class Backend(ABC):
                                        training=True)
         self.update(chip, state, grads, deltas)
         return loss, correct
+
+    def stack_batches(self, batches: list, dtype: np.dtype):
+        """The batches of a population step's chips (arrays or :class:`neurosim.rows.Rows`)
+        as one ``A x batch x ...`` array of ``dtype``, for :meth:`population_step`."""
+        return np.stack([np.asarray(gathered(batch), dtype=dtype) for batch in batches])
 
     def population_step(self, population: Population, states: list[OptimizerState],
                         active: list[int], x: np.ndarray, y: np.ndarray) -> list[tuple[float, int]]:

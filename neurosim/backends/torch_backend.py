@@ -48,12 +48,13 @@ import torch
 
 from neurosim.backends import torch_devices, torch_periphery, torch_rng
 from neurosim.backends.base import Backend
-from neurosim.backends.torch_math import divide, libm, store
+from neurosim.backends.torch_math import divide, libm, store, upload
 from neurosim.backends.torch_population import ResidentPopulation
 from neurosim.chip import Chip
 from neurosim.errors import NeurosimError
 from neurosim.optimizers import OptimizerState
 from neurosim.periphery import PeripheryConfig
+from neurosim.rows import Rows
 from neurosim.rules import RuleCode
 
 DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
@@ -96,6 +97,9 @@ class TorchBackend(Backend):
         if threads is not None:
             torch.set_num_threads(threads)
         self.device_kernels = torch_devices.kernels(self.device)
+        self._tables: dict = {}  # batch sources kept on the device (stack_batches)
+        self._keys: dict = {}
+        self._last_indices: tuple | None = None
 
     # ------------------------------------------------------------------ helpers
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -285,6 +289,65 @@ class TorchBackend(Backend):
             torch.clamp(w + dw * inverse_alphas[l], float(chip.bounds_typed[l, 0]),
                         float(chip.bounds_typed[l, 1]), out=w)
             b.add_(db)
+
+    def stack_batches(self, batches, dtype):
+        """On the device: :class:`neurosim.rows.Rows` are gathered there from a copy of
+        their source arrays, uploaded once and kept (a dataset, each chip's fixed noise
+        set), so a step moves only the row indices; other batches are stacked on the host
+        and uploaded."""
+        if not all(isinstance(batch, Rows) for batch in batches):
+            return torch.as_tensor(super().stack_batches(batches, dtype), device=self.device)
+        table, starts = self._table([batch.source for batch in batches], np.dtype(dtype))
+        index, rows = self._indices([batch.index for batch in batches])
+        if starts is not None:
+            rows = upload(index + starts[:, None], self.device)
+        return table.index_select(0, rows.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+    def _indices(self, indices: list) -> tuple[np.ndarray, torch.Tensor]:
+        """The chips' row indices as one ``A x batch`` array and on the device; the inputs'
+        and the labels' batches share them, so the last ones are kept and reused."""
+        last = self._last_indices
+        if not (last is not None and len(last[0]) == len(indices)
+                and all(a is b for a, b in zip(last[0], indices))):
+            index = np.concatenate(indices).reshape(len(indices), -1)
+            last = self._last_indices = (indices, index, upload(index, self.device))
+        return last[1], last[2]
+
+    def _table(self, arrays: list, dtype: np.dtype) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The distinct arrays of ``arrays`` (by memory: views of one dataset are one) in
+        ``dtype``, concatenated on the device (uploaded once per set of arrays and kept),
+        and where each of ``arrays`` starts in it (``None``: all at 0, one array)."""
+        if all(a is arrays[0] for a in arrays):  # one dataset object for every chip
+            keys = [self._memory_key(arrays[0])]
+        else:
+            keys = [self._memory_key(a) for a in arrays]
+        distinct = dict(zip(keys, arrays))
+        key = (tuple(distinct), dtype.str)
+        if key not in self._tables:
+            parts = [torch.tensor(np.asarray(a, dtype=dtype), device=self.device)  # a copy
+                     for a in distinct.values()]
+            firsts = np.cumsum([0] + [len(part) for part in parts[:-1]])
+            self._tables[key] = (list(distinct.values()),  # kept alive: their memory is the key
+                                 parts[0] if len(parts) == 1 else torch.cat(parts),
+                                 dict(zip(distinct, firsts)))
+        _, table, first = self._tables[key]
+        if len(distinct) == 1:
+            return table, None
+        return table, np.array([first[k] for k in keys], dtype=np.int64)
+
+    def _memory_key(self, array: np.ndarray) -> tuple:
+        """Where ``array``'s elements lie (address, shape, strides, dtype): one key for
+        every view of the same rows. Remembered per array object (a run hands over the same
+        dataset arrays at every step)."""
+        known = self._keys.get(id(array))
+        if known is not None and known[0] is array:
+            return known[1]
+        if len(self._keys) > 4096:  # sources come and go (new views): forget the old ones
+            self._keys.clear()
+        interface = array.__array_interface__
+        key = (interface["data"][0], array.shape, interface["strides"], array.dtype.str)
+        self._keys[id(array)] = (array, key)  # the reference keeps the id from being reused
+        return key
 
     def population_step(self, population, states, active, x, y):
         """Every chip at once when every read is ideal and the update is not in-array: the
