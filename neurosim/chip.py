@@ -57,6 +57,25 @@ from neurosim.rules import Rule, RuleCode
 ACTIVATIONS = {"relu": 0, "tanh": 1}
 
 
+class PulledState:
+    """A chip attribute that a population may hold on a GPU between steps
+    (:mod:`neurosim.backends.torch_population`): reading it first brings the state back
+    (:meth:`Population.pull`); it is stored as ``_<name>``."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, chip, owner=None):
+        if chip is None:
+            return self
+        if chip.population is not None:
+            chip.population.pull()
+        return getattr(chip, self.slot)
+
+    def __set__(self, chip, value) -> None:
+        setattr(chip, self.slot, value)
+
+
 @dataclass(frozen=True)
 class FeedbackSpec:
     """How the feedback matrix of one layer is drawn: ``B = scale * X``, X from ``key``."""
@@ -158,31 +177,9 @@ class Chip:
         self.measurement_reads = 0  # reads made to measure so far (keys their noise)
         self._no_keys = np.zeros((self.n_layers, 3), dtype=np.uint64)
 
-    # ----------------------------------------------------------- mutable state
-    # A population may hold its chips' training state on a GPU between steps
-    # (neurosim.backends.torch_population); reading it here first brings it back
-    # (Population.pull), and load_state releases it before writing.
-    @property
-    def params(self) -> np.ndarray:
-        """The flat parameters ``[w_1, b_1, w_2, b_2, ...]`` (see the module docstring)."""
-        if self.population is not None:
-            self.population.pull()
-        return self._params
-
-    @params.setter
-    def params(self, value: np.ndarray) -> None:
-        self._params = value
-
-    @property
-    def pulses(self) -> np.ndarray:
-        """Pulses sent so far, ``[layer, (up, down)]`` (int64)."""
-        if self.population is not None:
-            self.population.pull()
-        return self._pulses
-
-    @pulses.setter
-    def pulses(self, value: np.ndarray) -> None:
-        self._pulses = value
+    # Training state a population may hold on a GPU between steps (see PulledState).
+    params = PulledState()  # flat [w_1, b_1, w_2, b_2, ...] (see the module docstring)
+    pulses = PulledState()  # pulses sent so far, [layer, (up, down)] (int64)
 
     # ------------------------------------------------------------------ init
     def _initialize_forward(self) -> None:
