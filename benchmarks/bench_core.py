@@ -2,8 +2,8 @@
 
 Measured side by side in one run, as medians of interleaved repeats after warm-up:
 
-* ``numba``: neurosim's default backend (fused gradient kernel + fused optimizer/array
-  update), through the same calls the trainer makes, with its default deterministic
+* ``numba``: neurosim's default backend (gradients, optimizer and array update in one
+  compiled call), through the call the trainer makes, with its default deterministic
   products (split between threads by shape, single-threaded BLAS per block);
 * ``numba (deterministic: false)``: the same with each product one multithreaded BLAS call
   (``simulation.deterministic: false``: faster, but rounding depends on the thread count);
@@ -74,7 +74,8 @@ class GemmPeak:
 
 
 class NeurosimStep:
-    """The trainer's step (gradients + fused optimizer/array update) on one backend."""
+    """The trainer's step (:meth:`Backend.train_step`: gradients, optimizer, array update) on
+    one backend."""
 
     def __init__(self, backend, optimizer: OptimizerConfig, batch: int):
         chip_config = load_chip(HW_CONFIG_DIR / "ideal.yaml")
@@ -88,10 +89,8 @@ class NeurosimStep:
         self.y = generator.integers(0, DIMS[-1], batch)
 
     def __call__(self) -> None:
-        feedback = self.backend.feedback_buffer(self.chip)
-        self.backend.gradients(self.chip, feedback, self.x, self.y, self.chip.rule.code,
-                               self.grads, training=True)
-        self.backend.update(self.chip, self.state, self.grads, self.deltas)
+        self.backend.train_step(self.chip, self.state, self.x, self.y, self.grads,
+                                self.deltas)  # what a run calls
 
 
 class TorchStep:

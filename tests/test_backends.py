@@ -63,6 +63,31 @@ def test_fast_optimizer_and_update_equal_reference(ideal_chip_config, fast, conf
     assert states[0].step == states[1].step == 5
 
 
+@pytest.mark.parametrize("config", [OptimizerConfig(name="adam", lr=1e-2),
+                                    OptimizerConfig(name="sgd", lr=0.1, momentum=0.9)])
+@pytest.mark.parametrize("rule", ["fa", "dfa", "bp"])
+@pytest.mark.parametrize("batch_size", [1, 33])
+def test_numba_fused_train_step_is_the_step_by_parts(ideal_chip_config, rule, config,
+                                                     batch_size):
+    """Numba's one-call training step (ideal update) is :meth:`Backend.train_step`'s
+    gradients, optimizer and update, bit for bit."""
+    chips = [make_chip(ideal_chip_config, (784, 16, 12, 10), rule, seed=2) for _ in range(2)]
+    backend = NumbaBackend(chips[0].dtype.name)
+    states = [OptimizerState.create(config, chips[0].n_params, chips[0].dtype) for _ in range(2)]
+    buffers = [(np.zeros(c.n_params, dtype=c.dtype), np.zeros(c.n_params, dtype=c.dtype))
+               for c in chips]
+    for step in range(4):
+        x, y = batch(batch_size, seed=step, dtype=chips[0].dtype.name)
+        fused = backend.train_step(chips[0], states[0], x, y, *buffers[0])
+        parts = super(NumbaBackend, backend).train_step(chips[1], states[1], x, y, *buffers[1])
+        assert fused == parts
+    np.testing.assert_array_equal(chips[0].params, chips[1].params)
+    for a, b in zip((states[0].m, states[0].v, *buffers[0]), (states[1].m, states[1].v,
+                                                              *buffers[1])):
+        np.testing.assert_array_equal(a, b)
+    assert (states[0].step, chips[0].update_count) == (states[1].step, chips[1].update_count)
+
+
 @pytest.mark.parametrize("dims", [(784, 20, 10), (784, 16, 12, 10)])
 def test_fa_with_transposed_forward_weights_equals_bp(ideal_chip_config, any_backend, dims):
     chip = make_chip(ideal_chip_config, dims, "fa", seed=5)

@@ -229,6 +229,23 @@ def ideal_update_kernel(params, layout, inverse_alphas, bounds, deltas):
 
 
 @kernel
+def train_step_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, periph,
+                      fb_periph, keys, max_parts, grads, code, lr, b1, one_minus_b1, b2,
+                      one_minus_b2, eps, momentum, step_size, inverse_sqrt_c2, m, v, deltas,
+                      inverse_alphas, bounds):
+    """One training step of one chip with the ideal update, in one call:
+    :func:`gradients_kernel`, :func:`optimizer_kernel`, :func:`ideal_update_kernel`, the
+    kernels and order of :meth:`Backend.train_step` (one dispatch instead of three: at
+    batch 1 the calls, not the arithmetic, are most of a step)."""
+    loss, hits = gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
+                                  periph, fb_periph, keys, max_parts, grads)
+    optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                     inverse_sqrt_c2, m, v, grads, deltas)
+    ideal_update_kernel(params, layout, inverse_alphas, bounds, deltas)
+    return loss, hits
+
+
+@kernel
 def pulsed_layers_kernel(params, layout, inverse_alphas, deltas, dw_min, max_pulses, keys,
                          device_offsets, step_up, step_down, w_min, w_max, stuck, model_code,
                          dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
@@ -375,13 +392,33 @@ class NumbaBackend(Backend):
             *self._signal_args(chip, feedback, x, y, rule_code, training), out)
         return float(loss), int(correct)
 
-    def optimizer_step(self, state: OptimizerState, grads, out):
-        cfg, t = state.config, grads.dtype.type
+    @staticmethod
+    def _optimizer_args(state: OptimizerState, t: type) -> tuple:
+        """:func:`optimizer_kernel`'s arguments before ``grads`` and ``out``: the code, the
+        scalars in the buffer dtype ``t`` (Adam's for the step about to be taken), the
+        moments."""
+        cfg = state.config
         step_size, inverse_sqrt_c2 = state.adam_scalars()
-        optimizer_kernel(state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
-                         t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(step_size),
-                         t(inverse_sqrt_c2), state.m, state.v, grads, out)
+        return (state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
+                t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(step_size),
+                t(inverse_sqrt_c2), state.m, state.v)
+
+    def optimizer_step(self, state: OptimizerState, grads, out):
+        optimizer_kernel(*self._optimizer_args(state, grads.dtype.type), grads, out)
         state.step += 1
+
+    def train_step(self, chip, state, x, y, grads, deltas):
+        """:meth:`Backend.train_step`; with the ideal update, one compiled call
+        (:func:`train_step_kernel`): the same kernels in the same order."""
+        if chip.update_mode != "ideal":
+            return super().train_step(chip, state, x, y, grads, deltas)
+        loss, correct = train_step_kernel(
+            *self._signal_args(chip, self.feedback_buffer(chip), x, y, chip.rule.code, True),
+            grads, *self._optimizer_args(state, chip.dtype.type), deltas,
+            chip.inverse_alphas_typed, chip.bounds_typed)
+        state.step += 1
+        chip.update_count += 1
+        return float(loss), int(correct)
 
     def apply_ideal_update(self, chip: Chip, deltas):
         ideal_update_kernel(chip.params, chip.layout, chip.inverse_alphas_typed,
