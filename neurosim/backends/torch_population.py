@@ -72,12 +72,11 @@ class ResidentPopulation:
     # -------------------------------------------------------------- transfers
     def download(self) -> None:
         """Copy the state back into the population's host buffers; add the pulses counted
-        since the last download to the chips' ``pulses``."""
+        since the last download to the chips' ``pulses``. The scratch ``grads`` and
+        ``deltas`` stay on the device (nothing reads them between steps)."""
         self.host_stale = False
         population = self.population
         population.params[...] = self.params.cpu().numpy()
-        population.grads[...] = self.grads.cpu().numpy()
-        population.deltas[...] = self.deltas.cpu().numpy()
         for host, tensor in zip(population.moments(population._states), (self.m, self.v)):
             host[...] = tensor.cpu().numpy()
         for chip, counts in zip(population.chips, self.pulses.cpu().numpy()):
