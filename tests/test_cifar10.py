@@ -11,6 +11,7 @@ is never used: ``store.download`` always fails.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import io
 import json
@@ -78,8 +79,12 @@ def batches() -> dict[str, bytes]:
 
 
 def archive_bytes(members: dict[str, bytes]) -> bytes:
+    """The tar.gz of ``members``, byte for byte the same on every call (the gzip header's
+    time stamp fixed: a test that builds it twice across a second boundary must get the
+    same checksum)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w") as archive:
         for name in ["cifar-10-batches-py/batches.meta", *sorted(n for n in members if "batches.meta" not in n)]:
             if name in members:
                 info = tarfile.TarInfo(name)
