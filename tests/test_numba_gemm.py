@@ -1,19 +1,22 @@
 """Deterministic products (neurosim.backends.numba_gemm): the split is a function of shape
-only, every split computes the product, and the result does not depend on the thread count."""
+only, every split computes the product on operands read where they lie (transposed,
+sliced), and the result does not depend on the thread count."""
 
 import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from neurosim.backends.numba_gemm import MAX_PARTS, depth_parts_for, dot, parts_for
+from neurosim.backends.numba_gemm import MAX_PARTS, MIN_BLOCK_WORK, dot, dot_into, parts_for
 
 # (a shape, b shape, transposed b, split the shape should get)
-SHAPES = [((64, 784), (100, 784), True, "depth"),   # forward read x @ W.T of a wide layer
-          ((100, 64), (64, 784), False, "rows"),     # weight gradient delta^T h
-          ((64, 10), (10, 100), False, "rows"),      # feedback read e @ B
-          ((1, 784), (100, 784), True, "none"),      # batch 1
-          ((16, 784), (100, 784), True, "none")]     # too few rows to split
+SHAPES = [((64, 784), (100, 784), True, "columns"),  # forward read x @ W.T of a wide layer
+          ((100, 64), (64, 784), False, "columns"),  # weight gradient delta^T h
+          ((64, 10), (10, 100), False, "none"),      # feedback read e @ B: too small
+          ((1, 784), (100, 784), True, "none"),      # batch 1 (a matrix-vector product)
+          ((784, 1), (1, 100), False, "none"),       # batch 1 weight gradient: K = 1
+          ((16, 784), (100, 784), True, "none"),     # too little work to split
+          ((512, 300), (300, 64), False, "rows")]    # more output rows than columns
 
 
 def operands(a_shape, b_shape, transposed, dtype):
@@ -26,11 +29,19 @@ def operands(a_shape, b_shape, transposed, dtype):
 @pytest.mark.parametrize("a_shape, b_shape, transposed, split", SHAPES)
 def test_split_is_chosen_by_shape(a_shape, b_shape, transposed, split):
     rows, depth = a_shape
-    by_depth = depth_parts_for(rows, depth, MAX_PARTS)
-    by_rows = parts_for(rows, MAX_PARTS)
-    assert {"depth": by_depth > 1, "rows": by_depth == 1 and by_rows > 1,
-            "none": by_depth == 1 and by_rows == 1}[split]
-    assert depth_parts_for(rows, depth, 1) == parts_for(rows, 1) == 1  # non-deterministic mode
+    cols = b_shape[0] if transposed else b_shape[1]
+    parts = parts_for(rows, cols, depth, MAX_PARTS)
+    assert (parts > 1) == (split != "none")
+    if parts > 1:  # every block keeps its share of work
+        assert rows * cols * depth >= parts * MIN_BLOCK_WORK
+    assert parts_for(rows, cols, depth, 1) == 1  # non-deterministic mode
+
+
+def test_blocks_are_cut_from_the_longer_side_in_powers_of_two():
+    assert parts_for(64, 100, 784, MAX_PARTS) == 2
+    assert parts_for(4096, 4096, 4096, MAX_PARTS) == MAX_PARTS
+    assert parts_for(4096, 4096, 4096, 4) == 4
+    assert parts_for(2, 3, 10 ** 9, MAX_PARTS) == 2  # never more blocks than rows/columns
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
@@ -64,7 +75,47 @@ def test_result_does_not_depend_on_the_thread_count(a_shape, b_shape, transposed
 @pytest.mark.parametrize("a_shape, b_shape, transposed, split", SHAPES)
 def test_serial_blocks_equal_parallel_blocks(a_shape, b_shape, transposed, split):
     """``max_parts < 0`` (a population's chips, one per thread) computes the same blocks one
-    after another: bit-identical to the parallel split, K-split included."""
+    after another: bit-identical to the parallel split."""
     a, b = operands(a_shape, b_shape, transposed, "float32")
     with threadpool_limits(1, user_api="blas"):
         np.testing.assert_array_equal(dot(a, b, -MAX_PARTS), dot(a, b, MAX_PARTS))
+
+
+def views(dtype):
+    """Operands as the kernels pass them and worse: transposed, column blocks, row blocks,
+    strided (every other column: neither rows nor columns contiguous, so copied)."""
+    generator = np.random.default_rng(7)
+    big = generator.standard_normal((130, 900)).astype(dtype)
+    return [(big[:64, :784], big[:100, 50:834].T),          # x @ W.T, both views
+            (big[:100, :64].T.T, big[:64, 100:884]),         # row-contiguous slices
+            (np.asfortranarray(big[:64, :784]), big[:100, :784].T),  # F-ordered a
+            (big[5:6, :120], big[:120, 20:120]),             # one row: gemv
+            (big[:40, 3:4], big[7:8, :100]),                 # inner dimension 1
+            (big[:50, :200:2], big[:100, :30]),              # strided a: copied
+            (big[:30, :80], big[:80, :9].T.T[:, 0:1]),       # one column: gemv
+            (big[:0, :5], big[:5, :7]), (big[:4, :0], big[:0, :7])]  # empty
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("max_parts", [1, MAX_PARTS, -MAX_PARTS])
+def test_products_of_views_read_in_place(dtype, rtol, max_parts):
+    for a, b in views(dtype):
+        expected = a.astype(np.float64) @ b.astype(np.float64)
+        scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        with threadpool_limits(1, user_api="blas"):
+            result = dot(a, b, max_parts)
+        assert result.shape == expected.shape and result.dtype == np.dtype(dtype)
+        assert np.all(np.abs(result - expected) <= rtol * scale), (a.shape, b.shape)
+
+
+def test_dot_into_writes_only_its_output():
+    generator = np.random.default_rng(3)
+    a = generator.standard_normal((64, 784)).astype(np.float32)
+    b = generator.standard_normal((784, 100)).astype(np.float32)
+    out = np.full((64, 100), np.nan, dtype=np.float32)
+    before = a.copy(), b.copy()
+    with threadpool_limits(1, user_api="blas"):
+        dot_into(a, b, out, MAX_PARTS)
+    np.testing.assert_array_equal(a, before[0])
+    np.testing.assert_array_equal(b, before[1])
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)

@@ -3,26 +3,29 @@
 A multithreaded BLAS splits a product between its threads in a way that depends on the
 thread count, and OpenBLAS's float32 kernels then round differently: the same run with 1 and
 2 threads drifts apart by ~1e-6 per step. Here the split is a function of the *shape* only:
-either the output rows are cut into ``parts`` contiguous blocks (a power of two, at least
-:data:`MIN_ROWS` rows each, at most ``max_parts``), or, when the inner dimension ``K`` is the
-long one (a forward read ``x @ W.T`` of a wide layer: ``K = 784`` inputs, 64 batch rows), ``K``
-is cut into blocks of at least :data:`MIN_DEPTH` and the partial products are added in block
-order, ``out = P_0 + P_1 + ...``. Each block is one single-threaded BLAS call and the blocks
-run in parallel on Numba's threads. With one thread the same blocks run one after another, so
-every output element is computed by the same BLAS calls with the same operands, and summed in
-the same order, whatever the thread count. This needs the BLAS itself single-threaded, which
+the longer side of the output (its columns, or its rows) is cut into ``parts`` contiguous
+blocks, a power of two, at most ``max_parts``, each block at least :data:`MIN_BLOCK_WORK`
+multiply-adds (a product smaller than two such blocks is one call). Every block is one call
+of the single-threaded BLAS on the whole inner dimension, and the blocks run in parallel on
+Numba's threads. With one thread the same blocks run one after another, so every output
+element is computed by the same BLAS call with the same operands whatever the thread count.
+This needs the BLAS itself single-threaded, which
 :class:`neurosim.backends.numba_cpu.NumbaBackend` sets when it is created.
 
+The BLAS (``?gemm`` of the LAPACK/BLAS that SciPy exports, the one Numba's ``np.dot`` calls)
+is called directly, with leading dimensions: transposed operands (``W.T``), row or column
+blocks and sliced views are read where they lie, never copied (``np.dot`` in Numba needs
+contiguous operands, and a row block of ``W.T`` is not).
+
 ``max_parts = 1`` is the non-deterministic mode (``simulation.deterministic: false``): one
-BLAS call per product, multithreaded by the BLAS itself, faster on small machines (the BLAS
-shares its packed operands between threads) but rounding with the thread count.
+BLAS call per product, multithreaded by the BLAS itself (rounding with the thread count).
 
 ``max_parts < 0`` cuts the product into the blocks of ``|max_parts|`` and computes them one
 after another on the calling thread: for callers that already run on Numba's threads (a
 population of chips, one chip per thread:
 :func:`neurosim.backends.numba_cpu.population_step_kernel`), since Numba's workqueue
-threading layer cannot nest parallel regions. Same blocks, same BLAS calls, same order of
-addition, so the same result as ``|max_parts|``.
+threading layer cannot nest parallel regions. Same blocks, same BLAS calls, so the same
+result as ``|max_parts|``.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core import types
 
 from neurosim.backends.numba_rng import kernel
 
-MIN_ROWS = 32  # output rows per block, at least: smaller blocks waste the BLAS kernel
-MIN_DEPTH = 256  # inner-dimension length per block of a K-split product, at least
+MIN_BLOCK_WORK = 1 << 21  # multiply-adds per block, at least (~30 us of one core)
 MAX_PARTS = 16  # deterministic mode
 
 # Launch Numba's thread pool (get_num_threads does) before any kernel runs: a kernel loaded
@@ -42,51 +45,110 @@ MAX_PARTS = 16  # deterministic mode
 # parallel region would crash the process.
 numba.get_num_threads()
 
+# Numba's own entry to SciPy's BLAS (what its ``np.dot`` calls): ``numba_xxgemm(kind,
+# transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`` for the column-major
+# ``c = alpha op(a) op(b) + beta c``, ``kind`` ``s``/``d``; 0 on success. Called by symbol
+# name, so the kernels that use it stay cacheable.
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp, types.voidptr,
+    types.voidptr, types.intp, types.voidptr, types.intp, types.voidptr, types.voidptr,
+    types.intp))
+# ``numba_xxgemv(kind, trans, m, n, alpha, a, lda, x, beta, y)``: ``y = alpha op(a) x +
+# beta y``, unit strides (OpenBLAS's gemm is ~10x slower than its gemv on a 1-row product).
+_xxgemv = types.ExternalFunction("numba_xxgemv", types.intc(
+    types.char, types.char, types.intp, types.intp, types.voidptr, types.voidptr, types.intp,
+    types.voidptr, types.voidptr, types.voidptr))
+_N, _T, _S, _D = ord("N"), ord("T"), ord("s"), ord("d")
+
 
 @kernel
-def parts_for(rows, max_parts):
-    """Blocks a product with ``rows`` output rows is cut into (a function of shape only)."""
+def _fortran_view(a, rows_needed):
+    """How BLAS reads the 2-d array ``a`` (``r x c``) as a column-major matrix: ``(transpose,
+    leading dimension)``. Rows stored contiguously (C order, or a column block of it): the
+    column-major matrix is ``a.T`` with leading dimension the row stride (``transpose`` ``N``
+    gives ``a.T``). Columns stored contiguously (F order, e.g. ``W.T``): it is ``a`` itself
+    (``T`` gives ``a.T``). ``(0, 0)``: neither; the caller copies. ``rows_needed``: the
+    least leading dimension BLAS accepts for the ``N`` reading."""
+    size = a.itemsize
+    r, c = a.shape
+    s0, s1 = a.strides
+    if (c == 1 or s1 == size) and (r == 1 or s0 > 0):
+        return _N, max(s0 // size if r > 1 else c, rows_needed, 1)
+    if (r == 1 or s0 == size) and (c == 1 or s1 > 0):
+        return _T, max(s1 // size if c > 1 else r, r, 1)
+    return 0, 0
+
+
+@kernel
+def _call_gemm(a, b, out, trans_a, ld_a, trans_b, ld_b):
+    """``out = a @ b`` with the readings of :func:`_fortran_view`: BLAS (column-major)
+    computes ``out.T = b.T @ a.T`` (``N x M``, ``K`` deep); a product with one output row
+    (or column) is a matrix-vector product when the vectors have unit stride."""
+    rows, depth, cols = a.shape[0], a.shape[1], b.shape[1]
+    size = out.itemsize
+    kind = _S if size == 4 else _D
+    scalars = np.array([1, 0], dtype=out.dtype)  # alpha, beta
+    if rows == 1 and (depth == 1 or a.strides[1] == size):  # out[0] = b.T @ a[0]
+        m, n = (cols, depth) if trans_b == _N else (depth, cols)
+        status = _xxgemv(kind, trans_b, m, n, scalars.ctypes, b.ctypes, ld_b, a.ctypes,
+                         scalars[1:].ctypes, out.ctypes)
+    elif cols == 1 and (rows == 1 or out.strides[0] == size) and (
+            depth == 1 or b.strides[0] == size):  # out[:, 0] = a @ b[:, 0]
+        m, n = (depth, rows) if trans_a == _N else (rows, depth)
+        status = _xxgemv(kind, _T if trans_a == _N else _N, m, n, scalars.ctypes, a.ctypes,
+                         ld_a, b.ctypes, scalars[1:].ctypes, out.ctypes)
+    else:
+        ld_out = out.strides[0] // size if rows > 1 else cols
+        status = _xxgemm(kind, trans_b, trans_a, cols, rows, depth, scalars.ctypes, b.ctypes,
+                         ld_b, a.ctypes, ld_a, scalars[1:].ctypes, out.ctypes,
+                         max(ld_out, cols, 1))
+    if status != 0:
+        raise RuntimeError("BLAS call failed (SciPy's BLAS not found)")
+
+
+@kernel
+def _gemm(a, b, out):
+    """``out = a @ b`` in one BLAS call on the operands where they lie (``out``'s rows
+    contiguous; ``a``, ``b`` with contiguous rows or columns, else copied first)."""
+    rows, depth, cols = a.shape[0], a.shape[1], b.shape[1]
+    if rows == 0 or cols == 0:
+        return
+    if depth == 0:
+        out[:] = 0
+        return
+    trans_a, ld_a = _fortran_view(a, depth)
+    trans_b, ld_b = _fortran_view(b, cols)
+    if ld_a == 0 or ld_b == 0:
+        a_copy, b_copy = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        _call_gemm(a_copy, b_copy, out, _N, depth, _N, cols)
+    else:
+        _call_gemm(a, b, out, trans_a, ld_a, trans_b, ld_b)
+
+
+@kernel
+def parts_for(rows, cols, depth, max_parts):
+    """Blocks a product with ``rows x cols`` outputs and inner dimension ``depth`` is cut
+    into (a function of shape only): halved while every block keeps at least
+    :data:`MIN_BLOCK_WORK` multiply-adds and at most ``max_parts`` blocks."""
+    work = rows * cols * depth
+    longest = max(rows, cols)
     parts = 1
-    while parts < max_parts and 2 * parts * MIN_ROWS <= rows:
+    while parts < max_parts and 2 * parts <= longest and work >= 2 * parts * MIN_BLOCK_WORK:
         parts *= 2
     return parts
 
 
 @kernel
-def depth_parts_for(rows, depth, max_parts):
-    """Blocks the inner dimension of a product is cut into (1: split rows instead): only
-    when ``depth`` exceeds the output ``rows`` and the product has rows enough to be worth it
-    (single-threaded OpenBLAS is slow on a short, deep ``x @ W.T``; halves of ``K`` are not)."""
-    parts = 1
-    if depth > rows >= MIN_ROWS:
-        while parts < max_parts and 2 * parts * MIN_DEPTH <= depth:
-            parts *= 2
-    return parts
-
-
-@kernel
-def _depth_block(a, b, target, parts, p):
-    """Partial product ``p`` of ``parts``: ``a[:, K_p] @ b[K_p, :]`` into ``target``."""
-    depth = a.shape[1]
-    lo = depth * p // parts
-    hi = depth * (p + 1) // parts
-    np.dot(np.ascontiguousarray(a[:, lo:hi]), np.ascontiguousarray(b[lo:hi]), target)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _depth_blocks(a, b, out, partial, parts):
-    for p in prange(parts):
-        _depth_block(a, b, out if p == 0 else partial[p - 1], parts, p)
-
-
-@kernel
 def _block(a, b, out, parts, p):
-    """Block ``p`` of ``parts``: output rows ``[rows p / parts, rows (p + 1) / parts)``."""
-    rows = out.shape[0]
-    lo = rows * p // parts
-    hi = rows * (p + 1) // parts
-    # a row block of a transposed (F-ordered) operand is strided: copy it (small)
-    np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
+    """Block ``p`` of ``parts`` of ``out = a @ b``: a slab of output columns, or of output
+    rows when there are more rows than columns."""
+    rows, cols = out.shape
+    if cols >= rows:
+        lo, hi = cols * p // parts, cols * (p + 1) // parts
+        _gemm(a, b[:, lo:hi], out[:, lo:hi])
+    else:
+        lo, hi = rows * p // parts, rows * (p + 1) // parts
+        _gemm(a[lo:hi], b, out[lo:hi])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -97,25 +159,13 @@ def _blocks(a, b, out, parts):
 
 @kernel
 def dot_into(a, b, out, max_parts):
-    """``out = a @ b`` (``a``, ``b`` C- or F-contiguous 2-d, ``out`` C-contiguous);
-    ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
+    """``out = a @ b`` (``a``, ``b`` 2-d with contiguous rows or columns, ``out``
+    C-contiguous); ``max_parts < 0``: the same blocks, serially (see the module
+    docstring)."""
     serial = max_parts < 0
-    max_parts = abs(max_parts)
-    depth_parts = depth_parts_for(out.shape[0], a.shape[1], max_parts)
-    if depth_parts > 1:
-        # ``out = sum_p a[:, K_p] @ b[K_p, :]``, partials added in block order
-        partial = np.empty((depth_parts - 1, out.shape[0], out.shape[1]), dtype=out.dtype)
-        if serial:
-            for p in range(depth_parts):
-                _depth_block(a, b, out if p == 0 else partial[p - 1], depth_parts, p)
-        else:
-            _depth_blocks(a, b, out, partial, depth_parts)
-        for p in range(depth_parts - 1):
-            out += partial[p]
-        return
-    parts = parts_for(out.shape[0], max_parts)
+    parts = parts_for(out.shape[0], out.shape[1], a.shape[1], abs(max_parts))
     if parts == 1:
-        np.dot(a, b, out)
+        _gemm(a, b, out)
     elif serial:
         for p in range(parts):
             _block(a, b, out, parts, p)
