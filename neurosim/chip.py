@@ -246,17 +246,18 @@ class Chip:
         ``update_count``); otherwise reads made to measure, keyed by, and advancing, the
         count of measurement reads. All zeros when every read is ideal (nothing is drawn).
         """
+        if not training:
+            self.measurement_reads += 1
+        if self.ideal_reads:
+            return self._no_keys
         if training:
             step = self.update_count
             purposes = (rng.Purpose.READ_FORWARD, rng.Purpose.READ_TRANSPOSED,
                         rng.Purpose.READ_FEEDBACK)
         else:
-            step = self.measurement_reads
-            self.measurement_reads += 1
+            step = self.measurement_reads - 1
             purposes = (rng.Purpose.MEASURE_READ_FORWARD, rng.Purpose.MEASURE_READ_TRANSPOSED,
                         rng.Purpose.MEASURE_READ_FEEDBACK)
-        if self.ideal_reads:
-            return self._no_keys
         return np.array([[rng.stream_key(self.seed, step, layer, purpose)
                           for purpose in purposes] for layer in range(self.n_layers)],
                         dtype=np.uint64)

@@ -3,11 +3,13 @@ identities."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from conftest import batch, make_chip
 
-from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.backends.numba_cpu import NumbaBackend, chunks_for, optimizer_update_kernel
+from neurosim.backends.numba_gemm import MAX_PARTS
 from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OptimizerState
@@ -86,6 +88,52 @@ def test_numba_fused_train_step_is_the_step_by_parts(ideal_chip_config, rule, co
                                                               *buffers[1])):
         np.testing.assert_array_equal(a, b)
     assert (states[0].step, chips[0].update_count) == (states[1].step, chips[1].update_count)
+
+
+@pytest.mark.parametrize("config", [OptimizerConfig(name="adam", lr=1e-2),
+                                    OptimizerConfig(name="sgd", lr=0.1),
+                                    OptimizerConfig(name="sgd", lr=0.1, momentum=0.9)])
+def test_numba_fused_optimizer_update_in_chunks_equals_reference(ideal_chip_config, config):
+    """The fused optimizer + update pass, cut into chunks run in parallel (a chip large
+    enough for several), serially, or with one thread, equals the reference's optimizer
+    step followed by its update, bit for bit; so does the optimizer alone."""
+    dims = (784, 100, 10)
+    chip = make_chip(ideal_chip_config, dims, "fa", seed=4)
+    assert chunks_for(chip.n_params, MAX_PARTS) > 1  # the parallel path is exercised
+    generator = np.random.default_rng(2)
+    grads = generator.normal(0, 0.05, chip.n_params).astype(chip.dtype)
+    chip.params[:] = generator.uniform(-1.05, 1.05, chip.n_params)  # some get clipped
+    reference = make_chip(ideal_chip_config, dims, "fa", seed=4)
+    reference.params[:] = chip.params
+    state = OptimizerState.create(config, chip.n_params, chip.dtype)
+    state.m[:] = generator.normal(0, 0.01, state.m.shape)
+    state.v[:] = generator.uniform(0, 1e-3, state.v.shape)
+    ref_state = OptimizerState(config, 3, state.m.copy(), state.v.copy())
+    state.step = 3
+    ref_deltas = np.zeros_like(grads)
+    NumpyBackend(chip.dtype.name).optimizer_step(ref_state, grads, ref_deltas)
+    NumpyBackend(chip.dtype.name).apply_ideal_update(reference, ref_deltas)
+
+    backend = NumbaBackend(chip.dtype.name)
+    args = backend._optimizer_args(state, chip.dtype.type)
+    previous = numba.get_num_threads()
+    try:
+        for threads, max_parts in ((previous, MAX_PARTS), (previous, -MAX_PARTS),
+                                   (1, MAX_PARTS)):
+            numba.set_num_threads(threads)
+            params, m, v = chip.params.copy(), state.m.copy(), state.v.copy()
+            deltas = np.zeros_like(grads)
+            optimizer_update_kernel(*args[:-2], m, v, grads, deltas, params, chip.layout,
+                                    chip.inverse_alphas_typed, chip.bounds_typed, True,
+                                    max_parts)
+            for got, want in ((params, reference.params), (deltas, ref_deltas),
+                              (m, ref_state.m), (v, ref_state.v)):
+                np.testing.assert_array_equal(got, want)
+    finally:
+        numba.set_num_threads(previous)
+    deltas = np.zeros_like(grads)
+    backend.optimizer_step(state, grads, deltas)  # the optimizer alone, in chunks
+    np.testing.assert_array_equal(deltas, ref_deltas)
 
 
 @pytest.mark.parametrize("dims", [(784, 20, 10), (784, 16, 12, 10)])

@@ -19,6 +19,7 @@ its single-chip step.
 
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 
 import numba
@@ -33,7 +34,8 @@ from neurosim.backends.numba_gemm import MAX_PARTS, dot, dot_into
 from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
 from neurosim.backends.numba_rng import kernel, normal_kernel, uniform_kernel
 from neurosim.chip import Chip
-from neurosim.optimizers import OptimizerState
+from neurosim.config import OptimizerConfig
+from neurosim.optimizers import OPTIMIZER_CODES, OptimizerState
 from neurosim.population import DEVICE_ARRAYS
 from neurosim.rules import RuleCode
 
@@ -62,17 +64,24 @@ def _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts):
         w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
         a = _read(w, post[l], periph, keys[l, 0], False, max_parts)
         alpha = alphas[l]
-        last = l == n_layers - 1
-        h = a if last else np.empty_like(a)
+        bias = params[b_off:b_off + n_out]
         for i in range(batch):
+            a_i = a[i]
             for j in range(n_out):
-                v = alpha * a[i, j] + params[b_off + j]
-                a[i, j] = v
-                if not last:
-                    if act == 0:
-                        h[i, j] = v if v > 0 else zero
-                    else:
-                        h[i, j] = np.tanh(v)
+                a_i[j] = alpha * a_i[j] + bias[j]
+        h = a if l == n_layers - 1 else np.empty_like(a)
+        if l == n_layers - 1:
+            pass
+        elif act == 0:  # one loop per activation, so that LLVM vectorizes ReLU's
+            for i in range(batch):
+                a_i, h_i = a[i], h[i]
+                for j in range(n_out):
+                    h_i[j] = a_i[j] if a_i[j] > 0 else zero
+        else:
+            for i in range(batch):
+                a_i, h_i = a[i], h[i]
+                for j in range(n_out):
+                    h_i[j] = np.tanh(a_i[j])
         pre.append(a)
         post.append(h)
     return pre, post
@@ -102,6 +111,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
     n_layers = layout.shape[0]
     batch = x.shape[0]
     zero = params[:1][0] * 0
+    one = zero + 1
     batch_count = zero + batch
     pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     logits = pre[n_layers]
@@ -144,12 +154,16 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
                            max_parts)
         a_prev = pre[l]
         h_prev = post[l]
-        for i in range(batch):
-            for k in range(n_in):
-                if act == 0:
-                    signal[i, k] = signal[i, k] * (1 if a_prev[i, k] > 0 else 0)
-                else:
-                    signal[i, k] = signal[i, k] * (1 - h_prev[i, k] * h_prev[i, k])
+        if act == 0:  # one loop per activation (vectorized)
+            for i in range(batch):
+                s_i, a_i = signal[i], a_prev[i]
+                for k in range(n_in):
+                    s_i[k] = s_i[k] * (one if a_i[k] > 0 else zero)
+        else:
+            for i in range(batch):
+                s_i, h_i = signal[i], h_prev[i]
+                for k in range(n_in):
+                    s_i[k] = s_i[k] * (1 - h_i[k] * h_i[k])
         deltas[l - 1] = signal
     return loss, correct, post[:n_layers], deltas
 
@@ -180,52 +194,138 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
     return loss, correct
 
 
-@kernel
-def optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
-                     step_size, inverse_sqrt_c2, m, v, grads, out):
-    """Adam (code 1) or SGD with optional momentum (code 0); scalars in the buffer dtype.
+@kernel(inline="always")
+def _realize(w, i, d_i, inverse_alpha, lo, hi, clip):
+    """The ideal update of element ``i``: ``w <- clip(w + dW * (1 / alpha), lo, hi)`` (a
+    bias, ``clip`` false: ``b <- b + db``)."""
+    if clip:
+        value = w[i] + d_i * inverse_alpha
+        w[i] = min(max(value, lo), hi)
+    else:
+        w[i] = w[i] + d_i
 
-    Adam in PyTorch's form: ``out = (-step_size * m) / (sqrt(v) * inverse_sqrt_c2 + eps)``
+
+@kernel
+def _step_segment(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                  inverse_sqrt_c2, m, v, g, d, w, inverse_alpha, lo, hi, update, clip):
+    """The optimizer on one contiguous segment (``g``, ``d``, ``w`` and the moments ``m``,
+    ``v`` views of the same elements), writing ``dW`` to ``d``; with ``update``, the array
+    update of each element (:func:`_realize`) in the same pass. Adam (code 1) or SGD with
+    optional momentum (code 0); scalars in the buffer dtype.
+
+    Adam in PyTorch's form: ``dW = (-step_size * m) / (sqrt(v) * inverse_sqrt_c2 + eps)``
     with ``step_size = lr / (1 - b1^t)`` and ``inverse_sqrt_c2 = 1 / sqrt(1 - b2^t)``.
     """
-    n = grads.shape[0]
-    if code == 1:  # one pass over the four buffers (the moments stay in registers)
-        for i in range(n):
-            g = grads[i]
-            m_i = b1 * m[i] + one_minus_b1 * g
-            v_i = b2 * v[i] + one_minus_b2 * g * g
+    if code == 1:  # one pass over the buffers (the moments stay in registers)
+        for i in range(g.shape[0]):
+            g_i = g[i]
+            m_i = b1 * m[i] + one_minus_b1 * g_i
+            v_i = b2 * v[i] + one_minus_b2 * g_i * g_i
             m[i] = m_i
             v[i] = v_i
-            out[i] = (-step_size * m_i) / (np.sqrt(v_i) * inverse_sqrt_c2 + eps)
+            d_i = (-step_size * m_i) / (np.sqrt(v_i) * inverse_sqrt_c2 + eps)
+            d[i] = d_i
+            if update:
+                _realize(w, i, d_i, inverse_alpha, lo, hi, clip)
     elif m.shape[0] > 0:
-        for i in range(n):
-            m[i] = momentum * m[i] + grads[i]
-            out[i] = -lr * m[i]
+        for i in range(g.shape[0]):
+            m_i = momentum * m[i] + g[i]
+            m[i] = m_i
+            d_i = -lr * m_i
+            d[i] = d_i
+            if update:
+                _realize(w, i, d_i, inverse_alpha, lo, hi, clip)
     else:
-        for i in range(n):
-            out[i] = -lr * grads[i]
-
-
-@kernel
-def _apply_segment(w, dw, inverse_alpha, lo, hi):
-    """``w <- clip(w + dw * inverse_alpha, lo, hi)`` on one contiguous segment."""
-    for i in range(w.shape[0]):
-        value = w[i] + dw[i] * inverse_alpha
-        w[i] = min(max(value, lo), hi)
+        for i in range(g.shape[0]):
+            d_i = -lr * g[i]
+            d[i] = d_i
+            if update:
+                _realize(w, i, d_i, inverse_alpha, lo, hi, clip)
 
 
 @kernel
 def ideal_update_kernel(params, layout, inverse_alphas, bounds, deltas):
-    """``w <- clip(w + dW * (1 / alpha), w_min, w_max)``, ``b <- b + db``, in the buffer
-    dtype, on contiguous per-layer views (so that LLVM vectorizes the loops)."""
+    """``w <- clip(w + dW * (1 / alpha), w_min, w_max)``, ``b <- b + db`` (:func:`_realize`),
+    in the buffer dtype, on contiguous per-layer views (so that LLVM vectorizes the loops)."""
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        w_end = w_off + n_out * n_in
-        _apply_segment(params[w_off:w_end], deltas[w_off:w_end], inverse_alphas[l],
-                       bounds[l, 0], bounds[l, 1])
-        bias, db = params[b_off:b_off + n_out], deltas[b_off:b_off + n_out]
-        for j in range(n_out):
-            bias[j] = bias[j] + db[j]
+        for start, end, clip in ((w_off, w_off + n_out * n_in, True),
+                                 (b_off, b_off + n_out, False)):
+            w, dw = params[start:end], deltas[start:end]
+            for i in range(end - start):
+                _realize(w, i, dw[i], inverse_alphas[l], bounds[l, 0], bounds[l, 1], clip)
+
+
+CHUNK = 1 << 15  # elements per chunk of the element-wise passes, at least
+_ALIGN = 64  # chunk boundaries on whole cache lines
+
+
+@kernel
+def chunks_for(n, max_parts):
+    """Chunks an element-wise pass over ``n`` elements is cut into (shape only)."""
+    parts = 1
+    while parts < max_parts and n >= 2 * parts * CHUNK:
+        parts *= 2
+    return parts
+
+
+@kernel
+def _step_range(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                inverse_sqrt_c2, m, v, grads, deltas, params, layout, inverse_alphas, bounds,
+                update, lo, hi):
+    """:func:`_step_segment` on the elements ``[lo, hi)`` of the flat buffers: without the
+    update in one segment, with it one segment per layer's weights and biases (empty
+    moments, SGD's, stay empty when sliced)."""
+    if not update:
+        _step_segment(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                      inverse_sqrt_c2, m[lo:hi], v[lo:hi], grads[lo:hi], deltas[lo:hi], deltas[lo:hi], step_size, step_size,
+                      step_size, False, False)
+        return
+    for l in range(layout.shape[0]):
+        w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        for start, end, clip in ((w_off, w_off + n_out * n_in, True),
+                                 (b_off, b_off + n_out, False)):
+            s_lo, s_hi = max(lo, start), min(hi, end)
+            if s_lo < s_hi:
+                _step_segment(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
+                              step_size, inverse_sqrt_c2, m[s_lo:s_hi], v[s_lo:s_hi],
+                              grads[s_lo:s_hi],
+                              deltas[s_lo:s_hi], params[s_lo:s_hi], inverse_alphas[l],
+                              bounds[l, 0], bounds[l, 1], True, clip)
+
+
+@kernel(parallel=True)
+def _step_chunks(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                 inverse_sqrt_c2, m, v, grads, deltas, params, layout, inverse_alphas, bounds,
+                 update, parts):
+    n = grads.shape[0]
+    for p in prange(parts):
+        lo = 0 if p == 0 else n * p // parts // _ALIGN * _ALIGN
+        hi = n if p == parts - 1 else n * (p + 1) // parts // _ALIGN * _ALIGN
+        _step_range(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                    inverse_sqrt_c2, m, v, grads, deltas, params, layout, inverse_alphas,
+                    bounds, update, lo, hi)
+
+
+@kernel
+def optimizer_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
+                            step_size, inverse_sqrt_c2, m, v, grads, deltas, params, layout,
+                            inverse_alphas, bounds, update, max_parts):
+    """The optimizer into ``deltas`` and, if ``update``, the ideal update
+    (:func:`ideal_update_kernel`'s arithmetic), fused in one pass over the buffers
+    (:func:`_step_segment`), in chunks (by size only, :func:`chunks_for`) in parallel on
+    Numba's threads (``max_parts < 0``: serially, for callers already on those threads).
+    Every element's arithmetic is the same whatever the chunks, so the result does not
+    depend on them or on the thread count."""
+    parts = chunks_for(grads.shape[0], abs(max_parts))
+    if parts == 1 or max_parts < 0:
+        _step_range(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                    inverse_sqrt_c2, m, v, grads, deltas, params, layout, inverse_alphas,
+                    bounds, update, 0, grads.shape[0])
+    else:
+        _step_chunks(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
+                     inverse_sqrt_c2, m, v, grads, deltas, params, layout, inverse_alphas,
+                     bounds, update, parts)
 
 
 @kernel
@@ -234,14 +334,14 @@ def train_step_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, a
                       one_minus_b2, eps, momentum, step_size, inverse_sqrt_c2, m, v, deltas,
                       inverse_alphas, bounds):
     """One training step of one chip with the ideal update, in one call:
-    :func:`gradients_kernel`, :func:`optimizer_kernel`, :func:`ideal_update_kernel`, the
-    kernels and order of :meth:`Backend.train_step` (one dispatch instead of three: at
-    batch 1 the calls, not the arithmetic, are most of a step)."""
+    :func:`gradients_kernel`, then :func:`optimizer_update_kernel` (the optimizer and the
+    update fused), the arithmetic of :meth:`Backend.train_step` (one dispatch instead of
+    three: at batch 1 the calls, not the arithmetic, are most of a step)."""
     loss, hits = gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
                                   periph, fb_periph, keys, max_parts, grads)
-    optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
-                     inverse_sqrt_c2, m, v, grads, deltas)
-    ideal_update_kernel(params, layout, inverse_alphas, bounds, deltas)
+    optimizer_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
+                            step_size, inverse_sqrt_c2, m, v, grads, deltas, params, layout,
+                            inverse_alphas, bounds, True, max_parts)
     return loss, hits
 
 
@@ -281,7 +381,7 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
                            c_down, levels, device_dw_min, losses, correct, pulses):
     """One training step of the chips ``active`` of a population, one chip per thread:
     chip ``c = active[k]`` (row ``c`` of the stacked buffers) runs :func:`gradients_kernel`
-    on ``x[k]``, ``y[k]`` with read keys ``keys[k]``, :func:`optimizer_kernel` (its Adam
+    on ``x[k]``, ``y[k]`` with read keys ``keys[k]``, :func:`optimizer_update_kernel` (its Adam
     scalars ``step_size[k]``, ``inverse_sqrt_c2[k]``) and the ideal update or
     :func:`pulsed_layers_kernel` (``pulse_keys[k]``; its pulses into ``pulses[k]``), the
     same kernels in the same order as a single-chip step. ``max_parts < 0`` (serial
@@ -293,16 +393,16 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
         loss, hits = gradients_kernel(params[c], layout, alphas[c], feedback[c], fb_layout,
                                       x[k], y[k], rule, act, periph, fb_periph, keys[k],
                                       max_parts, grads[c])
-        optimizer_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
-                         step_size[k], inverse_sqrt_c2[k], m[c], v[c], grads[c], deltas[c])
+        optimizer_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
+                                step_size[k], inverse_sqrt_c2[k], m[c], v[c], grads[c],
+                                deltas[c], params[c], layout, inverse_alphas[c], bounds,
+                                not pulsed, max_parts)
         if pulsed:
             pulsed_layers_kernel(params[c], layout, inverse_alphas[c], deltas[c], dw_min,
                                  max_pulses, pulse_keys[k], device_offsets, step_up[c],
                                  step_down[c], w_min[c], w_max[c], stuck[c], model_code,
                                  dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
                                  device_dw_min, pulses[k])
-        else:
-            ideal_update_kernel(params[c], layout, inverse_alphas[c], bounds, deltas[c])
         losses[k] = loss
         correct[k] = hits
 
@@ -319,6 +419,14 @@ def feedback_kernel(keys, offsets, sizes, uniform_dist, scales, out):
             z = normal_kernel(keys[index], sizes[index])
             for i in range(sizes[index]):
                 out[offsets[index] + i] = scales[index] * z[i]
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer_constants(config: OptimizerConfig, t: type) -> tuple:
+    """The optimizer's code and fixed hyper-parameters in the buffer dtype ``t`` (made once
+    per configuration: a step at batch 1 is short enough for their conversion to show)."""
+    return (OPTIMIZER_CODES[config.name], t(config.lr), t(config.beta1), t(1 - config.beta1),
+            t(config.beta2), t(1 - config.beta2), t(config.eps), t(config.momentum))
 
 
 class NumbaBackend(Backend):
@@ -394,17 +502,20 @@ class NumbaBackend(Backend):
 
     @staticmethod
     def _optimizer_args(state: OptimizerState, t: type) -> tuple:
-        """:func:`optimizer_kernel`'s arguments before ``grads`` and ``out``: the code, the
+        """:func:`optimizer_update_kernel`'s arguments before ``grads``: the code, the
         scalars in the buffer dtype ``t`` (Adam's for the step about to be taken), the
         moments."""
-        cfg = state.config
         step_size, inverse_sqrt_c2 = state.adam_scalars()
-        return (state.code, t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2),
-                t(1 - cfg.beta2), t(cfg.eps), t(cfg.momentum), t(step_size),
-                t(inverse_sqrt_c2), state.m, state.v)
+        return (*_optimizer_constants(state.config, t), t(step_size), t(inverse_sqrt_c2),
+                state.m, state.v)
 
     def optimizer_step(self, state: OptimizerState, grads, out):
-        optimizer_kernel(*self._optimizer_args(state, grads.dtype.type), grads, out)
+        """In chunks on Numba's threads (:func:`optimizer_update_kernel` without the
+        update)."""
+        no_layers = np.zeros((0, 4), dtype=np.int64)
+        optimizer_update_kernel(*self._optimizer_args(state, grads.dtype.type), grads, out,
+                                out, no_layers, out[:0], out[:0].reshape(0, 2), False,
+                                self.max_parts)
         state.step += 1
 
     def train_step(self, chip, state, x, y, grads, deltas):
@@ -435,7 +546,6 @@ class NumbaBackend(Backend):
         index = np.asarray(active, dtype=np.int64)
         n = index.shape[0]
         m, v = population.moments(states)
-        cfg, t = states[active[0]].config, chip.dtype.type
         scalars = np.array([states[c].adam_scalars() for c in active]).reshape(n, 2)
         pulsed = chip.update_mode == "pulsed"
         if pulsed:
@@ -458,9 +568,9 @@ class NumbaBackend(Backend):
                 chip.feedback_layout, np.ascontiguousarray(x, dtype=chip.dtype),
                 np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
                 chip.activation_code, *self._periphery(chip), population.read_keys(active),
-                -self.max_parts, population.grads, population.deltas, states[active[0]].code,
-                t(cfg.lr), t(cfg.beta1), t(1 - cfg.beta1), t(cfg.beta2), t(1 - cfg.beta2),
-                t(cfg.eps), t(cfg.momentum), scalars[:, 0].astype(chip.dtype),
+                -self.max_parts, population.grads, population.deltas,
+                *_optimizer_constants(states[active[0]].config, chip.dtype.type),
+                scalars[:, 0].astype(chip.dtype),
                 scalars[:, 1].astype(chip.dtype), m, v, pulsed, pulse_keys,
                 np.float64(chip.devices[0].dw_min if pulsed else 0.0),
                 np.int64(chip.config.forward.update.max_pulses), population.device_offsets,
