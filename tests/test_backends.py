@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from conftest import batch, make_chip
 
-from neurosim.backends.numba_cpu import NumbaBackend, chunks_for, optimizer_update_kernel
+from neurosim.backends.numba_cpu import (
+    NumbaBackend,
+    chunks_for,
+    optimizer_update_kernel,
+    outer_into,
+)
 from neurosim.backends.numba_gemm import MAX_PARTS
 from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.config import OptimizerConfig
@@ -134,6 +139,26 @@ def test_numba_fused_optimizer_update_in_chunks_equals_reference(ideal_chip_conf
     deltas = np.zeros_like(grads)
     backend.optimizer_step(state, grads, deltas)  # the optimizer alone, in chunks
     np.testing.assert_array_equal(deltas, ref_deltas)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numba_batch_one_outer_product_in_blocks_is_exact(dtype):
+    """Batch 1's weight gradient ``d h^T``, cut into row blocks on Numba's threads (a matrix
+    large enough for several), serially, or with one thread: every element is the one
+    product of the reference, bit for bit."""
+    generator = np.random.default_rng(5)
+    d, h = generator.standard_normal(100).astype(dtype), generator.standard_normal(784).astype(dtype)
+    assert chunks_for(d.size * h.size, MAX_PARTS) > 1
+    previous = numba.get_num_threads()
+    try:
+        for threads, max_parts in ((previous, MAX_PARTS), (previous, -MAX_PARTS),
+                                   (1, MAX_PARTS)):
+            numba.set_num_threads(threads)
+            g = np.full((100, 784), np.nan, dtype=dtype)
+            outer_into(d, h, g, max_parts)
+            np.testing.assert_array_equal(g, np.outer(d, h))
+    finally:
+        numba.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("dims", [(784, 20, 10), (784, 16, 12, 10)])

@@ -94,6 +94,31 @@ def _scaled_copy(out, x, scale):
 
 
 @kernel
+def _outer_rows(d, h, g, lo, hi):
+    for j in range(lo, hi):
+        _scaled_copy(g[j], h, d[j])
+
+
+@kernel(parallel=True)
+def _outer_blocks(d, h, g, parts):
+    rows = g.shape[0]
+    for p in prange(parts):
+        _outer_rows(d, h, g, rows * p // parts, rows * (p + 1) // parts)
+
+
+@kernel
+def outer_into(d, h, g, max_parts):
+    """``g = d h^T`` (batch 1's weight gradient, rank 1): blocks of rows in parallel on
+    Numba's threads when the matrix is large enough (:func:`chunks_for`; ``max_parts < 0``:
+    serially). Each element is one product, so the blocks do not change the result."""
+    parts = min(chunks_for(g.size, abs(max_parts)), g.shape[0])
+    if parts == 1 or max_parts < 0:
+        _outer_rows(d, h, g, 0, g.shape[0])
+    else:
+        _outer_blocks(d, h, g, parts)
+
+
+@kernel
 def logits_kernel(params, layout, alphas, x, act, periph, keys, max_parts):
     zero = params[:1][0] * 0
     pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
@@ -181,9 +206,7 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
         delta = deltas[l]
         g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
         if batch == 1:  # a rank-1 outer product: a loop beats a K=1 GEMM call
-            h = post[l][0]
-            for j in range(n_out):
-                _scaled_copy(g[j], h, delta[0, j])
+            outer_into(delta[0], post[l][0], g, max_parts)
         else:
             dot_into(delta.T, post[l], g, max_parts)
         bias = out[b_off:b_off + n_out]
@@ -505,9 +528,11 @@ class NumbaBackend(Backend):
         """:func:`optimizer_update_kernel`'s arguments before ``grads``: the code, the
         scalars in the buffer dtype ``t`` (Adam's for the step about to be taken), the
         moments."""
+        constants = _optimizer_constants(state.config, t)
+        if state.config.name != "adam":  # unused by SGD: spare their conversion
+            return (*constants, constants[1], constants[1], state.m, state.v)
         step_size, inverse_sqrt_c2 = state.adam_scalars()
-        return (*_optimizer_constants(state.config, t), t(step_size), t(inverse_sqrt_c2),
-                state.m, state.v)
+        return (*constants, t(step_size), t(inverse_sqrt_c2), state.m, state.v)
 
     def optimizer_step(self, state: OptimizerState, grads, out):
         """In chunks on Numba's threads (:func:`optimizer_update_kernel` without the
