@@ -168,8 +168,13 @@ def measure(optimizer: OptimizerConfig, batch: int, repeats: int, have_torch: bo
         peak.settle()
         for name, step in steps.items():
             samples[name].append(time_steps(step, n_steps))
-    timings = {name: (statistics.median(times), n_steps) for name, times in samples.items()}
-    return timings, peak.gflops(statistics.median(peak_samples))
+    return samples, [peak.gflops(seconds) for seconds in peak_samples], n_steps
+
+
+def per_repeat_median(numerators: list[float], denominators: list[float]) -> float:
+    """Median over repeats of the ratio of two quantities measured in the same repeat (so a
+    change of the machine's load between repeats cancels instead of skewing the ratio)."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def main() -> None:
@@ -189,17 +194,21 @@ def main() -> None:
     rows = []
     for optimizer in (OptimizerConfig(name="adam", lr=1e-4), OptimizerConfig(name="sgd", lr=0.01)):
         for batch in (64, 1):
-            timings, peak = measure(optimizer, batch, args.repeats, have_torch)
-            for name, (seconds, n_steps) in timings.items():
-                rate = flops * batch / seconds / 1e9
+            samples, peaks, n_steps = measure(optimizer, batch, args.repeats, have_torch)
+            for name, times in samples.items():
+                seconds = statistics.median(times)
+                rates = [flops * batch / t / 1e9 for t in times]
+                fractions = [rate / peak for rate, peak in zip(rates, peaks)]
                 rows.append({"optimizer": optimizer.name, "batch": batch, "backend": name,
                              "step_us": seconds * 1e6, "samples_per_s": batch / seconds,
-                             "gflops": rate, "gemm_peak_gflops": peak,
-                             "fraction_of_gemm_peak": rate / peak,
-                             "speedup_vs_torch": (timings["torch"][0] / seconds
+                             "gflops": statistics.median(rates),
+                             "gemm_peak_gflops": statistics.median(peaks),
+                             "fraction_of_gemm_peak": statistics.median(fractions),
+                             "fraction_of_gemm_peak_range": [min(fractions), max(fractions)],
+                             "speedup_vs_torch": (per_repeat_median(samples["torch"], times)
                                                   if have_torch else None),
                              "repeats": args.repeats, "steps_per_repeat": n_steps})
-            numba_row = rows[-len(timings)]
+            numba_row = rows[-len(samples)]
             print(f"{optimizer.name:4s} batch {batch:3d}: numba {numba_row['step_us']:8.1f} us, "
                   f"{numba_row['fraction_of_gemm_peak']:.0%} of GEMM peak, "
                   f"{numba_row['speedup_vs_torch'] or float('nan'):.2f}x torch", flush=True)
@@ -222,15 +231,19 @@ def markdown(result: dict) -> str:
              f"{result['flops_per_sample'] / 1e3:.1f} kFLOP per sample; peak RSS "
              f"{result['peak_rss_mib']:.0f} MiB. Medians of {result['rows'][0]['repeats']} "
              f"interleaved repeats (all implementations, and the float32 GEMM peak as one numpy "
-             f"2048^3 matmul, timed in every repeat; `GEMM peak` is the median of the repeats "
-             f"of that group).", "",
+             f"2048^3 matmul, timed in every repeat). `of GEMM peak` and `speed vs torch` are "
+             f"medians of the ratios within each repeat (a load change between repeats cancels); "
+             f"`range` is their lowest and highest repeat, a measure of the machine's noise.", "",
              "| optimizer | batch | backend | step (µs) | samples/s | GFLOP/s | GEMM peak "
-             "(GFLOP/s) | of GEMM peak | speed vs torch |", "|---|---|---|---|---|---|---|---|---|"]
+             "(GFLOP/s) | of GEMM peak | range | speed vs torch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ratio = f"{r['speedup_vs_torch']:.2f}×" if r["speedup_vs_torch"] else "–"
+        low, high = r["fraction_of_gemm_peak_range"]
         lines.append(f"| {r['optimizer']} | {r['batch']} | {r['backend']} | {r['step_us']:.1f} "
                      f"| {r['samples_per_s']:,.0f} | {r['gflops']:.1f} "
-                     f"| {r['gemm_peak_gflops']:.1f} | {r['fraction_of_gemm_peak']:.0%} | {ratio} |")
+                     f"| {r['gemm_peak_gflops']:.1f} | {r['fraction_of_gemm_peak']:.0%} "
+                     f"| {low:.0%}–{high:.0%} | {ratio} |")
     lines += ["", "`speed vs torch` = torch's step time / this backend's (above 1: faster).", ""]
     return "\n".join(lines)
 
