@@ -147,7 +147,8 @@ def test_numba_batch_one_outer_product_in_blocks_is_exact(dtype):
     large enough for several), serially, or with one thread: every element is the one
     product of the reference, bit for bit."""
     generator = np.random.default_rng(5)
-    d, h = generator.standard_normal(100).astype(dtype), generator.standard_normal(784).astype(dtype)
+    d = generator.standard_normal(100).astype(dtype)
+    h = generator.standard_normal(784).astype(dtype)
     assert chunks_for(d.size * h.size, MAX_PARTS) > 1
     previous = numba.get_num_threads()
     try:

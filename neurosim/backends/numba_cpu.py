@@ -299,10 +299,10 @@ def _step_range(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, ste
     """:func:`_step_segment` on the elements ``[lo, hi)`` of the flat buffers: without the
     update in one segment, with it one segment per layer's weights and biases (empty
     moments, SGD's, stay empty when sliced)."""
-    if not update:
+    if not update:  # the array and its scalars are unused: placeholders of their types
         _step_segment(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum, step_size,
-                      inverse_sqrt_c2, m[lo:hi], v[lo:hi], grads[lo:hi], deltas[lo:hi], deltas[lo:hi], step_size, step_size,
-                      step_size, False, False)
+                      inverse_sqrt_c2, m[lo:hi], v[lo:hi], grads[lo:hi], deltas[lo:hi],
+                      deltas[lo:hi], step_size, step_size, step_size, False, False)
         return
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
