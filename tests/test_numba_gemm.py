@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from neurosim.backends.numba_gemm import MAX_PARTS, MIN_BLOCK_WORK, dot, dot_into, parts_for
+from neurosim.backends.numba_gemm import (MAX_PARTS, MIN_BLOCK_WORK, MIN_TILE_DEPTH, dot,
+                                          dot_into, parts_for, tiles_suit)
 
 # (a shape, b shape, transposed b, split the shape should get)
 SHAPES = [((64, 784), (100, 784), True, "columns"),  # forward read x @ W.T of a wide layer
@@ -16,7 +17,9 @@ SHAPES = [((64, 784), (100, 784), True, "columns"),  # forward read x @ W.T of a
           ((1, 784), (100, 784), True, "none"),      # batch 1 (a matrix-vector product)
           ((784, 1), (1, 100), False, "none"),       # batch 1 weight gradient: K = 1
           ((16, 784), (100, 784), True, "none"),     # too little work to split
-          ((512, 300), (300, 64), False, "rows")]    # more output rows than columns
+          ((512, 300), (300, 64), False, "rows"),    # more output rows than columns
+          ((67, 1001), (101, 1001), True, "columns"),  # a read, partial tiles at both edges
+          ((1000, 500), (10, 500), True, "rows")]    # a read split by rows
 
 
 def operands(a_shape, b_shape, transposed, dtype):
@@ -119,3 +122,53 @@ def test_dot_into_writes_only_its_output():
     np.testing.assert_array_equal(a, before[0])
     np.testing.assert_array_equal(b, before[1])
     np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
+
+
+def read_operands(rows, cols, depth, dtype, seed=5):
+    generator = np.random.default_rng(seed)
+    x = generator.standard_normal((rows, depth)).astype(dtype)
+    w = generator.standard_normal((cols, depth)).astype(dtype)
+    return x, w
+
+
+@pytest.mark.parametrize("shape, tiled", [
+    ((64, 100, 784), True),                 # the forward read of a 784-100 layer
+    ((64, 10, 100), True),                  # the next layer's read
+    ((64, 100, MIN_TILE_DEPTH - 1), False),  # too shallow (a 10-class feedback read)
+    ((3, 100, 784), False),                 # fewer rows than a tile (batch 1-3)
+    ((64, 2, 784), False)])                 # fewer columns than a tile
+def test_reads_go_to_tiles_by_shape(shape, tiled):
+    rows, cols, depth = shape
+    x, w = read_operands(rows, cols, depth, "float32")
+    out = np.empty((rows, cols), dtype=np.float32)
+    parts = parts_for(rows, cols, depth, MAX_PARTS)
+    assert tiles_suit(x, w.T, out, parts) == tiled
+    assert not tiles_suit(x, np.ascontiguousarray(w.T), out, parts)  # not a read: BLAS
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("depth", [784, 301, 100, MIN_TILE_DEPTH])
+@pytest.mark.parametrize("max_parts", [MAX_PARTS, -MAX_PARTS])
+def test_tiled_read_element_does_not_depend_on_its_tile(dtype, depth, max_parts):
+    """Every element of a read is computed by the same instructions wherever its tile lies
+    (and the edge tiles, moved back, recompute elements identically): dropping leading rows
+    or columns, which moves every element to another tile position, and splitting the
+    product into other blocks, leave each element's bits unchanged."""
+    x, w = read_operands(69, 103, depth, dtype)
+    whole = dot(x, w.T, max_parts)
+    for r, c in ((1, 0), (2, 0), (3, 0), (0, 1), (0, 2), (5, 7)):
+        np.testing.assert_array_equal(dot(x[r:], w[c:].T, max_parts), whole[r:, c:])
+    for rows in (4, 9, 30):
+        np.testing.assert_array_equal(dot(x[:rows], w.T, max_parts), whole[:rows])
+    np.testing.assert_array_equal(dot(x, w[:40].T, 2), whole[:, :40])
+
+
+def test_tiled_read_in_blocks_larger_than_its_l2_group():
+    """A read whose ``W`` rows exceed the L2 budget is done in column groups; the result is
+    still the product, and the same as one column at a time."""
+    x, w = read_operands(20, 700, 512, "float32")
+    result = dot(x, w.T, MAX_PARTS)
+    expected = x.astype(np.float64) @ w.T.astype(np.float64)
+    scale = np.abs(x).astype(np.float64) @ np.abs(w.T).astype(np.float64)
+    assert np.all(np.abs(result - expected) <= 1e-5 * scale)
+    np.testing.assert_array_equal(dot(x, w[350:].T, MAX_PARTS), result[:, 350:])

@@ -2,14 +2,14 @@
 
 Each kernel computes exactly what :mod:`neurosim.backends.numpy_ref` computes, in the same
 order of floating-point operations where that is cheap (so results agree to rounding of the
-BLAS products), but fused: one compiled call does the whole forward and backward pass of
+matrix products), but fused: one compiled call does the whole forward and backward pass of
 every layer (the batch-mean 1/B applied once to the output error) with every array read
 through its periphery, one does the optimizer over the whole flat parameter buffer, one the
-array update. Matrix products go to BLAS through :mod:`neurosim.backends.numba_gemm` (split
-between threads by shape, so results do not depend on the thread count); everything else
-is loops over contiguous arrays or
-views, written so that LLVM vectorizes them (``error_model="numpy"``, one ``range(n)`` per
-contiguous segment).
+array update. Matrix products go through :mod:`neurosim.backends.numba_gemm` (reads of an
+array by register tiles, other products by BLAS; split between threads by shape, so
+results do not depend on the thread count); everything else is loops over contiguous
+arrays or views, written so that LLVM vectorizes them (``error_model="numpy"``, one
+``range(n)`` per contiguous segment, scalars in the buffer dtype).
 
 A population of chips (:mod:`neurosim.population`) steps in one call of
 :func:`population_step_kernel`: parallel over the chips, each chip's kernels serial on its
@@ -119,8 +119,15 @@ def outer_into(d, h, g, max_parts):
 
 
 @kernel
+def _scalar(buffer, value):
+    """``value`` in ``buffer``'s dtype (``x * 0`` or ``x + 1`` with a Python number would be
+    float64, and would turn a float32 kernel's arithmetic into float64)."""
+    return np.full(1, value, dtype=buffer.dtype)[0]
+
+
+@kernel
 def logits_kernel(params, layout, alphas, x, act, periph, keys, max_parts):
-    zero = params[:1][0] * 0
+    zero = _scalar(params, 0)
     pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     return pre[-1]
 
@@ -135,9 +142,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
     :mod:`neurosim.backends.numba_gemm`."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
-    zero = params[:1][0] * 0
-    one = zero + 1
-    batch_count = zero + batch
+    zero, one, batch_count = _scalar(params, 0), _scalar(params, 1), _scalar(params, batch)
     pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     logits = pre[n_layers]
     n_classes = logits.shape[1]

@@ -26,6 +26,16 @@ population of chips, one chip per thread:
 :func:`neurosim.backends.numba_cpu.population_step_kernel`), since Numba's workqueue
 threading layer cannot nest parallel regions. Same blocks, same BLAS calls, so the same
 result as ``|max_parts|``.
+
+A read of an array, ``x @ W.T`` with ``x`` and ``W`` both stored by rows (each output a dot
+product of two contiguous rows), is not sent to BLAS in the deterministic modes but computed
+by :func:`_tile` loops: 4 x 3 outputs at a time, twelve sums kept in vector registers over
+the whole inner dimension. For the small products of a training step (a batch of 64 against
+a layer of 100), OpenBLAS spends much of its time packing both operands; these loops do not
+pack and run at about the core's FMA peak (``benchmarks/bench_core.py``). Every output
+element is computed by the same instructions (the one inlined copy of the loop, summing in
+a fixed order of vector lanes), so a product's blocks and tiles, which may overlap at the
+edges, do not change the result: it still depends on the shape only.
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ from neurosim.backends.numba_rng import kernel
 
 MIN_BLOCK_WORK = 1 << 21  # multiply-adds per block, at least (~30 us of one core)
 MAX_PARTS = 16  # deterministic mode
+TILE_ROWS, TILE_COLS = 4, 3  # outputs per tile of a read (12 sums: 12 of 16 AVX registers)
+MIN_TILE_DEPTH = 32  # shallower reads go to BLAS (a tile's sums would be mostly reductions)
+L2_BUDGET = 1 << 18  # bytes of W's rows a pass over the batch's tiles reads (half an L2)
+_REASSOCIATE = {"reassoc", "contract"}  # sums in vector lanes, fused multiply-adds
 
 # Launch Numba's thread pool (get_num_threads does) before any kernel runs: a kernel loaded
 # from the cache that calls a parallel one (those below) does not launch it, and its first
@@ -138,6 +152,85 @@ def parts_for(rows, cols, depth, max_parts):
     return parts
 
 
+@kernel(fastmath=_REASSOCIATE, inline="always")
+def _tile(x, w, out, i, j, zero):
+    """``out[i:i+4, j:j+3] = x[i:i+4] @ w[j:j+3].T`` (rows of ``x`` and ``w`` contiguous): the
+    twelve sums over the inner dimension in registers, in vector lanes (reassociated),
+    multiply-adds fused. Inlined once per caller, so every element of a product is computed
+    by the same instructions."""
+    x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+    w0, w1, w2 = w[j], w[j + 1], w[j + 2]
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
+    for k in range(x.shape[1]):
+        a0, a1, a2, a3 = x0[k], x1[k], x2[k], x3[k]
+        b0, b1, b2 = w0[k], w1[k], w2[k]
+        s00 += a0 * b0
+        s01 += a0 * b1
+        s02 += a0 * b2
+        s10 += a1 * b0
+        s11 += a1 * b1
+        s12 += a1 * b2
+        s20 += a2 * b0
+        s21 += a2 * b1
+        s22 += a2 * b2
+        s30 += a3 * b0
+        s31 += a3 * b1
+        s32 += a3 * b2
+    o0, o1, o2, o3 = out[i], out[i + 1], out[i + 2], out[i + 3]
+    o0[j], o0[j + 1], o0[j + 2] = s00, s01, s02
+    o1[j], o1[j + 1], o1[j + 2] = s10, s11, s12
+    o2[j], o2[j + 1], o2[j + 2] = s20, s21, s22
+    o3[j], o3[j + 1], o3[j + 2] = s30, s31, s32
+
+
+@kernel(fastmath=_REASSOCIATE)
+def _tiled_read(x, w, out, row_lo, row_hi, col_lo, col_hi):
+    """``out[r, c] = x[r] . w[c]`` for rows ``[row_lo, row_hi)`` (at least 4) and columns
+    ``[col_lo, col_hi)`` (at least 3) by :func:`_tile`: columns in groups whose rows of
+    ``w`` fit :data:`L2_BUDGET`, each group against every row tile of ``x``. A tile that
+    would cross the end of its range is moved back to end on it (it recomputes a few
+    elements, identically)."""
+    zero = np.zeros(1, dtype=out.dtype)[0]
+    group = max(TILE_COLS, L2_BUDGET // (x.shape[1] * x.itemsize) // TILE_COLS * TILE_COLS)
+    for g_lo in range(col_lo, col_hi, group):
+        g_hi = min(g_lo + group, col_hi)
+        for i in range(row_lo, row_hi, TILE_ROWS):
+            top = min(i, row_hi - TILE_ROWS)
+            for j in range(g_lo, g_hi, TILE_COLS):
+                _tile(x, w, out, top, min(j, g_hi - TILE_COLS), zero)
+
+
+@kernel
+def _tiled_block(x, w, out, parts, p):
+    """Block ``p`` of ``parts`` of ``out = x @ w.T`` by tiles, cut as :func:`_block` cuts."""
+    rows, cols = out.shape
+    if cols >= rows:
+        _tiled_read(x, w, out, 0, rows, cols * p // parts, cols * (p + 1) // parts)
+    else:
+        _tiled_read(x, w, out, rows * p // parts, rows * (p + 1) // parts, 0, cols)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _tiled_blocks(x, w, out, parts):
+    for p in prange(parts):
+        _tiled_block(x, w, out, parts, p)
+
+
+@kernel
+def tiles_suit(a, b, out, parts):
+    """Whether ``out = a @ b`` is a read by tiles: ``a``'s rows and ``b``'s columns (``W``'s
+    rows) contiguous, deep enough, and every block at least one tile."""
+    rows, cols = out.shape
+    size = out.itemsize
+    if a.shape[1] < MIN_TILE_DEPTH or rows < TILE_ROWS or cols < TILE_COLS:
+        return False
+    if not (a.strides[1] == size and b.strides[0] == size and b.strides[1] > 0):
+        return False
+    if a.strides[0] <= 0:
+        return False
+    return (cols // parts >= TILE_COLS) if cols >= rows else (rows // parts >= TILE_ROWS)
+
+
 @kernel
 def _block(a, b, out, parts, p):
     """Block ``p`` of ``parts`` of ``out = a @ b``: a slab of output columns, or of output
@@ -160,11 +253,18 @@ def _blocks(a, b, out, parts):
 @kernel
 def dot_into(a, b, out, max_parts):
     """``out = a @ b`` (``a``, ``b`` 2-d with contiguous rows or columns, ``out``
-    C-contiguous); ``max_parts < 0``: the same blocks, serially (see the module
-    docstring)."""
+    C-contiguous): a read ``x @ W.T`` by tiles (:func:`tiles_suit`), other products by
+    BLAS; ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
     serial = max_parts < 0
     parts = parts_for(out.shape[0], out.shape[1], a.shape[1], abs(max_parts))
-    if parts == 1:
+    if max_parts != 1 and tiles_suit(a, b, out, parts):
+        w = b.T
+        if parts == 1 or serial:
+            for p in range(parts):
+                _tiled_block(a, w, out, parts, p)
+        else:
+            _tiled_blocks(a, w, out, parts)
+    elif parts == 1:
         _gemm(a, b, out)
     elif serial:
         for p in range(parts):
