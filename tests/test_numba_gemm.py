@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from neurosim.backends.numba_gemm import (MAX_PARTS, MIN_BLOCK_WORK, MIN_TILE_DEPTH, dot,
-                                          dot_into, parts_for, tiles_suit)
+from neurosim.backends.numba_gemm import (BLAS, MAX_PARTS, MIN_BLOCK_WORK, MIN_TILE_DEPTH,
+                                          OUTER_TILES, READ_TILES, dot, dot_into, method_for,
+                                          parts_for)
 
 # (a shape, b shape, transposed b, split the shape should get)
 SHAPES = [((64, 784), (100, 784), True, "columns"),  # forward read x @ W.T of a wide layer
@@ -142,8 +143,24 @@ def test_reads_go_to_tiles_by_shape(shape, tiled):
     x, w = read_operands(rows, cols, depth, "float32")
     out = np.empty((rows, cols), dtype=np.float32)
     parts = parts_for(rows, cols, depth, MAX_PARTS)
-    assert tiles_suit(x, w.T, out, parts) == tiled
-    assert not tiles_suit(x, np.ascontiguousarray(w.T), out, parts)  # not a read: BLAS
+    assert method_for(x, w.T, out, parts) == (READ_TILES if tiled else BLAS)
+
+
+@pytest.mark.parametrize("shape, tiled", [
+    ((100, 784, 64), True),    # the weight gradient of a 784-100 layer, batch 64
+    ((10, 100, 64), True),     # the next layer's
+    ((100, 784, 1), True),     # batch 1 (one outer product)
+    ((3, 784, 64), False),     # fewer rows than a tile
+    ((100, 20, 64), False)])   # narrower than a tile of vectors
+def test_weight_gradients_go_to_outer_tiles_by_shape(shape, tiled):
+    rows, cols, depth = shape
+    generator = np.random.default_rng(1)
+    delta = generator.standard_normal((depth, rows)).astype(np.float32)
+    h = generator.standard_normal((depth, cols)).astype(np.float32)
+    out = np.empty((rows, cols), dtype=np.float32)
+    parts = parts_for(rows, cols, depth, MAX_PARTS)
+    assert method_for(delta.T, h, out, parts) == (OUTER_TILES if tiled else BLAS)
+    assert method_for(delta.T, h, out, parts) != READ_TILES
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -172,3 +189,22 @@ def test_tiled_read_in_blocks_larger_than_its_l2_group():
     scale = np.abs(x).astype(np.float64) @ np.abs(w.T).astype(np.float64)
     assert np.all(np.abs(result - expected) <= 1e-5 * scale)
     np.testing.assert_array_equal(dot(x, w[350:].T, MAX_PARTS), result[:, 350:])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("depth", [64, 7, 1])
+@pytest.mark.parametrize("max_parts", [MAX_PARTS, -MAX_PARTS])
+def test_outer_tiles_element_does_not_depend_on_its_tile(dtype, depth, max_parts):
+    """A weight gradient's elements are each a chain of fused multiply-adds in batch order:
+    moving them to other tiles (dropping leading rows or columns) or blocks leaves their bits
+    unchanged, and the chain equals the float64 product to rounding."""
+    generator = np.random.default_rng(11)
+    delta = generator.standard_normal((depth, 103)).astype(dtype)
+    h = generator.standard_normal((depth, 797)).astype(dtype)
+    whole = dot(delta.T, h, max_parts)
+    expected = delta.T.astype(np.float64) @ h.astype(np.float64)
+    scale = np.abs(delta.T).astype(np.float64) @ np.abs(h).astype(np.float64)
+    assert np.all(np.abs(whole - expected) <= (1e-5 if dtype == "float32" else 1e-12) * scale)
+    for r, c in ((1, 0), (3, 0), (0, 1), (0, 5), (2, 9)):
+        np.testing.assert_array_equal(dot(delta[:, r:].T, h[:, c:], max_parts), whole[r:, c:])
+    np.testing.assert_array_equal(dot(delta.T, h[:, :200], 2), whole[:, :200])

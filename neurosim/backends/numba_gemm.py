@@ -36,6 +36,11 @@ pack and run at about the core's FMA peak (``benchmarks/bench_core.py``). Every 
 element is computed by the same instructions (the one inlined copy of the loop, summing in
 a fixed order of vector lanes), so a product's blocks and tiles, which may overlap at the
 edges, do not change the result: it still depends on the shape only.
+
+A weight gradient, ``delta^T h`` with ``delta`` and ``h`` stored by rows (a sum over the
+batch of outer products), is likewise computed by :func:`_outer_tile`: 4 rows x 3 vectors
+of outputs held in SIMD registers (:mod:`numba_simd`) while the batch streams past, each
+element a chain of fused multiply-adds in batch order, the same in every tile.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import types
 
+from neurosim.backends import numba_simd as simd
 from neurosim.backends.numba_rng import kernel
 
 MIN_BLOCK_WORK = 1 << 21  # multiply-adds per block, at least (~30 us of one core)
@@ -53,6 +59,7 @@ TILE_ROWS, TILE_COLS = 4, 3  # outputs per tile of a read (12 sums: 12 of 16 AVX
 MIN_TILE_DEPTH = 32  # shallower reads go to BLAS (a tile's sums would be mostly reductions)
 L2_BUDGET = 1 << 18  # bytes of W's rows a pass over the batch's tiles reads (half an L2)
 _REASSOCIATE = {"reassoc", "contract"}  # sums in vector lanes, fused multiply-adds
+BLAS, READ_TILES, OUTER_TILES = 0, 1, 2  # how a product is computed (method_for)
 
 # Launch Numba's thread pool (get_num_threads does) before any kernel runs: a kernel loaded
 # from the cache that calls a parallel one (those below) does not launch it, and its first
@@ -200,48 +207,99 @@ def _tiled_read(x, w, out, row_lo, row_hi, col_lo, col_hi):
                 _tile(x, w, out, top, min(j, g_hi - TILE_COLS), zero)
 
 
+@kernel(inline="always")
+def _outer_tile(d, h, out, j, k, lanes, zero):
+    """``out[j:j+4, k:k+3*lanes] = d[:, j:j+4].T @ h[:, k:k+3*lanes]`` (rows of ``d``, ``h``
+    contiguous): twelve vector accumulators, each element the fused multiply-adds
+    ``out = fma(d[i, j], h[i, k], out)`` for ``i = 0, 1, ...`` in order, from ``zero`` (a
+    vector of zeros)."""
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
+    for i in range(h.shape[0]):
+        h_i, d_i = h[i], d[i]
+        x0 = simd.load(h_i, k)
+        x1 = simd.load(h_i, k + lanes)
+        x2 = simd.load(h_i, k + 2 * lanes)
+        y = simd.splat(d_i[j])
+        s00, s01, s02 = simd.fma(y, x0, s00), simd.fma(y, x1, s01), simd.fma(y, x2, s02)
+        y = simd.splat(d_i[j + 1])
+        s10, s11, s12 = simd.fma(y, x0, s10), simd.fma(y, x1, s11), simd.fma(y, x2, s12)
+        y = simd.splat(d_i[j + 2])
+        s20, s21, s22 = simd.fma(y, x0, s20), simd.fma(y, x1, s21), simd.fma(y, x2, s22)
+        y = simd.splat(d_i[j + 3])
+        s30, s31, s32 = simd.fma(y, x0, s30), simd.fma(y, x1, s31), simd.fma(y, x2, s32)
+    for r, (v0, v1, v2) in enumerate(((s00, s01, s02), (s10, s11, s12), (s20, s21, s22),
+                                      (s30, s31, s32))):
+        o = out[j + r]
+        simd.store(o, k, v0)
+        simd.store(o, k + lanes, v1)
+        simd.store(o, k + 2 * lanes, v2)
+
+
 @kernel
-def _tiled_block(x, w, out, parts, p):
-    """Block ``p`` of ``parts`` of ``out = x @ w.T`` by tiles, cut as :func:`_block` cuts."""
+def _outer_block(d, h, out, row_lo, row_hi, col_lo, col_hi):
+    """``out[r, c] = sum_i d[i, r] h[i, c]`` for rows ``[row_lo, row_hi)`` (at least 4) and
+    columns ``[col_lo, col_hi)`` (at least one tile wide) by :func:`_outer_tile`, a strip
+    of columns against every row tile (the strip of ``h`` stays in L1). Edge tiles are moved
+    back, as in :func:`_tiled_read`."""
+    lanes = simd.VECTOR_BYTES // h.itemsize
+    width = 3 * lanes
+    zero = simd.splat(np.zeros(1, dtype=out.dtype)[0])
+    for c in range(col_lo, col_hi, width):
+        left = min(c, col_hi - width)
+        for r in range(row_lo, row_hi, TILE_ROWS):
+            _outer_tile(d, h, out, min(r, row_hi - TILE_ROWS), left, lanes, zero)
+
+
+@kernel
+def method_for(a, b, out, parts):
+    """How the blocks of ``out = a @ b`` (``parts`` of them, :func:`parts_for`) are computed:
+    :data:`READ_TILES` for a read ``x @ W.T`` (rows of ``a`` and columns of ``b`` contiguous,
+    at least :data:`MIN_TILE_DEPTH` deep), :data:`OUTER_TILES` for a weight gradient
+    ``delta^T h`` (columns of ``a``, rows of ``b`` contiguous), when every block holds at
+    least one tile; otherwise :data:`BLAS`. A function of the shape and layout only."""
     rows, cols = out.shape
+    size = out.itemsize
+    block_rows, block_cols = (rows, cols // parts) if cols >= rows else (rows // parts, cols)
+    if block_rows < TILE_ROWS:
+        return BLAS
+    if a.strides[1] == size and b.strides[0] == size:
+        deep = a.shape[1] >= MIN_TILE_DEPTH
+        return READ_TILES if deep and block_cols >= TILE_COLS else BLAS
+    if a.strides[0] == size and b.strides[1] == size:
+        return OUTER_TILES if block_cols >= 3 * simd.VECTOR_BYTES // size else BLAS
+    return BLAS
+
+
+@kernel
+def _block_range(rows, cols, parts, p):
+    """Rows and columns ``(row_lo, row_hi, col_lo, col_hi)`` of block ``p`` of ``parts``: a
+    slab of output columns, or of output rows when there are more rows than columns."""
     if cols >= rows:
-        _tiled_read(x, w, out, 0, rows, cols * p // parts, cols * (p + 1) // parts)
+        return 0, rows, cols * p // parts, cols * (p + 1) // parts
+    return rows * p // parts, rows * (p + 1) // parts, 0, cols
+
+
+@kernel
+def _tiled_block(a, b, out, parts, p, method):
+    """Block ``p`` of ``parts`` of ``out = a @ b`` by the tiles of ``method``."""
+    row_lo, row_hi, col_lo, col_hi = _block_range(out.shape[0], out.shape[1], parts, p)
+    if method == READ_TILES:
+        _tiled_read(a, b.T, out, row_lo, row_hi, col_lo, col_hi)
     else:
-        _tiled_read(x, w, out, rows * p // parts, rows * (p + 1) // parts, 0, cols)
+        _outer_block(a.T, b, out, row_lo, row_hi, col_lo, col_hi)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _tiled_blocks(x, w, out, parts):
+def _tiled_blocks(a, b, out, parts, method):
     for p in prange(parts):
-        _tiled_block(x, w, out, parts, p)
-
-
-@kernel
-def tiles_suit(a, b, out, parts):
-    """Whether ``out = a @ b`` is a read by tiles: ``a``'s rows and ``b``'s columns (``W``'s
-    rows) contiguous, deep enough, and every block at least one tile."""
-    rows, cols = out.shape
-    size = out.itemsize
-    if a.shape[1] < MIN_TILE_DEPTH or rows < TILE_ROWS or cols < TILE_COLS:
-        return False
-    if not (a.strides[1] == size and b.strides[0] == size and b.strides[1] > 0):
-        return False
-    if a.strides[0] <= 0:
-        return False
-    return (cols // parts >= TILE_COLS) if cols >= rows else (rows // parts >= TILE_ROWS)
+        _tiled_block(a, b, out, parts, p, method)
 
 
 @kernel
 def _block(a, b, out, parts, p):
-    """Block ``p`` of ``parts`` of ``out = a @ b``: a slab of output columns, or of output
-    rows when there are more rows than columns."""
-    rows, cols = out.shape
-    if cols >= rows:
-        lo, hi = cols * p // parts, cols * (p + 1) // parts
-        _gemm(a, b[:, lo:hi], out[:, lo:hi])
-    else:
-        lo, hi = rows * p // parts, rows * (p + 1) // parts
-        _gemm(a[lo:hi], b, out[lo:hi])
+    """Block ``p`` of ``parts`` of ``out = a @ b`` (:func:`_block_range`) by BLAS."""
+    row_lo, row_hi, col_lo, col_hi = _block_range(out.shape[0], out.shape[1], parts, p)
+    _gemm(a[row_lo:row_hi], b[:, col_lo:col_hi], out[row_lo:row_hi, col_lo:col_hi])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -253,17 +311,17 @@ def _blocks(a, b, out, parts):
 @kernel
 def dot_into(a, b, out, max_parts):
     """``out = a @ b`` (``a``, ``b`` 2-d with contiguous rows or columns, ``out``
-    C-contiguous): a read ``x @ W.T`` by tiles (:func:`tiles_suit`), other products by
-    BLAS; ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
+    C-contiguous): reads and weight gradients by tiles (:func:`method_for`), other products
+    by BLAS; ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
     serial = max_parts < 0
     parts = parts_for(out.shape[0], out.shape[1], a.shape[1], abs(max_parts))
-    if max_parts != 1 and tiles_suit(a, b, out, parts):
-        w = b.T
+    method = BLAS if max_parts == 1 else method_for(a, b, out, parts)
+    if method != BLAS:
         if parts == 1 or serial:
             for p in range(parts):
-                _tiled_block(a, w, out, parts, p)
+                _tiled_block(a, b, out, parts, p, method)
         else:
-            _tiled_blocks(a, w, out, parts)
+            _tiled_blocks(a, b, out, parts, method)
     elif parts == 1:
         _gemm(a, b, out)
     elif serial:

@@ -45,8 +45,9 @@ def _kernel_cache_dir() -> str:
 # every Numba module of neurosim).
 numba.config.CACHE_DIR = _kernel_cache_dir()
 # NumPy's floating-point error model (inf/nan instead of ZeroDivisionError checks) lets
-# LLVM vectorize element-wise loops; it changes no result. No fastmath: results must match
-# the reference backend operation for operation.
+# LLVM vectorize element-wise loops; it changes no result. No fastmath (results match the
+# reference backend operation for operation), except in the register tiles of
+# :mod:`numba_gemm`'s reads, whose sums are reassociated into vector lanes.
 kernel = functools.partial(njit, cache=True, error_model="numpy")
 
 
