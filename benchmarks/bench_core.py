@@ -6,7 +6,7 @@ Measured side by side in one run, as medians of interleaved repeats after warm-u
   compiled call), through the call the trainer makes, with its default deterministic
   products (split between threads by shape, single-threaded BLAS per block);
 * ``numba (deterministic: false)``: the same with each product one multithreaded BLAS call
-  (``simulation.deterministic: false``: faster, but rounding depends on the thread count);
+  (``simulation.deterministic: false``: rounding depends on the thread count);
 * ``numpy``: the reference backend (for scale);
 * ``torch``: a plain torch CPU implementation of the same step (manual FA forward/backward,
   ``torch.optim``), the way a user would write it without neurosim;

@@ -260,9 +260,10 @@ class SimulationConfig:
                                doc="CPU threads: Numba and BLAS, or torch's intra-op threads "
                                    "(default: all cores)")
     deterministic: bool = spec(True, doc="numba: results independent of the thread count "
-                                         "(matrix products split by shape); false lets the "
-                                         "BLAS thread each product itself (faster on few "
-                                         "cores, rounding depends on the thread count)")
+                                         "(matrix products tiled and split by shape); false "
+                                         "sends every product to the multithreaded BLAS "
+                                         "(rounding depends on the thread count; slower "
+                                         "for small layers, can pay for very large ones)")
 
     def check(self, source: str, path: str) -> None:
         if self.device == "cuda" and self.backend != "torch":

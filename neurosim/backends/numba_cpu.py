@@ -466,10 +466,11 @@ class NumbaBackend(Backend):
         """``threads`` limits Numba's threads and the BLAS threads of the matrix products
         (process-wide: set it when several simulations share the cores).
 
-        ``deterministic``: products are split between Numba's threads by shape
-        (:mod:`numba_gemm`), each block one single-threaded BLAS call, so results do not
-        depend on the thread count; otherwise each product is one call to the
-        multithreaded BLAS (faster on few cores; rounding depends on the thread count)."""
+        ``deterministic``: products are computed by tiles or single-threaded BLAS calls in
+        blocks split between Numba's threads by shape (:mod:`numba_gemm`), so results do not
+        depend on the thread count; otherwise each product is one call to the multithreaded
+        BLAS (rounding depends on the thread count; slower for the layers of a typical
+        network, ``benchmarks/results/core_step.md``, it can pay for very large ones)."""
         super().__init__(dtype)
         if threads is not None:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
