@@ -6,8 +6,8 @@ medians of interleaved repeats after warm-up:
 
 * ``sequential``: each chip's training step through :meth:`Backend.train_step`, the chips
   one after another: what 16 separate single-chip runs compute per step (each step's
-  products split between Numba's threads by shape, the optimizer and the array update
-  serial);
+  products, and its fused optimizer and array update, split between Numba's threads by
+  shape);
 * ``population``: :meth:`Backend.population_step` on all 16 chips at once, the batches
   stacked first as :func:`neurosim.train.run_population` does (one chip per Numba thread,
   each chip's kernels serial; bit-identical per chip to the sequential steps).
@@ -121,7 +121,7 @@ def markdown(result: dict) -> str:
                      f"| {r['population_chip_samples_per_s']:,.0f} | {r['ratio']:.2f}× "
                      f"({'meets' if r['meets_target'] else 'below'} the target) |")
     lines += ["", "Sequential: `Backend.train_step` chip after chip (each step's products "
-              "split between Numba's threads by shape; optimizer and array update serial). "
+              "and fused optimizer and array update split between Numba's threads by shape). "
               "Population: `Backend.population_step`, one chip per Numba thread, each chip's "
               "kernels serial, batches stacked first; per chip bit-identical to the "
               "sequential steps.", ""]
