@@ -171,18 +171,10 @@ def _tile(x, w, out, i, j, zero):
     for k in range(x.shape[1]):
         a0, a1, a2, a3 = x0[k], x1[k], x2[k], x3[k]
         b0, b1, b2 = w0[k], w1[k], w2[k]
-        s00 += a0 * b0
-        s01 += a0 * b1
-        s02 += a0 * b2
-        s10 += a1 * b0
-        s11 += a1 * b1
-        s12 += a1 * b2
-        s20 += a2 * b0
-        s21 += a2 * b1
-        s22 += a2 * b2
-        s30 += a3 * b0
-        s31 += a3 * b1
-        s32 += a3 * b2
+        s00, s01, s02 = s00 + a0 * b0, s01 + a0 * b1, s02 + a0 * b2
+        s10, s11, s12 = s10 + a1 * b0, s11 + a1 * b1, s12 + a1 * b2
+        s20, s21, s22 = s20 + a2 * b0, s21 + a2 * b1, s22 + a2 * b2
+        s30, s31, s32 = s30 + a3 * b0, s31 + a3 * b1, s32 + a3 * b2
     o0, o1, o2, o3 = out[i], out[i + 1], out[i + 2], out[i + 3]
     o0[j], o0[j + 1], o0[j + 2] = s00, s01, s02
     o1[j], o1[j + 1], o1[j + 2] = s10, s11, s12
