@@ -22,6 +22,7 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, register_model
 
 VECTOR_BYTES = 32  # one AVX2 register
@@ -57,7 +58,7 @@ def _vector_pointer(context, builder, array_type, array, start, vector_type):
 def _check_float_array(array) -> None:
     if not (isinstance(array, types.Array) and array.ndim == 1
             and isinstance(array.dtype, types.Float)):
-        raise TypeError(f"a 1-d float array is needed, got {array}")
+        raise TypingError(f"a 1-d float array is needed, got {array}")
 
 
 @intrinsic
@@ -79,7 +80,7 @@ def store(typingctx, array, start, value):
     """``array[start:start + lanes] = value``."""
     _check_float_array(array)
     if value != Vector(array.dtype):
-        raise TypeError(f"a {Vector(array.dtype)} is needed, got {value}")
+        raise TypingError(f"a {Vector(array.dtype)} is needed, got {value}")
 
     def codegen(context, builder, signature, args):
         pointer = _vector_pointer(context, builder, signature.args[0], args[0], args[1],
@@ -94,7 +95,7 @@ def store(typingctx, array, start, value):
 def splat(typingctx, value):
     """``value`` in every lane."""
     if not isinstance(value, types.Float):
-        raise TypeError(f"a float scalar is needed, got {value}")
+        raise TypingError(f"a float scalar is needed, got {value}")
     vector = Vector(value)
 
     def codegen(context, builder, signature, args):
@@ -111,7 +112,7 @@ def splat(typingctx, value):
 def fma(typingctx, a, b, c):
     """``a * b + c`` in every lane, rounded once."""
     if not (isinstance(c, Vector) and a == c and b == c):
-        raise TypeError(f"three vectors of one type are needed, got {a}, {b}, {c}")
+        raise TypingError(f"three vectors of one type are needed, got {a}, {b}, {c}")
 
     def codegen(context, builder, signature, args):
         vector_type = args[0].type
