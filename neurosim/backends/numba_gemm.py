@@ -5,17 +5,35 @@ thread count, and OpenBLAS's float32 kernels then round differently: the same ru
 2 threads drifts apart by ~1e-6 per step. Here the split is a function of the *shape* only:
 the longer side of the output (its columns, or its rows) is cut into ``parts`` contiguous
 blocks, a power of two, at most ``max_parts``, each block at least :data:`MIN_BLOCK_WORK`
-multiply-adds (a product smaller than two such blocks is one call). Every block is one call
-of the single-threaded BLAS on the whole inner dimension, and the blocks run in parallel on
-Numba's threads. With one thread the same blocks run one after another, so every output
-element is computed by the same BLAS call with the same operands whatever the thread count.
-This needs the BLAS itself single-threaded, which
-:class:`neurosim.backends.numba_cpu.NumbaBackend` sets when it is created.
+multiply-adds (a product smaller than two such blocks is one block), and the blocks run in
+parallel on Numba's threads. With one thread the same blocks run one after another, and
+every output element is computed by the same instructions whatever block holds it, so the
+result is the same for any thread count.
 
-The BLAS (``?gemm`` of the LAPACK/BLAS that SciPy exports, the one Numba's ``np.dot`` calls)
-is called directly, with leading dimensions: transposed operands (``W.T``), row or column
-blocks and sliced views are read where they lie, never copied (``np.dot`` in Numba needs
-contiguous operands, and a row block of ``W.T`` is not).
+Each block is computed in one of three ways (:func:`method_for`, by shape and layout only):
+
+* a read of an array, ``x @ W.T`` with ``x`` and ``W`` both stored by rows (each output a
+  dot product of two contiguous rows), by :func:`_tile` loops: 4 x 3 outputs at a time,
+  twelve sums kept in vector registers over the whole inner dimension, reassociated into
+  vector lanes;
+* a weight gradient, ``delta^T h`` with ``delta`` and ``h`` stored by rows (a sum over the
+  batch of outer products), by :func:`_outer_tile`: 4 rows x 3 vectors of outputs held in
+  SIMD registers (:mod:`numba_simd`) while the batch streams past, each element a chain of
+  fused multiply-adds in batch order;
+* anything else (shallow reads, BP's transposed read, fewer than 4 rows) by one call of the
+  single-threaded BLAS, which :class:`neurosim.backends.numba_cpu.NumbaBackend` sets when
+  it is created.
+
+For the small products of a training step (a batch of 64 against a layer of 100) OpenBLAS
+spends much of its time packing both operands; the tiles do not pack and run at about the
+core's FMA peak (``benchmarks/bench_core.py``). Each tile kernel is inlined once per caller,
+so every element is computed by the same instructions wherever its tile lies; tiles that
+would cross the end of a block are moved back and recompute a few elements identically.
+
+The BLAS (``?gemm``/``?gemv`` of the LAPACK/BLAS that SciPy exports, the one Numba's
+``np.dot`` calls) is called directly, with leading dimensions: transposed operands
+(``W.T``), row or column blocks and sliced views are read where they lie, never copied
+(``np.dot`` in Numba needs contiguous operands, and a row block of ``W.T`` is not).
 
 ``max_parts = 1`` is the non-deterministic mode (``simulation.deterministic: false``): one
 BLAS call per product, multithreaded by the BLAS itself (rounding with the thread count).
@@ -24,23 +42,8 @@ BLAS call per product, multithreaded by the BLAS itself (rounding with the threa
 after another on the calling thread: for callers that already run on Numba's threads (a
 population of chips, one chip per thread:
 :func:`neurosim.backends.numba_cpu.population_step_kernel`), since Numba's workqueue
-threading layer cannot nest parallel regions. Same blocks, same BLAS calls, so the same
+threading layer cannot nest parallel regions. Same blocks, same computation, so the same
 result as ``|max_parts|``.
-
-A read of an array, ``x @ W.T`` with ``x`` and ``W`` both stored by rows (each output a dot
-product of two contiguous rows), is not sent to BLAS in the deterministic modes but computed
-by :func:`_tile` loops: 4 x 3 outputs at a time, twelve sums kept in vector registers over
-the whole inner dimension. For the small products of a training step (a batch of 64 against
-a layer of 100), OpenBLAS spends much of its time packing both operands; these loops do not
-pack and run at about the core's FMA peak (``benchmarks/bench_core.py``). Every output
-element is computed by the same instructions (the one inlined copy of the loop, summing in
-a fixed order of vector lanes), so a product's blocks and tiles, which may overlap at the
-edges, do not change the result: it still depends on the shape only.
-
-A weight gradient, ``delta^T h`` with ``delta`` and ``h`` stored by rows (a sum over the
-batch of outer products), is likewise computed by :func:`_outer_tile`: 4 rows x 3 vectors
-of outputs held in SIMD registers (:mod:`numba_simd`) while the batch streams past, each
-element a chain of fused multiply-adds in batch order, the same in every tile.
 """
 
 from __future__ import annotations
