@@ -5,11 +5,11 @@ order of floating-point operations where that is cheap (so results agree to roun
 matrix products), but fused: one compiled call does the whole forward and backward pass of
 every layer (the batch-mean 1/B applied once to the output error) with every array read
 through its periphery, one does the optimizer over the whole flat parameter buffer, one the
-array update. Matrix products go through :mod:`neurosim.backends.numba_gemm` (reads of an
-array by register tiles, other products by BLAS; split between threads by shape, so
-results do not depend on the thread count); everything else is loops over contiguous
-arrays or views, written so that LLVM vectorizes them (``error_model="numpy"``, one
-``range(n)`` per contiguous segment, scalars in the buffer dtype).
+array update. Matrix products go through :mod:`neurosim.backends.numba_gemm` (reads and
+weight gradients by register tiles, other products by BLAS; split between threads by
+shape, so results do not depend on the thread count); everything else is loops over
+contiguous arrays or views, written so that LLVM vectorizes them (``error_model="numpy"``,
+one ``range(n)`` per contiguous segment, scalars in the buffer dtype).
 
 A population of chips (:mod:`neurosim.population`) steps in one call of
 :func:`population_step_kernel`: parallel over the chips, each chip's kernels serial on its
@@ -210,7 +210,8 @@ def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, ac
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         delta = deltas[l]
         g = out[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        if batch == 1:  # a rank-1 outer product: a loop beats a K=1 GEMM call
+        if batch == 1:  # rank 1: too little work for dot_into's split (one thread), but
+            # its writes pay for row blocks on the threads (outer_into)
             outer_into(delta[0], post[l][0], g, max_parts)
         else:
             dot_into(delta.T, post[l], g, max_parts)
