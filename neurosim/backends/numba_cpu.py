@@ -32,7 +32,7 @@ from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
 from neurosim.backends.numba_gemm import MAX_PARTS, dot, dot_into
 from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
-from neurosim.backends.numba_rng import kernel, normal_kernel, uniform_kernel
+from neurosim.backends.numba_rng import kernel, normal_kernel, scalar_like, uniform_kernel
 from neurosim.chip import Chip
 from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OPTIMIZER_CODES, OptimizerState
@@ -119,15 +119,8 @@ def outer_into(d, h, g, max_parts):
 
 
 @kernel
-def _scalar(buffer, value):
-    """``value`` in ``buffer``'s dtype (``x * 0`` or ``x + 1`` with a Python number would be
-    float64, and would turn a float32 kernel's arithmetic into float64)."""
-    return np.full(1, value, dtype=buffer.dtype)[0]
-
-
-@kernel
 def logits_kernel(params, layout, alphas, x, act, periph, keys, max_parts):
-    zero = _scalar(params, 0)
+    zero = scalar_like(params, 0)
     pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     return pre[-1]
 
@@ -142,7 +135,8 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
     :mod:`neurosim.backends.numba_gemm`."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
-    zero, one, batch_count = _scalar(params, 0), _scalar(params, 1), _scalar(params, batch)
+    zero, one = scalar_like(params, 0), scalar_like(params, 1)
+    batch_count = scalar_like(params, batch)
     pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
     logits = pre[n_layers]
     n_classes = logits.shape[1]

@@ -54,7 +54,7 @@ from numba import njit, prange
 from numba.core import types
 
 from neurosim.backends import numba_simd as simd
-from neurosim.backends.numba_rng import kernel
+from neurosim.backends.numba_rng import kernel, scalar_like
 
 MIN_BLOCK_WORK = 1 << 21  # multiply-adds per block, at least (~30 us of one core)
 MAX_PARTS = 16  # deterministic mode
@@ -192,7 +192,7 @@ def _tiled_read(x, w, out, row_lo, row_hi, col_lo, col_hi):
     ``w`` fit :data:`L2_BUDGET`, each group against every row tile of ``x``. A tile that
     would cross the end of its range is moved back to end on it (it recomputes a few
     elements, identically)."""
-    zero = np.zeros(1, dtype=out.dtype)[0]
+    zero = scalar_like(out, 0)
     group = max(TILE_COLS, L2_BUDGET // (x.shape[1] * x.itemsize) // TILE_COLS * TILE_COLS)
     for g_lo in range(col_lo, col_hi, group):
         g_hi = min(g_lo + group, col_hi)
@@ -238,7 +238,7 @@ def _outer_block(d, h, out, row_lo, row_hi, col_lo, col_hi):
     back, as in :func:`_tiled_read`."""
     lanes = simd.VECTOR_BYTES // h.itemsize
     width = 3 * lanes
-    zero = simd.splat(np.zeros(1, dtype=out.dtype)[0])
+    zero = simd.splat(scalar_like(out, 0))
     for c in range(col_lo, col_hi, width):
         left = min(c, col_hi - width)
         for r in range(row_lo, row_hi, TILE_ROWS):

@@ -1,5 +1,5 @@
-"""Numba versions of the counter-based generator (:mod:`neurosim.rng`) and the kernel
-decorator shared by every Numba module.
+"""Numba versions of the counter-based generator (:mod:`neurosim.rng`), and the kernel
+decorator and typed-scalar helper shared by every Numba module.
 
 Draw ``i`` of stream ``key`` is ``mix64(key + (i + 1) * GOLDEN)``; these kernels produce
 exactly the numbers of :mod:`neurosim.rng` (integer arithmetic, and the same Box-Muller
@@ -49,6 +49,13 @@ numba.config.CACHE_DIR = _kernel_cache_dir()
 # reference backend operation for operation), except in the register tiles of
 # :mod:`numba_gemm`'s reads, whose sums are reassociated into vector lanes.
 kernel = functools.partial(njit, cache=True, error_model="numpy")
+
+
+@kernel
+def scalar_like(buffer, value):
+    """``value`` in ``buffer``'s dtype (``x * 0`` or ``x + 1`` with a Python number would be
+    float64, and would turn a float32 kernel's arithmetic into float64)."""
+    return np.full(1, value, dtype=buffer.dtype)[0]
 
 
 @kernel(inline="always")
