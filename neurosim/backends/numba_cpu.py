@@ -613,6 +613,7 @@ class NumbaBackend(Backend):
                 *device, losses, correct, pulses, min(numba.get_num_threads(), n))
         for k, c in enumerate(active):
             population.chips[c].update_count += 1
-            population.chips[c].pulses += pulses[k]
+            if pulsed:  # the host buffer itself: this backend holds no state elsewhere
+                population.chips[c]._pulses += pulses[k]
             states[c].step += 1
         return [(float(losses[k]), int(correct[k])) for k in range(n)]
