@@ -70,6 +70,28 @@ def test_numba_draws_equal_numpy_draws():
                                rtol=1e-14, atol=1e-14)
 
 
+def test_numba_threaded_draws_equal_the_serial_kernels_at_any_thread_count():
+    """The backend's bulk draws (split between the threads) are the serial kernels' numbers,
+    bit for bit, whatever the thread count; the uniforms are NumPy's exactly."""
+    import numba
+
+    from neurosim.backends.numba_rng import normal_kernel, uniform_kernel
+
+    key = np.uint64(rng.stream_key(4, 2, 0, rng.Purpose.NOISE_SET_INPUTS))
+    n = 100_003  # not a multiple of any thread count's chunk
+    serial = uniform_kernel(key, n), normal_kernel(key, n)
+    backend = NumbaBackend()
+    threads = numba.get_num_threads()
+    try:
+        for count in sorted({1, threads}):
+            numba.set_num_threads(count)
+            np.testing.assert_array_equal(backend.uniform(int(key), n), serial[0])
+            np.testing.assert_array_equal(backend.normal(int(key), n), serial[1])
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(serial[0], rng.uniform(int(key), n))
+
+
 def test_numba_draws_by_index_equal_the_stream_at_any_offset():
     from neurosim.backends.numba_rng import normal_at, uniform_at
 
