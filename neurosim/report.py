@@ -11,6 +11,8 @@
 CSV columns are the record fields, nested ``{layer: value}`` fields flattened to
 ``<field>_<layer>`` (``alignment_deg_2``); a missing or null value is an empty cell. The
 helpers for reading run folders and writing tables are shared with :mod:`neurosim.compare`.
+``write_run_reports(run_dirs, processes)`` writes the reports of many runs (a population's
+chips), several at once in worker processes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import csv
 import io
 import json
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -518,3 +522,21 @@ def write_run_report(run_dir: Path) -> Path:
     report = run_dir / "report.md"
     write_text(report, "".join(text))
     return report
+
+
+def write_run_reports(run_dirs: list[Path], processes: int = 1) -> list[Path]:
+    """:func:`write_run_report` of every folder of ``run_dirs``; returns the report paths.
+
+    With ``processes > 1`` up to that many reports are written at once, each in a worker
+    process: a report's figures take seconds of one core (matplotlib), so a population's
+    reports would otherwise take longer than its training (a few seconds per chip). The
+    workers are started fresh (``spawn``), not forked from a process whose backend threads
+    may hold locks; so, as with any ``spawn``, a script that calls this must guard its top
+    level with ``if __name__ == "__main__":``. Every report depends only on its own
+    folder: they are the same files whatever ``processes`` is.
+    """
+    processes = max(1, min(processes, len(run_dirs)))
+    if processes == 1:
+        return [write_run_report(run_dir) for run_dir in run_dirs]
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(write_run_report, run_dirs))

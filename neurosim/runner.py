@@ -26,7 +26,7 @@ import yaml
 
 from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs
 from neurosim.errors import CheckpointError, NeurosimError
-from neurosim.report import write_run_report
+from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
 from neurosim.runio import SUMMARY, write_json, write_text
 from neurosim.schema import build, to_plain
@@ -100,20 +100,27 @@ def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
 
 
 def run_together(specs: list[RunSpec], run_dirs: list[Path], resume: bool,
-                 data_dir: str | None, run_report: bool = True) -> list[dict]:
-    """:func:`run_one` for the seeds of one condition, simulated as one population."""
+                 data_dir: str | None, run_report: bool = True,
+                 report_processes: int = 1) -> list[dict]:
+    """:func:`run_one` for the seeds of one condition, simulated as one population; the
+    runs' reports written ``report_processes`` at a time (:func:`write_run_reports`)."""
     for spec, run_dir in zip(specs, run_dirs):
         _prepare(spec, run_dir, resume)
     summaries = run_population(specs, run_dirs, resume=resume, data_dir=data_dir)
     for run_dir, summary in zip(run_dirs, summaries):
-        _complete(run_dir, summary, run_report)
+        _complete(run_dir, summary, run_report=False)
+    if run_report:
+        write_run_reports(run_dirs, report_processes)
     return summaries
 
 
 def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
                    resume: bool = False, overwrite: bool = False, progress: bool = False,
-                   data_dir: str | None = None, run_reports: bool = True) -> Path:
-    """Run every condition x seed of ``experiment`` into ``out``; returns the report path."""
+                   data_dir: str | None = None, run_reports: bool = True,
+                   report_processes: int = 1) -> Path:
+    """Run every condition x seed of ``experiment`` into ``out``; returns the report path.
+    A population's run reports are written ``report_processes`` at a time (worker
+    processes, :func:`neurosim.report.write_run_reports`)."""
     runs = expand_runs(experiment, source)
     prepare_out_dir(out, resume, overwrite)
     write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
@@ -125,7 +132,8 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
             if progress:
                 print(f"[{index // size + 1}/{len(runs) // size}] {specs[0].condition}: "
                       f"population of {size} chips -> {out / specs[0].condition}", flush=True)
-            run_together(specs, run_dirs[index:index + size], resume, data_dir, run_reports)
+            run_together(specs, run_dirs[index:index + size], resume, data_dir, run_reports,
+                         report_processes)
     else:
         for index, (spec, run_dir) in enumerate(zip(runs, run_dirs), 1):
             if progress:

@@ -135,3 +135,11 @@ def test_damaged_dataset_file_is_a_one_line_error(tmp_path, capsys, monkeypatch,
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert str(labels) in err
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_report_processes_must_be_a_positive_integer(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(tmp_path / "any.yaml"), "--report-processes", value])
+    assert exit_info.value.code == 2
+    assert "--report-processes" in capsys.readouterr().err

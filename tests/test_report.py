@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from neurosim.errors import NeurosimError
-from neurosim.report import flatten, load_run, write_run_report
+from neurosim.report import flatten, load_run, write_run_report, write_run_reports
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIMS = [8, 6, 3]
@@ -191,6 +191,23 @@ def test_headline_numbers_in_report(noise_run):
     assert "| usps | skipped: usps not downloaded |" in text and "| rotate_15deg | 51.00 % |" in text
     assert "gram effective rank of hidden layer 1 | 2.50" in text
     assert "| time: train | 2.5 s |" in text
+
+
+def test_reports_written_in_worker_processes_are_the_reports_written_one_by_one(tmp_path):
+    """A population's reports, three in two worker processes, are byte for byte the files
+    written one after another in this process (report, CSV curves, every figure)."""
+    folders = {way: [write_run(tmp_path / way, "fa_noise", seed, test_accuracy=0.8 + seed / 100)
+                     for seed in range(3)] for way in ("serial", "processes")}
+    assert write_run_reports(folders["serial"]) == [d / "report.md" for d in folders["serial"]]
+    assert (write_run_reports(folders["processes"], processes=2)
+            == [d / "report.md" for d in folders["processes"]])
+    for serial, parallel in zip(folders["serial"], folders["processes"]):
+        written = sorted(p.relative_to(serial) for p in serial.rglob("*") if p.is_file())
+        assert written == sorted(p.relative_to(parallel) for p in parallel.rglob("*")
+                                 if p.is_file())
+        assert len([p for p in written if p.suffix == ".png"]) == 6
+        for name in written:
+            assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
 
 
 def test_run_without_noise_phase(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from neurosim.config import BACKENDS, load_experiment
@@ -14,6 +15,14 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE",
                         help="override a field by its dotted path, e.g. train.epochs=3 "
                              "(repeatable; validated like the file)")
+
+
+def positive_int(text: str) -> int:
+    """An option's value as an integer of at least 1 (argparse's ``type``)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
 
 
 def register(subparsers) -> None:
@@ -36,6 +45,10 @@ def register(subparsers) -> None:
     parser.add_argument("--no-run-reports", action="store_true",
                         help="skip each run's figures and report.md (large studies); the "
                              "comparison of all runs is still written")
+    parser.add_argument("--report-processes", type=positive_int, default=os.cpu_count() or 1,
+                        metavar="N",
+                        help="write a population's run reports N at a time, in worker "
+                             "processes (default: one per core, here %(default)s)")
     parser.set_defaults(func=main)
 
 
@@ -49,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / experiment.name
     report = run_experiment(experiment, args.experiment, out, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.quiet,
-                            data_dir=args.data_dir, run_reports=not args.no_run_reports)
+                            data_dir=args.data_dir, run_reports=not args.no_run_reports,
+                            report_processes=args.report_processes)
     print(f"report: {report}")
     return 0

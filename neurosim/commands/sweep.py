@@ -15,6 +15,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from neurosim.commands.run import positive_int
 from neurosim.sweep_plan import load_sweep
 
 EXIT_TRIALS_FAILED = 1
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="Dask scheduler to use, e.g. tcp://10.0.0.5:8786 (default: start "
                             "a local cluster)")
-    where.add_argument("--workers", type=_positive, metavar="N",
+    where.add_argument("--workers", type=positive_int, metavar="N",
                        help="worker processes of the local cluster (default: one per core)")
     parser.add_argument("--out", type=Path, help="sweep folder (default: runs/<name>)")
     parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA); every "
@@ -40,13 +41,6 @@ def register(subparsers) -> None:
                         help="validate the sweep and list its trials; run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=main)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
 
 
 def failure_lines(failures: list[dict]) -> list[str]:
