@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue 5, for a session that is lent a GPU machine. The device tool
+# runs a command in the repository root of a copy of the working tree and brings back what
+# it writes under $OUT (at most 8 files; 10 minutes per command), so one part per command:
+#
+#   bash benchmarks/gpu_session.sh tests    # the CUDA tests            -> $OUT/cuda_tests.txt
+#   bash benchmarks/gpu_session.sh bench    # neurosim bench on the GPU -> $OUT/bench.{md,json}
+#   bash benchmarks/gpu_session.sh profile  # a 256-chip step's operators -> $OUT/profile_*.txt
+#
+# Every part also writes $OUT/machine.txt. The machine's image has torch with CUDA and
+# neurosim's other dependencies except `distributed` (tests/test_sweep.py is left out; it has
+# no CUDA tests); neurosim runs from the working tree through PYTHONPATH. Then, here:
+#
+#   cp <files_at>/bench.json benchmarks/results/bench_h100.json   (and bench.md -> bench_h100.md)
+#   .venv/bin/python benchmarks/population_speedup.py benchmarks/results/bench_h100.json \
+#       benchmarks/results/bench_numba_2core.json --out benchmarks/results/population_gpu.md
+#
+# and record the test result in benchmarks/results/cuda_tests.md.
+set -euo pipefail
+out=${OUT:?set OUT to the folder for the results}
+python=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+{
+    nvidia-smi -L || true
+    "$python" -c 'import platform, numpy, numba, torch
+print("python", platform.python_version(), "numpy", numpy.__version__, "numba",
+      numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
+} > "$out/machine.txt" 2>&1 || true  # a description, never a reason to stop
+case "${1:?which part: tests, bench or profile}" in
+    tests)
+        "$python" -m pytest -q -m cuda -p no:cacheprovider --ignore=tests/test_sweep.py tests \
+            2>&1 | tee "$out/cuda_tests.txt" ;;
+    bench)
+        "$python" -m neurosim.cli bench --backends torch-cuda --chips ideal,constant_step \
+            --configs experiments/paper_mnist.yaml --populations 1,16,64,256 --out "$out" ;;
+    profile)
+        for chip in ideal constant_step; do
+            "$python" benchmarks/profile_population.py --device cuda --chips 256 \
+                --chip "$chip" > "$out/profile_$chip.txt" 2>&1
+        done ;;
+    *)
+        echo "unknown part '$1': tests, bench or profile" >&2
+        exit 2 ;;
+esac
