@@ -100,17 +100,14 @@ def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
 
 
 def run_together(specs: list[RunSpec], run_dirs: list[Path], resume: bool,
-                 data_dir: str | None, run_report: bool = True,
-                 report_processes: int = 1) -> list[dict]:
-    """:func:`run_one` for the seeds of one condition, simulated as one population; the
-    runs' reports written ``report_processes`` at a time (:func:`write_run_reports`)."""
+                 data_dir: str | None) -> list[dict]:
+    """:func:`run_one` for the seeds of one condition, simulated as one population, without
+    the runs' reports (:func:`run_experiment` writes them)."""
     for spec, run_dir in zip(specs, run_dirs):
         _prepare(spec, run_dir, resume)
     summaries = run_population(specs, run_dirs, resume=resume, data_dir=data_dir)
     for run_dir, summary in zip(run_dirs, summaries):
         _complete(run_dir, summary, run_report=False)
-    if run_report:
-        write_run_reports(run_dirs, report_processes)
     return summaries
 
 
@@ -119,8 +116,9 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
                    data_dir: str | None = None, run_reports: bool = True,
                    report_processes: int = 1) -> Path:
     """Run every condition x seed of ``experiment`` into ``out``; returns the report path.
-    A population's run reports are written ``report_processes`` at a time (worker
-    processes, :func:`neurosim.report.write_run_reports`)."""
+    The runs' reports are written once every run is done, ``report_processes`` at a time
+    (worker processes, :func:`neurosim.report.write_run_reports`; their figures take
+    seconds each, while the runs themselves already use every core)."""
     runs = expand_runs(experiment, source)
     prepare_out_dir(out, resume, overwrite)
     write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
@@ -132,14 +130,17 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
             if progress:
                 print(f"[{index // size + 1}/{len(runs) // size}] {specs[0].condition}: "
                       f"population of {size} chips -> {out / specs[0].condition}", flush=True)
-            run_together(specs, run_dirs[index:index + size], resume, data_dir, run_reports,
-                         report_processes)
+            run_together(specs, run_dirs[index:index + size], resume, data_dir)
     else:
         for index, (spec, run_dir) in enumerate(zip(runs, run_dirs), 1):
             if progress:
                 print(f"[{index}/{len(runs)}] {spec.condition} seed {spec.seed} -> {run_dir}",
                       flush=True)
-            run_one(spec, run_dir, resume, progress, data_dir, run_reports)
+            run_one(spec, run_dir, resume, progress, data_dir, run_report=False)
+    if run_reports:
+        if progress:
+            print(f"writing the reports of {len(run_dirs)} run(s)", flush=True)
+        write_run_reports(run_dirs, report_processes)
     if len(run_dirs) == 1 and run_reports:
         return run_dirs[0] / "report.md"
     return write_comparison(run_dirs, out, title=experiment.name)

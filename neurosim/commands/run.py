@@ -47,8 +47,8 @@ def register(subparsers) -> None:
                              "comparison of all runs is still written")
     parser.add_argument("--report-processes", type=positive_int, default=os.cpu_count() or 1,
                         metavar="N",
-                        help="write a population's run reports N at a time, in worker "
-                             "processes (default: one per core, here %(default)s)")
+                        help="write the run reports N at a time, in worker processes "
+                             "(default: one per core, here %(default)s)")
     parser.set_defaults(func=main)
 
 
