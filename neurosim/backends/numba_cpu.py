@@ -32,8 +32,8 @@ from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
 from neurosim.backends.numba_gemm import MAX_PARTS, dot, dot_into
 from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
-from neurosim.backends.numba_rng import (kernel, normal_draws, normal_kernel, scalar_like,
-                                         uniform_draws, uniform_kernel)
+from neurosim.backends.numba_rng import (kernel, normal_kernel, scalar_like, threaded_draws,
+                                         uniform_kernel)
 from neurosim.chip import Chip
 from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OPTIMIZER_CODES, OptimizerState
@@ -485,10 +485,10 @@ class NumbaBackend(Backend):
         self.blas = ThreadpoolController().select(user_api="blas")
 
     def uniform(self, key: int, n: int) -> np.ndarray:
-        return uniform_draws(np.uint64(key), n)
+        return threaded_draws(np.uint64(key), n, False)
 
     def normal(self, key: int, n: int) -> np.ndarray:
-        return normal_draws(np.uint64(key), n)
+        return threaded_draws(np.uint64(key), n, True)
 
     def _feedback_args(self, chip: Chip) -> tuple:
         specs = [s for s in chip.feedback_specs if s is not None]

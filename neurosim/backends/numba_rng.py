@@ -99,24 +99,16 @@ def normal_kernel(key, n):
     return out
 
 
+
 @kernel(parallel=True)
-def uniform_draws(key, n):
-    """:func:`uniform_kernel`'s draws split between Numba's threads, for draws made on their
-    own (noise sets, probes: millions of numbers). Each draw depends only on its index, so
-    the numbers are the same for any thread count; inside other kernels (whose loops may
-    already run on the threads) use :func:`uniform_kernel`."""
+def threaded_draws(key, n, gaussian):
+    """Normals (``gaussian``) or uniforms ``0..n-1`` of stream ``key``, the numbers of
+    :func:`normal_kernel` or :func:`uniform_kernel`, split between Numba's threads: for
+    draws made on their own (noise sets, probes: a set of 10,000 inputs of 784 pixels is
+    7.8 M normals, about 0.3 s on one core). Each draw depends only on its index, so the
+    numbers are the same for any thread count. Inside other kernels, whose loops may
+    already run on the threads, use the serial kernels."""
     out = np.empty(n, dtype=np.float64)
     for i in prange(n):
-        out[i] = uniform_at(key, i)
-    return out
-
-
-@kernel(parallel=True)
-def normal_draws(key, n):
-    """:func:`normal_kernel`'s normals split between Numba's threads (see
-    :func:`uniform_draws`): a noise set of 10,000 inputs of 784 pixels is 7.8 M normals,
-    about 0.3 s on one core."""
-    out = np.empty(n, dtype=np.float64)
-    for j in prange(n):
-        out[j] = normal_at(key, j)
+        out[i] = normal_at(key, i) if gaussian else uniform_at(key, i)
     return out
