@@ -53,6 +53,7 @@ from neurosim.backends.base import Backend
 from neurosim.chip import Chip
 from neurosim.config import (HW_CONFIG_DIR, ChipConfig, DeviceConfig, ExperimentConfig,
                              UpdateConfig, check_update_mode, load_chip, load_experiment)
+from neurosim.cores import available_cores
 from neurosim.errors import NeurosimError
 from neurosim.evaluation import logits
 from neurosim.optimizers import OptimizerState
@@ -97,8 +98,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {"cpu": cpu, "cores": cores, "gpu": None, "platform": platform.platform(),
+    info = {"cpu": cpu, "cores": available_cores(), "gpu": None,
+            "platform": platform.platform(),
             "python": platform.python_version(), "neurosim": __version__,
             "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
             "numba_threads": numba.get_num_threads(), "torch": None,

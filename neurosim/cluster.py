@@ -13,23 +13,18 @@ what became of every trial is in the sweep's manifest. Workers started by other 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from distributed import Client, LocalCluster, WorkerPlugin
 
+from neurosim.cores import available_cores
 from neurosim.errors import NeurosimError
 
 THREAD_LIMITS = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                  "OPENBLAS_NUM_THREADS": "1"}
 CONNECT_TIMEOUT_S = 30
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under taskset or SLURM)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class IgnoreInterrupt(WorkerPlugin):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from neurosim.config import BACKENDS, load_experiment
+from neurosim.cores import available_cores
 from neurosim.runner import run_experiment
 
 
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--no-run-reports", action="store_true",
                         help="skip each run's figures and report.md (large studies); the "
                              "comparison of all runs is still written")
-    parser.add_argument("--report-processes", type=positive_int, default=os.cpu_count() or 1,
+    parser.add_argument("--report-processes", type=positive_int, default=available_cores(),
                         metavar="N",
                         help="write the run reports N at a time, in worker processes "
                              "(default: one per core, here %(default)s)")
