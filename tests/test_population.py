@@ -82,6 +82,24 @@ def test_population_of_64_chips_gives_the_separate_runs(tmp_path, separate_runs)
     assert len({s["train"]["test_accuracy"] for s in summaries}) > 1  # the chips differ
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chips_sharing_a_thread_and_its_scratch_give_the_separate_runs(tmp_path, separate_runs,
+                                                                      threads):
+    """A Numba thread reuses one scratch gradient and update for every chip it steps: with
+    one thread all five chips pass through the same scratch, with two one thread steps
+    three. Each chip still gets exactly its separate run."""
+    import numba
+
+    specs, dirs, summaries = separate_runs
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        population = together(specs[:5], tmp_path)
+    finally:
+        numba.set_num_threads(previous)
+    assert_same_runs(dirs[:5], summaries[:5], *population)
+
+
 @pytest.mark.parametrize("mode, n_chips", [("pulsed", 64), ("stochastic", 3)])
 def test_population_of_device_chips_gives_the_separate_runs(tmp_path, mode, n_chips):
     device = dict(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3, w_min_dtod=0.1,
