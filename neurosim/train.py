@@ -437,7 +437,8 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
                if (batch := advance(run, None)) is not None}
     while batches:
         done = {c: trainers[c]._steps_done() for c in batches}
-        active = [c for c in batches if done[c] == min(done.values())]
+        behind = min(done.values())
+        active = [c for c in batches if done[c] == behind]
         start = time.perf_counter()
         results = backend.population_step(
             population, [t.optimizer for t in trainers], active,

@@ -69,6 +69,26 @@ def assert_same_runs(a_dirs, a_summaries, b_dirs, b_summaries):
             np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=f"{a}: {key}")
 
 
+def test_stacked_batches_are_the_chips_batches_in_order():
+    """A population step's batches stacked on the host: rows of one dataset (one gather),
+    rows of each chip's own noise set, drawn arrays, and a mix, in the step's dtype."""
+    from neurosim.rows import Rows, gathered
+
+    generator = np.random.default_rng(0)
+    dataset = generator.random((50, 3))
+    noise_sets = [generator.random((20, 3)) for _ in range(3)]
+    index = [generator.permutation(20)[:4] for _ in range(3)]
+    cases = {"one dataset": [Rows(dataset, i) for i in index],
+             "own noise sets": [Rows(s, i) for s, i in zip(noise_sets, index)],
+             "drawn arrays": [s[i] for s, i in zip(noise_sets, index)],
+             "mixed": [Rows(dataset, index[0]), noise_sets[1][index[1]], Rows(dataset, index[2])]}
+    for case, batches in cases.items():
+        stacked = NumbaBackend().stack_batches(batches, np.dtype(np.float32))
+        assert stacked.dtype == np.float32 and stacked.shape == (3, 4, 3), case
+        expected = np.stack([gathered(batch) for batch in batches]).astype(np.float32)
+        np.testing.assert_array_equal(stacked, expected, err_msg=case)
+
+
 @pytest.fixture(scope="module")
 def separate_runs(tmp_path_factory):
     """64 ideal-chip runs on numba, made one at a time: the reference."""
