@@ -174,10 +174,10 @@ class Backend(ABC):
         index; others are copied straight into their place (no per-chip intermediate arrays
         stacked afterwards: at hundreds of chips per step that was a tenth of a step)."""
         first = batches[0]
-        if isinstance(first, Rows) and all(isinstance(batch, Rows) and batch.source is first.source
-                                           for batch in batches):
-            return np.asarray(first.source[np.stack([batch.index for batch in batches])],
-                              dtype=dtype)
+        source = first.source if isinstance(first, Rows) else None
+        if source is not None and all(isinstance(batch, Rows) and batch.source is source
+                                      for batch in batches):
+            return np.asarray(source[np.stack([batch.index for batch in batches])], dtype=dtype)
         first = gathered(first)
         out = np.empty((len(batches), *np.shape(first)), dtype=dtype)
         out[0] = first

@@ -99,7 +99,6 @@ def normal_kernel(key, n):
     return out
 
 
-
 @kernel(parallel=True)
 def threaded_draws(key, n, gaussian):
     """Normals (``gaussian``) or uniforms ``0..n-1`` of stream ``key``, the numbers of
