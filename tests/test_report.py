@@ -210,6 +210,13 @@ def test_reports_written_in_worker_processes_are_the_reports_written_one_by_one(
             assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
 
 
+def test_a_report_that_fails_in_a_worker_process_is_the_same_user_error(tmp_path):
+    folders = [write_run(tmp_path, "fa", seed, noise=False) for seed in range(2)]
+    (folders[1] / "summary.json").unlink()
+    with pytest.raises(NeurosimError, match="summary.json: cannot read"):
+        write_run_reports(folders, processes=2)
+
+
 def test_run_without_noise_phase(tmp_path):
     run_dir = write_run(tmp_path, "fa", 0, noise=False)
     report = write_run_report(run_dir)
