@@ -383,14 +383,19 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class PopulationConfig:
     """Chips simulated at once (a leading chip dimension, :mod:`neurosim.population`): the
-    seeds of every condition run as one population, each training step of all of them one
-    backend call. Each chip's run folder holds what a separate run with its seed writes."""
+    seeds of the conditions run as populations, each training step of all their chips one
+    backend call (one per optimizer and batch size among them: chips in different phases).
+    Each chip's run folder holds what a separate run with its seed writes."""
 
     seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
                                          doc="the chips' seeds (distinct)")
     size: int | None = spec(None, ge=1, doc="M chips with seeds first_seed .. first_seed + M "
                                             "- 1 (instead of seeds)")
     first_seed: int = spec(0, ge=0, doc="seed of the first chip, with size")
+    across_conditions: bool = spec(
+        True, doc="one population for all the conditions that share the chip, network, rule "
+                  "and simulation (e.g. preconditioning choices, optimizers, schedules: "
+                  "conditions x seeds chips at once); false: one population per condition")
 
     def check(self, source: str, path: str) -> None:
         if (self.seeds is None) == (self.size is None):
@@ -455,6 +460,15 @@ class RunSpec:
     chip: ChipConfig
     condition: str
     seed: int
+
+    @property
+    def population_key(self) -> tuple:
+        """What the runs of one population share (compared with ``==``): the chip, the
+        network, the rule and the simulation, so that one backend call can step all their
+        chips. Everything else may differ between them: seed, preconditioning, optimizer,
+        data and schedule."""
+        experiment = self.experiment
+        return self.chip, experiment.network, experiment.rule, experiment.simulation
 
 
 # ------------------------------------------------------------------------ loading

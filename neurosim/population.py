@@ -25,19 +25,39 @@ import numpy as np
 
 from neurosim import rng
 from neurosim.chip import Chip
+from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OptimizerState
 
 DEVICE_ARRAYS = ("step_up", "step_down", "w_min", "w_max", "stuck")
 
 
 def adopt(owners: list, name: str) -> np.ndarray:
-    """Stack the arrays ``owner.<name>`` into one buffer (a row per owner, a copy) and make
-    each owner's attribute its row (a view): the owners keep working on their own state
-    and a backend can work on all of them at once."""
-    stacked = np.stack([getattr(owner, name) for owner in owners])
+    """Stack the flat arrays ``owner.<name>`` into one buffer (a row per owner, a copy) and
+    make each owner's attribute its row (a view): the owners keep working on their own
+    state and a backend can work on all of them at once. Owners whose array is empty keep
+    it and their row stays unused (zeros): optimizers of different kinds keep different
+    moments (plain SGD has no ``m``; only Adam has ``v``), and a population's chips may
+    be in different phases, with different optimizers."""
+    width = max(getattr(owner, name).size for owner in owners)
+    stacked = np.zeros((len(owners), width), dtype=getattr(owners[0], name).dtype)
     for owner, row in zip(owners, stacked):
-        setattr(owner, name, row)
+        if getattr(owner, name).size:
+            row[:] = getattr(owner, name)
+            setattr(owner, name, row)
     return stacked
+
+
+
+def shared_optimizer(states: list[OptimizerState], active: list[int]) -> OptimizerConfig:
+    """The optimizer configuration of the chips ``active`` of a population step, for a
+    backend that steps them in one call; refused when they differ (chips in different
+    phases or conditions: :func:`neurosim.train.run_population` makes one call per
+    optimizer)."""
+    config = states[active[0]].config
+    if any(states[c].config != config for c in active):
+        raise ValueError("the chips of one population step must share their optimizer "
+                         "configuration; step each optimizer's chips in a call of their own")
+    return config
 
 
 class Population:
@@ -92,9 +112,10 @@ class Population:
         self._moments: tuple[np.ndarray, np.ndarray] | None = None
 
     def moments(self, states: list[OptimizerState]) -> tuple[np.ndarray, np.ndarray]:
-        """The optimizers' moments ``m``, ``v`` as ``M x k`` buffers (``k = 0`` where the
-        optimizer keeps none), the states' own arrays becoming their rows; stacked again
-        when a state was replaced (a new phase, a restored checkpoint)."""
+        """The optimizers' moments ``m``, ``v`` as ``M x k`` buffers, the states' own arrays
+        becoming their rows (:func:`adopt`: ``k = n_params`` if any chip's optimizer keeps
+        the moment, else 0); stacked again when a state was replaced (a new phase, a restored
+        checkpoint)."""
         if self._states is None or any(a is not b for a, b in zip(states, self._states)):
             self.release()
             self._moments = adopt(states, "m"), adopt(states, "v")

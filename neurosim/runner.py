@@ -9,9 +9,10 @@ Layout of an experiment folder::
     <out>/report.md, comparison.*      the comparison of all runs (when there are several):
                                        mean ± std over each condition's seeds
 
-With ``population`` set, each condition's seeds run as one population of chips
-(:func:`neurosim.train.run_population`) into the same run folders, each as a run alone
-would write it.
+With ``population`` set, the runs are simulated as populations of chips
+(:func:`neurosim.train.run_population`): all the conditions that share the chip, network,
+rule and simulation in one (``population.across_conditions``, the default), or each
+condition's seeds in one; every run into the same folder, as a run alone would write it.
 
 A finished run (its ``summary.json`` exists and its config matches) is never recomputed on
 ``resume``; an interrupted one continues from its checkpoint.
@@ -111,6 +112,21 @@ def run_together(specs: list[RunSpec], run_dirs: list[Path], resume: bool,
     return summaries
 
 
+def population_members(runs: list[RunSpec], across_conditions: bool) -> list[list[int]]:
+    """The runs (indices into ``runs``) of each population, in the order of their first
+    run: runs that share :attr:`RunSpec.population_key` together (``across_conditions``),
+    or each condition's runs together."""
+    keys: list = []
+    members: list[list[int]] = []
+    for index, spec in enumerate(runs):
+        key = spec.population_key if across_conditions else spec.condition
+        if key not in keys:
+            keys.append(key)
+            members.append([])
+        members[keys.index(key)].append(index)
+    return members
+
+
 def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
                    resume: bool = False, overwrite: bool = False, progress: bool = False,
                    data_dir: str | None = None, run_reports: bool = True,
@@ -124,13 +140,14 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
     run_dirs = [run_dir_of(out, spec) for spec in runs]
     if experiment.population is not None:
-        size = len(experiment.population.all_seeds)
-        for index in range(0, len(runs), size):  # expand_runs: condition after condition
-            specs = runs[index:index + size]
+        populations = population_members(runs, experiment.population.across_conditions)
+        for number, members in enumerate(populations, 1):
+            specs = [runs[i] for i in members]
             if progress:
-                print(f"[{index // size + 1}/{len(runs) // size}] {specs[0].condition}: "
-                      f"population of {size} chips -> {out / specs[0].condition}", flush=True)
-            run_together(specs, run_dirs[index:index + size], resume, data_dir)
+                conditions = ", ".join(dict.fromkeys(spec.condition for spec in specs))
+                print(f"[{number}/{len(populations)}] population of {len(specs)} chips "
+                      f"({conditions}) -> {out}", flush=True)
+            run_together(specs, [run_dirs[i] for i in members], resume, data_dir)
     else:
         for index, (spec, run_dir) in enumerate(zip(runs, run_dirs), 1):
             if progress:

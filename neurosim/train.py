@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -414,20 +414,29 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     """Run (or resume) the runs ``specs`` into ``run_dirs`` as one population of chips
     (:mod:`neurosim.population`); returns their summaries.
 
-    The runs must differ only by seed (one condition: the same experiment and chip). Every
-    training step of all of them is one backend call (:meth:`Backend.population_step`),
-    each chip on its own batch (its seed's noise and data order); between steps every run
-    evaluates, records and checkpoints as if alone, so each run folder holds what
-    :func:`run_spec` writes for that seed (the same metrics and results; the step seconds
-    in its summary are those of the population steps it took part in, wall time shared by
-    all chips). Runs at different points (resumed from different checkpoints, or finished)
-    are stepped together by how far they are: the ones behind first, until all are level.
+    The runs must share their chip, network, rule and simulation
+    (:attr:`RunSpec.population_key`); they may differ in seed and in anything else:
+    preconditioning (on or off, noise, length, optimizer), optimizer, data and schedule
+    (several conditions of an experiment). Each chip trains on its own batches (its run's
+    noise and data order); between steps every run evaluates, records and checkpoints as
+    if alone, so each run folder holds what :func:`run_spec` writes for that run (the same
+    metrics and results; the step seconds in its summary are those of the backend calls it
+    took part in, wall time shared by their chips).
+
+    A step of the population is one backend call (:meth:`Backend.population_step`) per
+    optimizer configuration and batch size among the chips it steps (one call when all
+    are in the same phase of the same schedule). Runs at different points (resumed from
+    different checkpoints, or finished) are stepped together by how far they are: the ones
+    behind first, until all are level.
     """
     first = specs[0]
     for spec in specs[1:]:
-        if (replace(spec.experiment, seed=first.seed), spec.chip,
-                spec.condition) != (first.experiment, first.chip, first.condition):
-            raise ValueError("the runs of a population may differ only by seed")
+        if spec.population_key != first.population_key:
+            raise ValueError("the runs of a population must share their chip, network, rule "
+                             f"and simulation; {spec.condition} seed {spec.seed} differs from "
+                             f"{first.condition} seed {first.seed}")
+    if len({(spec.condition, spec.seed) for spec in specs}) != len(specs):
+        raise ValueError("the runs of a population must be distinct (condition, seed) pairs")
     backend = create_backend(first.experiment.simulation)
     trainers = [Trainer(spec, run_dir, backend, data_dir=data_dir)
                 for spec, run_dir in zip(specs, run_dirs)]
@@ -438,15 +447,24 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     while batches:
         done = {c: trainers[c]._steps_done() for c in batches}
         behind = min(done.values())
-        active = [c for c in batches if done[c] == behind]
-        start = time.perf_counter()
-        results = backend.population_step(
-            population, [t.optimizer for t in trainers], active,
-            backend.stack_batches([batches[c][0] for c in active], population.chips[0].dtype),
-            backend.stack_batches([batches[c][1] for c in active], np.dtype(np.int64)))
-        seconds = time.perf_counter() - start
-        for c, (loss, correct) in zip(active, results):
-            batch = advance(runs[c], (loss, correct, seconds))
+        calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the chips of one call
+        for c in batches:
+            if done[c] == behind:
+                calls.setdefault((trainers[c].optimizer.config, len(batches[c][1])),
+                                 []).append(c)
+        optimizers = [t.optimizer for t in trainers]
+        results = {}
+        for active in calls.values():
+            start = time.perf_counter()
+            losses = backend.population_step(
+                population, optimizers, active,
+                backend.stack_batches([batches[c][0] for c in active], population.chips[0].dtype),
+                backend.stack_batches([batches[c][1] for c in active], np.dtype(np.int64)))
+            seconds = time.perf_counter() - start
+            results.update((c, (loss, correct, seconds)) for c, (loss, correct)
+                           in zip(active, losses))
+        for c, result in results.items():
+            batch = advance(runs[c], result)
             if batch is None:
                 del batches[c]
             else:

@@ -11,13 +11,15 @@ import yaml
 from conftest import REPO, Interrupted, backend_under_test
 from test_pulsed_training import pulsed_chip, stochastic_chip
 
+from neurosim.backends import create_backend
 from neurosim.backends.numba_cpu import NumbaBackend
 from neurosim.cli import main
 from neurosim.config import ExperimentConfig, expand_runs, load_chip, load_experiment
 from neurosim.errors import ConfigError
 from neurosim.periphery import PeripheryConfig
 from neurosim.runio import load_checkpoint
-from neurosim.runner import _run_config_text
+from neurosim.population import Population
+from neurosim.runner import _run_config_text, population_members
 from neurosim.schema import build
 from neurosim.train import Trainer, run_population, run_spec
 
@@ -252,3 +254,74 @@ def test_population_runs_are_configured_as_runs_alone():
     sized = build(ExperimentConfig, {"name": "t", "population": {"size": 3, "first_seed": 5}},
                   "test")
     assert [s.seed for s in expand_runs(sized)] == [5, 6, 7]
+
+
+# Conditions that differ in everything but the hardware: no noise phase; noise with the
+# data's batch size (its chips share the data chips' calls); a fresh stream with its own
+# optimizer (SGD, no moments), batch size and length; momentum SGD throughout.
+CONDITIONS = {
+    "none": {"precondition.enabled": False},
+    "noise": {"precondition.batch_size": 32},
+    "fresh_sgd": {"precondition.regime": "fresh_stream", "precondition.steps": 6,
+                  "precondition.optimizer": {"name": "sgd", "lr": 0.05}},
+    "momentum": {"optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9}},
+}
+
+
+@pytest.mark.parametrize("backend, mode", [("numba", "ideal"), ("numba", "pulsed"),
+                                           ("numpy", "ideal"), ("torch", "ideal"),
+                                           ("torch", "pulsed")])
+def test_population_across_conditions_gives_the_separate_runs(tmp_path, monkeypatch, backend,
+                                                              mode):
+    """One population of four conditions x two seeds, its chips in different phases with
+    different optimizers and batch sizes: each chip's run is exactly its separate run, and
+    chips of different conditions share backend calls."""
+    if backend == "torch":
+        backend_under_test("torch")
+    chip = pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2) if mode == "pulsed" else None
+    specs = specs_of([3, 8], chip, backend=backend, conditions=CONDITIONS)
+    assert len(specs) == 8
+    dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
+    backend_class = type(create_backend(specs[0].experiment.simulation))
+    calls = []
+    step = backend_class.population_step
+
+    def recorded(self, population, states, active, x, y):
+        calls.append({specs[c].condition for c in active})
+        return step(self, population, states, active, x, y)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(backend_class, "population_step", recorded)
+        summaries = run_population(specs, dirs)
+    separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
+    separate = [run_spec(s, d) for s, d in zip(specs, separate_dirs)]
+    assert_same_runs(dirs, summaries, separate_dirs, separate)
+    assert {"none", "noise"} in calls  # data and noise batches of one optimizer: one call
+    assert {"none", "noise", "fresh_sgd"} not in calls  # fresh_sgd's noise: its own optimizer
+    assert len({(d / "metrics.jsonl").read_text() for d in dirs}) == len(specs)  # all differ
+
+
+def test_a_population_step_refuses_chips_with_different_optimizers():
+    specs = specs_of([0, 1], conditions={"adam": {}, "sgd": {"optimizer.name": "sgd"}})
+    trainers = [Trainer(spec, f"/nonexistent/{k}") for k, spec in enumerate(specs)]
+    population = Population([trainer.chip for trainer in trainers])
+    x = np.zeros((4, 2, 784), dtype=np.float32)
+    with pytest.raises(ValueError, match="share their optimizer configuration"):
+        NumbaBackend().population_step(population, [t.optimizer for t in trainers],
+                                       [0, 1, 2, 3], x, np.zeros((4, 2), dtype=np.int64))
+
+
+def test_populations_group_the_conditions_that_share_the_hardware():
+    """Conditions with another rule or network run apart; with across_conditions false,
+    every condition alone; a population's runs must share the hardware."""
+    conditions = {"fa": {}, "fa_noise": {"precondition.steps": 8}, "bp": {"rule": "bp"},
+                  "wide": {"network.dims": [784, 32, 10]}, "fa_sgd": {"optimizer.name": "sgd"}}
+    specs = specs_of([0, 1], conditions=conditions)
+    named = [[f"{specs[i].condition}{specs[i].seed}" for i in members]
+             for members in population_members(specs, across_conditions=True)]
+    assert named == [["fa0", "fa1", "fa_noise0", "fa_noise1", "fa_sgd0", "fa_sgd1"],
+                     ["bp0", "bp1"], ["wide0", "wide1"]]
+    assert population_members(specs, across_conditions=False) == [[0, 1], [2, 3], [4, 5],
+                                                                  [6, 7], [8, 9]]
+    with pytest.raises(ValueError, match="must share their chip, network, rule"):
+        run_population([specs[0], specs[4]], ["/nonexistent/0", "/nonexistent/1"])

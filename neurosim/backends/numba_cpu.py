@@ -37,7 +37,7 @@ from neurosim.backends.numba_rng import (kernel, normal_kernel, scalar_like, thr
 from neurosim.chip import Chip
 from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OPTIMIZER_CODES, OptimizerState
-from neurosim.population import DEVICE_ARRAYS
+from neurosim.population import DEVICE_ARRAYS, shared_optimizer
 from neurosim.rules import RuleCode
 
 _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
@@ -606,7 +606,7 @@ class NumbaBackend(Backend):
                 np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
                 chip.activation_code, *self._periphery(chip), population.read_keys(active),
                 -self.max_parts, population.grads, population.deltas,
-                *_optimizer_constants(states[active[0]].config, chip.dtype.type),
+                *_optimizer_constants(shared_optimizer(states, active), chip.dtype.type),
                 scalars[:, 0].astype(chip.dtype),
                 scalars[:, 1].astype(chip.dtype), m, v, pulsed, pulse_keys,
                 np.float64(chip.devices[0].dw_min if pulsed else 0.0),

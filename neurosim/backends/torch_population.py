@@ -34,7 +34,7 @@ from neurosim.backends.torch_devices import _pulse_trains, pulse_counts
 from neurosim.backends.torch_math import upload
 from neurosim.devices import FREE
 from neurosim.optimizers import OptimizerState
-from neurosim.population import DEVICE_ARRAYS, Population
+from neurosim.population import DEVICE_ARRAYS, Population, shared_optimizer
 
 
 class ResidentPopulation:
@@ -113,7 +113,7 @@ class ResidentPopulation:
             chip.read_keys(training=True),  # ideal reads: the keys are not used
             alphas, int(chip.rule.code))
         backend._gradient_tensors(chip, inputs, deltas, grads)
-        backend._optimize(states[active[0]].config, chip.dtype.type, m, v, grads, updates,
+        backend._optimize(shared_optimizer(states, active), chip.dtype.type, m, v, grads, updates,
                           *self._adam_scalars(states, active))
         if chip.update_mode == "pulsed":
             self._pulsed_update(params, updates, inverse_alphas, active, rows)

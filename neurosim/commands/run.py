@@ -33,8 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--backend", choices=BACKENDS,
                         help="arithmetic backend (default: the file's, else numba)")
     parser.add_argument("--population", type=int, metavar="M",
-                        help="simulate M chips at once per condition, seeds population."
-                             "first_seed .. + M - 1 (population.size=M; replaces the "
+                        help="seeds population.first_seed .. + M - 1 of every condition, "
+                             "simulated at once: one population per chip, network, rule and "
+                             "simulation the conditions use (population.size=M; replaces the "
                              "file's seeds)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/<name>)")
     parser.add_argument("--resume", action="store_true",
