@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, Interrupted, backend_under_test
 from test_pulsed_training import pulsed_chip, stochastic_chip
 
-from neurosim.backends import create_backend
+from neurosim.backends import Backend, create_backend
 from neurosim.backends.numba_cpu import NumbaBackend
 from neurosim.cli import main
 from neurosim.config import ExperimentConfig, expand_runs, load_chip, load_experiment
@@ -145,13 +145,19 @@ def read_hardware_chip(feedback_kind: str):
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("feedback_kind", ["regenerated", "stored"])
-def test_population_with_read_noise_and_feedback_hardware(tmp_path, feedback_kind, backend):
+def test_population_with_read_noise_and_feedback_hardware(tmp_path, monkeypatch, feedback_kind,
+                                                         backend):
+    """Noisy, quantized reads: each chip its own read-noise streams, in one call of all
+    chips (the chip-by-chip loop of the reference is not taken)."""
     if backend == "torch":
         backend_under_test("torch")
     specs = specs_of(range(4), read_hardware_chip(feedback_kind), backend=backend,
                      rule="dfa" if feedback_kind == "stored" else "fa")
     separate = separately(specs, tmp_path / "separate")
-    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+    with monkeypatch.context() as patch:
+        patch.setattr(Backend, "population_step", None)  # the loop: not taken
+        population = together(specs, tmp_path / "together")
+    assert_same_runs(*population, *separate)
 
 
 @pytest.mark.parametrize("mode", ["ideal", "pulsed"])

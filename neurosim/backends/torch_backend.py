@@ -29,10 +29,10 @@ this size: on a GPU, simulate many chips at once (populations, below).
 
 **Populations.** :meth:`TorchBackend.population_step` runs the training step of many chips
 at once over a leading chip dimension (:mod:`neurosim.population`) with the state held on
-the device between steps (:mod:`neurosim.backends.torch_population`): batched products,
-the optimizer, the ideal or pulsed update of all chips together, no copies of the state
-per step. This is the fast GPU path. In-array updates and non-ideal reads fall back to a
-loop over the chips.
+the device between steps (:mod:`neurosim.backends.torch_population`): batched reads
+through the periphery (each chip's own read-noise streams), the optimizer, the ideal or
+pulsed update of all chips together, no copies of the state per step. This is the fast
+GPU path. In-array updates fall back to a loop over the chips.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
@@ -63,11 +63,13 @@ DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64
 def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
          transposed: bool = False) -> torch.Tensor:
     """A read of array ``w`` with inputs ``x`` (``x @ w.T``; ``transposed``: ``x @ w``)
-    through the periphery; a plain product when the periphery is ideal (then ``w`` and
-    ``x`` may have a leading chip dimension: one product per chip)."""
+    through the periphery (a plain product when it is ideal). ``w`` and ``x`` may have a
+    leading chip dimension, ``key`` then being the chips' keys (an int64 tensor)."""
     if config.is_ideal:
         return x @ w if transposed else x @ w.mT
-    return torch_periphery.read_tensor(w, x, config, int(key), transposed)
+    return torch_periphery.read_tensor(w, x, config,
+                                       key if isinstance(key, torch.Tensor) else int(key),
+                                       transposed)
 
 
 def activation(a: torch.Tensor, code: int) -> torch.Tensor:
@@ -350,15 +352,15 @@ class TorchBackend(Backend):
         return key
 
     def population_step(self, population, states, active, x, y):
-        """Every chip at once when every read is ideal and the update is not in-array: the
-        population's state is held on the device between steps
-        (:class:`neurosim.backends.torch_population.ResidentPopulation`: batched products,
+        """Every chip at once unless the update is in-array: the population's state is
+        held on the device between steps
+        (:class:`neurosim.backends.torch_population.ResidentPopulation`: batched reads,
         the optimizer, the ideal or pulsed update of all chips together, a subset of the
         chips gathered and scattered back); ``x`` and ``y`` may already be tensors on the
-        device. Otherwise (in-array updates, non-ideal reads) a loop over the chips on the
-        host buffers. Equal to single-chip steps to the rounding of the batched products."""
+        device. In-array updates loop over the chips on the host buffers. Equal to
+        single-chip steps to the rounding of the batched products."""
         chip = population.chips[0]
-        if chip.update_mode == "stochastic" or not chip.ideal_reads:
+        if chip.update_mode == "stochastic":
             population.release()
             return super().population_step(population, states, active,
                                             *(np.asarray(a.cpu() if isinstance(a, torch.Tensor)

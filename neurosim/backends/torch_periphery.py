@@ -33,22 +33,27 @@ def quantize(v: torch.Tensor, bits: int | None, bound: torch.Tensor) -> torch.Te
     return bound * (k / levels)
 
 
-def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key: int,
-                transposed: bool = False) -> torch.Tensor:
-    """One read of ``w`` (``transposed``: of ``w.T``) with inputs ``x`` (both 2-d, one
-    float dtype, one device) through the periphery: the module docstring of
-    :mod:`neurosim.periphery`, steps 1-6. Returns ``(batch, n_out)`` in array units."""
-    n_out = w.shape[1] if transposed else w.shape[0]
-    batch = x.shape[0]
-    w_read = w if transposed else w.T  # (n_in, n_out): y = x @ w_read
+def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig,
+                key: int | torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """One read of ``w`` (``transposed``: of ``w.T``) with inputs ``x`` (2-d, one float
+    dtype, one device) through the periphery: the module docstring of
+    :mod:`neurosim.periphery`, steps 1-6. Returns ``(batch, n_out)`` in array units.
+
+    With a leading chip dimension (``w``: ``M x n_out x n_in``, ``x``: ``M x batch x n``,
+    ``key``: the ``M`` chips' keys as int64 words, a tensor on ``x``'s device) every chip's
+    read at once, each exactly its own read: its own noise stream, and a managed ADC range
+    from its own outputs."""
+    n_out = w.shape[-1] if transposed else w.shape[-2]
+    batch = x.shape[-2]
+    w_read = w if transposed else w.mT  # (n_in, n_out): y = x @ w_read
 
     # 1. DAC, with per-sample scaling (noise management)
     managed_dac = config.dac_bound == "managed"
     if managed_dac:
-        abs_max = torch.amax(torch.abs(x), dim=1)
+        abs_max = torch.amax(torch.abs(x), dim=-1, keepdim=True)
         scale = torch.where(abs_max > 0, divide(abs_max, config.dac_range),
                             scalar(1.0, x))
-        x = x / scale[:, None]
+        x = x / scale
     x_q = quantize(x, config.dac_bits, scalar(config.dac_range, x))
 
     # 2. the ideal product in the array
@@ -56,12 +61,12 @@ def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key: 
 
     # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
     if config.w_noise > 0 or config.out_noise > 0:
-        z = torch_rng.normal(key, 2 * batch * n_out, x.device).to(x.dtype)
-        xi = z[:batch * n_out].reshape(batch, n_out)
-        zeta = z[batch * n_out:].reshape(batch, n_out)
+        z = _normals(key, 2 * batch * n_out, x.device).to(x.dtype)
+        xi = z[..., :batch * n_out].view(y.shape)
+        zeta = z[..., batch * n_out:].view(y.shape)
         if config.w_noise > 0:
             w2 = w * w
-            variance = (x_q * x_q) @ (w2 if transposed else w2.T)
+            variance = (x_q * x_q) @ (w2 if transposed else w2.mT)
             y = y + (scalar(config.w_noise, x) * libm("sqrt", variance)) * xi
         if config.out_noise > 0:
             y = y + (scalar(config.out_noise, x) * scalar(config.adc_range, x)) * zeta
@@ -69,15 +74,23 @@ def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key: 
     # 5. ADC
     if config.adc_bits is not None:
         bound = scalar(config.adc_range, x)
-        if config.adc_bound == "managed":
-            largest = torch.amax(torch.abs(y))
+        if config.adc_bound == "managed":  # the largest output of this (chip's) read
+            largest = torch.amax(torch.abs(y), dim=(-2, -1), keepdim=True)
             bound = torch.where(largest > 0, largest, bound)
         y = quantize(y, config.adc_bits, bound)
 
     # 6. undo the DAC scaling
     if managed_dac:
-        y = y * scale[:, None]
+        y = y * scale
     return y
+
+
+def _normals(key: int | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """Normals ``0 .. n-1`` of stream ``key``, or of each chip's stream (``key``: a tensor
+    of ``M`` keys; ``M x n``)."""
+    if not isinstance(key, torch.Tensor):
+        return torch_rng.normal(key, n, device)
+    return torch_rng.normal_at(key[:, None], torch.arange(n, dtype=torch.int64, device=device))
 
 
 # ------------------------------------------------------------- NumPy in, NumPy out
