@@ -89,11 +89,15 @@ class Population:
         self.deltas = np.zeros_like(self.params)
         self.alphas = np.stack([chip.alphas_typed for chip in chips])
         self.inverse_alphas = np.stack([chip.inverse_alphas_typed for chip in chips])
-        # Crossbar feedback without drift never changes: the chips' own buffers, stacked.
-        self.static_feedback = (first.feedback_kind != "regenerated"
-                                and all(chip.feedback_nu is None for chip in chips))
-        self._feedback = (adopt(chips, "feedback") if self.static_feedback
+        # Feedback without drift never changes: crossbars are the chips' own buffers,
+        # stacked; regenerated feedback (fixed keys) is drawn once per backend that asks
+        # (feedback()), not on every step.
+        self.static_feedback = all(chip.feedback_nu is None for chip in chips)
+        self._regenerated = first.feedback_kind == "regenerated"
+        self._feedback = (adopt(chips, "feedback")
+                          if self.static_feedback and not self._regenerated
                           else np.empty((self.size, first.feedback.size), dtype=first.dtype))
+        self._drawn_by = None  # the backend whose draws _feedback holds (regenerated)
         self.devices: dict[str, np.ndarray] | None = None
         self.device_offsets = np.zeros(first.n_layers + 1, dtype=np.int64)
         if first.devices is not None:
@@ -138,11 +142,14 @@ class Population:
 
     def feedback(self, backend) -> np.ndarray:
         """Every chip's feedback as it applies it now (``M x n_feedback``): the stacked
-        crossbars, or :meth:`Backend.feedback_buffer` of each chip (regenerated or
-        drifting feedback)."""
-        if not self.static_feedback:
-            for c, chip in enumerate(self.chips):
-                self._feedback[c] = backend.feedback_buffer(chip)
+        crossbars, or :meth:`Backend.feedback_buffer` of each chip: for drifting feedback on
+        every call, for regenerated feedback (the same values from the same keys every
+        time) once per backend."""
+        if self.static_feedback and (not self._regenerated or self._drawn_by is backend):
+            return self._feedback
+        for c, chip in enumerate(self.chips):
+            self._feedback[c] = backend.feedback_buffer(chip)
+        self._drawn_by = backend
         return self._feedback
 
     def read_keys(self, active: list[int]) -> np.ndarray:

@@ -331,3 +331,30 @@ def test_populations_group_the_conditions_that_share_the_hardware():
                                                                   [6, 7], [8, 9]]
     with pytest.raises(ValueError, match="must share their chip, network, rule"):
         run_population([specs[0], specs[4]], ["/nonexistent/0", "/nonexistent/1"])
+
+
+def test_regenerated_feedback_of_a_population_is_drawn_once_per_backend(monkeypatch):
+    """Regenerated feedback gives the same values from the same keys at every step: a
+    population draws it once (per backend), not on every step."""
+    from neurosim.backends.numpy_ref import NumpyBackend
+
+    chip = load_chip(REPO / "hw_configs" / "ideal.yaml")
+    chip = dataclasses.replace(chip, feedback=dataclasses.replace(chip.feedback,
+                                                                 kind="regenerated"))
+    trainers = [Trainer(spec, f"/nonexistent/{k}")
+                for k, spec in enumerate(specs_of([0, 1, 2], chip))]
+    population = Population([trainer.chip for trainer in trainers])
+    draws = []
+    for cls in (NumbaBackend, NumpyBackend):
+        original = cls.regenerate_feedback
+        monkeypatch.setattr(cls, "regenerate_feedback",
+                            lambda self, c, out, original=original: draws.append(c)
+                            or original(self, c, out))
+    numba_backend, numpy_backend = NumbaBackend(), NumpyBackend()
+    expected = np.stack([numba_backend.feedback_buffer(t.chip) for t in trainers])
+    draws.clear()
+    for _ in range(3):
+        np.testing.assert_array_equal(population.feedback(numba_backend), expected)
+    assert len(draws) == 3  # once per chip
+    np.testing.assert_array_equal(population.feedback(numpy_backend), expected)
+    assert len(draws) == 6
