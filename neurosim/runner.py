@@ -21,6 +21,7 @@ A finished run (its ``summary.json`` exists and its config matches) is never rec
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -101,14 +102,32 @@ def run_one(spec: RunSpec, run_dir: Path, resume: bool, progress: bool,
 
 
 def run_together(specs: list[RunSpec], run_dirs: list[Path], resume: bool,
-                 data_dir: str | None) -> list[dict]:
-    """:func:`run_one` for the seeds of one condition, simulated as one population, without
-    the runs' reports (:func:`run_experiment` writes them)."""
-    for spec, run_dir in zip(specs, run_dirs):
-        _prepare(spec, run_dir, resume)
-    summaries = run_population(specs, run_dirs, resume=resume, data_dir=data_dir)
-    for run_dir, summary in zip(run_dirs, summaries):
-        _complete(run_dir, summary, run_report=False)
+                 data_dir: str | None,
+                 on_error: Callable[[int, Exception], None] | None = None) -> list[dict | None]:
+    """:func:`run_one` for runs that share their hardware, simulated as one population,
+    without the runs' reports (the caller writes them). An error of one run is raised, or
+    handed to ``on_error(index, error)`` while the others go on (its summary ``None``;
+    :func:`neurosim.train.run_population`)."""
+    prepared = []
+    for k, (spec, run_dir) in enumerate(zip(specs, run_dirs)):
+        try:
+            _prepare(spec, run_dir, resume)
+            prepared.append(k)
+        except Exception as error:
+            if on_error is None:
+                raise
+            on_error(k, error)
+    summaries: list[dict | None] = [None] * len(specs)
+    if not prepared:
+        return summaries
+    outcomes = run_population([specs[k] for k in prepared], [run_dirs[k] for k in prepared],
+                              resume=resume, data_dir=data_dir,
+                              on_error=on_error and (lambda i, error: on_error(prepared[i],
+                                                                               error)))
+    for k, summary in zip(prepared, outcomes):
+        if summary is not None:
+            _complete(run_dirs[k], summary, run_report=False)
+            summaries[k] = summary
     return summaries
 
 

@@ -6,15 +6,18 @@
 2. writes the manifest (:mod:`neurosim.sweep_manifest`); a trial whose ``summary.json``
    exists is done and is never recomputed;
 3. submits every other trial as one task (``Client.submit``, a unique key per submission)
-   running :func:`run_trial` on a worker: the trial's run folder is made by the same code
+   running :func:`run_trials` on a worker: the trial's run folder is made by the same code
    as ``neurosim run`` (:func:`neurosim.runner.run_one`, ``resume=True``), so a trial that
-   was interrupted continues from its last checkpoint (atomic files, :mod:`neurosim.runio`);
+   was interrupted continues from its last checkpoint (atomic files, :mod:`neurosim.runio`).
+   With the sweep's ``population``, a task is a population of trials instead
+   (:func:`population_tasks`, :func:`neurosim.runner.run_together`);
 4. as trials end, records them in the manifest; a progress bar shows done, failed and
    running trials;
 5. writes the sweep report (:mod:`neurosim.sweep_report`).
 
 A trial that raises is recorded as failed with its error (type, message, and the traceback
-in ``<trial>/traceback.txt``) and the sweep goes on. A worker process that dies is replaced
+in ``<trial>/traceback.txt``) and the sweep goes on; an error in a population fails the
+trials of its task that were not finished. A worker process that dies is replaced
 by its nanny and the scheduler reruns its trials elsewhere (up to Dask's
 ``distributed.scheduler.allowed-failures`` deaths per trial, then the trial fails with
 ``KilledWorker``). The run folders must be on a filesystem that every worker sees.
@@ -36,7 +39,8 @@ from tqdm import tqdm
 from neurosim.cluster import open_client
 from neurosim.errors import CheckpointError
 from neurosim.locking import FolderLock
-from neurosim.runner import _same_configuration, run_one
+from neurosim.report import write_run_reports
+from neurosim.runner import _same_configuration, population_members, run_one, run_together
 from neurosim.runio import SUMMARY, write_text
 from neurosim.sweep_manifest import Manifest
 from neurosim.sweep_plan import SweepPlan, Trial
@@ -57,27 +61,68 @@ class SweepOutcome:
     report: Path
 
 
-def run_trial(spec, run_dir: str, data_dir: str | None, run_report: bool) -> dict:
-    """Run one trial into ``run_dir`` (on a worker); returns its manifest fields.
+def run_trials(specs: list, run_dirs: list[str], data_dir: str | None, run_report: bool,
+               together: bool) -> list[dict]:
+    """Run the trials ``specs`` into ``run_dirs`` (on a worker): each alone
+    (:func:`neurosim.runner.run_one`), or with ``together`` all of them as one population
+    (:func:`neurosim.runner.run_together`); returns each trial's manifest fields.
 
-    A trial already finished is left as it is; an error is caught and returned (with its
-    traceback written into the trial folder), so that Dask retries only worker deaths."""
-    run_dir = Path(run_dir)
+    Trials already finished are left as they are. A trial's error is caught and returned
+    (its traceback written into its folder) while the other trials go on, so that Dask
+    retries only worker deaths; an error of a population's step fails its unfinished
+    trials. ``seconds`` is the wall time of the trial (in a population: of the task) and
+    ``chips`` the number of trials computed at once."""
+    run_dirs = [Path(run_dir) for run_dir in run_dirs]
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    if (run_dir / SUMMARY).is_file():
-        return {"status": "done", "worker": worker, "error": None}
+    fields = [{"status": "done", "worker": worker, "error": None} for _ in run_dirs]
+    todo = [k for k, run_dir in enumerate(run_dirs) if not (run_dir / SUMMARY).is_file()]
+    chips = len(todo) if together else 1
+    errors: dict[int, tuple[Exception, str]] = {}
+
+    def failed(k: int, error: Exception) -> None:
+        errors[k] = error, "".join(traceback.format_exception(error))
+
     start = time.perf_counter()
-    try:
-        run_one(spec, run_dir, resume=True, progress=False, data_dir=data_dir,
-                run_report=run_report)
-    except Exception as error:  # recorded in the manifest; the sweep goes on
-        write_text(run_dir / TRACEBACK, traceback.format_exc())
-        return {"status": "failed", "worker": worker, "seconds": time.perf_counter() - start,
-                "error": {"type": type(error).__name__, "message": str(error),
-                          "traceback": TRACEBACK}}
-    (run_dir / TRACEBACK).unlink(missing_ok=True)
-    return {"status": "done", "worker": worker, "seconds": time.perf_counter() - start,
-            "error": None}
+    if together and todo:
+        try:
+            run_together([specs[k] for k in todo], [run_dirs[k] for k in todo], resume=True,
+                         data_dir=data_dir, on_error=lambda i, error: failed(todo[i], error))
+            if run_report:
+                write_run_reports([run_dirs[k] for k in todo if k not in errors], processes=1)
+        except Exception as error:  # the population itself: every unfinished trial
+            for k in todo:
+                errors.setdefault(k, (error, traceback.format_exc()))
+    seconds = time.perf_counter() - start
+    for k in todo:
+        if not together:
+            start = time.perf_counter()
+            try:
+                run_one(specs[k], run_dirs[k], resume=True, progress=False,
+                        data_dir=data_dir, run_report=run_report)
+            except Exception as error:
+                failed(k, error)
+            seconds = time.perf_counter() - start
+        fields[k].update(seconds=seconds, chips=chips)
+        if k in errors:  # recorded in the manifest; the sweep goes on
+            error, text = errors[k]
+            write_text(run_dirs[k] / TRACEBACK, text)
+            fields[k].update(status="failed", error={"type": type(error).__name__,
+                                                     "message": str(error),
+                                                     "traceback": TRACEBACK})
+        else:
+            (run_dirs[k] / TRACEBACK).unlink(missing_ok=True)
+    return fields
+
+
+def population_tasks(trials: list[Trial], max_chips: int | None) -> list[list[Trial]]:
+    """The trials of each task: one each (``max_chips`` None), or the trials that share
+    their hardware (:func:`neurosim.runner.population_members`, across cells and
+    conditions) in chunks of at most ``max_chips``, in plan order."""
+    if max_chips is None:
+        return [[trial] for trial in trials]
+    groups = population_members([trial.spec for trial in trials], across_conditions=True)
+    return [[trials[i] for i in group[start:start + max_chips]]
+            for group in groups for start in range(0, len(group), max_chips)]
 
 
 def check_saved_configs(plan: SweepPlan, out: Path) -> None:
@@ -91,33 +136,44 @@ def check_saved_configs(plan: SweepPlan, out: Path) -> None:
                                   f"--out folder")
 
 
-def _task_failure(future, trial: Trial, out: Path) -> dict:
-    """Manifest fields of a task that Dask reports as erred or cancelled (e.g. KilledWorker)."""
+def _task_failure(future, task: list[Trial], out: Path) -> list[dict]:
+    """Manifest fields of the trials of a task that Dask reports as erred or cancelled
+    (e.g. KilledWorker)."""
     if future.status == "cancelled":
-        return {"status": "failed", "error": {"type": "CancelledError",
-                                              "message": "the scheduler cancelled the trial",
-                                              "traceback": None}}
+        return [{"status": "failed", "error": {"type": "CancelledError",
+                                               "message": "the scheduler cancelled the trial",
+                                               "traceback": None}} for _ in task]
     error = future.exception()
     text = "".join(traceback.format_exception(type(error), error, future.traceback()))
-    write_text(trial.run_dir(out) / TRACEBACK, text)
-    return {"status": "failed", "error": {"type": type(error).__name__, "message": str(error),
-                                          "traceback": TRACEBACK}}
+    for trial in task:
+        write_text(trial.run_dir(out) / TRACEBACK, text)
+    return [{"status": "failed", "error": {"type": type(error).__name__,
+                                           "message": str(error), "traceback": TRACEBACK}}
+            for _ in task]
 
 
 def _running(client, pending: dict) -> int:
-    """Trials executing now: those of ``pending`` on a worker, at most one per thread."""
-    on_workers = sum(key in pending for keys in client.processing().values() for key in keys)
-    return min(on_workers, sum(client.nthreads().values()))
+    """Trials executing now: those of the tasks of ``pending`` on a worker, at most one
+    task per thread."""
+    threads = client.nthreads()
+    running = 0
+    for address, keys in client.processing().items():
+        tasks = [pending[key] for key in keys if key in pending][:threads.get(address, 1)]
+        running += sum(len(task) for task in tasks)
+    return running
 
 
-def _execute(client, trials: list[Trial], manifest: Manifest, out: Path, data_dir: str | None,
-             run_reports: bool, progress: bool) -> None:
+def _execute(client, tasks: list[list[Trial]], manifest: Manifest, out: Path,
+             data_dir: str | None, run_reports: bool, progress: bool) -> None:
     ended: queue.Queue = queue.Queue()
     pending = {}
-    for trial in trials:
-        future = client.submit(run_trial, trial.spec, str(trial.run_dir(out)), data_dir,
-                               run_reports, key=f"neurosim-trial-{uuid.uuid4().hex}:{trial.id}")
-        pending[future.key] = trial
+    for task in tasks:
+        name = task[0].id + (f"+{len(task) - 1}" if len(task) > 1 else "")
+        future = client.submit(run_trials, [trial.spec for trial in task],
+                               [str(trial.run_dir(out)) for trial in task], data_dir,
+                               run_reports, len(task) > 1,
+                               key=f"neurosim-trial-{uuid.uuid4().hex}:{name}")
+        pending[future.key] = task
         future.add_done_callback(ended.put)
     counts, running, asked = manifest.counts(), 0, 0.0
     with tqdm(total=len(manifest.trials), initial=counts["done"], unit="trial",
@@ -131,18 +187,19 @@ def _execute(client, trials: list[Trial], manifest: Manifest, out: Path, data_di
                 future = ended.get(timeout=POLL_S)
             except queue.Empty:
                 continue
-            trial = pending.pop(future.key)
-            fields = (future.result() if future.status == "finished"
-                      else _task_failure(future, trial, out))
+            task = pending.pop(future.key)
+            outcomes = (future.result() if future.status == "finished"
+                        else _task_failure(future, task, out))
             future.release()
-            manifest.record(trial.id, **fields)
-            counts = manifest.counts()
-            bar.update(int(fields["status"] == "done"))
-            if progress and (bar.disable or fields["status"] == "failed"):
-                error = fields.get("error")
-                why = f" ({error['type']}: {error['message']})" if error else ""
-                bar.write(f"[{counts['done'] + counts['failed']}/{len(manifest.trials)}] "
-                          f"{trial.id}: {fields['status']}{why}")
+            for trial, fields in zip(task, outcomes):
+                manifest.record(trial.id, **fields)
+                counts = manifest.counts()
+                bar.update(int(fields["status"] == "done"))
+                if progress and (bar.disable or fields["status"] == "failed"):
+                    error = fields.get("error")
+                    why = f" ({error['type']}: {error['message']})" if error else ""
+                    bar.write(f"[{counts['done'] + counts['failed']}/{len(manifest.trials)}] "
+                              f"{trial.id}: {fields['status']}{why}")
         bar.set_postfix(done=counts["done"], failed=counts["failed"], running=0)
 
 
@@ -162,7 +219,9 @@ def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
                 with open_client(scheduler, workers) as client:
                     manifest.header.update(scheduler=client.scheduler.address,
                                            workers=len(client.nthreads()))
-                    _execute(client, todo, manifest, out, data_dir, run_reports, progress)
+                    population = plan.config.population
+                    tasks = population_tasks(todo, population and population.max_chips)
+                    _execute(client, tasks, manifest, out, data_dir, run_reports, progress)
         finally:
             manifest.write(finished=not manifest.counts()["pending"])
         report = write_sweep_report(out)

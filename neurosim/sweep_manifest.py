@@ -8,14 +8,17 @@ trial that ends and when it stops, so that it always describes the folder::
      "cells": [{"name", "overrides"}],
      "counts": {"done", "failed", "pending"},
      "trials": [{"id", "cell", "condition", "seed", "path", "status", "reused",
-                 "seconds", "worker", "error": {"type", "message", "traceback"}}]}
+                 "seconds", "worker", "chips", "error": {"type", "message", "traceback"}}]}
 
 ``scheduler`` and ``workers`` describe the cluster of the last run that had trials to
 compute. ``status`` is ``done`` (its ``summary.json`` exists), ``failed`` (``error`` says why;
 ``traceback`` is a file in the trial's folder) or ``pending`` (not finished: never started,
 running, or interrupted; a re-run continues it). ``reused`` marks a trial found finished
 when the sweep started, which is never recomputed (its ``seconds`` and ``worker`` are
-those of the run that computed it). ``path`` is relative to the sweep folder.
+those of the run that computed it). ``seconds`` is the wall time of the trial's task and
+``chips`` the number of trials that task computed at once (1, or a population's size with
+the sweep's ``population``: its trials share those seconds). ``path`` is relative to the
+sweep folder.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Manifest:
                 "seed": trial.spec.seed, "path": trial.id,
                 "status": "done" if done else "pending", "reused": done,
                 "seconds": earlier.get("seconds"), "worker": earlier.get("worker"),
+                "chips": earlier.get("chips"),
                 "error": None}
 
     def pending(self, plan: SweepPlan) -> list[Trial]:

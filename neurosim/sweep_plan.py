@@ -12,11 +12,20 @@ A sweep names a base experiment and varies it::
     cases: [{optimizer.lr: 1.0e-3}]      # and/or listed override sets, each crossed with the grid
     seeds: [0, 1, 2]                     # default: the experiment's
     baseline: fa                         # what report.md tests the other conditions against
+    population: {max_chips: 256}         # optional: trials simulated at once (below)
 
 A **cell** is one case combined with one point of the grid; a **trial** is one condition x
 seed of a cell, and runs into ``<out>/<cell>/<condition>/seed<k>/`` exactly as ``neurosim
 run`` lays out an experiment (so ``<out>/<cell>`` is an experiment folder). Within a cell,
 conditions with the same seed share their initial weights and feedback (paired).
+
+With ``population``, the trials that share their chip, network, rule and simulation
+(:attr:`neurosim.config.RunSpec.population_key`: across cells, conditions and seeds, e.g. a
+grid of learning rates or preconditioning choices on one chip) run as populations of at
+most ``max_chips`` chips simulated at once (:func:`neurosim.train.run_population`), one
+Dask task each; every trial still writes its own folder, as a run alone would. This is for
+workers with a GPU (``simulation.device: cuda``); on CPU workers, one trial per core is as
+fast.
 
 A cell's folder name is its overrides, ``key=value`` joined by ``,`` in file order (cases'
 keys first), e.g. ``chip=rram_taox,optimizer.lr=0.001``; ``base`` when nothing is varied.
@@ -27,6 +36,7 @@ names are deterministic and distinct.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -57,6 +67,15 @@ def _check_overrides(source: str, path: str, overrides: Mapping) -> None:
 
 
 @dataclass(frozen=True)
+class SweepPopulationConfig:
+    """Trials simulated at once as populations of chips (see the module docstring)."""
+
+    max_chips: int = spec(256, ge=1, doc="chips of one population (one Dask task): the "
+                                         "trials that share the hardware, in chunks of this "
+                                         "many")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A sweep file (see :mod:`neurosim.sweep_plan`)."""
 
@@ -77,6 +96,10 @@ class SweepConfig:
                                              "experiment's)")
     baseline: str | None = spec(None, doc="condition that report.md tests the others "
                                           "against (default: the first)")
+    population: SweepPopulationConfig | None = spec(
+        None, doc="run the trials that share chip, network, rule and simulation as "
+                  "populations of chips simulated at once, one Dask task each: "
+                  "{max_chips: N}")
 
     def check(self, source: str, path: str) -> None:
         _check_overrides(source, "overrides", self.overrides or {})
@@ -212,3 +235,10 @@ def load_sweep(path: str | Path) -> SweepPlan:
     trials = tuple(Trial(cell, run) for cell in cells
                    for run in _cell_runs(data, cell, experiment_path, source))
     return SweepPlan(config, path, experiment_path, cells, conditions, baseline, trials)
+
+
+def with_population(plan: SweepPlan, max_chips: int) -> SweepPlan:
+    """``plan`` with its trials run as populations of at most ``max_chips`` chips (the
+    command line's ``--population-chips``; the trials are the same)."""
+    config = dataclasses.replace(plan.config, population=SweepPopulationConfig(max_chips))
+    return dataclasses.replace(plan, config=config)

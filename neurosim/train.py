@@ -25,7 +25,7 @@ in one backend call each.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -410,9 +410,14 @@ def run_spec(spec: RunSpec, run_dir: Path, resume: bool = False, progress: bool 
 
 
 def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = False,
-                   data_dir: str | None = None) -> list[dict]:
+                   data_dir: str | None = None,
+                   on_error: Callable[[int, Exception], None] | None = None) -> list[dict | None]:
     """Run (or resume) the runs ``specs`` into ``run_dirs`` as one population of chips
     (:mod:`neurosim.population`); returns their summaries.
+
+    An error of one run (its configuration, data, checkpoint, evaluation) is raised, or
+    with ``on_error`` handed to ``on_error(index, error)`` while the other runs go on (the
+    failed run's summary is ``None``). An error of a population step itself is raised.
 
     The runs must share their chip, network, rule and simulation
     (:attr:`RunSpec.population_key`); they may differ in seed and in anything else:
@@ -435,40 +440,61 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
             raise ValueError("the runs of a population must share their chip, network, rule "
                              f"and simulation; {spec.condition} seed {spec.seed} differs from "
                              f"{first.condition} seed {first.seed}")
-    if len({(spec.condition, spec.seed) for spec in specs}) != len(specs):
-        raise ValueError("the runs of a population must be distinct (condition, seed) pairs")
+    if len({Path(run_dir).resolve() for run_dir in run_dirs}) != len(run_dirs):
+        raise ValueError("the runs of a population need distinct run folders")
     backend = create_backend(first.experiment.simulation)
-    trainers = [Trainer(spec, run_dir, backend, data_dir=data_dir)
-                for spec, run_dir in zip(specs, run_dirs)]
-    population = Population([trainer.chip for trainer in trainers])
-    runs = [trainer.steps(resume) for trainer in trainers]
-    batches = {c: batch for c, run in enumerate(runs)
-               if (batch := advance(run, None)) is not None}
+    summaries: list[dict | None] = [None] * len(specs)
+    failed: set[int] = set()
+
+    def attempt(c: int, action, *args, **kwargs):
+        """``action(...)`` for run ``c``; on an error, raise it, or (``on_error``) report
+        it and drop the run."""
+        try:
+            return action(*args, **kwargs)
+        except Exception as error:
+            if on_error is None:
+                raise
+            on_error(c, error)
+            failed.add(c)
+            return None
+
+    trainers = {c: attempt(c, Trainer, spec, run_dir, backend, data_dir=data_dir)
+                for c, (spec, run_dir) in enumerate(zip(specs, run_dirs))}
+    members = [c for c in trainers if c not in failed]  # population row p is run members[p]
+    if not members:
+        return summaries
+    row = {c: p for p, c in enumerate(members)}
+    population = Population([trainers[c].chip for c in members])
+    runs = {c: trainers[c].steps(resume) for c in members}
+    batches = {c: batch for c in members
+               if (batch := attempt(c, advance, runs[c], None)) is not None}
     while batches:
         done = {c: trainers[c]._steps_done() for c in batches}
         behind = min(done.values())
-        calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the chips of one call
+        calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the runs of one call
         for c in batches:
             if done[c] == behind:
                 calls.setdefault((trainers[c].optimizer.config, len(batches[c][1])),
                                  []).append(c)
-        optimizers = [t.optimizer for t in trainers]
+        optimizers = [trainers[c].optimizer for c in members]
         results = {}
-        for active in calls.values():
+        for chips in calls.values():
             start = time.perf_counter()
             losses = backend.population_step(
-                population, optimizers, active,
-                backend.stack_batches([batches[c][0] for c in active], population.chips[0].dtype),
-                backend.stack_batches([batches[c][1] for c in active], np.dtype(np.int64)))
+                population, optimizers, [row[c] for c in chips],
+                backend.stack_batches([batches[c][0] for c in chips], population.chips[0].dtype),
+                backend.stack_batches([batches[c][1] for c in chips], np.dtype(np.int64)))
             seconds = time.perf_counter() - start
             results.update((c, (loss, correct, seconds)) for c, (loss, correct)
-                           in zip(active, losses))
+                           in zip(chips, losses))
         for c, result in results.items():
-            batch = advance(runs[c], result)
+            batch = attempt(c, advance, runs[c], result)
             if batch is None:
                 del batches[c]
             else:
                 batches[c] = batch
-    summaries = [trainer._finish() for trainer in trainers]
+    for c in members:
+        if c not in failed:
+            summaries[c] = attempt(c, trainers[c]._finish)
     population.release()  # state a backend held on its device: back home, device freed
     return summaries

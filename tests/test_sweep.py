@@ -273,8 +273,27 @@ def test_a_killed_worker_is_replaced_and_its_trial_rerun(client, sweep_file, ref
     assert pid not in client.run(os.getpid).values()
 
 
-def test_a_failing_trial_is_reported_and_the_others_complete(client, tmp_path, capsys):
-    path = write_sweep(tmp_path, grid={"data.train_size": [64, 100000]})
+def test_population_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, reference,
+                                                           tmp_path, no_report):
+    """Trials that share the hardware (one chip's cell: 2 conditions x 2 seeds) simulated as
+    populations of at most 3 chips: a task of 3 trials and one of 1 per chip."""
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--quiet", "--scheduler",
+                 client.scheduler.address, "--population-chips", "3"]) == 0
+    assert_like_reference(out, reference)
+    trials = manifest(out)["trials"]
+    assert sorted(t["chips"] for t in trials) == [1, 1, 3, 3, 3, 3, 3, 3]
+    for chips in (1, 3):  # the trials of one task share its worker and seconds
+        tasks = {(t["worker"], t["seconds"]) for t in trials if t["chips"] == chips}
+        assert len(tasks) == 2
+
+
+@pytest.mark.parametrize("population", [None, 8])
+def test_a_failing_trial_is_reported_and_the_others_complete(client, tmp_path, capsys,
+                                                             population):
+    """Alone, or in a population with the trials that complete (one task of 8 chips)."""
+    path = write_sweep(tmp_path, grid={"data.train_size": [64, 100000]},
+                       population=population and {"max_chips": population})
     out = tmp_path / "out"
     status = main(["sweep", str(path), "--out", str(out), "--quiet",
                    "--scheduler", client.scheduler.address])
@@ -287,6 +306,7 @@ def test_a_failing_trial_is_reported_and_the_others_complete(client, tmp_path, c
     for trial in saved["trials"]:
         failed = trial["cell"] == "data.train_size=100000"
         assert trial["status"] == ("failed" if failed else "done")
+        assert trial["chips"] == (population or 1)
         if failed:
             assert trial["error"]["type"] == "ConfigError"
             assert "Traceback" in (out / trial["path"] / TRACEBACK).read_text()

@@ -4,9 +4,11 @@ The sweep file names a base experiment, a grid and/or a list of dotted overrides
 conditions (strategies) and seeds (see :mod:`neurosim.sweep_plan`). Every trial is a run
 folder ``<out>/<cell>/<condition>/seed<k>/`` as ``neurosim run`` makes it, computed as one
 Dask task: on a local cluster of one single-threaded worker process per core (``--workers``
-to change), or on the cluster of ``--scheduler ADDRESS``. Re-running the same command
-continues an interrupted sweep: finished trials are kept, unfinished ones resume from
-their last checkpoint. Exit status 1 when a trial failed (the summary says which and why).
+to change), or on the cluster of ``--scheduler ADDRESS``. With ``--population-chips N`` (or
+the file's ``population``) a task is a population of up to N trials simulated at once (for
+GPU workers). Re-running the same command continues an interrupted sweep: finished trials
+are kept, unfinished ones resume from their last checkpoint. Exit status 1 when a trial
+failed (the summary says which and why).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from neurosim.commands.run import positive_int
-from neurosim.sweep_plan import load_sweep
+from neurosim.sweep_plan import load_sweep, with_population
 
 EXIT_TRIALS_FAILED = 1
 
@@ -35,6 +37,10 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, help="sweep folder (default: runs/<name>)")
     parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA); every "
                                            "worker must see it")
+    parser.add_argument("--population-chips", type=positive_int, metavar="N",
+                        help="simulate the trials that share chip, network, rule and "
+                             "simulation as populations of at most N chips, one task each "
+                             "(the sweep's population.max_chips; for GPU workers)")
     parser.add_argument("--run-reports", action="store_true",
                         help="also write each trial's figures and report.md (seconds per trial)")
     parser.add_argument("--dry-run", action="store_true",
@@ -58,6 +64,8 @@ def failure_lines(failures: list[dict]) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     plan = load_sweep(args.sweep)
+    if args.population_chips is not None:
+        plan = with_population(plan, args.population_chips)
     out = args.out or Path("runs") / plan.config.name
     if args.dry_run:
         for trial in plan.trials:
