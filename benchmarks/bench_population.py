@@ -1,8 +1,9 @@
 """Benchmark: a population of 16 chips against 16 chips stepped one after another (Numba).
 
-FA, [784, 100, 10], batch 64, Adam, float32, on the ideal chip and on ``constant_step``
-devices programmed by ``pulsed`` updates (128 levels). Measured side by side in one run, as
-medians of interleaved repeats after warm-up:
+FA, [784, 100, 10], batch 64, float32, on the ideal chip and on ``constant_step`` devices
+(128 levels) programmed by ``pulsed`` updates (Adam, lr 1e-4), and by ``stochastic``
+in-array updates (BL 31, plain SGD, lr 0.01). Measured side by side in one run, as medians
+of interleaved repeats after warm-up:
 
 * ``sequential``: each chip's training step through :meth:`Backend.train_step`, the chips
   one after another: what 16 separate single-chip runs compute per step (each step's
@@ -46,18 +47,24 @@ BATCH = 64
 TARGET = 1.5
 WAYS = ("sequential", "population", "alone")
 RESULTS = Path(__file__).resolve().parent / "results"
-EXPERIMENT = build(ExperimentConfig, {"name": "population", "chip": "ideal",
-                                      "network": {"dims": list(DIMS)}, "rule": "fa",
-                                      "optimizer": {"name": "adam", "lr": 1e-4}}, "bench")
+ADAM = {"name": "adam", "lr": 1e-4}
+SGD = {"name": "sgd", "lr": 0.01}  # in-array updates: plain SGD (device_step.md's rate)
 
 
-def time_ways(chip_config: ChipConfig, n_chips: int, repeats: int,
+def experiment(optimizer: dict) -> ExperimentConfig:
+    return build(ExperimentConfig, {"name": "population", "chip": "ideal",
+                                    "network": {"dims": list(DIMS)}, "rule": "fa",
+                                    "optimizer": optimizer}, "bench")
+
+
+def time_ways(chip_config: ChipConfig, optimizer: dict, n_chips: int, repeats: int,
               repeat_seconds: float) -> dict:
     """Median seconds per step (all its chips) of the three ways and the steps per
     repeat, interleaved repeat by repeat."""
     backend = NumbaBackend("float32")
-    steps = {way: Workload(EXPERIMENT, chip_config, backend, 1 if way == "alone" else n_chips,
-                           BATCH, together=way == "population", blas_threads=1)
+    steps = {way: Workload(experiment(optimizer), chip_config, backend,
+                           1 if way == "alone" else n_chips, BATCH,
+                           together=way == "population", blas_threads=1)
              for way in WAYS}
     return measure({way: (w.train, w.blas_threads, "numba") for way, w in steps.items()},
                    repeats, repeat_seconds)
@@ -71,12 +78,13 @@ def main() -> None:
                         help="about this long per timed repeat")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    chips = {"ideal": load_chip(HW_CONFIG_DIR / "ideal.yaml"),
-             "constant_step, pulsed": constant_step_chip(0.0)}
+    chips = {"ideal": (load_chip(HW_CONFIG_DIR / "ideal.yaml"), ADAM),
+             "constant_step, pulsed": (constant_step_chip(0.0), ADAM),
+             "constant_step, stochastic": (constant_step_chip(0.0, "stochastic"), SGD)}
     rows = []
     load_before = os.getloadavg()
-    for name, chip_config in chips.items():
-        timings = time_ways(chip_config, args.chips, args.repeats, args.seconds)
+    for name, (chip_config, optimizer) in chips.items():
+        timings = time_ways(chip_config, optimizer, args.chips, args.repeats, args.seconds)
         seconds = {way: t["seconds"] for way, t in timings.items()}
         rates = {way: (1 if way == "alone" else args.chips) * BATCH / s
                  for way, s in seconds.items()}
@@ -97,8 +105,8 @@ def main() -> None:
               f"{rates['sequential']:,.0f}: {ratio:.2f}x; one chip alone "
               f"{rates['alone']:,.0f}", flush=True)
     result = {"benchmark": f"population of {args.chips} chips vs {args.chips} sequential "
-                           f"single-chip steps, FA [784,100,10], batch {BATCH}, Adam, "
-                           "float32, numba",
+                           f"single-chip steps, FA [784,100,10], batch {BATCH}, float32, "
+                           "numba",
               "numba_threads": numba.get_num_threads(), "machine": machine(), "rows": rows,
               "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -121,7 +129,8 @@ def markdown(result: dict) -> str:
              f"{rows[0]['repeats']} interleaved repeats of about "
              f"{rows[0]['seconds_per_repeat']} s each. Target (issue 5): the "
              f"population >= {TARGET}x the chip-samples/s of the chips stepped one after "
-             "another.", "",
+             "another. Adam (lr 1e-4) for ideal and pulsed updates; plain SGD (lr 0.01, "
+             "BL 31) for in-array (stochastic) ones.", "",
              "| chip | chips | sequential step, all chips (ms) | population step (ms) "
              "| sequential chip-samples/s | population chip-samples/s | population / "
              "sequential | one chip alone chip-samples/s | population / alone |",

@@ -157,14 +157,17 @@ class Population:
         3``, :meth:`Chip.read_keys`)."""
         return np.stack([self.chips[c].read_keys(training=True) for c in active])
 
-    def pulse_keys(self, active: list[int]) -> np.ndarray:
+    def pulse_keys(self, active: list[int],
+                   first: rng.Purpose = rng.Purpose.PULSE_ROUNDING) -> np.ndarray:
         """Rounding and noise keys of the next programming event of the chips ``active``
-        (``A x n_layers x 2``, :meth:`Chip.pulse_keys`, computed for all chips at once)."""
+        (``A x n_layers x 2``, :meth:`Chip.pulse_keys`, computed for all chips at once);
+        with ``first = PULSE_LINES``, the line and noise keys of an in-array update
+        (:meth:`Chip.stochastic_keys`)."""
         chips = [self.chips[c] for c in active]
         seeds = [chip.seed for chip in chips]
         steps = [chip.update_count for chip in chips]
         keys = np.empty((len(chips), chips[0].n_layers, 2), dtype=np.uint64)
         for l in range(chips[0].n_layers):
-            for k, purpose in enumerate((rng.Purpose.PULSE_ROUNDING, rng.Purpose.PULSE_NOISE)):
+            for k, purpose in enumerate((first, rng.Purpose.PULSE_NOISE)):
                 keys[:, l, k] = rng.stream_keys(seeds, steps, l, purpose)
         return keys

@@ -28,6 +28,7 @@ import scipy.linalg  # noqa: F401  (loads the BLAS that numba's np.dot calls, fo
 from numba import prange
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from neurosim import rng
 from neurosim.backends import numba_devices
 from neurosim.backends.base import Backend
 from neurosim.backends.numba_gemm import MAX_PARTS, dot, dot_into
@@ -441,6 +442,48 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
             correct[k] = hits
 
 
+@kernel(parallel=True)
+def population_stochastic_kernel(active, params, layout, alphas, inverse_alphas, feedback,
+                                 fb_layout, x, y, rule, act, periph, fb_periph, keys,
+                                 max_parts, lr, bl, update_keys, device_offsets, step_up,
+                                 step_down, w_min, w_max, stuck, model_code, dw_min_ctoc,
+                                 gamma_up, gamma_down, c_up, c_down, levels, device_dw_min,
+                                 losses, correct, pulses):
+    """One in-array (stochastic) training step of the chips ``active`` of a population, in
+    parallel over the chips: chip ``c = active[k]`` takes its local signals
+    (:func:`signals_kernel` on ``x[k]``, ``y[k]``, read keys ``keys[k]``, serial products:
+    ``max_parts < 0``), then, layer by layer, the pulse trains of
+    :func:`numba_devices.stochastic_update_kernel` (its line and noise keys
+    ``update_keys[k, l]``; pulses into ``pulses[k, l]``) and the bias's SGD step, as
+    :meth:`Backend.apply_stochastic_update` does for one chip. A single chip's update is
+    serial, so here each core updates chips of its own."""
+    for k in prange(active.shape[0]):
+        c = active[k]
+        loss, hits, inputs, errors = signals_kernel(params[c], layout, alphas[c], feedback[c],
+                                                    fb_layout, x[k], y[k], rule, act, periph,
+                                                    fb_periph, keys[k], max_parts)
+        step = scalar_like(params, lr)
+        for l in range(layout.shape[0]):
+            w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+            lo, hi = device_offsets[l], device_offsets[l + 1]
+            error = errors[l]
+            up, down = numba_devices.stochastic_update_kernel(
+                params[c, w_off:w_off + n_out * n_in], inputs[l], error * inverse_alphas[c, l],
+                lr, bl, update_keys[k, l, 0], update_keys[k, l, 1], step_up[c, lo:hi],
+                step_down[c, lo:hi], w_min[c, lo:hi], w_max[c, lo:hi], stuck[c, lo:hi],
+                model_code, dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+                device_dw_min)
+            pulses[k, l, 0] = up
+            pulses[k, l, 1] = down
+            total = error[0].copy()  # the batch's sum, row after row (NumPy's axis-0 sum)
+            for i in range(1, error.shape[0]):
+                total += error[i]
+            for j in range(n_out):
+                params[c, b_off + j] = params[c, b_off + j] + (-step) * total[j]
+        losses[k] = loss
+        correct[k] = hits
+
+
 @kernel
 def feedback_kernel(keys, offsets, sizes, uniform_dist, scales, out):
     """Re-draw every feedback matrix from its key (regenerated feedback)."""
@@ -575,11 +618,12 @@ class NumbaBackend(Backend):
     def population_step(self, population, states, active, x, y):
         """All active chips in one call of :func:`population_step_kernel` (parallel over
         chips, each chip's products serial: bit-identical to single-chip steps, see
-        :mod:`numba_gemm`); in-array (stochastic) updates loop over the chips. BLAS runs
+        :mod:`numba_gemm`), or of :func:`population_stochastic_kernel` for in-array
+        (stochastic) updates. BLAS runs
         single-threaded in the call (the deterministic mode's setting anyway)."""
         chip = population.chips[0]
         if chip.update_mode == "stochastic":
-            return super().population_step(population, states, active, x, y)
+            return self._stochastic_population_step(population, states, active, x, y)
         index = np.asarray(active, dtype=np.int64)
         n = index.shape[0]
         m, v = population.moments(states)
@@ -616,5 +660,34 @@ class NumbaBackend(Backend):
             population.chips[c].update_count += 1
             if pulsed:  # the host buffer itself: this backend holds no state elsewhere
                 population.chips[c]._pulses += pulses[k]
+            states[c].step += 1
+        return [(float(losses[k]), int(correct[k])) for k in range(n)]
+
+    def _stochastic_population_step(self, population, states, active, x, y):
+        """:meth:`population_step` of in-array (stochastic) updates: plain SGD, each chip
+        with its optimizer's learning rate (one per call, :func:`shared_optimizer`)."""
+        chip = population.chips[0]
+        index = np.asarray(active, dtype=np.int64)
+        n = index.shape[0]
+        devices = population.devices
+        losses = np.empty(n)
+        correct = np.empty(n, dtype=np.int64)
+        pulses = np.zeros((n, chip.n_layers, 2), dtype=np.int64)
+        with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
+            population_stochastic_kernel(
+                index, population.params, chip.layout, population.alphas,
+                population.inverse_alphas, population.feedback(self), chip.feedback_layout,
+                np.ascontiguousarray(x, dtype=chip.dtype),
+                np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
+                chip.activation_code, *self._periphery(chip), population.read_keys(active),
+                -self.max_parts, np.float64(shared_optimizer(states, active).lr),
+                np.int64(chip.config.forward.update.bl),
+                population.pulse_keys(active, rng.Purpose.PULSE_LINES),
+                population.device_offsets, *(devices[name] for name in DEVICE_ARRAYS),
+                *numba_devices.device_args(chip.devices[0])[len(DEVICE_ARRAYS):],
+                losses, correct, pulses)
+        for k, c in enumerate(active):
+            population.chips[c].update_count += 1
+            population.chips[c]._pulses += pulses[k]
             states[c].step += 1
         return [(float(losses[k]), int(correct[k])) for k in range(n)]
