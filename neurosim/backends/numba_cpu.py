@@ -619,8 +619,8 @@ class NumbaBackend(Backend):
         """All active chips in one call of :func:`population_step_kernel` (parallel over
         chips, each chip's products serial: bit-identical to single-chip steps, see
         :mod:`numba_gemm`), or of :func:`population_stochastic_kernel` for in-array
-        (stochastic) updates. BLAS runs
-        single-threaded in the call (the deterministic mode's setting anyway)."""
+        (stochastic) updates. BLAS runs single-threaded in the call (the deterministic
+        mode's setting anyway)."""
         chip = population.chips[0]
         if chip.update_mode == "stochastic":
             return self._stochastic_population_step(population, states, active, x, y)
@@ -639,55 +639,68 @@ class NumbaBackend(Backend):
             device = (empty, empty, empty, empty, empty.astype(np.int8), np.int64(0),
                       *np.zeros(7))
             pulse_keys = np.zeros((n, chip.n_layers, 2), dtype=np.uint64)
-        losses = np.empty(n)
-        correct = np.empty(n, dtype=np.int64)
-        pulses = np.zeros((n, chip.n_layers, 2), dtype=np.int64)
+        losses, correct, pulses = self._population_outputs(chip, n)
         with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
             population_step_kernel(
                 index, population.params, chip.layout, population.alphas,
-                population.inverse_alphas, chip.bounds_typed, population.feedback(self),
-                chip.feedback_layout, np.ascontiguousarray(x, dtype=chip.dtype),
-                np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
-                chip.activation_code, *self._periphery(chip), population.read_keys(active),
-                -self.max_parts, population.grads, population.deltas,
+                population.inverse_alphas, chip.bounds_typed,
+                *self._population_signal_args(population, active, x, y),
+                population.grads, population.deltas,
                 *_optimizer_constants(shared_optimizer(states, active), chip.dtype.type),
                 scalars[:, 0].astype(chip.dtype),
                 scalars[:, 1].astype(chip.dtype), m, v, pulsed, pulse_keys,
                 np.float64(chip.devices[0].dw_min if pulsed else 0.0),
                 np.int64(chip.config.forward.update.max_pulses), population.device_offsets,
                 *device, losses, correct, pulses, min(numba.get_num_threads(), n))
-        for k, c in enumerate(active):
-            population.chips[c].update_count += 1
-            if pulsed:  # the host buffer itself: this backend holds no state elsewhere
-                population.chips[c]._pulses += pulses[k]
-            states[c].step += 1
-        return [(float(losses[k]), int(correct[k])) for k in range(n)]
+        return self._population_stepped(population, states, active, losses, correct,
+                                        pulses if pulsed else None)
 
     def _stochastic_population_step(self, population, states, active, x, y):
         """:meth:`population_step` of in-array (stochastic) updates: plain SGD, each chip
         with its optimizer's learning rate (one per call, :func:`shared_optimizer`)."""
         chip = population.chips[0]
-        index = np.asarray(active, dtype=np.int64)
-        n = index.shape[0]
         devices = population.devices
-        losses = np.empty(n)
-        correct = np.empty(n, dtype=np.int64)
-        pulses = np.zeros((n, chip.n_layers, 2), dtype=np.int64)
+        losses, correct, pulses = self._population_outputs(chip, len(active))
         with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
             population_stochastic_kernel(
-                index, population.params, chip.layout, population.alphas,
-                population.inverse_alphas, population.feedback(self), chip.feedback_layout,
-                np.ascontiguousarray(x, dtype=chip.dtype),
-                np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
-                chip.activation_code, *self._periphery(chip), population.read_keys(active),
-                -self.max_parts, np.float64(shared_optimizer(states, active).lr),
+                np.asarray(active, dtype=np.int64), population.params, chip.layout,
+                population.alphas, population.inverse_alphas,
+                *self._population_signal_args(population, active, x, y),
+                np.float64(shared_optimizer(states, active).lr),
                 np.int64(chip.config.forward.update.bl),
                 population.pulse_keys(active, rng.Purpose.PULSE_LINES),
                 population.device_offsets, *(devices[name] for name in DEVICE_ARRAYS),
                 *numba_devices.device_args(chip.devices[0])[len(DEVICE_ARRAYS):],
                 losses, correct, pulses)
+        return self._population_stepped(population, states, active, losses, correct, pulses)
+
+    def _population_signal_args(self, population, active, x, y) -> tuple:
+        """The population kernels' arguments of the chips' local signals (after the
+        stacked parameters and scales): feedback, batches, rule, activation, periphery,
+        the active chips' read keys and serial products (``-max_parts``)."""
+        chip = population.chips[0]
+        return (population.feedback(self), chip.feedback_layout,
+                np.ascontiguousarray(x, dtype=chip.dtype),
+                np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
+                chip.activation_code, *self._periphery(chip), population.read_keys(active),
+                -self.max_parts)
+
+    @staticmethod
+    def _population_outputs(chip: Chip, n: int) -> tuple:
+        """The population kernels' outputs for ``n`` chips: summed losses, correct
+        predictions, pulses sent per layer (up, down)."""
+        return (np.empty(n), np.empty(n, dtype=np.int64),
+                np.zeros((n, chip.n_layers, 2), dtype=np.int64))
+
+    @staticmethod
+    def _population_stepped(population, states, active, losses, correct,
+                            pulses) -> list[tuple[float, int]]:
+        """After a population kernel: each active chip's programming event and optimizer
+        step counted, its pulses (``None``: ideal updates) added to its host buffer (this
+        backend holds no state elsewhere); the chips' (summed loss, correct predictions)."""
         for k, c in enumerate(active):
             population.chips[c].update_count += 1
-            population.chips[c]._pulses += pulses[k]
+            if pulses is not None:
+                population.chips[c]._pulses += pulses[k]
             states[c].step += 1
-        return [(float(losses[k]), int(correct[k])) for k in range(n)]
+        return [(float(losses[k]), int(correct[k])) for k in range(len(active))]
