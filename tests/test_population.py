@@ -358,3 +358,20 @@ def test_regenerated_feedback_of_a_population_is_drawn_once_per_backend(monkeypa
     assert len(draws) == 3  # once per chip
     np.testing.assert_array_equal(population.feedback(numpy_backend), expected)
     assert len(draws) == 6
+
+
+def test_interrupted_population_across_conditions_resumes_to_the_separate_runs(tmp_path,
+                                                                               monkeypatch):
+    """Chips of different conditions, in different phases when interrupted (one in its
+    noise phase, the other training on data), each resume from their own checkpoints."""
+    conditions = {"none": CONDITIONS["none"], "fresh_sgd": CONDITIONS["fresh_sgd"]}
+    specs = specs_of([4, 6], conditions=conditions)
+    dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
+    with monkeypatch.context() as patch:
+        interrupt(patch, NumbaBackend, "population_step", 5)  # 2 calls a step: in step 2
+        with pytest.raises(Interrupted):
+            run_population(specs, dirs)
+    summaries = run_population(specs, dirs, resume=True)
+    separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
+    assert_same_runs(dirs, summaries, separate_dirs,
+                     [run_spec(s, d) for s, d in zip(specs, separate_dirs)])
