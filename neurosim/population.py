@@ -21,6 +21,8 @@ device state back once after the last step; writing state (``load_state``) calls
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from neurosim import rng
@@ -48,13 +50,21 @@ def adopt(owners: list, name: str) -> np.ndarray:
 
 
 
+def call_key(config: OptimizerConfig) -> OptimizerConfig:
+    """What the chips of one population step must share of their optimizer configuration:
+    all of it but Adam's learning rate, which enters through each chip's own step size
+    (:meth:`OptimizerState.adam_scalars`), so that a sweep of learning rates is one call."""
+    return dataclasses.replace(config, lr=0.0) if config.name == "adam" else config
+
+
 def shared_optimizer(states: list[OptimizerState], active: list[int]) -> OptimizerConfig:
     """The optimizer configuration of the chips ``active`` of a population step, for a
-    backend that steps them in one call; refused when they differ (chips in different
-    phases or conditions: :func:`neurosim.train.run_population` makes one call per
-    optimizer)."""
+    backend that steps them in one call (with Adam, the first chip's learning rate: the
+    backends take each chip's from its step size); refused when their :func:`call_key`
+    differs (chips in different phases or conditions: :func:`neurosim.train.run_population`
+    makes one call per key)."""
     config = states[active[0]].config
-    if any(states[c].config != config for c in active):
+    if any(call_key(states[c].config) != call_key(config) for c in active):
         raise ValueError("the chips of one population step must share their optimizer "
                          "configuration; step each optimizer's chips in a call of their own")
     return config

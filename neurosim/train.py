@@ -41,7 +41,7 @@ from neurosim.data import Dataset, load_dataset
 from neurosim.energy import ledger_summary, stage_totals
 from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
-from neurosim.population import Population
+from neurosim.population import Population, call_key
 from neurosim.precondition import NoiseSource, batch_bounds
 from neurosim.rows import Rows, gathered
 from neurosim.rules import get_rule
@@ -429,8 +429,9 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     took part in, wall time shared by their chips).
 
     A step of the population is one backend call (:meth:`Backend.population_step`) per
-    optimizer configuration and batch size among the chips it steps (one call when all
-    are in the same phase of the same schedule). Runs at different points (resumed from
+    optimizer configuration (:func:`neurosim.population.call_key`: Adam's learning rate
+    may differ) and batch size among the chips it steps (one call when all are in the
+    same phase of the same schedule). Runs at different points (resumed from
     different checkpoints, or finished) are stepped together by how far they are: the ones
     behind first, until all are level.
     """
@@ -474,8 +475,8 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
         calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the runs of one call
         for c in batches:
             if done[c] == behind:
-                calls.setdefault((trainers[c].optimizer.config, len(batches[c][1])),
-                                 []).append(c)
+                calls.setdefault((call_key(trainers[c].optimizer.config),
+                                  len(batches[c][1])), []).append(c)
         optimizers = [trainers[c].optimizer for c in members]
         results = {}
         for chips in calls.values():

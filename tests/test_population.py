@@ -271,6 +271,7 @@ CONDITIONS = {
     "fresh_sgd": {"precondition.regime": "fresh_stream", "precondition.steps": 6,
                   "precondition.optimizer": {"name": "sgd", "lr": 0.05}},
     "momentum": {"optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9}},
+    "adam_fast": {"precondition.enabled": False, "optimizer.lr": 0.01},
 }
 
 
@@ -279,14 +280,15 @@ CONDITIONS = {
                                            ("torch", "pulsed")])
 def test_population_across_conditions_gives_the_separate_runs(tmp_path, monkeypatch, backend,
                                                               mode):
-    """One population of four conditions x two seeds, its chips in different phases with
+    """One population of five conditions x two seeds, its chips in different phases with
     different optimizers and batch sizes: each chip's run is exactly its separate run, and
-    chips of different conditions share backend calls."""
+    chips of different conditions share backend calls (Adam's learning rates may differ
+    within one)."""
     if backend == "torch":
         backend_under_test("torch")
     chip = pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2) if mode == "pulsed" else None
     specs = specs_of([3, 8], chip, backend=backend, conditions=CONDITIONS)
-    assert len(specs) == 8
+    assert len(specs) == 10
     dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
     backend_class = type(create_backend(specs[0].experiment.simulation))
     calls = []
@@ -302,8 +304,9 @@ def test_population_across_conditions_gives_the_separate_runs(tmp_path, monkeypa
     separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
     separate = [run_spec(s, d) for s, d in zip(specs, separate_dirs)]
     assert_same_runs(dirs, summaries, separate_dirs, separate)
-    assert {"none", "noise"} in calls  # data and noise batches of one optimizer: one call
-    assert {"none", "noise", "fresh_sgd"} not in calls  # fresh_sgd's noise: its own optimizer
+    # data and noise batches of one optimizer, Adam at two learning rates: one call
+    assert {"none", "noise", "adam_fast"} in calls
+    assert not any("fresh_sgd" in call and "none" in call for call in calls)  # SGD noise
     assert len({(d / "metrics.jsonl").read_text() for d in dirs}) == len(specs)  # all differ
 
 

@@ -141,13 +141,14 @@ class ResidentPopulation:
 
     def _adam_scalars(self, states: list[OptimizerState], active: list[int]) -> tuple:
         """Adam's ``-step_size`` and ``1 / sqrt(1 - b2^t)`` in the chips' dtype: floats when
-        every active chip is at the same step (the usual case), else ``A x 1`` tensors."""
+        they are the same for every active chip (the same step and learning rate, the usual
+        case), else ``A x 1`` tensors."""
         t = self.population.chips[0].dtype.type
-        steps = {states[c].step for c in active}
-        if len(steps) == 1:
-            step_size, inverse_sqrt_c2 = states[active[0]].adam_scalars()
+        scalars = [states[c].adam_scalars() for c in active]
+        if len(set(scalars)) == 1:
+            step_size, inverse_sqrt_c2 = scalars[0]
             return float(-t(step_size)), float(t(inverse_sqrt_c2))
-        scalars = np.array([states[c].adam_scalars() for c in active])
+        scalars = np.array(scalars)
         return tuple(torch.as_tensor(column.astype(t)[:, None], device=self.params.device)
                      for column in (-scalars[:, 0].astype(t), scalars[:, 1]))
 
