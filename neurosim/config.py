@@ -396,6 +396,10 @@ class PopulationConfig:
         True, doc="one population for all the conditions that share the chip, network, rule "
                   "and simulation (e.g. preconditioning choices, optimizers, schedules: "
                   "conditions x seeds chips at once); false: one population per condition")
+    max_chips: int | None = spec(
+        None, ge=1, doc="at most this many chips at once (larger populations are run in "
+                        "parts, one after another): a GPU keeps each chip's state and fixed "
+                        "noise set (31 MB at 10,000 x 784 float32) in its memory")
 
     def check(self, source: str, path: str) -> None:
         if (self.seeds is None) == (self.size is None):

@@ -131,19 +131,22 @@ def run_together(specs: list[RunSpec], run_dirs: list[Path], resume: bool,
     return summaries
 
 
-def population_members(runs: list[RunSpec], across_conditions: bool) -> list[list[int]]:
+def population_members(runs: list[RunSpec], across_conditions: bool,
+                       max_chips: int | None = None) -> list[list[int]]:
     """The runs (indices into ``runs``) of each population, in the order of their first
     run: runs that share :attr:`RunSpec.population_key` together (``across_conditions``),
-    or each condition's runs together."""
+    or each condition's runs together; in parts of at most ``max_chips`` runs."""
     keys: list = []
-    members: list[list[int]] = []
+    groups: list[list[int]] = []
     for index, spec in enumerate(runs):
         key = spec.population_key if across_conditions else spec.condition
         if key not in keys:
             keys.append(key)
-            members.append([])
-        members[keys.index(key)].append(index)
-    return members
+            groups.append([])
+        groups[keys.index(key)].append(index)
+    size = max_chips or len(runs)
+    return [group[start:start + size] for group in groups
+            for start in range(0, len(group), size)]
 
 
 def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
@@ -159,7 +162,8 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
     run_dirs = [run_dir_of(out, spec) for spec in runs]
     if experiment.population is not None:
-        populations = population_members(runs, experiment.population.across_conditions)
+        populations = population_members(runs, experiment.population.across_conditions,
+                                         experiment.population.max_chips)
         for number, members in enumerate(populations, 1):
             specs = [runs[i] for i in members]
             if progress:

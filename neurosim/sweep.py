@@ -117,12 +117,11 @@ def run_trials(specs: list, run_dirs: list[str], data_dir: str | None, run_repor
 def population_tasks(trials: list[Trial], max_chips: int | None) -> list[list[Trial]]:
     """The trials of each task: one each (``max_chips`` None), or the trials that share
     their hardware (:func:`neurosim.runner.population_members`, across cells and
-    conditions) in chunks of at most ``max_chips``, in plan order."""
+    conditions) in parts of at most ``max_chips``, in plan order."""
     if max_chips is None:
         return [[trial] for trial in trials]
-    groups = population_members([trial.spec for trial in trials], across_conditions=True)
-    return [[trials[i] for i in group[start:start + max_chips]]
-            for group in groups for start in range(0, len(group), max_chips)]
+    return [[trials[i] for i in members] for members in population_members(
+        [trial.spec for trial in trials], across_conditions=True, max_chips=max_chips)]
 
 
 def check_saved_configs(plan: SweepPlan, out: Path) -> None:

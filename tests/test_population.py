@@ -332,6 +332,8 @@ def test_populations_group_the_conditions_that_share_the_hardware():
                      ["bp0", "bp1"], ["wide0", "wide1"]]
     assert population_members(specs, across_conditions=False) == [[0, 1], [2, 3], [4, 5],
                                                                   [6, 7], [8, 9]]
+    assert population_members(specs, True, max_chips=4) == [[0, 1, 2, 3], [8, 9], [4, 5],
+                                                            [6, 7]]
     with pytest.raises(ValueError, match="must share their chip, network, rule"):
         run_population([specs[0], specs[4]], ["/nonexistent/0", "/nonexistent/1"])
 
