@@ -160,18 +160,25 @@ def test_population_with_read_noise_and_feedback_hardware(tmp_path, monkeypatch,
     assert_same_runs(*population, *separate)
 
 
-@pytest.mark.parametrize("mode", ["ideal", "pulsed"])
+@pytest.mark.parametrize("mode", ["ideal", "pulsed", "stochastic"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_reference_and_torch_populations_give_the_separate_runs(tmp_path, backend, mode):
+def test_reference_and_torch_populations_give_the_separate_runs(tmp_path, monkeypatch, backend,
+                                                                mode):
     """numpy loops over the chips; torch (on the CPU) batches the products, the optimizer
-    and the ideal update over a leading chip dimension: the same numbers here."""
+    and the ideal, pulsed or in-array update over a leading chip dimension (its loop over
+    the chips is not taken): the same numbers here."""
     if backend == "torch":
         backend_under_test("torch")
-    chip, optimizer = ((None, {"name": "adam", "lr": 3e-3}) if mode == "ideal" else
-                       (pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2), {"name": "sgd", "lr": 0.05}))
+        monkeypatch.setattr(Backend, "population_step", None)
+    device = dict(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3, stuck_at_initial=0.1)
+    chip, optimizer = {
+        "ideal": (None, {"name": "adam", "lr": 3e-3}),
+        "pulsed": (pulsed_chip(**device), {"name": "sgd", "lr": 0.05}),
+        "stochastic": (stochastic_chip(**device), {"name": "sgd", "lr": 0.05})}[mode]
     specs = specs_of([5, 7, 9], chip, backend=backend, optimizer=optimizer)
     separate = separately(specs, tmp_path / "separate")
     assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+    assert mode == "ideal" or all(sum(s["final"]["pulses_up"]) > 0 for s in separate[1])
 
 
 def interrupt(monkeypatch, cls, name: str, after_calls: int):

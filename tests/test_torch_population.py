@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import backend_under_test
-from test_pulsed_training import pulsed_chip
+from test_pulsed_training import pulsed_chip, stochastic_chip
 
 from neurosim.backends.torch_population import ResidentPopulation
 from neurosim.bench import Workload, constant_step_chip
@@ -19,9 +19,10 @@ from neurosim.config import HW_CONFIG_DIR, load_chip, load_experiment
 from neurosim.optimizers import OptimizerState
 
 QUICKSTART = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
+DEVICE = dict(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3, stuck_at_initial=0.1)
 CHIPS = {"ideal": lambda: load_chip(HW_CONFIG_DIR / "ideal.yaml"),
-         "pulsed": lambda: pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3,
-                                       stuck_at_initial=0.1)}
+         "pulsed": lambda: pulsed_chip(**DEVICE),
+         "stochastic": lambda: stochastic_chip(**DEVICE)}
 
 
 def workloads(chip: str, device: str = "cpu", n_chips: int = 3, optimizer: str = "adam"):
@@ -60,7 +61,7 @@ def downloads(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("chip", ["ideal", "pulsed"])
+@pytest.mark.parametrize("chip", ["ideal", "pulsed", "stochastic"])
 def test_state_stays_on_the_device_until_read(chip, downloads):
     population, alone = workloads(chip, optimizer="adam" if chip == "ideal" else "sgd")
     for _ in range(3):
@@ -76,7 +77,7 @@ def test_state_stays_on_the_device_until_read(chip, downloads):
     population.states[1].state()  # an optimizer's state pulls too
     assert downloads["n"] == 2
     assert_same_chips(population, alone)
-    if chip == "pulsed":
+    if chip != "ideal":
         assert all(chip.pulses.sum() > 0 for chip in population.chips)
 
 
@@ -101,9 +102,10 @@ def test_a_written_state_is_uploaded_again():
     assert_same_chips(population, alone)
 
 
-def test_a_subset_of_the_chips_steps_alone():
+@pytest.mark.parametrize("chip", ["pulsed", "stochastic"])
+def test_a_subset_of_the_chips_steps_alone(chip):
     """Chips behind the others (a resumed run) step alone; the others keep their state."""
-    population, alone = workloads("pulsed", optimizer="sgd", n_chips=4)
+    population, alone = workloads(chip, optimizer="sgd", n_chips=4)
     population.train()
     alone.train()
     active = [0, 2]
@@ -130,15 +132,20 @@ def test_new_optimizers_of_a_new_phase_are_uploaded():
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("chip", ["ideal", "constant_step"])
+@pytest.mark.parametrize("chip", ["ideal", "constant_step", "stochastic"])
 def test_cuda_population_is_the_cpu_population(chip):
     """On a GPU, the batched products round differently from the CPU's: the chips agree to
-    float32 rounding (the pulse counts too, but for weights at a rounding boundary), and
-    the state stays on the device between steps on both."""
+    float32 rounding (the pulse counts too, but for weights at a rounding boundary, or
+    lines whose firing probability lies within that rounding of a draw), and the state
+    stays on the device between steps on both."""
     backends = {device: backend_under_test("torch-cuda" if device == "cuda" else "torch")
                 for device in ("cpu", "cuda")}
     experiment = load_experiment(QUICKSTART)
-    config = constant_step_chip() if chip == "constant_step" else CHIPS["ideal"]()
+    if chip == "stochastic":  # in-array updates: plain SGD
+        experiment = dataclasses.replace(experiment, optimizer=dataclasses.replace(
+            experiment.optimizer, name="sgd", lr=0.05))
+    config = (CHIPS["ideal"]() if chip == "ideal" else
+              constant_step_chip(mode="pulsed" if chip == "constant_step" else chip))
     runs = {device: Workload(experiment, config, backends[device].backend("float32"), 8, 16,
                              data_on_device=True) for device in backends}
     for _ in range(5):

@@ -31,8 +31,8 @@ this size: on a GPU, simulate many chips at once (populations, below).
 at once over a leading chip dimension (:mod:`neurosim.population`) with the state held on
 the device between steps (:mod:`neurosim.backends.torch_population`): batched reads
 through the periphery (each chip's own read-noise streams), the optimizer, the ideal or
-pulsed update of all chips together, no copies of the state per step. This is the fast
-GPU path. In-array updates fall back to a loop over the chips.
+pulsed or in-array update of all chips together, no copies of the state per step. This
+is the fast GPU path.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
@@ -352,19 +352,12 @@ class TorchBackend(Backend):
         return key
 
     def population_step(self, population, states, active, x, y):
-        """Every chip at once unless the update is in-array: the population's state is
-        held on the device between steps
+        """Every chip at once: the population's state is held on the device between steps
         (:class:`neurosim.backends.torch_population.ResidentPopulation`: batched reads,
-        the optimizer, the ideal or pulsed update of all chips together, a subset of the
-        chips gathered and scattered back); ``x`` and ``y`` may already be tensors on the
-        device. In-array updates loop over the chips on the host buffers. Equal to
-        single-chip steps to the rounding of the batched products."""
-        chip = population.chips[0]
-        if chip.update_mode == "stochastic":
-            population.release()
-            return super().population_step(population, states, active,
-                                            *(np.asarray(a.cpu() if isinstance(a, torch.Tensor)
-                                                         else a) for a in (x, y)))
+        the optimizer, the ideal, pulsed or in-array update of all chips together, a subset
+        of the chips gathered and scattered back); ``x`` and ``y`` may already be tensors
+        on the device. Equal to single-chip steps to the rounding of the batched
+        products."""
         population.moments(states)  # a new phase's optimizers: stacked anew, state released
         if population.resident is None:
             population.resident = ResidentPopulation(self, population, states)

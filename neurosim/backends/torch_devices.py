@@ -215,13 +215,14 @@ def apply_pulses(w: np.ndarray, state: DeviceState, direction, n_pulses=1, key_n
 def stochastic_probabilities(x: torch.Tensor, d: torch.Tensor, lr: float, bl: int,
                              dw_min: float) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`neurosim.devices.stochastic_probabilities` of every sample at once: ``x``
-    ``(batch, n_in)``, ``d`` ``(batch, n_out)``; returns float64 ``(p_x, p_d)`` of the same
-    shapes, rows all zero where the sample's ``x`` or ``d`` is all zero or ``lr == 0``."""
+    ``(batch, n_in)``, ``d`` ``(batch, n_out)`` (or with a leading chip dimension); returns
+    float64 ``(p_x, p_d)`` of the same shapes, rows all zero where the sample's ``x`` or
+    ``d`` is all zero or ``lr == 0``."""
     ax, ad = torch.abs(x.to(F64)), torch.abs(d.to(F64))
     ax = torch.where(ax < np.inf, ax, 0.0)  # NaN and inf send nothing
     ad = torch.where(ad < np.inf, ad, 0.0)
-    x_max = torch.amax(ax, dim=1, keepdim=True)
-    d_max = torch.amax(ad, dim=1, keepdim=True)
+    x_max = torch.amax(ax, dim=-1, keepdim=True)
+    d_max = torch.amax(ad, dim=-1, keepdim=True)
     sends = (x_max > 0.0) & (d_max > 0.0) & (lr != 0.0)
     floor = dw_min * dw_min
     x_max, d_max = torch.clamp_min(x_max, floor), torch.clamp_min(d_max, floor)
@@ -275,24 +276,89 @@ def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: Device
         n_up += ups
         n_down += i.numel() - ups
         noise = noise_factors(devices, key_noise, (s * n + i) * bl + slot)
-        # each device's train in slot order (a stable sort keeps nonzero's slot order), and
-        # each pulse's rank in it: the pulses of one rank hit distinct devices
-        order = torch.argsort(i, stable=True)
-        i, up = i.index_select(0, order), up.index_select(0, order)
-        noise = None if noise is None else noise.index_select(0, order)
-        _, trains = torch.unique_consecutive(i, return_counts=True)
-        rank = (torch.arange(i.numel(), device=i.device)
-                - torch.repeat_interleave(torch.cumsum(trains, 0) - trains, trains))
         w64 = w_t.to(F64)
-        for k in range(int(trains.max())):
-            this = rank == k
-            device_k = torch.masked_select(i, this)
-            w64.index_copy_(0, device_k, _pulse(
-                devices, device_k, w64.index_select(0, device_k), torch.masked_select(up, this),
-                None if noise is None else torch.masked_select(noise, this)))
+        _event_pulses(w64, i, up, noise, devices)
         w_t.copy_(w64)  # stored back in the array's dtype at the end of the event
     store(w, w_t)
     return n_up, n_down
+
+
+def _event_pulses(w64: torch.Tensor, i: torch.Tensor, up: torch.Tensor,
+                  noise: torch.Tensor | None, devices) -> None:
+    """The pulses of one programming event of an in-array update on the float64 weights
+    ``w64`` (in place): pulse ``p`` to device ``i[p]`` in direction ``up[p]`` with noise
+    factor ``noise[p]``, given in slot order. Each device's train keeps that order (a
+    stable sort by device) and the pulses of one rank in the trains, which hit distinct
+    devices, are applied together."""
+    order = torch.argsort(i, stable=True)
+    i, up = i.index_select(0, order), up.index_select(0, order)
+    noise = None if noise is None else noise.index_select(0, order)
+    _, trains = torch.unique_consecutive(i, return_counts=True)
+    rank = (torch.arange(i.numel(), device=i.device)
+            - torch.repeat_interleave(torch.cumsum(trains, 0) - trains, trains))
+    for k in range(int(trains.max())):
+        this = rank == k
+        device_k = torch.masked_select(i, this)
+        w64.index_copy_(0, device_k, _pulse(
+            devices, device_k, w64.index_select(0, device_k), torch.masked_select(up, this),
+            None if noise is None else torch.masked_select(noise, this)))
+
+
+def _firing_first(fires: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per chip (row of ``fires``, ``A x lines`` bool), the indices of its firing lines in
+    increasing order, padded to ``width`` with other lines, and which of them fire."""
+    index = torch.sort((~fires).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    return index, torch.gather(fires, 1, index)
+
+
+def population_stochastic_update(w: torch.Tensor, x: torch.Tensor, d: torch.Tensor, devices,
+                                 lr: float, bl: int, key_lines: torch.Tensor,
+                                 key_noise: torch.Tensor) -> torch.Tensor:
+    """:func:`stochastic_update` of one layer of ``A`` chips at once: ``w`` (``A x n``,
+    each chip's flat weights, in place), ``x`` (``A x batch x n_in``), ``d`` (``A x batch x
+    n_out``), ``devices`` their devices flat (``A n``, chip after chip: ``state`` and
+    ``step_up``, ``step_down``, ``w_min``, ``w_max``, ``free``), ``key_lines`` and
+    ``key_noise`` a key per chip (int64 words). Returns the (up, down) pulses of each chip
+    (``A x 2``). Each chip gets exactly its own update: its own line draws (drawn sample
+    by sample here, ``A x bl x lines`` at a time) and noise draws by index, its
+    coincidences in slot order, each device's pulses in that order."""
+    n_chips, batch, n_in = x.shape
+    n_out = d.shape[2]
+    n = n_out * n_in
+    lines = n_out + n_in
+    p_x, p_d = stochastic_probabilities(x, d, lr, bl, devices.state.dw_min)
+    sending = (p_x > 0).any(dim=2) & (p_d > 0).any(dim=2)  # A x batch
+    counts = torch.zeros((n_chips, 2), dtype=torch.int64, device=x.device)
+    draws = torch.arange(bl * lines, dtype=torch.int64, device=x.device)
+    for s in range(batch):  # one programming event per sample, all chips at once
+        u = torch_rng.uniform_at(key_lines[:, None], s * bl * lines + draws)
+        u = u.view(n_chips, bl, lines)
+        rows_fire = (u[:, :, :n_out] < p_d[:, s, None, :]) & sending[:, s, None, None]
+        cols_fire = u[:, :, n_out:] < p_x[:, s, None, :]
+        rows_any, cols_any = rows_fire.any(dim=1), cols_fire.any(dim=1)
+        width_r, width_c = int(rows_any.sum(1).max()), int(cols_any.sum(1).max())
+        if width_r == 0 or width_c == 0:
+            continue
+        rows, row_ok = _firing_first(rows_any, width_r)
+        cols, col_ok = _firing_first(cols_any, width_c)
+        hits = (torch.gather(rows_fire, 2, rows[:, None, :].expand(-1, bl, -1))[:, :, :, None]
+                & torch.gather(cols_fire, 2, cols[:, None, :].expand(-1, bl, -1))[:, :, None, :]
+                & row_ok[:, None, :, None] & col_ok[:, None, None, :])
+        chip, slot, r, c = torch.nonzero(hits, as_tuple=True)  # chip after chip, slot order
+        row, col = rows[chip, r], cols[chip, c]
+        i = row * n_in + col
+        free = devices.free.index_select(0, chip * n + i)
+        chip, slot, row, col, i = (torch.masked_select(t, free) for t in (chip, slot, row, col, i))
+        if i.numel() == 0:
+            continue
+        up = (d[chip, s, row] > 0) != (x[chip, s, col] > 0)  # direction -sign(x_j d_i)
+        counts[:, 0] += torch.bincount(chip[up], minlength=n_chips)
+        counts[:, 1] += torch.bincount(chip[~up], minlength=n_chips)
+        noise = noise_factors(devices, key_noise.index_select(0, chip), (s * n + i) * bl + slot)
+        w64 = w.to(F64).view(-1)
+        _event_pulses(w64, chip * n + i, up, noise, devices)
+        w.copy_(w64.view(n_chips, n))  # stored back in the arrays' dtype after the event
+    return counts
 
 
 def kernels(device: torch.device | str) -> SimpleNamespace:

@@ -30,7 +30,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from neurosim.backends.torch_devices import _pulse_trains, pulse_counts
+from neurosim import rng
+from neurosim.backends.torch_devices import (_pulse_trains, population_stochastic_update,
+                                           pulse_counts)
 from neurosim.backends.torch_math import upload
 from neurosim.devices import FREE
 from neurosim.optimizers import OptimizerState
@@ -58,7 +60,7 @@ class ResidentPopulation:
         self.pulses = torch.zeros((population.size, chip.n_layers, 2), dtype=torch.int64,
                                   device=device)
         self.devices: list[dict[str, torch.Tensor]] | None = None
-        if chip.update_mode == "pulsed":  # per layer, M x n_l contiguous
+        if chip.update_mode != "ideal":  # per layer, M x n_l contiguous
             offsets = population.device_offsets
             self.devices = []
             for l in range(chip.n_layers):
@@ -111,12 +113,16 @@ class ResidentPopulation:
             torch.as_tensor(x, dtype=params.dtype, device=device),
             torch.as_tensor(y, dtype=torch.int64, device=device),
             self._read_keys(active), alphas, int(chip.rule.code))
-        backend._gradient_tensors(chip, inputs, deltas, grads)
-        backend._optimize(shared_optimizer(states, active), chip.dtype.type, m, v, grads, updates,
-                          *self._adam_scalars(states, active))
+        if chip.update_mode == "stochastic":
+            self._stochastic_update(params, inputs, deltas, inverse_alphas,
+                                    shared_optimizer(states, active).lr, active, rows)
+        else:
+            backend._gradient_tensors(chip, inputs, deltas, grads)
+            backend._optimize(shared_optimizer(states, active), chip.dtype.type, m, v, grads,
+                              updates, *self._adam_scalars(states, active))
         if chip.update_mode == "pulsed":
             self._pulsed_update(params, updates, inverse_alphas, active, rows)
-        else:
+        elif chip.update_mode == "ideal":
             backend._ideal_update(chip, params, updates, inverse_alphas)
         if rows is not None:
             for whole, part in ((self.params, params), (self.m, m), (self.v, v),
@@ -152,6 +158,47 @@ class ResidentPopulation:
         return tuple(torch.as_tensor(column.astype(t)[:, None], device=self.params.device)
                      for column in (-scalars[:, 0].astype(t), scalars[:, 1]))
 
+    def _layer_devices(self, l: int, rows) -> SimpleNamespace:
+        """Layer ``l``'s devices of the stepped chips (all, or ``rows``) as flat tensors,
+        chip after chip, with the layer's :class:`DeviceState` (the model's scalars)."""
+        layer = {name: tensor if rows is None else tensor.index_select(0, rows)
+                 for name, tensor in self.devices[l].items()}
+        return SimpleNamespace(state=self.population.chips[0].devices[l],
+                               **{name: tensor.reshape(-1) for name, tensor in layer.items()})
+
+    def _count(self, counted: torch.Tensor, rows) -> None:
+        """Add the stepped chips' pulses (``A x n_layers x 2``) to their device counts."""
+        if rows is None:
+            self.pulses += counted
+        else:
+            self.pulses.index_add_(0, rows, counted)
+
+    def _stochastic_update(self, params: torch.Tensor, inputs: list, errors: list,
+                           inverse_alphas: list, lr: float, active: list[int], rows) -> None:
+        """:meth:`Backend.apply_stochastic_update` of every active chip at once: each
+        layer's pulse trains (:func:`population_stochastic_update`, with each chip's line
+        and noise keys), then the biases' SGD step ``b -= lr sum_batch(errors)`` (summed
+        sample after sample, as NumPy sums the rows)."""
+        chip = self.population.chips[0]
+        bl = chip.config.forward.update.bl
+        step = float(chip.dtype.type(lr))
+        keys = upload(self.population.pulse_keys(active, rng.Purpose.PULSE_LINES)
+                      .view(np.int64), params.device)
+        counted = torch.zeros((len(active), chip.n_layers, 2), dtype=torch.int64,
+                              device=params.device)
+        for l in range(chip.n_layers):
+            w_off, n_out, n_in, b_off = (int(v) for v in chip.layout[l])
+            w = params[:, w_off:w_off + n_out * n_in].contiguous()
+            counted[:, l] = population_stochastic_update(
+                w, inputs[l], errors[l] * inverse_alphas[l], self._layer_devices(l, rows), lr,
+                bl, keys[:, l, 0], keys[:, l, 1])
+            params[:, w_off:w_off + n_out * n_in] = w
+            total = errors[l][:, 0].clone()
+            for i in range(1, errors[l].shape[1]):
+                total += errors[l][:, i]
+            params[:, b_off:b_off + n_out] += -step * total
+        self._count(counted, rows)
+
     def _pulsed_update(self, params: torch.Tensor, updates: torch.Tensor,
                        inverse_alphas: list, active: list[int], rows) -> None:
         """:meth:`Backend.apply_pulsed_update` of every active chip at once: each layer's
@@ -168,24 +215,18 @@ class ResidentPopulation:
         for l, state in enumerate(chip.devices):
             w_off, n_out, n_in, b_off = (int(v) for v in chip.layout[l])
             n = n_out * n_in
-            layer = {name: tensor if rows is None else tensor.index_select(0, rows)
-                     for name, tensor in self.devices[l].items()}
+            devices = self._layer_devices(l, rows)
             dw = updates[:, w_off:w_off + n] * inverse_alphas[l].view(-1, 1)  # array units
             counts = pulse_counts(dw, state.dw_min, max_pulses,
                                   keys[:, l, 0, None], 0)
-            counts = torch.where(layer["free"], counts, 0)
+            counts = torch.where(devices.free.view(-1, n), counts, 0)
             up = dw > 0
             counted[:, l, 0] = torch.where(up, counts, 0).sum(dim=1)
             counted[:, l, 1] = torch.where(up, 0, counts).sum(dim=1)
-            devices = SimpleNamespace(state=state, **{name: tensor.reshape(-1)
-                                                      for name, tensor in layer.items()})
             w = params[:, w_off:w_off + n].reshape(-1)  # a copy: the rows are strided
             _pulse_trains(w, counts.reshape(-1), up.reshape(-1), devices, 0,
                           keys[:, l, 1], max_pulses, row_length=n)
             params[:, w_off:w_off + n] = w.view(-1, n)
             params[:, b_off:b_off + n_out] += updates[:, b_off:b_off + n_out]
-        if rows is None:
-            self.pulses += counted
-        else:
-            self.pulses.index_add_(0, rows, counted)
+        self._count(counted, rows)
 
