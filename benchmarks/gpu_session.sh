@@ -7,6 +7,8 @@
 #   bash benchmarks/gpu_session.sh bench    # neurosim bench on the GPU -> $OUT/bench.{md,json}
 #   bash benchmarks/gpu_session.sh reads    # the same, chips with noisy quantized reads
 #                                           # -> $OUT/bench.{md,json} (bench_noisy_reads_h100)
+#   bash benchmarks/gpu_session.sh inarray  # the same, in-array (stochastic) updates
+#                                           # -> $OUT/bench.{md,json} (bench_in_array_h100)
 #   bash benchmarks/gpu_session.sh profile  # a 256-chip step's operators -> $OUT/profile_*.txt
 #
 # Every part also writes $OUT/machine.txt. The machine's image has torch with CUDA and
@@ -28,7 +30,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 print("python", platform.python_version(), "numpy", numpy.__version__, "numba",
       numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
 } > "$out/machine.txt" 2>&1 || true  # a description, never a reason to stop
-case "${1:?which part: tests, bench, reads or profile}" in
+case "${1:?which part: tests, bench, reads, inarray or profile}" in
     tests)
         "$python" -m pytest -q -m cuda -p no:cacheprovider --ignore=tests/test_sweep.py tests \
             2>&1 | tee "$out/cuda_tests.txt" ;;
@@ -39,12 +41,16 @@ case "${1:?which part: tests, bench, reads or profile}" in
         "$python" -m neurosim.cli bench --backends torch-cuda \
             --chips benchmarks/configs/chip_noisy_reads.yaml \
             --configs experiments/paper_mnist.yaml --populations 1,16,64,256 --out "$out" ;;
+    inarray)
+        "$python" -m neurosim.cli bench --backends torch-cuda \
+            --chips benchmarks/configs/chip_in_array.yaml \
+            --configs benchmarks/configs/sgd_mnist.yaml --populations 1,16,64,256 --out "$out" ;;
     profile)
         for chip in ideal constant_step; do
             "$python" benchmarks/profile_population.py --device cuda --chips 256 \
                 --chip "$chip" > "$out/profile_$chip.txt" 2>&1
         done ;;
     *)
-        echo "unknown part '$1': tests, bench, reads or profile" >&2
+        echo "unknown part '$1': tests, bench, reads, inarray or profile" >&2
         exit 2 ;;
 esac
