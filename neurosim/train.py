@@ -18,8 +18,8 @@ and every ``precondition.checkpoint_every`` noise steps, always at a logging poi
 
 A run is a generator of its training steps (:meth:`Trainer.steps`): the trainer decides
 what happens between steps, its driver computes them: :meth:`Trainer.run` one chip at a
-time, :func:`run_population` the steps of many chips (a population, one condition's seeds)
-in one backend call each.
+time, :func:`run_population` the steps of many chips (a population: runs that share their
+hardware, whatever their seeds and conditions) in one backend call each.
 """
 
 from __future__ import annotations
