@@ -469,14 +469,26 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     runs = {c: trainers[c].steps(resume) for c in members}
     batches = {c: batch for c in members
                if (batch := attempt(c, advance, runs[c], None)) is not None}
+    # Each run's call_key as a small number, found again only when its optimizer changes
+    # (a new phase): hashing a configuration per chip and step would cost a GPU step's
+    # time at hundreds of chips.
+    call_ids: dict = {}
+    known: dict[int, tuple] = {}  # run -> (its optimizer, the number of its call_key)
+
+    def call_id(c: int) -> int:
+        optimizer = trainers[c].optimizer
+        if c not in known or known[c][0] is not optimizer:
+            known[c] = optimizer, call_ids.setdefault(call_key(optimizer.config),
+                                                      len(call_ids))
+        return known[c][1]
+
     while batches:
         done = {c: trainers[c]._steps_done() for c in batches}
         behind = min(done.values())
         calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the runs of one call
         for c in batches:
             if done[c] == behind:
-                calls.setdefault((call_key(trainers[c].optimizer.config),
-                                  len(batches[c][1])), []).append(c)
+                calls.setdefault((call_id(c), len(batches[c][1])), []).append(c)
         optimizers = [trainers[c].optimizer for c in members]
         results = {}
         for chips in calls.values():
