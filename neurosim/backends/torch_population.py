@@ -150,11 +150,11 @@ class ResidentPopulation:
         they are the same for every active chip (the same step and learning rate, the usual
         case), else ``A x 1`` tensors."""
         t = self.population.chips[0].dtype.type
-        scalars = [states[c].adam_scalars() for c in active]
-        if len(set(scalars)) == 1:
-            step_size, inverse_sqrt_c2 = scalars[0]
+        if (len({states[c].step for c in active}) == 1
+                and len({states[c].config.lr for c in active}) == 1):
+            step_size, inverse_sqrt_c2 = states[active[0]].adam_scalars()
             return float(-t(step_size)), float(t(inverse_sqrt_c2))
-        scalars = np.array(scalars)
+        scalars = np.array([states[c].adam_scalars() for c in active])
         return tuple(torch.as_tensor(column.astype(t)[:, None], device=self.params.device)
                      for column in (-scalars[:, 0].astype(t), scalars[:, 1]))
 
