@@ -22,6 +22,7 @@ device state back once after the last step; writing state (``load_state``) calls
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -50,6 +51,7 @@ def adopt(owners: list, name: str) -> np.ndarray:
 
 
 
+@functools.lru_cache(maxsize=1024)
 def call_key(config: OptimizerConfig) -> OptimizerConfig:
     """What the chips of one population step must share of their optimizer configuration:
     all of it but Adam's learning rate, which enters through each chip's own step size
@@ -64,9 +66,16 @@ def shared_optimizer(states: list[OptimizerState], active: list[int]) -> Optimiz
     differs (chips in different phases or conditions: :func:`neurosim.train.run_population`
     makes one call per key)."""
     config = states[active[0]].config
-    if any(call_key(states[c].config) != call_key(config) for c in active):
-        raise ValueError("the chips of one population step must share their optimizer "
-                         "configuration; step each optimizer's chips in a call of their own")
+    key = None  # made only for configurations that are not plainly equal (per step: cheap)
+    for c in active:
+        other = states[c].config
+        if other is config or other == config:
+            continue
+        key = call_key(config) if key is None else key
+        if call_key(other) != key:
+            raise ValueError("the chips of one population step must share their optimizer "
+                             "configuration; step each optimizer's chips in a call of their "
+                             "own")
     return config
 
 
