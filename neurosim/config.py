@@ -456,6 +456,46 @@ class ExperimentConfig:
                               "population.size); drop seeds")
 
 
+# What the chips of one population may differ in beyond their seed (neurosim.population):
+# fields that only shape what each chip draws when it is built (its devices, its initial
+# weights and scale, its feedback cells), its own clock, and what its own ledger books.
+# A population step's backend calls read every other field from its first chip.
+PER_CHIP_FIELDS = {
+    "chip": ("name", "description", "source", "tiles", "energy", "step_time_s"),
+    "forward": ("init_fill",),
+    "forward.device": ("dw_min_dtod", "up_down", "up_down_dtod", "w_min_dtod", "w_max_dtod",
+                       "stuck_at_min", "stuck_at_max", "stuck_at_initial", "g_min", "g_max",
+                       "drift_nu", "drift_nu_dtod", "drift_t0_s"),
+    "feedback": ("distribution", "gain", "ternary_zero_fraction", "programming_error",
+                 "levels", "stuck_at_min", "stuck_at_max", "drift_nu", "drift_nu_dtod",
+                 "drift_t0_s"),
+}
+
+
+def _with_defaults(config, names: tuple[str, ...]):
+    """``config`` with the fields ``names`` at their defaults (text fields without one:
+    empty)."""
+    values = {}
+    for item in dataclasses.fields(config):
+        if item.name in names:
+            values[item.name] = (item.default_factory() if item.default_factory
+                                 is not dataclasses.MISSING else "" if item.default
+                                 is dataclasses.MISSING else item.default)
+    return dataclasses.replace(config, **values)
+
+
+def shared_hardware(chip: ChipConfig) -> ChipConfig:
+    """``chip`` with every :data:`PER_CHIP_FIELDS` field at its default: chips for which
+    it is equal can be stepped as one population (e.g. presets that differ only in
+    device-to-device variation, stuck cells or feedback programming)."""
+    device = _with_defaults(chip.forward.device, PER_CHIP_FIELDS["forward.device"])
+    forward = dataclasses.replace(_with_defaults(chip.forward, PER_CHIP_FIELDS["forward"]),
+                                  device=device)
+    return dataclasses.replace(_with_defaults(chip, PER_CHIP_FIELDS["chip"]), forward=forward,
+                               feedback=_with_defaults(chip.feedback,
+                                                       PER_CHIP_FIELDS["feedback"]))
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One resolved run: a condition of an experiment with one seed and its chip."""
@@ -467,12 +507,14 @@ class RunSpec:
 
     @property
     def population_key(self) -> tuple:
-        """What the runs of one population share (compared with ``==``): the chip, the
-        network, the rule and the simulation, so that one backend call can step all their
-        chips. Everything else may differ between them: seed, preconditioning, optimizer,
-        data and schedule."""
+        """What the runs of one population share (compared with ``==``): the chip (but for
+        what each chip draws for itself, :func:`shared_hardware`), the network, the rule and
+        the simulation, so that one backend call can step all their chips. Everything else
+        may differ between them: seed, device variation, preconditioning, optimizer, data
+        and schedule."""
         experiment = self.experiment
-        return self.chip, experiment.network, experiment.rule, experiment.simulation
+        return (shared_hardware(self.chip), experiment.network, experiment.rule,
+                experiment.simulation)
 
 
 # ------------------------------------------------------------------------ loading

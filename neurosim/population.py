@@ -28,7 +28,7 @@ import numpy as np
 
 from neurosim import rng
 from neurosim.chip import Chip
-from neurosim.config import OptimizerConfig
+from neurosim.config import OptimizerConfig, shared_hardware
 from neurosim.optimizers import OptimizerState
 
 DEVICE_ARRAYS = ("step_up", "step_down", "w_min", "w_max", "stuck")
@@ -93,11 +93,15 @@ class Population:
         if not chips:
             raise ValueError("a population needs at least one chip")
         first = chips[0]
-        shared = (first.dims, first.dtype, first.config, first.rule.code, first.activation)
-        for chip in chips[1:]:
-            if (chip.dims, chip.dtype, chip.config, chip.rule.code, chip.activation) != shared:
-                raise ValueError("the chips of a population must share their shapes, dtype, "
-                                 "chip configuration, rule and activation")
+
+        def shared(chip: Chip) -> tuple:
+            return (chip.dims, chip.dtype, shared_hardware(chip.config), chip.rule.code,
+                    chip.activation)
+
+        if any(shared(chip) != shared(first) for chip in chips[1:]):
+            raise ValueError("the chips of a population must share their shapes, dtype, "
+                             "chip configuration (but for what each chip draws, "
+                             "neurosim.config.shared_hardware), rule and activation")
         self.chips = chips
         self.size = len(chips)
         self.resident = None  # the backend's copy of the state on its device, if any

@@ -387,3 +387,56 @@ def test_interrupted_population_across_conditions_resumes_to_the_separate_runs(t
     separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
     assert_same_runs(dirs, summaries, separate_dirs,
                      [run_spec(s, d) for s, d in zip(specs, separate_dirs)])
+
+
+def device_variants():
+    """Chips of one device model that differ only in what each chip draws for itself:
+    device-to-device spreads, asymmetry, stuck cells, initial fill, feedback programming
+    and drift, energy costs, names."""
+    base = pulsed_chip(dw_min=0.002, dw_min_ctoc=0.2)
+    varied = [
+        {"forward.device": {"dw_min_dtod": 0.3, "up_down": 0.1},
+         "feedback": {"programming_error": 0.1, "levels": 9}},
+        {"forward.device": {"w_min_dtod": 0.2, "w_max_dtod": 0.1, "stuck_at_initial": 0.2},
+         "forward": {"init_fill": 0.5}, "feedback": {"stuck_at_max": 0.05, "drift_nu": 0.05}},
+        {"forward.device": {"up_down_dtod": 0.2, "stuck_at_min": 0.1},
+         "chip": {"name": "another", "step_time_s": 1.0}},
+    ]
+    chips = []
+    for changes in varied:
+        device = dataclasses.replace(base.forward.device, **changes.get("forward.device", {}))
+        forward = dataclasses.replace(base.forward, device=device,
+                                      **changes.get("forward", {}))
+        feedback = dataclasses.replace(base.feedback, **changes.get("feedback", {}))
+        energy = dataclasses.replace(base.energy, read_voltage_v=0.2 * len(chips) + 0.3)
+        chips.append(dataclasses.replace(base, forward=forward, feedback=feedback,
+                                         energy=energy, **changes.get("chip", {})))
+    return chips
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_population_of_device_variants_gives_the_separate_runs(tmp_path, backend):
+    """Chips that differ in device-to-device variation, stuck cells and feedback
+    programming form one population (one chip configuration for its steps, each chip's
+    own draws), and each gets its separate run."""
+    if backend == "torch":
+        backend_under_test("torch")
+    chips = device_variants()
+    specs = [dataclasses.replace(spec, chip=chip) for spec, chip in
+             zip(specs_of([1, 2, 3], backend=backend, optimizer={"name": "sgd", "lr": 0.05}),
+                 chips)]
+    assert population_members(specs, across_conditions=True) == [[0, 1, 2]]
+    separate = separately(specs, tmp_path / "separate")
+    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+
+
+def test_chips_that_step_differently_are_not_one_population():
+    base = pulsed_chip(dw_min=0.002)
+    others = [dataclasses.replace(base, forward=dataclasses.replace(
+                  base.forward, device=dataclasses.replace(base.forward.device, **change)))
+              for change in ({"levels": 64}, {"dw_min_ctoc": 0.1}, {"model": "linear_step"})]
+    specs = [dataclasses.replace(spec, chip=chip) for spec, chip in
+             zip(specs_of([0, 1, 2, 3]), [base, *others])]
+    assert population_members(specs, across_conditions=True) == [[0], [1], [2], [3]]
+    with pytest.raises(ValueError, match="must share their chip, network, rule"):
+        run_population(specs[:2], ["/nonexistent/0", "/nonexistent/1"])
