@@ -5,8 +5,8 @@ conditions (strategies) and seeds (see :mod:`neurosim.sweep_plan`). Every trial 
 folder ``<out>/<cell>/<condition>/seed<k>/`` as ``neurosim run`` makes it, computed as one
 Dask task: on a local cluster of one single-threaded worker process per core (``--workers``
 to change), or on the cluster of ``--scheduler ADDRESS``. With ``--population-chips N`` (or
-the file's ``population``) a task is a population of up to N trials simulated at once (for
-GPU workers). Re-running the same command continues an interrupted sweep: finished trials
+the file's ``population``) a task is a population of up to N trials simulated at once (the
+way to use GPU workers; small trials gain on CPU workers too). Re-running the same command continues an interrupted sweep: finished trials
 are kept, unfinished ones resume from their last checkpoint. Exit status 1 when a trial
 failed (the summary says which and why).
 """
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--population-chips", type=positive_int, metavar="N",
                         help="simulate the trials that share chip, network, rule and "
                              "simulation as populations of at most N chips, one task each "
-                             "(the sweep's population.max_chips; for GPU workers)")
+                             "(the sweep's population.max_chips)")
     parser.add_argument("--run-reports", action="store_true",
                         help="also write each trial's figures and report.md (seconds per trial)")
     parser.add_argument("--dry-run", action="store_true",
