@@ -25,10 +25,14 @@ def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: i
                       n_features: int, dtype: np.dtype) -> np.ndarray:
     """``n x n_features`` noise inputs from stream ``key``."""
     count = n * n_features
-    if config.distribution == "gaussian":
-        values = config.mean + config.std * backend.normal(key, count)
-    else:
-        values = config.low + (config.high - config.low) * backend.uniform(key, count)
+    if config.distribution == "gaussian":  # mean + std z, in place (no 8-byte temporaries)
+        values = backend.normal(key, count)
+        values *= config.std
+        values += config.mean
+    else:  # low + (high - low) u
+        values = backend.uniform(key, count)
+        values *= config.high - config.low
+        values += config.low
     return values.astype(dtype).reshape(n, n_features)
 
 
