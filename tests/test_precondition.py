@@ -68,3 +68,20 @@ def test_probe_is_separate_from_the_training_noise():
     probe, _ = noise.probe(300)
     rows = lambda x: {row.tobytes() for row in x}
     assert not rows(probe) & rows(noise.fixed_set[0])
+
+
+@pytest.mark.parametrize("config", [NoiseInputConfig(mean=0.3, std=2.0),
+                                    NoiseInputConfig(distribution="uniform", low=-0.5,
+                                                     high=1.5)])
+def test_noise_inputs_are_the_affine_map_of_the_stream_exactly(config):
+    """``mean + std z`` (``low + (high - low) u``) of the stream's float64 draws, then
+    rounded to the dtype: the definition, bit for bit."""
+    from neurosim.precondition import draw_noise_inputs
+
+    backend = NumpyBackend()
+    got = draw_noise_inputs(backend, config, 1234, 50, 30, np.dtype(np.float32))
+    if config.distribution == "gaussian":
+        expected = config.mean + config.std * backend.normal(1234, 1500)
+    else:
+        expected = config.low + (config.high - config.low) * backend.uniform(1234, 1500)
+    np.testing.assert_array_equal(got, expected.astype(np.float32).reshape(50, 30))
