@@ -13,6 +13,8 @@ epoch), so a resumed run sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from neurosim import rng
@@ -49,6 +51,10 @@ def batch_bounds(step: int, n_examples: int, batch_size: int) -> tuple[int, int,
     epoch, index = divmod(step, batches_per_epoch)
     start = index * batch_size
     return epoch, start, min(start + batch_size, n_examples)
+
+
+PROBES_KEPT = 4  # noise probe sets kept for runs with the same seed (31 MB each at 10k x 784)
+_probes: OrderedDict = OrderedDict()
 
 
 class NoiseSource:
@@ -120,11 +126,22 @@ class NoiseSource:
         return Rows(inputs, index), Rows(labels, index)
 
     def probe(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """A separate noise probe set of ``n`` examples (never trained on)."""
+        """A separate noise probe set of ``n`` examples (never trained on), read-only. Runs
+        with the same seed, noise and backend (an experiment's conditions, paired by seed)
+        get the same probe, drawn once: the last :data:`PROBES_KEPT` are kept."""
+        key = (self.backend.name, str(getattr(self.backend, "device", "")), self.seed, n,
+               self.n_features, self.n_classes, np.dtype(self.dtype).str, self.config.input)
+        if key in _probes:
+            _probes.move_to_end(key)
+            return _probes[key]
         x = draw_noise_inputs(self.backend, self.config.input,
                               rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_PROBE_INPUTS),
                               n, self.n_features, self.dtype)
         y = draw_noise_labels(self.backend,
                               rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_PROBE_LABELS),
                               n, self.n_classes)
+        x.flags.writeable = y.flags.writeable = False
+        _probes[key] = x, y
+        while len(_probes) > PROBES_KEPT:
+            _probes.popitem(last=False)
         return x, y

@@ -85,3 +85,23 @@ def test_noise_inputs_are_the_affine_map_of_the_stream_exactly(config):
     else:
         expected = config.low + (config.high - config.low) * backend.uniform(1234, 1500)
     np.testing.assert_array_equal(got, expected.astype(np.float32).reshape(50, 30))
+
+
+def test_runs_with_one_seed_share_their_noise_probe_drawn_once(monkeypatch):
+    """An experiment's conditions paired by seed measure on the same probe: drawn once,
+    read-only; another seed, size or backend gets its own."""
+    from neurosim.backends.numba_cpu import NumbaBackend
+
+    draws = []
+    original = NumpyBackend.normal
+    monkeypatch.setattr(NumpyBackend, "normal",
+                        lambda self, key, n: draws.append(key) or original(self, key, n))
+    first, again = source(), source()
+    x, y = first.probe(40)
+    assert again.probe(40)[0] is x and len(draws) == 1
+    assert not x.flags.writeable and not y.flags.writeable
+    other_seed = NoiseSource(first.config, NumpyBackend(), 8, 784, 10, np.dtype("float32"))
+    assert not np.array_equal(other_seed.probe(40)[0], x)
+    assert first.probe(41)[0] is not x and len(draws) == 3
+    numba = NoiseSource(first.config, NumbaBackend(), 3, 784, 10, np.dtype("float32"))
+    np.testing.assert_array_equal(numba.probe(40)[0], x)  # its own draw, the same numbers
