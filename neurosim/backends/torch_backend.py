@@ -180,10 +180,11 @@ class TorchBackend(Backend):
 
     def _signals(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,
                  rule_code: int, training: bool) -> tuple[float, int, list, list]:
-        """:meth:`local_signals` with tensors (see :meth:`NumpyBackend.local_signals`)."""
+        """:meth:`local_signals` with tensors (see :meth:`NumpyBackend.local_signals`); the
+        labels copied, as the inputs (a probe set's arrays are read-only)."""
         loss, correct, inputs, deltas = self._signal_tensors(
             chip, self._tensor(chip.params), self._tensor(feedback), self._batch(chip, x),
-            torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device),
+            torch.tensor(np.asarray(y, dtype=np.int64), device=self.device),
             chip.read_keys(training), self._scales(chip.alphas_typed), rule_code)
         return float(loss), int(correct), inputs, deltas
 
