@@ -3,11 +3,13 @@
 Copying a population's state between the host and a GPU on every step costs more than the
 step: 256 chips of a ``[784, 100, 10]`` network hold 80 MB of parameters in float32, and
 Adam two moments more. :class:`ResidentPopulation` uploads the state once (parameters,
-optimizer moments, stored feedback, the devices' per-device arrays) and then runs every
-:meth:`TorchBackend.population_step` on the device copies: batched products over a
-leading chip dimension, the optimizer and the ideal update element-wise over all chips at
-once, and the pulsed update of every chip together (:func:`neurosim.backends.torch_devices
-._pulse_trains` over the chips' rows: the same draws by index as chip by chip). The only
+optimizer moments, stored or regenerated feedback, the devices' per-device arrays) and then
+runs every :meth:`TorchBackend.population_step` on the device copies: batched reads over a
+leading chip dimension (through the periphery, each chip's own noise streams), the
+optimizer and the ideal update element-wise over all chips at once, the pulsed update of
+every chip together (:func:`neurosim.backends.torch_devices._pulse_trains` over the chips'
+rows: the same draws by index as chip by chip) and the in-array update of every chip
+together (:func:`neurosim.backends.torch_devices.population_stochastic_update`). The only
 transfers of a step are the batch (unless it already lies on the device), the per-chip
 keys and Adam scalars when they differ between chips, and the losses and correct counts.
 
