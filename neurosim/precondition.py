@@ -13,7 +13,9 @@ epoch), so a resumed run sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -53,8 +55,35 @@ def batch_bounds(step: int, n_examples: int, batch_size: int) -> tuple[int, int,
     return epoch, start, min(start + batch_size, n_examples)
 
 
-PROBES_KEPT = 4  # noise probe sets kept for runs with the same seed (31 MB each at 10k x 784)
-_probes: OrderedDict = OrderedDict()
+class DrawnSet:
+    """A drawn noise set, (``inputs``, ``labels``), read-only: shared by the runs that draw
+    the same one (:func:`shared_set`)."""
+
+    __slots__ = ("inputs", "labels", "__weakref__")
+
+    def __init__(self, inputs: np.ndarray, labels: np.ndarray):
+        inputs.flags.writeable = labels.flags.writeable = False
+        self.inputs, self.labels = inputs, labels
+
+
+SETS_KEPT = 4  # sets kept after their runs end (31 MB each at 10,000 x 784 float32)
+_live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # sets some run holds
+_recent: OrderedDict = OrderedDict()  # the last SETS_KEPT sets drawn or shared
+
+
+def shared_set(key: tuple, draw: Callable[[], DrawnSet]) -> DrawnSet:
+    """The noise set ``key`` names (its purpose, stream, size and backend): the one a run
+    already holds (a population's chips of one seed, across conditions), or one of the
+    last :data:`SETS_KEPT` (runs made one after another), else ``draw()``."""
+    found = _live.get(key) or _recent.get(key)
+    if found is None:
+        found = draw()
+    _live[key] = found
+    _recent[key] = found
+    _recent.move_to_end(key)
+    while len(_recent) > SETS_KEPT:
+        _recent.popitem(last=False)
+    return found
 
 
 class NoiseSource:
@@ -68,21 +97,35 @@ class NoiseSource:
         self.n_features = n_features
         self.n_classes = n_classes
         self.dtype = dtype
-        self._fixed_set: tuple[np.ndarray, np.ndarray] | None = None
+        self._sets: dict[tuple, DrawnSet] = {}  # this run's drawn sets (kept alive here)
         self._permutation_epoch = -1
         self._permutation = None
+
+    def _set(self, purpose: str, n: int, inputs: rng.Purpose,
+             labels: rng.Purpose) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` noise examples of this run's streams ``inputs`` and ``labels`` (read-only;
+        :func:`shared_set`: drawn once for all the runs with the same seed, noise and
+        backend)."""
+        if (purpose, n) not in self._sets:
+            def draw() -> DrawnSet:
+                return DrawnSet(
+                    draw_noise_inputs(self.backend, self.config.input,
+                                      rng.stream_key(self.seed, 0, 0, inputs), n,
+                                      self.n_features, self.dtype),
+                    draw_noise_labels(self.backend, rng.stream_key(self.seed, 0, 0, labels),
+                                      n, self.n_classes))
+            key = (purpose, self.backend.name, str(getattr(self.backend, "device", "")),
+                   self.seed, n, self.n_features, self.n_classes, np.dtype(self.dtype).str,
+                   self.config.input)
+            self._sets[purpose, n] = shared_set(key, draw)
+        drawn = self._sets[purpose, n]
+        return drawn.inputs, drawn.labels
 
     @property
     def fixed_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The ``N`` (inputs, labels) of the fixed-set regime, drawn on first use."""
-        if self._fixed_set is None:
-            key = rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_SET_INPUTS)
-            inputs = draw_noise_inputs(self.backend, self.config.input, key,
-                                       self.config.n_examples, self.n_features, self.dtype)
-            key = rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_SET_LABELS)
-            labels = draw_noise_labels(self.backend, key, self.config.n_examples, self.n_classes)
-            self._fixed_set = inputs, labels
-        return self._fixed_set
+        return self._set("fixed set", self.config.n_examples, rng.Purpose.NOISE_SET_INPUTS,
+                         rng.Purpose.NOISE_SET_LABELS)
 
     def setup_draws(self) -> int:
         """Random numbers drawn once before the first step: the fixed set's inputs and labels
@@ -126,22 +169,8 @@ class NoiseSource:
         return Rows(inputs, index), Rows(labels, index)
 
     def probe(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """A separate noise probe set of ``n`` examples (never trained on), read-only. Runs
-        with the same seed, noise and backend (an experiment's conditions, paired by seed)
-        get the same probe, drawn once: the last :data:`PROBES_KEPT` are kept."""
-        key = (self.backend.name, str(getattr(self.backend, "device", "")), self.seed, n,
-               self.n_features, self.n_classes, np.dtype(self.dtype).str, self.config.input)
-        if key in _probes:
-            _probes.move_to_end(key)
-            return _probes[key]
-        x = draw_noise_inputs(self.backend, self.config.input,
-                              rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_PROBE_INPUTS),
-                              n, self.n_features, self.dtype)
-        y = draw_noise_labels(self.backend,
-                              rng.stream_key(self.seed, 0, 0, rng.Purpose.NOISE_PROBE_LABELS),
-                              n, self.n_classes)
-        x.flags.writeable = y.flags.writeable = False
-        _probes[key] = x, y
-        while len(_probes) > PROBES_KEPT:
-            _probes.popitem(last=False)
-        return x, y
+        """A separate noise probe set of ``n`` examples (never trained on), read-only;
+        shared with the runs of the same seed and noise (an experiment's conditions, paired
+        by seed)."""
+        return self._set("probe", n, rng.Purpose.NOISE_PROBE_INPUTS,
+                         rng.Purpose.NOISE_PROBE_LABELS)

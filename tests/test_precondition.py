@@ -105,3 +105,28 @@ def test_runs_with_one_seed_share_their_noise_probe_drawn_once(monkeypatch):
     assert first.probe(41)[0] is not x and len(draws) == 3
     numba = NoiseSource(first.config, NumbaBackend(), 3, 784, 10, np.dtype("float32"))
     np.testing.assert_array_equal(numba.probe(40)[0], x)  # its own draw, the same numbers
+
+
+def test_runs_with_one_seed_share_their_fixed_noise_set_while_they_hold_it(monkeypatch):
+    """A population's chips of one seed and noise (its conditions) train on one copy of
+    their fixed set, drawn once and read-only; another size is another set."""
+    import gc
+
+    from neurosim import precondition
+
+    draws = []
+    original = NumpyBackend.normal
+    monkeypatch.setattr(NumpyBackend, "normal",
+                        lambda self, key, n: draws.append(key) or original(self, key, n))
+    monkeypatch.setattr(precondition, "_recent", precondition.OrderedDict())  # none kept
+    monkeypatch.setattr(precondition, "SETS_KEPT", 0)
+    a, b = source(n_examples=37), source(n_examples=37)
+    inputs, labels = a.fixed_set
+    assert b.fixed_set[0] is inputs and b.fixed_set[1] is labels and len(draws) == 1
+    assert not inputs.flags.writeable and not labels.flags.writeable
+    assert source(n_examples=38).fixed_set[0] is not inputs and len(draws) == 2
+    np.testing.assert_array_equal(source(n_examples=38).fixed_set[0][:37], inputs)
+    del a, b, inputs, labels
+    gc.collect()
+    source(n_examples=37).fixed_set  # noqa: B018 (no run holds it any more: drawn again)
+    assert len(draws) == 4
