@@ -98,7 +98,8 @@ class Population:
             return (chip.dims, chip.dtype, shared_hardware(chip.config), chip.rule.code,
                     chip.activation)
 
-        if any(shared(chip) != shared(first) for chip in chips[1:]):
+        reference = shared(first)
+        if any(shared(chip) != reference for chip in chips[1:]):
             raise ValueError("the chips of a population must share their shapes, dtype, "
                              "chip configuration (but for what each chip draws, "
                              "neurosim.config.shared_hardware), rule and activation")

@@ -82,8 +82,9 @@ def run_trials(specs: list, run_dirs: list[str], data_dir: str | None, run_repor
     def failed(k: int, error: Exception) -> None:
         errors[k] = error, "".join(traceback.format_exception(error))
 
-    start = time.perf_counter()
+    seconds: dict[int, float] = {}
     if together and todo:
+        start = time.perf_counter()
         try:
             run_together([specs[k] for k in todo], [run_dirs[k] for k in todo], resume=True,
                          data_dir=data_dir, on_error=lambda i, error: failed(todo[i], error))
@@ -92,17 +93,18 @@ def run_trials(specs: list, run_dirs: list[str], data_dir: str | None, run_repor
         except Exception as error:  # the population itself: every unfinished trial
             for k in todo:
                 errors.setdefault(k, (error, traceback.format_exc()))
-    seconds = time.perf_counter() - start
-    for k in todo:
-        if not together:
+        seconds = dict.fromkeys(todo, time.perf_counter() - start)
+    else:
+        for k in todo:
             start = time.perf_counter()
             try:
-                run_one(specs[k], run_dirs[k], resume=True, progress=False,
-                        data_dir=data_dir, run_report=run_report)
+                run_one(specs[k], run_dirs[k], resume=True, progress=False, data_dir=data_dir,
+                        run_report=run_report)
             except Exception as error:
                 failed(k, error)
-            seconds = time.perf_counter() - start
-        fields[k].update(seconds=seconds, chips=chips)
+            seconds[k] = time.perf_counter() - start
+    for k in todo:
+        fields[k].update(seconds=seconds[k], chips=chips)
         if k in errors:  # recorded in the manifest; the sweep goes on
             error, text = errors[k]
             write_text(run_dirs[k] / TRACEBACK, text)

@@ -436,8 +436,9 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     behind first, until all are level.
     """
     first = specs[0]
+    hardware = first.population_key
     for spec in specs[1:]:
-        if spec.population_key != first.population_key:
+        if spec.population_key != hardware:
             raise ValueError("the runs of a population must share their chip, network, rule "
                              f"and simulation; {spec.condition} seed {spec.seed} differs from "
                              f"{first.condition} seed {first.seed}")
