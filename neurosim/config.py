@@ -475,13 +475,14 @@ PER_CHIP_FIELDS = {
 def _with_defaults(config, names: tuple[str, ...]):
     """``config`` with the fields ``names`` at their defaults (text fields without one:
     empty)."""
-    values = {}
-    for item in dataclasses.fields(config):
-        if item.name in names:
-            values[item.name] = (item.default_factory() if item.default_factory
-                                 is not dataclasses.MISSING else "" if item.default
-                                 is dataclasses.MISSING else item.default)
-    return dataclasses.replace(config, **values)
+    def default(item: dataclasses.Field):
+        if item.default_factory is not dataclasses.MISSING:
+            return item.default_factory()
+        return "" if item.default is dataclasses.MISSING else item.default
+
+    return dataclasses.replace(config, **{item.name: default(item)
+                                          for item in dataclasses.fields(config)
+                                          if item.name in names})
 
 
 def shared_hardware(chip: ChipConfig) -> ChipConfig:

@@ -50,7 +50,6 @@ def adopt(owners: list, name: str) -> np.ndarray:
     return stacked
 
 
-
 @functools.lru_cache(maxsize=1024)
 def call_key(config: OptimizerConfig) -> OptimizerConfig:
     """What the chips of one population step must share of their optimizer configuration:

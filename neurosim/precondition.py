@@ -72,7 +72,7 @@ _recent: OrderedDict = OrderedDict()  # the last SETS_KEPT sets drawn or shared
 
 
 def shared_set(key: tuple, draw: Callable[[], DrawnSet]) -> DrawnSet:
-    """The noise set ``key`` names (its purpose, stream, size and backend): the one a run
+    """The noise set ``key`` names (its stream, size and backend): the one a run
     already holds (a population's chips of one seed, across conditions), or one of the
     last :data:`SETS_KEPT` (runs made one after another), else ``draw()``."""
     found = _live.get(key) or _recent.get(key)
@@ -101,12 +101,12 @@ class NoiseSource:
         self._permutation_epoch = -1
         self._permutation = None
 
-    def _set(self, purpose: str, n: int, inputs: rng.Purpose,
+    def _set(self, n: int, inputs: rng.Purpose,
              labels: rng.Purpose) -> tuple[np.ndarray, np.ndarray]:
         """``n`` noise examples of this run's streams ``inputs`` and ``labels`` (read-only;
         :func:`shared_set`: drawn once for all the runs with the same seed, noise and
         backend)."""
-        if (purpose, n) not in self._sets:
+        if (inputs, n) not in self._sets:
             def draw() -> DrawnSet:
                 return DrawnSet(
                     draw_noise_inputs(self.backend, self.config.input,
@@ -114,17 +114,17 @@ class NoiseSource:
                                       self.n_features, self.dtype),
                     draw_noise_labels(self.backend, rng.stream_key(self.seed, 0, 0, labels),
                                       n, self.n_classes))
-            key = (purpose, self.backend.name, str(getattr(self.backend, "device", "")),
+            key = (inputs, self.backend.name, str(getattr(self.backend, "device", "")),
                    self.seed, n, self.n_features, self.n_classes, np.dtype(self.dtype).str,
                    self.config.input)
-            self._sets[purpose, n] = shared_set(key, draw)
-        drawn = self._sets[purpose, n]
+            self._sets[inputs, n] = shared_set(key, draw)
+        drawn = self._sets[inputs, n]
         return drawn.inputs, drawn.labels
 
     @property
     def fixed_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The ``N`` (inputs, labels) of the fixed-set regime, drawn on first use."""
-        return self._set("fixed set", self.config.n_examples, rng.Purpose.NOISE_SET_INPUTS,
+        return self._set(self.config.n_examples, rng.Purpose.NOISE_SET_INPUTS,
                          rng.Purpose.NOISE_SET_LABELS)
 
     def setup_draws(self) -> int:
@@ -172,5 +172,4 @@ class NoiseSource:
         """A separate noise probe set of ``n`` examples (never trained on), read-only;
         shared with the runs of the same seed and noise (an experiment's conditions, paired
         by seed)."""
-        return self._set("probe", n, rng.Purpose.NOISE_PROBE_INPUTS,
-                         rng.Purpose.NOISE_PROBE_LABELS)
+        return self._set(n, rng.Purpose.NOISE_PROBE_INPUTS, rng.Purpose.NOISE_PROBE_LABELS)
