@@ -22,7 +22,7 @@ import numpy as np
 from neurosim import rng
 from neurosim.backends.base import Backend
 from neurosim.config import NoiseInputConfig, PreconditionConfig
-from neurosim.rows import Rows, gathered
+from neurosim.rows import Segment, gathered
 
 
 def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: int,
@@ -144,29 +144,36 @@ class NoiseSource:
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (inputs, labels) of noise step ``step`` (0-based)."""
-        return tuple(gathered(part) for part in self.rows(step))
+        return tuple(gathered(part) for part in self.segment(step, step + 1).batch(0))
 
-    def rows(self, step: int) -> tuple:
-        """:meth:`batch` as :class:`neurosim.rows.Rows` of the fixed set (drawn batches of a
-        fresh stream as arrays)."""
+    def segment(self, start: int, stop: int) -> Segment:
+        """Noise steps ``start .. stop - 1``: rows of the fixed set, in each epoch's order,
+        or batches of the fresh stream (drawn when a step is taken)."""
         size = self.config.batch_size
         if self.config.regime == "fresh_stream":
-            x = draw_noise_inputs(self.backend, self.config.input,
-                                  rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_INPUTS),
-                                  size, self.n_features, self.dtype)
-            y = draw_noise_labels(self.backend,
-                                  rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_LABELS),
-                                  size, self.n_classes)
-            return x, y
-        epoch, start, stop = batch_bounds(step, self.config.n_examples, size)
-        if epoch != self._permutation_epoch:
-            self._permutation = rng.permutation(
-                rng.stream_key(self.seed, epoch, 0, rng.Purpose.NOISE_SHUFFLE),
-                self.config.n_examples)
-            self._permutation_epoch = epoch
-        index = self._permutation[start:stop]
+            return Segment.drawn("precondition", start, stop, self._fresh_batch, size)
+        indices = []
+        for step in range(start, stop):
+            epoch, lo, hi = batch_bounds(step, self.config.n_examples, size)
+            if epoch != self._permutation_epoch:
+                self._permutation = rng.permutation(
+                    rng.stream_key(self.seed, epoch, 0, rng.Purpose.NOISE_SHUFFLE),
+                    self.config.n_examples)
+                self._permutation_epoch = epoch
+            indices.append(self._permutation[lo:hi])
         inputs, labels = self.fixed_set
-        return Rows(inputs, index), Rows(labels, index)
+        return Segment.of_rows("precondition", start, inputs, labels, indices)
+
+    def _fresh_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fresh stream's batch of step ``step``."""
+        size = self.config.batch_size
+        x = draw_noise_inputs(self.backend, self.config.input,
+                              rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_INPUTS),
+                              size, self.n_features, self.dtype)
+        y = draw_noise_labels(self.backend,
+                              rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_LABELS),
+                              size, self.n_classes)
+        return x, y
 
     def probe(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """A separate noise probe set of ``n`` examples (never trained on), read-only;

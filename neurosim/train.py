@@ -43,7 +43,7 @@ from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population, call_key
 from neurosim.precondition import NoiseSource, batch_bounds
-from neurosim.rows import Rows, gathered
+from neurosim.rows import Segment, gathered
 from neurosim.rules import get_rule
 from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
@@ -132,18 +132,18 @@ class Trainer:
         return self.backend.train_step(self.chip, self.optimizer, gathered(x), gathered(y),
                                        self.grads, self.deltas)
 
-    def _step(self, phase: str, x: Rows | np.ndarray, y: Rows | np.ndarray) -> Generator:
-        """One training step of ``phase``, run by the driver of :meth:`steps`: books the
-        step, hands over the batch and takes back (summed loss, correct predictions,
-        seconds the step took), which go to ``phase``'s time (the trainer's own time up to
-        here too; the time it waits for the driver does not count)."""
-        self.accounting.step(len(y))
-        self._timed(phase)
-        loss, correct, seconds = yield x, y
+    def _segment(self, segment: Segment) -> Generator:
+        """The steps of ``segment``, run by the driver of :meth:`steps`: books them, hands
+        the segment over and takes back each step's summed loss and correct predictions
+        and the seconds the steps took, which go to the phase's time (the trainer's own
+        time up to here too; the time it waits for the driver does not count)."""
+        self.accounting.steps(segment.sizes)
+        self._timed(segment.phase)
+        losses, correct, seconds = yield segment
         self._clock = time.perf_counter()
-        self.position.seconds[phase] += seconds
-        self.position.step += 1
-        return loss, correct
+        self.position.seconds[segment.phase] += seconds
+        self.position.step += len(segment)
+        return losses, correct
 
     # ------------------------------------------------------------- checkpoints
     def _checkpoint(self) -> None:
@@ -180,18 +180,24 @@ class Trainer:
         """Run to the end (or continue from the checkpoint) and return the summary."""
         steps = self.steps(resume)
         result = None
-        while (batch := advance(steps, result)) is not None:
+        while (segment := advance(steps, result)) is not None:
             start = time.perf_counter()
-            loss, correct = self.step(*batch)
-            result = loss, correct, time.perf_counter() - start
+            losses, correct = [], []
+            for j in range(len(segment)):
+                loss, hits = self.step(*segment.batch(j))
+                losses.append(loss)
+                correct.append(hits)
+            result = losses, correct, time.perf_counter() - start
         return self._finish()
 
     def steps(self, resume: bool = False) -> Generator:
-        """The run up to its summary as a generator of its training steps: yields each
-        step's batch ``(x, y)`` and takes back the step's (summed loss, correct
-        predictions, seconds), computed by whoever drives it (:meth:`run`: :meth:`step`;
-        :func:`run_population`: one call for many chips). Everything between steps
-        (evaluation, metric records, checkpoints) happens here; :meth:`_finish` follows."""
+        """The run up to its summary as a generator of its training steps, a
+        :class:`neurosim.rows.Segment` at a time (the steps up to the next evaluation
+        point): yields a segment and takes back its steps' summed losses, correct
+        predictions (lists, step after step) and the seconds they took, computed by
+        whoever drives it (:meth:`run`: :meth:`step`; :func:`run_population`: one call for
+        many chips per step). Everything between segments (evaluation, metric records,
+        checkpoints) happens here; :meth:`_finish` follows."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not (resume and self._restore()):
             self.log.reset()
@@ -264,20 +270,23 @@ class Trainer:
         loss_sum, correct, count = 0.0, 0, 0
         checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
         draws_per_batch = self.noise.draws_per_batch()
-        for step in range(self.position.step, config.steps):
-            x, y = self.noise.rows(step)
-            self.accounting.add_draws("forward", 0, draws_per_batch)
-            loss, hits = yield from self._step("precondition", x, y)
-            loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(y)
-            bar.update(1)
-            done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                self._timed("precondition")
-                self._noise_record(done, loss_sum, correct, count)
-                loss_sum, correct, count = 0.0, 0, 0
-                if done % checkpoint_every == 0 and done < config.steps:
-                    self._checkpoint()
-                self._timed("evaluation")
+        done = self.position.step
+        while done < config.steps:
+            stop = min(config.steps, (done // config.log_every + 1) * config.log_every)
+            segment = self.noise.segment(done, stop)
+            self.accounting.add_draws("forward", 0, draws_per_batch * len(segment))
+            losses, hits = yield from self._segment(segment)
+            for loss in losses:  # step after step, as the losses came
+                loss_sum += loss
+            correct, count = correct + sum(hits), count + sum(segment.sizes)
+            bar.update(len(segment))
+            done = stop
+            self._timed("precondition")
+            self._noise_record(done, loss_sum, correct, count)
+            loss_sum, correct, count = 0.0, 0, 0
+            if done % checkpoint_every == 0 and done < config.steps:
+                self._checkpoint()
+            self._timed("evaluation")
         results["precondition_after"] = {
             **evaluation.alignment(self.chip),
             **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
@@ -339,19 +348,25 @@ class Trainer:
         self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
         permutation, permutation_epoch = None, -1
-        for step in range(self.position.step, config.epochs * steps_per_epoch):
-            epoch, lo, hi = batch_bounds(step, len(data.y_train), config.batch_size)
-            if epoch != permutation_epoch:
-                permutation = rng.permutation(
-                    rng.stream_key(self.spec.seed, epoch, 0, rng.Purpose.DATA_SHUFFLE),
-                    len(data.y_train))
-                permutation_epoch = epoch
-            index = permutation[lo:hi]
-            loss, hits = yield from self._step("train", Rows(data.x_train, index),
-                                               Rows(data.y_train, index))
-            loss_sum, correct, count = loss_sum + loss, correct + hits, count + len(index)
-            bar.update(1)
-            done = step + 1
+        done, total = self.position.step, config.epochs * steps_per_epoch
+        while done < total:
+            stop = min(point for point in points | {total} if point > done)
+            indices = []
+            for step in range(done, stop):
+                epoch, lo, hi = batch_bounds(step, len(data.y_train), config.batch_size)
+                if epoch != permutation_epoch:
+                    permutation = rng.permutation(
+                        rng.stream_key(self.spec.seed, epoch, 0, rng.Purpose.DATA_SHUFFLE),
+                        len(data.y_train))
+                    permutation_epoch = epoch
+                indices.append(permutation[lo:hi])
+            segment = Segment.of_rows("train", done, data.x_train, data.y_train, indices)
+            losses, hits = yield from self._segment(segment)
+            for loss in losses:  # step after step, as the losses came
+                loss_sum += loss
+            correct, count = correct + sum(hits), count + sum(segment.sizes)
+            bar.update(len(segment))
+            done = stop
             if done in points:
                 self._timed("train")
                 self._data_record(done, loss_sum, correct, count)
@@ -394,9 +409,9 @@ class Trainer:
                          self.backend.name)
 
 
-def advance(steps: Generator, result: tuple | None) -> tuple | None:
-    """The next batch of a run's :meth:`Trainer.steps` after sending it the last step's
-    ``result`` (``None``: start it), or ``None`` when the run has no more steps."""
+def advance(steps: Generator, result: tuple | None) -> Segment | None:
+    """The next segment of a run's :meth:`Trainer.steps` after sending it the last
+    segment's ``result`` (``None``: start it), or ``None`` when the run has no more steps."""
     try:
         return next(steps) if result is None else steps.send(result)
     except StopIteration:
@@ -428,12 +443,16 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     metrics and results; the step seconds in its summary are those of the backend calls it
     took part in, wall time shared by their chips).
 
-    A step of the population is one backend call (:meth:`Backend.population_step`) per
-    optimizer configuration (:func:`neurosim.population.call_key`: Adam's learning rate
+    A step of the population is one backend call (:meth:`Backend.launch_population_step`)
+    per optimizer configuration (:func:`neurosim.population.call_key`: Adam's learning rate
     may differ) and batch size among the chips it steps (one call when all are in the
     same phase of the same schedule). Runs at different points (resumed from
     different checkpoints, or finished) are stepped together by how far they are: the ones
-    behind first, until all are level.
+    behind first, until all are level. Each run hands over the steps up to its next
+    evaluation point at once (a :class:`neurosim.rows.Segment`), so between evaluations
+    the only per-chip work of a step is picking its batch; the steps' losses are waited
+    for once, when a run's segment ends (:meth:`Backend.step_values`: a GPU computes
+    while the host launches the next steps).
     """
     first = specs[0]
     hardware = first.population_key
@@ -468,8 +487,6 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     row = {c: p for p, c in enumerate(members)}
     population = Population([trainers[c].chip for c in members])
     runs = {c: trainers[c].steps(resume) for c in members}
-    batches = {c: batch for c in members
-               if (batch := attempt(c, advance, runs[c], None)) is not None}
     # Each run's call_key as a small number, found again only when its optimizer changes
     # (a new phase): hashing a configuration per chip and step would cost a GPU step's
     # time at hundreds of chips.
@@ -483,30 +500,65 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
                                                       len(call_ids))
         return known[c][1]
 
-    while batches:
-        done = {c: trainers[c]._steps_done() for c in batches}
-        behind = min(done.values())
+    segments: dict[int, Segment] = {}  # run -> the segment it is in
+    calls_of: dict[int, int] = {}  # run -> call_id of its segment (one optimizer in it)
+    taken: dict[int, int] = {}  # run -> the steps of its segment taken so far
+    level: dict[int, int] = {}  # run -> its steps done
+    outcome: dict[int, tuple[list, list, list]] = {}  # run -> its segment's losses,
+    #                                                   correct counts, [seconds]
+
+    def hand_over(c: int, result: tuple | None) -> None:
+        """Send run ``c`` its last segment's ``result``; take its next segment."""
+        segment = attempt(c, advance, runs[c], result)
+        if segment is not None:
+            segments[c], taken[c], level[c] = segment, 0, trainers[c]._steps_done()
+            calls_of[c] = call_id(c)
+            outcome[c] = [], [], [0.0]
+
+    for c in members:
+        hand_over(c, None)
+    launched: list[tuple[list[int], object]] = []  # steps not waited for yet: runs, results
+    dtype = population.chips[0].dtype
+    optimizers = [trainers[c].optimizer for c in members]
+    while segments:
+        behind = min(level.values())
         calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the runs of one call
-        for c in batches:
-            if done[c] == behind:
-                calls.setdefault((call_id(c), len(batches[c][1])), []).append(c)
-        optimizers = [trainers[c].optimizer for c in members]
-        results = {}
+        for c, segment in segments.items():
+            if level[c] == behind:
+                calls.setdefault((calls_of[c], segment.sizes[taken[c]]), []).append(c)
         for chips in calls.values():
+            batches = [segments[c].batch(taken[c]) for c in chips]
             start = time.perf_counter()
-            losses = backend.population_step(
+            launched.append((chips, backend.launch_population_step(
                 population, optimizers, [row[c] for c in chips],
-                backend.stack_batches([batches[c][0] for c in chips], population.chips[0].dtype),
-                backend.stack_batches([batches[c][1] for c in chips], np.dtype(np.int64)))
+                backend.stack_batches([batch[0] for batch in batches], dtype),
+                backend.stack_batches([batch[1] for batch in batches], np.dtype(np.int64)))))
             seconds = time.perf_counter() - start
-            results.update((c, (loss, correct, seconds)) for c, (loss, correct)
-                           in zip(chips, losses))
-        for c, result in results.items():
-            batch = attempt(c, advance, runs[c], result)
-            if batch is None:
-                del batches[c]
-            else:
-                batches[c] = batch
+            for c in chips:
+                outcome[c][2][0] += seconds
+                taken[c] += 1
+                level[c] += 1
+        ended = [c for chips in calls.values() for c in chips
+                 if taken[c] == len(segments[c])]
+        if not ended:
+            continue
+        start = time.perf_counter()  # wait for every step launched so far, at once
+        values = backend.step_values([results for _, results in launched])
+        seconds = time.perf_counter() - start
+        waited = set()
+        for (chips, _), results in zip(launched, values):
+            waited.update(chips)
+            for c, (loss, correct) in zip(chips, results):
+                outcome[c][0].append(loss)
+                outcome[c][1].append(correct)
+        launched.clear()
+        for c in waited:
+            outcome[c][2][0] += seconds
+        for c in ended:
+            losses, correct, seconds_taken = outcome.pop(c)
+            del segments[c], taken[c], level[c]
+            hand_over(c, (losses, correct, seconds_taken[0]))
+        optimizers = [trainers[c].optimizer for c in members]
     for c in members:
         if c not in failed:
             summaries[c] = attempt(c, trainers[c]._finish)

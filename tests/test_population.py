@@ -155,7 +155,7 @@ def test_population_with_read_noise_and_feedback_hardware(tmp_path, monkeypatch,
                      rule="dfa" if feedback_kind == "stored" else "fa")
     separate = separately(specs, tmp_path / "separate")
     with monkeypatch.context() as patch:
-        patch.setattr(Backend, "population_step", None)  # the loop: not taken
+        patch.setattr(Backend, "launch_population_step", None)  # the loop: not taken
         population = together(specs, tmp_path / "together")
     assert_same_runs(*population, *separate)
 
@@ -169,7 +169,7 @@ def test_reference_and_torch_populations_give_the_separate_runs(tmp_path, monkey
     the chips is not taken): the same numbers here."""
     if backend == "torch":
         backend_under_test("torch")
-        monkeypatch.setattr(Backend, "population_step", None)
+        monkeypatch.setattr(Backend, "launch_population_step", None)
     device = dict(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3, stuck_at_initial=0.1)
     chip, optimizer = {
         "ideal": (None, {"name": "adam", "lr": 3e-3}),
@@ -199,7 +199,7 @@ def test_interrupted_population_resumes_to_the_separate_runs(tmp_path, monkeypat
                                                              separate_runs):
     specs, dirs, summaries = (part[:8] for part in separate_runs)
     with monkeypatch.context() as patch:
-        interrupt(patch, NumbaBackend, "population_step", 5)  # 4 noise steps, 1 of data
+        interrupt(patch, NumbaBackend, "launch_population_step", 5)  # 4 noise steps, 1 of data
         with pytest.raises(Interrupted):
             together(specs, tmp_path)
     assert_same_runs(*together(specs, tmp_path, resume=True), dirs, summaries)
@@ -299,14 +299,14 @@ def test_population_across_conditions_gives_the_separate_runs(tmp_path, monkeypa
     dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
     backend_class = type(create_backend(specs[0].experiment.simulation))
     calls = []
-    step = backend_class.population_step
+    step = backend_class.launch_population_step
 
     def recorded(self, population, states, active, x, y):
         calls.append({specs[c].condition for c in active})
         return step(self, population, states, active, x, y)
 
     with monkeypatch.context() as patch:
-        patch.setattr(backend_class, "population_step", recorded)
+        patch.setattr(backend_class, "launch_population_step", recorded)
         summaries = run_population(specs, dirs)
     separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
     separate = [run_spec(s, d) for s, d in zip(specs, separate_dirs)]
@@ -380,7 +380,7 @@ def test_interrupted_population_across_conditions_resumes_to_the_separate_runs(t
     specs = specs_of([4, 6], conditions=conditions)
     dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
     with monkeypatch.context() as patch:
-        interrupt(patch, NumbaBackend, "population_step", 5)  # 2 calls a step: in step 2
+        interrupt(patch, NumbaBackend, "launch_population_step", 5)  # 2 calls a step: in step 2
         with pytest.raises(Interrupted):
             run_population(specs, dirs)
     summaries = run_population(specs, dirs, resume=True)

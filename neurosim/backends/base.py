@@ -191,10 +191,25 @@ class Backend(ABC):
         ``c = active[k]`` on its own batch ``x[k]``, ``y[k]`` (``x``: ``len(active) x batch
         x n_0``) with its optimizer ``states[c]``, each exactly :meth:`train_step` on that
         chip alone (into the population's ``grads[c]``, ``deltas[c]``). Returns each active
-        chip's (summed loss, correct predictions).
+        chip's (summed loss, correct predictions)."""
+        launched = self.launch_population_step(population, states, active, x, y)
+        return self.step_values([launched])[0]
+
+    def launch_population_step(self, population: Population, states: list[OptimizerState],
+                               active: list[int], x: np.ndarray, y: np.ndarray):
+        """:meth:`population_step` without waiting for its results: they come back in the
+        backend's own form (on a GPU, still being computed), for :meth:`step_values`. A
+        driver launches many steps and waits once, so that the host prepares the next steps
+        while the device computes.
 
         This implementation, the specification, loops over the chips; fast backends step
         them all in one call."""
         return [self.train_step(population.chips[c], states[c], x[k], y[k],
                                 population.grads[c], population.deltas[c])
                 for k, c in enumerate(active)]
+
+    def step_values(self, launched: list) -> list[list[tuple[float, int]]]:
+        """The (summed loss, correct predictions) of every chip of every step in
+        ``launched`` (results of :meth:`launch_population_step`), waiting for them once.
+        Here they are computed at launch."""
+        return launched

@@ -615,7 +615,7 @@ class NumbaBackend(Backend):
         ideal_update_kernel(chip.params, chip.layout, chip.inverse_alphas_typed,
                             chip.bounds_typed, deltas)
 
-    def population_step(self, population, states, active, x, y):
+    def launch_population_step(self, population, states, active, x, y):
         """All active chips in one call of :func:`population_step_kernel` (parallel over
         chips, each chip's products serial: bit-identical to single-chip steps, see
         :mod:`numba_gemm`), or of :func:`population_stochastic_kernel` for in-array
@@ -656,7 +656,7 @@ class NumbaBackend(Backend):
                                         pulses if pulsed else None)
 
     def _stochastic_population_step(self, population, states, active, x, y):
-        """:meth:`population_step` of in-array (stochastic) updates: plain SGD, each chip
+        """:meth:`launch_population_step` of in-array (stochastic) updates: plain SGD, each chip
         with its optimizer's learning rate (one per call, :func:`shared_optimizer`)."""
         chip = population.chips[0]
         devices = population.devices

@@ -100,6 +100,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(threads)
         self.device_kernels = torch_devices.kernels(self.device)
         self._tables: dict = {}  # batch sources kept on the device (stack_batches)
+        self._last_tables: dict = {}  # dtype -> the sources last asked for, their table
         self._keys: dict = {}
         self._last_indices: tuple | None = None
 
@@ -319,7 +320,19 @@ class TorchBackend(Backend):
     def _table(self, arrays: list, dtype: np.dtype) -> tuple[torch.Tensor, np.ndarray | None]:
         """The distinct arrays of ``arrays`` (by memory: views of one dataset are one) in
         ``dtype``, concatenated on the device (uploaded once per set of arrays and kept),
-        and where each of ``arrays`` starts in it (``None``: all at 0, one array)."""
+        and where each of ``arrays`` starts in it (``None``: all at 0, one array). The
+        last answer per dtype is kept: a population's steps hand over the same sources
+        step after step."""
+        last = self._last_tables.get(dtype)
+        if (last is not None and len(last[0]) == len(arrays)
+                and all(a is b for a, b in zip(arrays, last[0]))):
+            return last[1]
+        found = self._find_table(arrays, dtype)
+        self._last_tables[dtype] = arrays, found
+        return found
+
+    def _find_table(self, arrays: list, dtype: np.dtype) -> tuple[torch.Tensor, np.ndarray | None]:
+        """:meth:`_table` (not the last one asked for)."""
         if all(a is arrays[0] for a in arrays):  # one dataset object for every chip
             keys = [self._memory_key(arrays[0])]
         else:
@@ -352,14 +365,29 @@ class TorchBackend(Backend):
         self._keys[id(array)] = (array, key)  # the reference keeps the id from being reused
         return key
 
-    def population_step(self, population, states, active, x, y):
+    def launch_population_step(self, population, states, active, x, y):
         """Every chip at once: the population's state is held on the device between steps
         (:class:`neurosim.backends.torch_population.ResidentPopulation`: batched reads,
         the optimizer, the ideal, pulsed or in-array update of all chips together, a subset
         of the chips gathered and scattered back); ``x`` and ``y`` may already be tensors
         on the device. Equal to single-chip steps to the rounding of the batched
-        products."""
+        products. Returns the chips' summed losses and correct counts as tensors on the
+        device, not waited for."""
         population.moments(states)  # a new phase's optimizers: stacked anew, state released
         if population.resident is None:
             population.resident = ResidentPopulation(self, population, states)
         return population.resident.step(states, active, x, y)
+
+    def step_values(self, launched):
+        """The launched steps' losses and correct counts, copied back in one transfer each
+        (the first waits for the device to finish them)."""
+        if not launched:
+            return []
+        losses = torch.cat([loss for loss, _ in launched]).tolist()
+        correct = torch.cat([hits for _, hits in launched]).tolist()
+        values, start = [], 0
+        for loss, _ in launched:
+            stop = start + loss.shape[0]
+            values.append(list(zip(losses[start:stop], correct[start:stop])))
+            start = stop
+        return values

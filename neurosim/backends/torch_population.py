@@ -90,7 +90,8 @@ class ResidentPopulation:
     # ------------------------------------------------------------------- step
     def step(self, states: list[OptimizerState], active: list[int], x, y) -> list[tuple]:
         """One training step of the chips ``active`` on their batches ``x[k]``, ``y[k]``
-        (NumPy arrays or tensors), as :meth:`Backend.population_step` specifies."""
+        (NumPy arrays or tensors), as :meth:`Backend.population_step` specifies; returns
+        the chips' summed losses and correct counts as tensors (not waited for)."""
         backend, population = self.backend, self.population
         chip = population.chips[0]
         device = backend.device
@@ -135,7 +136,7 @@ class ResidentPopulation:
             population.chips[c].update_count += 1
             states[c].step += 1
         self.host_stale = True
-        return list(zip(loss.tolist(), correct.tolist()))
+        return loss, correct
 
     def _read_keys(self, active: list[int]):
         """The read-noise keys of the active chips' training step as ``keys[l, j]`` (layer
