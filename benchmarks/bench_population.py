@@ -66,7 +66,7 @@ def time_ways(chip_config: ChipConfig, optimizer: dict, n_chips: int, repeats: i
                            1 if way == "alone" else n_chips, BATCH,
                            together=way == "population", blas_threads=1)
              for way in WAYS}
-    return measure({way: (w.train, w.blas_threads, "numba") for way, w in steps.items()},
+    return measure({way: (w.train, w.blas_threads, "numba", w.wait) for way, w in steps.items()},
                    repeats, repeat_seconds)
 
 

@@ -29,8 +29,6 @@ energy: use ``pulsed`` devices to price writes.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
 from neurosim.chip import Chip
@@ -150,17 +148,14 @@ class StepAccounting:
         self.stage, self.optimizer = stage, optimizer
         self.templates.clear()
 
-    def step(self, batch: int) -> None:
-        """One training step of ``batch`` samples (O(1): a tally)."""
-        self.steps((batch,))
-
-    def steps(self, batches) -> None:
-        """Training steps of ``batches[j]`` samples each (a tally per batch size)."""
-        for batch, count in Counter(batches).items():
-            key = (self.stage, batch)
+    def step(self, batch: int, count: int = 1) -> None:
+        """``count`` training steps of ``batch`` samples each (O(1): a tally)."""
+        key = (self.stage, batch)
+        if key not in self.pending:
+            self.pending[key] = 0
             if key not in self.templates:
                 self.templates[key] = step_counts(self.chip, batch, self.optimizer)
-            self.pending[key] = self.pending.get(key, 0) + count
+        self.pending[key] += count
 
     def add_draws(self, operation: str, layer: int, count: int) -> None:
         """Random numbers drawn outside the chip's passes (e.g. noise inputs)."""

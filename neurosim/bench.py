@@ -58,7 +58,6 @@ from neurosim.errors import NeurosimError
 from neurosim.evaluation import logits
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population
-from neurosim.rows import Rows
 from neurosim.rules import get_rule
 
 BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
@@ -116,15 +115,19 @@ def machine() -> dict:
     return info
 
 
-def time_calls(call: Callable[[], object], n: int, blas_threads: int | None = None) -> float:
-    """Seconds per call of ``n`` calls of ``call``, the BLAS limited to ``blas_threads``
-    threads meanwhile (``None``: as it is)."""
+def time_calls(call: Callable[[], object], n: int, blas_threads: int | None = None,
+               finish: Callable[[], object] | None = None) -> float:
+    """Seconds per call of ``n`` calls of ``call`` and then ``finish()`` (waiting for what
+    the calls launched), the BLAS limited to ``blas_threads`` threads meanwhile
+    (``None``: as it is)."""
     if blas_threads is not None:
         with threadpool_limits(blas_threads, user_api="blas"):
-            return time_calls(call, n)
+            return time_calls(call, n, finish=finish)
     start = time.perf_counter()
     for _ in range(n):
         call()
+    if finish is not None:
+        finish()
     return (time.perf_counter() - start) / n
 
 
@@ -172,12 +175,13 @@ class Workload:
             self.rows = None
             if data_on_device:  # batch k of chip c: rows (k M + c) batch ... of one dataset
                 self.rows = np.arange(self.y.size).reshape(N_BATCHES, population, batch)
-                self.dataset = ((self.x.reshape(-1, n_in), self.chips[0].dtype),
-                                (self.y.reshape(-1), np.dtype(np.int64)))
+                self.dataset = (([self.x.reshape(-1, n_in)] * population, self.chips[0].dtype),
+                                ([self.y.reshape(-1)] * population, np.dtype(np.int64)))
         else:
             self.grads = [np.zeros(chip.n_params, dtype=chip.dtype) for chip in self.chips]
             self.deltas = [np.zeros_like(g) for g in self.grads]
         self.count = 0
+        self.launched: list = []  # population steps not waited for yet
 
     def train(self) -> None:
         x, y = self.x[self.count % N_BATCHES], self.y[self.count % N_BATCHES]
@@ -185,13 +189,19 @@ class Workload:
         if self.population is not None:
             if self.rows is not None:
                 index = self.rows[(self.count - 1) % N_BATCHES]
-                x, y = (self.backend.stack_batches([Rows(source, rows) for rows in index], dtype)
-                        for source, dtype in self.dataset)
-            self.backend.population_step(self.population, self.states, self.active, x, y)
+                x, y = (self.backend.gather_rows(sources, index, dtype)
+                        for sources, dtype in self.dataset)
+            self.launched.append(self.backend.launch_population_step(
+                self.population, self.states, self.active, x, y))
             return
         for c, chip in enumerate(self.chips):
             self.backend.train_step(chip, self.states[c], x[c], y[c], self.grads[c],
                                     self.deltas[c])
+
+    def wait(self) -> None:
+        """Wait for the population steps launched since the last wait (their losses)."""
+        self.backend.step_values(self.launched)
+        self.launched.clear()
 
     def infer(self) -> None:
         for chip in self.chips:
@@ -200,27 +210,28 @@ class Workload:
 
 def measure(calls: dict, repeats: int, repeat_seconds: float,
             settle_s: float = SETTLE_S) -> dict:
-    """Median seconds per call of every ``(call, blas_threads, group)`` of ``calls`` (key
-    ->), timed in interleaved repeats after a warm-up call and a calibration of the calls
-    per repeat. A batch of calls of another ``group`` than the batch before it waits
+    """Median seconds per call of every ``(call, blas_threads, group, finish)`` of ``calls``
+    (key ->; ``finish``: ``None``, or what waits for the calls' results, timed with them,
+    :func:`time_calls`), timed in interleaved repeats after a warm-up call and a
+    calibration of the calls per repeat. A batch of calls of another ``group`` than the batch before it waits
     ``settle_s`` first: the thread pools of the group before (BLAS, OpenMP) spin for a while
     after their last call and would steal the cores (give the calls of a backend one group
     and list them together)."""
     counts, last = {}, None
-    for key, (call, threads, group) in calls.items():
+    for key, (call, threads, group, finish) in calls.items():
         if group != last:
             time.sleep(settle_s)
             last = group
-        time_calls(call, 1, threads)  # warm-up: compilation, caches, allocator
-        once = time_calls(call, 1, threads)
+        time_calls(call, 1, threads, finish)  # warm-up: compilation, caches, allocator
+        once = time_calls(call, 1, threads, finish)
         counts[key] = max(1, math.ceil(repeat_seconds / max(once, 1e-9)))
     samples = {key: [] for key in calls}
     for _ in range(repeats):
-        for key, (call, threads, group) in calls.items():
+        for key, (call, threads, group, finish) in calls.items():
             if group != last:
                 time.sleep(settle_s)
                 last = group
-            samples[key].append(time_calls(call, counts[key], threads))
+            samples[key].append(time_calls(call, counts[key], threads, finish))
     return {key: {"seconds": statistics.median(times), "calls_per_repeat": counts[key]}
             for key, times in samples.items()}
 
@@ -366,7 +377,8 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
         f"{settings.repeats} interleaved repeats")
     load_before = os.getloadavg()[0]
     order = sorted(workloads, key=lambda key: backends.index(key[2]))  # by backend
-    calls = {(key, what): (getattr(workloads[key], what), workloads[key].blas_threads, key[2])
+    calls = {(key, what): (getattr(workloads[key], what), workloads[key].blas_threads, key[2],
+                           workloads[key].wait if what == "train" else None)
              for key in order for what in ("train", "infer")}
     timings = measure(calls, settings.repeats, settings.repeat_seconds)
     rows = []

@@ -22,7 +22,7 @@ import numpy as np
 from neurosim import rng
 from neurosim.backends.base import Backend
 from neurosim.config import NoiseInputConfig, PreconditionConfig
-from neurosim.rows import Segment, gathered
+from neurosim.rows import EpochOrder, Segment, gathered, step_rows
 
 
 def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: int,
@@ -44,15 +44,6 @@ def draw_noise_labels(backend: Backend, key: int, n: int, n_classes: int) -> np.
     """``n`` labels uniform over ``0..n_classes-1``, independent of everything else."""
     u = backend.uniform(key, n)
     return np.minimum((u * n_classes).astype(np.int64), n_classes - 1)
-
-
-def batch_bounds(step: int, n_examples: int, batch_size: int) -> tuple[int, int, int]:
-    """(epoch, start, stop) of ``step`` when ``n_examples`` are cut into batches per epoch
-    (the last batch of an epoch may be smaller)."""
-    batches_per_epoch = -(-n_examples // batch_size)
-    epoch, index = divmod(step, batches_per_epoch)
-    start = index * batch_size
-    return epoch, start, min(start + batch_size, n_examples)
 
 
 class DrawnSet:
@@ -98,8 +89,7 @@ class NoiseSource:
         self.n_classes = n_classes
         self.dtype = dtype
         self._sets: dict[tuple, DrawnSet] = {}  # this run's drawn sets (kept alive here)
-        self._permutation_epoch = -1
-        self._permutation = None
+        self._order = EpochOrder(seed, rng.Purpose.NOISE_SHUFFLE, config.n_examples)
 
     def _set(self, n: int, inputs: rng.Purpose,
              labels: rng.Purpose) -> tuple[np.ndarray, np.ndarray]:
@@ -147,22 +137,15 @@ class NoiseSource:
         return tuple(gathered(part) for part in self.segment(step, step + 1).batch(0))
 
     def segment(self, start: int, stop: int) -> Segment:
-        """Noise steps ``start .. stop - 1``: rows of the fixed set, in each epoch's order,
-        or batches of the fresh stream (drawn when a step is taken)."""
+        """Noise steps from ``start`` on, up to ``stop``: rows of the fixed set, in each
+        epoch's order (up to an epoch's short last batch, :func:`step_rows`), or batches of
+        the fresh stream (drawn when a step is taken)."""
         size = self.config.batch_size
         if self.config.regime == "fresh_stream":
             return Segment.drawn("precondition", start, stop, self._fresh_batch, size)
-        indices = []
-        for step in range(start, stop):
-            epoch, lo, hi = batch_bounds(step, self.config.n_examples, size)
-            if epoch != self._permutation_epoch:
-                self._permutation = rng.permutation(
-                    rng.stream_key(self.seed, epoch, 0, rng.Purpose.NOISE_SHUFFLE),
-                    self.config.n_examples)
-                self._permutation_epoch = epoch
-            indices.append(self._permutation[lo:hi])
         inputs, labels = self.fixed_set
-        return Segment.of_rows("precondition", start, inputs, labels, indices)
+        return Segment.of_rows("precondition", start, inputs, labels,
+                               step_rows(start, stop, size, self._order))
 
     def _fresh_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The fresh stream's batch of step ``step``."""

@@ -9,7 +9,11 @@ population on a GPU from a copy of the dataset kept on the device
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from neurosim import rng
 
 
 class Rows:
@@ -35,37 +39,89 @@ def gathered(batch: Rows | np.ndarray) -> np.ndarray:
     return batch.gather() if isinstance(batch, Rows) else batch
 
 
+def batch_bounds(step: int, n_examples: int, batch_size: int) -> tuple[int, int, int]:
+    """(epoch, start, stop) of ``step`` when ``n_examples`` are cut into batches per epoch
+    (the last batch of an epoch may be smaller)."""
+    batches_per_epoch = -(-n_examples // batch_size)
+    epoch, index = divmod(step, batches_per_epoch)
+    start = index * batch_size
+    return epoch, start, min(start + batch_size, n_examples)
+
+
+class EpochOrder:
+    """The order of ``n`` examples in each epoch: a permutation from the counter-based
+    stream ``(seed, epoch, stream, purpose)`` (the last epoch's kept)."""
+
+    def __init__(self, seed: int, purpose: rng.Purpose, n: int, stream: int = 0):
+        self.seed, self.purpose, self.n, self.stream = seed, purpose, n, stream
+        self._epoch, self._order = -1, None
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._order = rng.permutation(
+                rng.stream_key(self.seed, epoch, self.stream, self.purpose), self.n)
+            self._epoch = epoch
+        return self._order
+
+
+def step_rows(start: int, stop: int, batch_size: int, order: EpochOrder) -> np.ndarray:
+    """Row indices (``steps x batch``) of the steps ``start, start + 1, ...`` up to ``stop``
+    that share ``start``'s batch size, when each epoch's examples (in ``order``) are cut
+    into batches of ``batch_size`` (:func:`batch_bounds`; an epoch's short last batch is
+    a step of its own, unless every batch is an epoch's). Within an epoch the rows are a
+    view of its order."""
+    n = order.n
+    per_epoch, full = -(-n // batch_size), n // batch_size  # batches, full batches
+    epoch, index = divmod(start, per_epoch)
+    if index >= full:  # the short last batch of an epoch
+        if full == 0:  # every epoch one batch of all its examples
+            return np.stack([order(e) for e in range(epoch, epoch + stop - start)])
+        return order(epoch)[index * batch_size:n][None, :]
+    parts, step = [], start
+    while step < stop:
+        epoch, index = divmod(step, per_epoch)
+        if index >= full:
+            break
+        count = min(stop - step, full - index)
+        parts.append(order(epoch)[index * batch_size:(index + count) * batch_size]
+                     .reshape(count, batch_size))
+        step += count
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class Segment:
-    """The batches of a run's consecutive training steps ``start .. start + len - 1`` of
-    one ``phase``, up to its next evaluation point: what a run hands to its driver at once
-    (:meth:`neurosim.train.Trainer.steps`), so that a population's driver does no per-chip
-    work of the run between its steps.
+    """The batches of a run's consecutive training steps ``start .. start + length - 1``
+    of one ``phase`` and batch size, up to its next evaluation point: what a run hands to
+    its driver at once (:meth:`neurosim.train.Trainer.steps`), so that a population's
+    driver does no per-chip work of the run between its steps.
 
     Step ``j``'s batch is :meth:`batch` ``(j)``: rows ``indices[j]`` of the sources ``x``,
-    ``y`` (a dataset, a fixed noise set), or ``draw(start + j)`` (a fresh noise batch, drawn
-    when the step is taken); ``sizes[j]`` is its batch size."""
+    ``y`` (a dataset, a fixed noise set; ``indices`` is ``length x batch_size``), or
+    ``draw(start + j)`` (a fresh noise batch, drawn when the step is taken)."""
 
-    __slots__ = ("phase", "start", "sizes", "x", "y", "indices", "draw")
+    __slots__ = ("phase", "start", "length", "batch_size", "x", "y", "indices", "draw")
 
-    def __init__(self, phase: str, start: int, sizes: list[int], x: np.ndarray | None = None,
-                 y: np.ndarray | None = None, indices: list[np.ndarray] | None = None,
-                 draw=None):
-        self.phase, self.start, self.sizes = phase, start, sizes
+    def __init__(self, phase: str, start: int, length: int, batch_size: int,
+                 x: np.ndarray | None = None, y: np.ndarray | None = None,
+                 indices: np.ndarray | None = None,
+                 draw: Callable[[int], tuple] | None = None):
+        self.phase, self.start, self.length, self.batch_size = phase, start, length, batch_size
         self.x, self.y, self.indices, self.draw = x, y, indices, draw
 
     @classmethod
     def of_rows(cls, phase: str, start: int, x: np.ndarray, y: np.ndarray,
-                indices: list[np.ndarray]) -> Segment:
-        """Steps on rows ``indices[j]`` of ``x`` and ``y``."""
-        return cls(phase, start, [len(index) for index in indices], x=x, y=y, indices=indices)
+                indices: np.ndarray) -> Segment:
+        """Steps on rows ``indices[j]`` of ``x`` and ``y`` (``steps x batch``)."""
+        return cls(phase, start, indices.shape[0], indices.shape[1], x=x, y=y, indices=indices)
 
     @classmethod
-    def drawn(cls, phase: str, start: int, stop: int, draw, batch_size: int) -> Segment:
+    def drawn(cls, phase: str, start: int, stop: int, draw: Callable[[int], tuple],
+              batch_size: int) -> Segment:
         """Steps ``start .. stop - 1`` on batches of ``batch_size`` drawn by ``draw(step)``."""
-        return cls(phase, start, [batch_size] * (stop - start), draw=draw)
+        return cls(phase, start, stop - start, batch_size, draw=draw)
 
     def __len__(self) -> int:
-        return len(self.sizes)
+        return self.length
 
     def batch(self, j: int) -> tuple:
         """Step ``j``'s (inputs, labels): :class:`Rows` or arrays."""

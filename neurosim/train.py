@@ -16,10 +16,12 @@ the end of every epoch. The run checkpoints atomically (every ``checkpoint_every
 and every ``precondition.checkpoint_every`` noise steps, always at a logging point) and
 ``resume=True`` continues from the last checkpoint to the identical result.
 
-A run is a generator of its training steps (:meth:`Trainer.steps`): the trainer decides
-what happens between steps, its driver computes them: :meth:`Trainer.run` one chip at a
-time, :func:`run_population` the steps of many chips (a population: runs that share their
-hardware, whatever their seeds and conditions) in one backend call each.
+A run is a generator of its training steps (:meth:`Trainer.steps`), handed over a segment
+at a time (the steps up to the next evaluation point, :class:`neurosim.rows.Segment`): the
+trainer decides what happens between segments, its driver computes the steps:
+:meth:`Trainer.run` one chip at a time, :func:`run_population` the steps of many chips (a
+population: runs that share their hardware, whatever their seeds and conditions) in one
+backend call each (:mod:`neurosim.cohorts`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from neurosim import evaluation, rng
 from neurosim.accounting import StepAccounting, converter_bits
 from neurosim.backends import Backend, create_backend
+from neurosim.cohorts import Cohorts
 from neurosim.chip import Chip
 from neurosim.config import RunSpec
 from neurosim.data import Dataset, load_dataset
@@ -42,8 +45,8 @@ from neurosim.energy import ledger_summary, stage_totals
 from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population, call_key
-from neurosim.precondition import NoiseSource, batch_bounds
-from neurosim.rows import Segment, gathered
+from neurosim.precondition import NoiseSource
+from neurosim.rows import EpochOrder, Segment, gathered, step_rows
 from neurosim.rules import get_rule
 from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
@@ -137,7 +140,7 @@ class Trainer:
         the segment over and takes back each step's summed loss and correct predictions
         and the seconds the steps took, which go to the phase's time (the trainer's own
         time up to here too; the time it waits for the driver does not count)."""
-        self.accounting.steps(segment.sizes)
+        self.accounting.step(segment.batch_size, len(segment))
         self._timed(segment.phase)
         losses, correct, seconds = yield segment
         self._clock = time.perf_counter()
@@ -272,21 +275,22 @@ class Trainer:
         draws_per_batch = self.noise.draws_per_batch()
         done = self.position.step
         while done < config.steps:
-            stop = min(config.steps, (done // config.log_every + 1) * config.log_every)
-            segment = self.noise.segment(done, stop)
+            segment = self.noise.segment(
+                done, min(config.steps, (done // config.log_every + 1) * config.log_every))
             self.accounting.add_draws("forward", 0, draws_per_batch * len(segment))
             losses, hits = yield from self._segment(segment)
             for loss in losses:  # step after step, as the losses came
                 loss_sum += loss
-            correct, count = correct + sum(hits), count + sum(segment.sizes)
+            correct, count = correct + sum(hits), count + segment.batch_size * len(segment)
             bar.update(len(segment))
-            done = stop
-            self._timed("precondition")
-            self._noise_record(done, loss_sum, correct, count)
-            loss_sum, correct, count = 0.0, 0, 0
-            if done % checkpoint_every == 0 and done < config.steps:
-                self._checkpoint()
-            self._timed("evaluation")
+            done += len(segment)
+            if done % config.log_every == 0 or done == config.steps:
+                self._timed("precondition")
+                self._noise_record(done, loss_sum, correct, count)
+                loss_sum, correct, count = 0.0, 0, 0
+                if done % checkpoint_every == 0 and done < config.steps:
+                    self._checkpoint()
+                self._timed("evaluation")
         results["precondition_after"] = {
             **evaluation.alignment(self.chip),
             **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
@@ -347,26 +351,18 @@ class Trainer:
             self._data_record(0, 0.0, 0, 0)
         self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
-        permutation, permutation_epoch = None, -1
+        order = EpochOrder(self.spec.seed, rng.Purpose.DATA_SHUFFLE, len(data.y_train))
         done, total = self.position.step, config.epochs * steps_per_epoch
         while done < total:
             stop = min(point for point in points | {total} if point > done)
-            indices = []
-            for step in range(done, stop):
-                epoch, lo, hi = batch_bounds(step, len(data.y_train), config.batch_size)
-                if epoch != permutation_epoch:
-                    permutation = rng.permutation(
-                        rng.stream_key(self.spec.seed, epoch, 0, rng.Purpose.DATA_SHUFFLE),
-                        len(data.y_train))
-                    permutation_epoch = epoch
-                indices.append(permutation[lo:hi])
-            segment = Segment.of_rows("train", done, data.x_train, data.y_train, indices)
+            segment = Segment.of_rows("train", done, data.x_train, data.y_train,
+                                      step_rows(done, stop, config.batch_size, order))
             losses, hits = yield from self._segment(segment)
             for loss in losses:  # step after step, as the losses came
                 loss_sum += loss
-            correct, count = correct + sum(hits), count + sum(segment.sizes)
+            correct, count = correct + sum(hits), count + segment.batch_size * len(segment)
             bar.update(len(segment))
-            done = stop
+            done += len(segment)
             if done in points:
                 self._timed("train")
                 self._data_record(done, loss_sum, correct, count)
@@ -500,65 +496,26 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
                                                       len(call_ids))
         return known[c][1]
 
-    segments: dict[int, Segment] = {}  # run -> the segment it is in
-    calls_of: dict[int, int] = {}  # run -> call_id of its segment (one optimizer in it)
-    taken: dict[int, int] = {}  # run -> the steps of its segment taken so far
-    level: dict[int, int] = {}  # run -> its steps done
-    outcome: dict[int, tuple[list, list, list]] = {}  # run -> its segment's losses,
-    #                                                   correct counts, [seconds]
+    cohorts = Cohorts(backend, population)
 
-    def hand_over(c: int, result: tuple | None) -> None:
-        """Send run ``c`` its last segment's ``result``; take its next segment."""
-        segment = attempt(c, advance, runs[c], result)
-        if segment is not None:
-            segments[c], taken[c], level[c] = segment, 0, trainers[c]._steps_done()
-            calls_of[c] = call_id(c)
-            outcome[c] = [], [], [0.0]
+    def hand_over(results: list[tuple[int, tuple | None]]) -> None:
+        """Send each run ``c`` of ``results`` its last segment's result (``None``: start
+        it); the runs that go on start their next segments."""
+        started = []
+        for c, result in results:
+            segment = attempt(c, advance, runs[c], result)
+            if segment is not None:
+                started.append((c, row[c], segment, call_id(c), trainers[c]._steps_done()))
+        cohorts.add(started)
 
-    for c in members:
-        hand_over(c, None)
-    launched: list[tuple[list[int], object]] = []  # steps not waited for yet: runs, results
-    dtype = population.chips[0].dtype
+    hand_over([(c, None) for c in members])
     optimizers = [trainers[c].optimizer for c in members]
-    while segments:
-        behind = min(level.values())
-        calls: dict[tuple, list[int]] = {}  # optimizer, batch size -> the runs of one call
-        for c, segment in segments.items():
-            if level[c] == behind:
-                calls.setdefault((calls_of[c], segment.sizes[taken[c]]), []).append(c)
-        for chips in calls.values():
-            batches = [segments[c].batch(taken[c]) for c in chips]
-            start = time.perf_counter()
-            launched.append((chips, backend.launch_population_step(
-                population, optimizers, [row[c] for c in chips],
-                backend.stack_batches([batch[0] for batch in batches], dtype),
-                backend.stack_batches([batch[1] for batch in batches], np.dtype(np.int64)))))
-            seconds = time.perf_counter() - start
-            for c in chips:
-                outcome[c][2][0] += seconds
-                taken[c] += 1
-                level[c] += 1
-        ended = [c for chips in calls.values() for c in chips
-                 if taken[c] == len(segments[c])]
-        if not ended:
-            continue
-        start = time.perf_counter()  # wait for every step launched so far, at once
-        values = backend.step_values([results for _, results in launched])
-        seconds = time.perf_counter() - start
-        waited = set()
-        for (chips, _), results in zip(launched, values):
-            waited.update(chips)
-            for c, (loss, correct) in zip(chips, results):
-                outcome[c][0].append(loss)
-                outcome[c][1].append(correct)
-        launched.clear()
-        for c in waited:
-            outcome[c][2][0] += seconds
-        for c in ended:
-            losses, correct, seconds_taken = outcome.pop(c)
-            del segments[c], taken[c], level[c]
-            hand_over(c, (losses, correct, seconds_taken[0]))
-        optimizers = [trainers[c].optimizer for c in members]
+    while cohorts:
+        ended = cohorts.step(optimizers)
+        if ended:
+            hand_over([(c, result) for cohort in ended
+                       for c, result in zip(cohort.runs, cohort.results())])
+            optimizers = [trainers[c].optimizer for c in members]
     for c in members:
         if c not in failed:
             summaries[c] = attempt(c, trainers[c]._finish)

@@ -11,6 +11,7 @@ import yaml
 from conftest import REPO, Interrupted, backend_under_test
 from test_pulsed_training import pulsed_chip, stochastic_chip
 
+from neurosim import cohorts
 from neurosim.backends import Backend, create_backend
 from neurosim.backends.numba_cpu import NumbaBackend
 from neurosim.cli import main
@@ -440,3 +441,30 @@ def test_chips_that_step_differently_are_not_one_population():
     assert population_members(specs, across_conditions=True) == [[0], [1], [2], [3]]
     with pytest.raises(ValueError, match="must share their chip, network, rule"):
         run_population(specs[:2], ["/nonexistent/0", "/nonexistent/1"])
+
+
+def test_a_population_waits_for_its_losses_once_per_segment(tmp_path, monkeypatch):
+    """Runs of one schedule: one backend call per step, and the launched steps' losses
+    waited for once per segment (the steps up to each evaluation point), not per step;
+    the batches' row indices stacked a step at a time give the separate runs too."""
+    monkeypatch.setattr(cohorts, "BLOCK", 1)
+    launches, waits = [], []
+    launch, values = NumbaBackend.launch_population_step, NumbaBackend.step_values
+
+    def counted_launch(self, population, states, active, x, y):
+        launches.append(len(active))
+        return launch(self, population, states, active, x, y)
+
+    def counted_values(self, launched):
+        waits.append(len(launched))
+        return values(self, launched)
+
+    monkeypatch.setattr(NumbaBackend, "launch_population_step", counted_launch)
+    monkeypatch.setattr(NumbaBackend, "step_values", counted_values)
+    specs = specs_of(range(3))
+    population = together(specs, tmp_path / "together")
+    # SMALL: 4 noise steps logged every 2; 2 epochs of 2 data steps evaluated at steps
+    # 1 (epoch 0.5), 2 and 4
+    assert launches == [3] * 8
+    assert waits == [2, 2, 1, 1, 2]
+    assert_same_runs(*population, *separately(specs, tmp_path / "separate"))

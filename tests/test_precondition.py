@@ -8,7 +8,8 @@ from scipy import stats
 
 from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.config import NoiseInputConfig, PreconditionConfig
-from neurosim.precondition import NoiseSource, batch_bounds
+from neurosim.precondition import NoiseSource
+from neurosim.rows import batch_bounds
 
 
 def source(**fields) -> NoiseSource:

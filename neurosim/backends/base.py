@@ -169,20 +169,30 @@ class Backend(ABC):
 
     def stack_batches(self, batches: list, dtype: np.dtype):
         """The batches of a population step's chips (arrays or :class:`neurosim.rows.Rows`)
-        as one ``A x batch x ...`` array of ``dtype``, for :meth:`population_step`. Rows of
-        one source (every chip's batch from the same dataset) are gathered by one fancy
-        index; others are copied straight into their place (no per-chip intermediate arrays
-        stacked afterwards: at hundreds of chips per step that was a tenth of a step)."""
-        first = batches[0]
-        source = first.source if isinstance(first, Rows) else None
-        if source is not None and all(isinstance(batch, Rows) and batch.source is source
-                                      for batch in batches):
-            return np.asarray(source[np.stack([batch.index for batch in batches])], dtype=dtype)
-        first = gathered(first)
+        as one ``A x batch x ...`` array of ``dtype``, for :meth:`population_step`: rows
+        by :meth:`gather_rows`, arrays copied straight into their place (no per-chip
+        intermediate arrays stacked afterwards: at hundreds of chips per step that was a
+        tenth of a step)."""
+        if all(isinstance(batch, Rows) for batch in batches):
+            return self.gather_rows([batch.source for batch in batches],
+                                    np.stack([batch.index for batch in batches]), dtype)
+        first = gathered(batches[0])
         out = np.empty((len(batches), *np.shape(first)), dtype=dtype)
         out[0] = first
         for k in range(1, len(batches)):
             out[k] = gathered(batches[k])
+        return out
+
+    def gather_rows(self, sources: list[np.ndarray], index: np.ndarray, dtype: np.dtype):
+        """Rows ``index[k]`` of ``sources[k]`` for every chip ``k`` of a population step,
+        as one ``A x batch x ...`` array of ``dtype`` (one fancy index when every chip's
+        rows come from one source, a dataset)."""
+        first = sources[0]
+        if all(source is first for source in sources):
+            return np.asarray(first[index], dtype=dtype)
+        out = np.empty((len(sources), index.shape[1], *first.shape[1:]), dtype=dtype)
+        for k, source in enumerate(sources):
+            out[k] = source[index[k]]
         return out
 
     def population_step(self, population: Population, states: list[OptimizerState],
@@ -193,7 +203,8 @@ class Backend(ABC):
         chip alone (into the population's ``grads[c]``, ``deltas[c]``). Returns each active
         chip's (summed loss, correct predictions)."""
         launched = self.launch_population_step(population, states, active, x, y)
-        return self.step_values([launched])[0]
+        losses, correct = self.step_values([launched])[0]
+        return list(zip(losses.tolist(), correct.tolist()))
 
     def launch_population_step(self, population: Population, states: list[OptimizerState],
                                active: list[int], x: np.ndarray, y: np.ndarray):
@@ -204,12 +215,14 @@ class Backend(ABC):
 
         This implementation, the specification, loops over the chips; fast backends step
         them all in one call."""
-        return [self.train_step(population.chips[c], states[c], x[k], y[k],
-                                population.grads[c], population.deltas[c])
-                for k, c in enumerate(active)]
+        results = [self.train_step(population.chips[c], states[c], x[k], y[k],
+                                   population.grads[c], population.deltas[c])
+                   for k, c in enumerate(active)]
+        return (np.array([loss for loss, _ in results], dtype=np.float64),
+                np.array([correct for _, correct in results], dtype=np.int64))
 
-    def step_values(self, launched: list) -> list[list[tuple[float, int]]]:
-        """The (summed loss, correct predictions) of every chip of every step in
-        ``launched`` (results of :meth:`launch_population_step`), waiting for them once.
-        Here they are computed at launch."""
+    def step_values(self, launched: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The summed losses and correct predictions (arrays over the active chips) of every
+        step in ``launched`` (results of :meth:`launch_population_step`), waiting for them
+        once. Here they are computed at launch."""
         return launched

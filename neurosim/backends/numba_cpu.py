@@ -694,13 +694,14 @@ class NumbaBackend(Backend):
 
     @staticmethod
     def _population_stepped(population, states, active, losses, correct,
-                            pulses) -> list[tuple[float, int]]:
+                            pulses) -> tuple[np.ndarray, np.ndarray]:
         """After a population kernel: each active chip's programming event and optimizer
         step counted, its pulses (``None``: ideal updates) added to its host buffer (this
-        backend holds no state elsewhere); the chips' (summed loss, correct predictions)."""
+        backend holds no state elsewhere); the chips' summed losses and correct
+        predictions."""
         for k, c in enumerate(active):
             population.chips[c].update_count += 1
             if pulses is not None:
                 population.chips[c]._pulses += pulses[k]
             states[c].step += 1
-        return [(float(losses[k]), int(correct[k])) for k in range(len(active))]
+        return losses, correct

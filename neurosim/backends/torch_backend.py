@@ -102,7 +102,7 @@ class TorchBackend(Backend):
         self._tables: dict = {}  # batch sources kept on the device (stack_batches)
         self._last_tables: dict = {}  # dtype -> the sources last asked for, their table
         self._keys: dict = {}
-        self._last_indices: tuple | None = None
+        self._last_rows: tuple | None = None
 
     # ------------------------------------------------------------------ helpers
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -295,27 +295,29 @@ class TorchBackend(Backend):
             b.add_(db)
 
     def stack_batches(self, batches, dtype):
-        """On the device: :class:`neurosim.rows.Rows` are gathered there from a copy of
-        their source arrays, uploaded once and kept (a dataset, each chip's fixed noise
-        set), so a step moves only the row indices; other batches are stacked on the host
-        and uploaded."""
+        """On the device: :class:`neurosim.rows.Rows` by :meth:`gather_rows`; other batches
+        stacked on the host and uploaded."""
         if not all(isinstance(batch, Rows) for batch in batches):
             return torch.as_tensor(super().stack_batches(batches, dtype), device=self.device)
-        table, starts = self._table([batch.source for batch in batches], np.dtype(dtype))
-        index, rows = self._indices([batch.index for batch in batches])
-        if starts is not None:
-            rows = upload(index + starts[:, None], self.device)
+        return super().stack_batches(batches, dtype)
+
+    def gather_rows(self, sources, index, dtype):
+        """Gathered on the device from copies of the sources, uploaded once and kept (a
+        dataset, each chip's fixed noise set), so a step moves only the row indices."""
+        table, starts = self._table(sources, np.dtype(dtype))
+        rows = self._rows(index, starts)
         return table.index_select(0, rows.reshape(-1)).view(*index.shape, *table.shape[1:])
 
-    def _indices(self, indices: list) -> tuple[np.ndarray, torch.Tensor]:
-        """The chips' row indices as one ``A x batch`` array and on the device; the inputs'
-        and the labels' batches share them, so the last ones are kept and reused."""
-        last = self._last_indices
-        if not (last is not None and len(last[0]) == len(indices)
-                and all(a is b for a, b in zip(last[0], indices))):
-            index = np.concatenate(indices).reshape(len(indices), -1)
-            last = self._last_indices = (indices, index, upload(index, self.device))
-        return last[1], last[2]
+    def _rows(self, index: np.ndarray, starts: np.ndarray | None) -> torch.Tensor:
+        """``index`` (``A x batch``) shifted to where each chip's source starts in its table,
+        on the device; the inputs' and the labels' batches share it, so the last one is
+        kept and reused."""
+        key = None if starts is None else starts.tobytes()
+        last = self._last_rows
+        if last is None or last[0] is not index or last[1] != key:
+            rows = index if starts is None else index + starts[:, None]
+            last = self._last_rows = (index, key, upload(rows, self.device))
+        return last[2]
 
     def _table(self, arrays: list, dtype: np.dtype) -> tuple[torch.Tensor, np.ndarray | None]:
         """The distinct arrays of ``arrays`` (by memory: views of one dataset are one) in
@@ -324,8 +326,8 @@ class TorchBackend(Backend):
         last answer per dtype is kept: a population's steps hand over the same sources
         step after step."""
         last = self._last_tables.get(dtype)
-        if (last is not None and len(last[0]) == len(arrays)
-                and all(a is b for a, b in zip(arrays, last[0]))):
+        if last is not None and (last[0] is arrays or (
+                len(last[0]) == len(arrays) and all(a is b for a, b in zip(arrays, last[0])))):
             return last[1]
         found = self._find_table(arrays, dtype)
         self._last_tables[dtype] = arrays, found
@@ -383,11 +385,11 @@ class TorchBackend(Backend):
         (the first waits for the device to finish them)."""
         if not launched:
             return []
-        losses = torch.cat([loss for loss, _ in launched]).tolist()
-        correct = torch.cat([hits for _, hits in launched]).tolist()
+        losses = torch.cat([loss for loss, _ in launched]).cpu().numpy()
+        correct = torch.cat([hits for _, hits in launched]).cpu().numpy()
         values, start = [], 0
         for loss, _ in launched:
             stop = start + loss.shape[0]
-            values.append(list(zip(losses[start:stop], correct[start:stop])))
+            values.append((losses[start:stop], correct[start:stop]))
             start = stop
         return values

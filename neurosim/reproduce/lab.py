@@ -15,7 +15,8 @@ from neurosim.chip import Chip
 from neurosim.config import (ChipConfig, NetworkConfig, OptimizerConfig, PreconditionConfig,
                              SimulationConfig)
 from neurosim.optimizers import OptimizerState
-from neurosim.precondition import NoiseSource, batch_bounds
+from neurosim.precondition import NoiseSource
+from neurosim.rows import EpochOrder, batch_bounds
 from neurosim.reproduce.context import PAPER_DIMS, Context
 from neurosim.rules import get_rule
 
@@ -72,14 +73,10 @@ def data_batches(seed: int, stream: int, x: np.ndarray, y: np.ndarray,
                  steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``steps`` mini-batches (64) of ``(x, y)``, reshuffled every epoch by a permutation
     keyed by ``(seed, epoch, stream)`` (stream 0 is the trainer's data order)."""
-    permutation, permutation_epoch = None, -1
+    order = EpochOrder(seed, rng.Purpose.DATA_SHUFFLE, len(y), stream)
     for step in range(steps):
         epoch, lo, hi = batch_bounds(step, len(y), BATCH)
-        if epoch != permutation_epoch:
-            permutation = rng.permutation(
-                rng.stream_key(seed, epoch, stream, rng.Purpose.DATA_SHUFFLE), len(y))
-            permutation_epoch = epoch
-        index = permutation[lo:hi]
+        index = order(epoch)[lo:hi]
         yield x[index], y[index]
 
 
