@@ -104,6 +104,8 @@ class Trainer:
         self.optimizer = self._new_optimizer("precondition" if pre.enabled else "train")
         self._dataset: Dataset | None = None
         self._ood_sets: list | None = None
+        self._bar: tqdm | None = None  # the progress bar of steps() while it runs
+        self._bar_ahead = 0  # steps of the current segment it shows already (run())
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -144,6 +146,8 @@ class Trainer:
         self._timed(segment.phase)
         losses, correct, seconds = yield segment
         self._clock = time.perf_counter()
+        self._bar.update(len(segment) - self._bar_ahead)  # what run() has not shown
+        self._bar_ahead = 0
         self.position.seconds[segment.phase] += seconds
         self.position.step += len(segment)
         return losses, correct
@@ -190,6 +194,8 @@ class Trainer:
                 loss, hits = self.step(*segment.batch(j))
                 losses.append(loss)
                 correct.append(hits)
+                self._bar.update(1)  # a single run's progress, step by step
+                self._bar_ahead += 1
             result = losses, correct, time.perf_counter() - start
         return self._finish()
 
@@ -210,12 +216,12 @@ class Trainer:
         total = self._total_steps()
         # disable=None: tqdm shows the bar only on a terminal (clean logs elsewhere).
         with tqdm(total=total, disable=None if self.progress else True, unit="step", leave=False,
-                  desc=f"{self.spec.condition}/seed{self.spec.seed}") as bar:
-            bar.update(self._steps_done())
+                  desc=f"{self.spec.condition}/seed{self.spec.seed}") as self._bar:
+            self._bar.update(self._steps_done())
             if self.position.phase == "precondition":
-                yield from self._precondition(bar)
+                yield from self._precondition()
             if self.position.phase == "train":
-                yield from self._train(bar)
+                yield from self._train()
 
     def _total_steps(self) -> int:
         pre = self.experiment.precondition.steps if self.experiment.precondition.enabled else 0
@@ -257,7 +263,7 @@ class Trainer:
             **evaluation.update_vs_backprop(self.chip, self.backend, x[:n], y[:n]),
             **evaluation.weight_spectra(self.chip)})
 
-    def _precondition(self, bar: tqdm) -> Generator:
+    def _precondition(self) -> Generator:
         config = self.experiment.precondition
         results = self.position.results
         self._clock = time.perf_counter()
@@ -282,7 +288,6 @@ class Trainer:
             for loss in losses:  # step after step, as the losses came
                 loss_sum += loss
             correct, count = correct + sum(hits), count + segment.batch_size * len(segment)
-            bar.update(len(segment))
             done += len(segment)
             if done % config.log_every == 0 or done == config.steps:
                 self._timed("precondition")
@@ -336,7 +341,7 @@ class Trainer:
         accuracies.pop("in_distribution")
         return {"ood_accuracy": accuracies}
 
-    def _train(self, bar: tqdm) -> Generator:
+    def _train(self) -> Generator:
         config = self.experiment.train
         data = self.dataset
         steps_per_epoch = self._steps_per_epoch()
@@ -361,7 +366,6 @@ class Trainer:
             for loss in losses:  # step after step, as the losses came
                 loss_sum += loss
             correct, count = correct + sum(hits), count + segment.batch_size * len(segment)
-            bar.update(len(segment))
             done += len(segment)
             if done in points:
                 self._timed("train")
