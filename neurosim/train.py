@@ -449,10 +449,11 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     same phase of the same schedule). Runs at different points (resumed from
     different checkpoints, or finished) are stepped together by how far they are: the ones
     behind first, until all are level. Each run hands over the steps up to its next
-    evaluation point at once (a :class:`neurosim.rows.Segment`), so between evaluations
-    the only per-chip work of a step is picking its batch; the steps' losses are waited
-    for once, when a run's segment ends (:meth:`Backend.step_values`: a GPU computes
-    while the host launches the next steps).
+    evaluation point at once (a :class:`neurosim.rows.Segment`), and runs whose segments
+    line up step as one cohort (:mod:`neurosim.cohorts`), so between evaluations a step
+    does no per-chip work on the host; the steps' losses are waited for once, when a
+    segment ends (:meth:`Backend.step_values`: a GPU computes while the host launches the
+    next steps).
     """
     first = specs[0]
     hardware = first.population_key

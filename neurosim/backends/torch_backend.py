@@ -31,8 +31,9 @@ this size: on a GPU, simulate many chips at once (populations, below).
 at once over a leading chip dimension (:mod:`neurosim.population`) with the state held on
 the device between steps (:mod:`neurosim.backends.torch_population`): batched reads
 through the periphery (each chip's own read-noise streams), the optimizer, the ideal or
-pulsed or in-array update of all chips together, no copies of the state per step. This
-is the fast GPU path.
+pulsed or in-array update of all chips together, no copies of the state per step; the
+steps' losses come back when a driver asks for them (:meth:`TorchBackend.step_values`),
+so the GPU is not waited for after every step. This is the fast GPU path.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend

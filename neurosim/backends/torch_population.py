@@ -88,7 +88,7 @@ class ResidentPopulation:
         self.pulses.zero_()
 
     # ------------------------------------------------------------------- step
-    def step(self, states: list[OptimizerState], active: list[int], x, y) -> list[tuple]:
+    def step(self, states: list[OptimizerState], active: list[int], x, y) -> tuple:
         """One training step of the chips ``active`` on their batches ``x[k]``, ``y[k]``
         (NumPy arrays or tensors), as :meth:`Backend.population_step` specifies; returns
         the chips' summed losses and correct counts as tensors (not waited for)."""
