@@ -10,6 +10,15 @@
 #   bash benchmarks/gpu_session.sh inarray  # the same, in-array (stochastic) updates
 #                                           # -> $OUT/bench.{md,json} (bench_in_array_h100)
 #   bash benchmarks/gpu_session.sh profile  # a 256-chip step's operators -> $OUT/profile_*.txt
+#   bash benchmarks/gpu_session.sh run      # a 256-chip population run end to end
+#                                           # (benchmarks/configs/population_gpu.yaml)
+#                                           # -> $OUT/run.txt (population_gpu_run.md)
+#
+# `run` reads MNIST from $NEUROSIM_DATA, which does not travel: here, once,
+#   mkdir -p .gpu-data && cp -r ../shared/datasets/mnist .gpu-data/ \
+#       && echo /.gpu-data/ >> .git/info/exclude
+# then name .gpu-data in the device call's `carry` and run
+#   NEUROSIM_DATA=.gpu-data bash benchmarks/gpu_session.sh run
 #
 # Every part also writes $OUT/machine.txt. The machine's image has torch with CUDA and
 # neurosim's other dependencies except `distributed` (tests/test_sweep.py is left out; it has
@@ -30,7 +39,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 print("python", platform.python_version(), "numpy", numpy.__version__, "numba",
       numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
 } > "$out/machine.txt" 2>&1 || true  # a description, never a reason to stop
-case "${1:?which part: tests, bench, reads, inarray or profile}" in
+case "${1:?which part: tests, bench, reads, inarray, profile or run}" in
     tests)
         "$python" -m pytest -q -m cuda -p no:cacheprovider --ignore=tests/test_sweep.py tests \
             2>&1 | tee "$out/cuda_tests.txt" ;;
@@ -50,7 +59,23 @@ case "${1:?which part: tests, bench, reads, inarray or profile}" in
             "$python" benchmarks/profile_population.py --device cuda --chips 256 \
                 --chip "$chip" > "$out/profile_$chip.txt" 2>&1
         done ;;
+    run)
+        "$python" - "$out/run.txt" <<'PYTHON'
+import json, subprocess, sys, time
+start = time.perf_counter()
+with open(sys.argv[1], "w") as log:
+    done = subprocess.run([sys.executable, "-m", "neurosim.cli", "run",
+                           "benchmarks/configs/population_gpu.yaml", "--no-run-reports",
+                           "--out", "/tmp/population_gpu", "--overwrite"],
+                          stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    print(f"exit {done.returncode}, wall {wall:.1f} s", file=log)
+    summary = json.load(open("/tmp/population_gpu/default/seed0/summary.json"))
+    print(f"seed 0: seconds {summary['seconds']}, samples/s (x 256 chips: chip-samples/s) "
+          f"{summary['samples_per_second']}", file=log)
+PYTHON
+        ;;
     *)
-        echo "unknown part '$1': tests, bench, reads, inarray or profile" >&2
+        echo "unknown part '$1': tests, bench, reads, inarray, profile or run" >&2
         exit 2 ;;
 esac
