@@ -468,3 +468,19 @@ def test_a_population_waits_for_its_losses_once_per_segment(tmp_path, monkeypatc
     assert launches == [3] * 8
     assert waits == [2, 2, 1, 1, 2]
     assert_same_runs(*population, *separately(specs, tmp_path / "separate"))
+
+
+def test_cohorts_of_one_call_in_any_order_give_the_separate_runs(tmp_path):
+    """Two conditions with the same optimizer but other evaluation points (cohorts that
+    end their segments at different steps and join one call in changing order): on
+    torch, whose resident step takes all chips in the population's order as a fast path,
+    each chip still trains on its own batches."""
+    backend_under_test("torch")
+    conditions = {"none": CONDITIONS["none"],
+                  "noise": {"precondition.batch_size": 32, "precondition.log_every": 3}}
+    specs = specs_of([1, 2], backend="torch", conditions=conditions)
+    dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
+    summaries = run_population(specs, dirs)
+    separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
+    assert_same_runs(dirs, summaries, separate_dirs,
+                     [run_spec(s, d) for s, d in zip(specs, separate_dirs)])

@@ -118,6 +118,22 @@ def test_a_subset_of_the_chips_steps_alone(chip):
     assert population.chips[1].update_count == 1
 
 
+@pytest.mark.parametrize("chip", ["ideal", "pulsed"])
+def test_the_chips_of_a_step_may_come_in_any_order(chip):
+    """Every chip of the population in another order than the population's (the cohorts of
+    a step joined in one call): each chip still gets its own batch and optimizer."""
+    population, alone = workloads(chip, n_chips=3)
+    active = [2, 0, 1]
+    for step in range(2):
+        x, y = population.x[step][active], population.y[step][active]
+        population.backend.population_step(population.population, population.states, active,
+                                           x, y)
+        for k, c in enumerate(active):
+            alone.backend.train_step(alone.chips[c], alone.states[c], x[k], y[k],
+                                     alone.grads[c], alone.deltas[c])
+    assert_same_chips(population, alone)
+
+
 def test_new_optimizers_of_a_new_phase_are_uploaded():
     population, alone = workloads("ideal")
     population.train()

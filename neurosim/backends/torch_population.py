@@ -71,6 +71,7 @@ class ResidentPopulation:
                          for name in DEVICE_ARRAYS if name != "stuck"}
                 layer["free"] = upload(population.devices["stuck"][:, part] == FREE)
                 self.devices.append(layer)
+        self.every_chip = list(range(population.size))
         self.host_stale = False
 
     # -------------------------------------------------------------- transfers
@@ -95,7 +96,7 @@ class ResidentPopulation:
         backend, population = self.backend, self.population
         chip = population.chips[0]
         device = backend.device
-        rows = (None if len(active) == population.size
+        rows = (None if active == self.every_chip  # all chips, in the population's order
                 else torch.as_tensor(active, dtype=torch.int64, device=device))
 
         def take(tensor: torch.Tensor) -> torch.Tensor:
