@@ -60,7 +60,8 @@ def main() -> None:
     print(prof.key_averages().table(sort_by=sort, row_limit=args.rows))
     step = statistics.median(seconds)
     print(f"{args.chips} chips, {args.chip}, {args.device}: median step {step * 1e3:.2f} ms "
-          f"under the profiler (steps launched, losses waited for once per repeat), {args.chips * work.batch / step:,.0f} chip-samples/s")
+          f"under the profiler (steps launched, losses waited for once per repeat), "
+          f"{args.chips * work.batch / step:,.0f} chip-samples/s")
 
 
 if __name__ == "__main__":

@@ -213,10 +213,10 @@ def measure(calls: dict, repeats: int, repeat_seconds: float,
     """Median seconds per call of every ``(call, blas_threads, group, finish)`` of ``calls``
     (key ->; ``finish``: ``None``, or what waits for the calls' results, timed with them,
     :func:`time_calls`), timed in interleaved repeats after a warm-up call and a
-    calibration of the calls per repeat. A batch of calls of another ``group`` than the batch before it waits
-    ``settle_s`` first: the thread pools of the group before (BLAS, OpenMP) spin for a while
-    after their last call and would steal the cores (give the calls of a backend one group
-    and list them together)."""
+    calibration of the calls per repeat. A batch of calls of another ``group`` than the
+    batch before it waits ``settle_s`` first: the thread pools of the group before (BLAS,
+    OpenMP) spin for a while after their last call and would steal the cores (give the
+    calls of a backend one group and list them together)."""
     counts, last = {}, None
     for key, (call, threads, group, finish) in calls.items():
         if group != last:

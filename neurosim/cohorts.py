@@ -37,7 +37,8 @@ class Cohort:
     def __init__(self, runs: list[int], rows: list[int], segments: list[Segment], call: int,
                  level: int):
         first = segments[0]
-        self.runs, self.rows, self.segments, self.call, self.level = runs, rows, segments, call, level
+        self.runs, self.rows, self.segments = runs, rows, segments
+        self.call, self.level = call, level
         self.length, self.batch_size = len(first), first.batch_size
         self.taken = 0
         self.drawn = first.draw is not None
@@ -71,6 +72,8 @@ class Cohort:
 
 
 def _alignment(segment: Segment, call: int, level: int) -> tuple:
+    """What the runs of one cohort share: where their segments start and end, the batch
+    size, the optimizer call, rows or draws, the phase."""
     return (level, len(segment), segment.batch_size, call, segment.draw is not None,
             segment.phase)
 
