@@ -1,10 +1,12 @@
-"""A batch handed over as rows of a larger array, gathered where it is used.
+"""Batches handed over as rows of a larger array, gathered where they are used.
 
 A run's training batches are rows of its dataset (or of its fixed noise set), picked by
-the epoch's permutation. :class:`Rows` names them without copying them, so that whoever
-runs the step decides where to gather: a single chip on the host (:func:`gathered`), a
-population on a GPU from a copy of the dataset kept on the device
-(:meth:`neurosim.backends.base.Backend.stack_batches`).
+each epoch's permutation (:class:`EpochOrder`, cut into batches by :func:`batch_bounds`).
+:class:`Rows` names one batch without copying it, and a :class:`Segment` the batches of a
+run's steps up to its next evaluation point (:func:`step_rows`), so that whoever runs the
+steps decides where to gather: a single chip on the host (:func:`gathered`), a population
+on a GPU from a copy of the dataset kept on the device
+(:meth:`neurosim.backends.base.Backend.gather_rows`).
 """
 
 from __future__ import annotations
