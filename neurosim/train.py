@@ -488,19 +488,9 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     row = {c: p for p, c in enumerate(members)}
     population = Population([trainers[c].chip for c in members])
     runs = {c: trainers[c].steps(resume) for c in members}
-    # Each run's call_key as a small number, found again only when its optimizer changes
-    # (a new phase): hashing a configuration per chip and step would cost a GPU step's
-    # time at hundreds of chips.
+    # Each optimizer configuration's call_key as a small number (a cohort's key, compared
+    # on every step), found once per segment of a run.
     call_ids: dict = {}
-    known: dict[int, tuple] = {}  # run -> (its optimizer, the number of its call_key)
-
-    def call_id(c: int) -> int:
-        optimizer = trainers[c].optimizer
-        if c not in known or known[c][0] is not optimizer:
-            known[c] = optimizer, call_ids.setdefault(call_key(optimizer.config),
-                                                      len(call_ids))
-        return known[c][1]
-
     cohorts = Cohorts(backend, population)
 
     def hand_over(results: list[tuple[int, tuple | None]]) -> None:
@@ -510,7 +500,8 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
         for c, result in results:
             segment = attempt(c, advance, runs[c], result)
             if segment is not None:
-                started.append((c, row[c], segment, call_id(c), trainers[c]._steps_done()))
+                call = call_ids.setdefault(call_key(trainers[c].optimizer.config), len(call_ids))
+                started.append((c, row[c], segment, call, trainers[c]._steps_done()))
         cohorts.add(started)
 
     hand_over([(c, None) for c in members])
