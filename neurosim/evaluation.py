@@ -8,6 +8,8 @@ returns plain JSON-ready values. The metric formulas themselves are in
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from neurosim import metrics, rng
@@ -16,13 +18,16 @@ from neurosim.backends.base import Backend
 from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.chip import Chip
 from neurosim.devices import drift, drift_exponents
+from neurosim.population import Population
+from neurosim.rows import Measurement, Rows
 from neurosim.rules import RuleCode
 
 EVAL_CHUNK = 2048
 
 
 def logits(chip: Chip, backend: Backend, x: np.ndarray) -> np.ndarray:
-    """Output pre-activations for ``x``, computed in chunks (float64).
+    """Output pre-activations for ``x``, computed in chunks of ``EVAL_CHUNK`` inputs, one
+    measurement pass each (float64).
 
     Inference passes are what a chip does to measure its accuracy, so they are booked in
     the chip's ledger (stage ``eval``). Analyses only a simulator can make (the true BP
@@ -34,17 +39,77 @@ def logits(chip: Chip, backend: Backend, x: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, chip.dims[-1]))
 
 
-def loss_and_accuracy(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray) -> dict:
-    """Mean cross-entropy loss and accuracy (fraction) on ``(x, y)``."""
-    out = logits(chip, backend, x)
+def population_logits(population: Population, backend: Backend, members: list[int],
+                      inputs: list) -> list[np.ndarray]:
+    """:func:`logits` of the chips ``members`` (rows) of ``population``, chip
+    ``members[k]`` on ``inputs[k]`` (arrays or :class:`neurosim.rows.Rows`, of one length),
+    with one backend call per chunk for all of them
+    (:meth:`neurosim.backends.base.Backend.population_logits`): each chip makes the passes
+    it makes alone, in the same order (its read-noise keys, its ledger)."""
+    n = len(inputs[0])
+    parts: list[list[np.ndarray]] = [[] for _ in members]
+    for i in range(0, n, EVAL_CHUNK):
+        views: dict[int, object] = {}  # a chunk of an input shared by chips: one view
+        chunk = [views.setdefault(id(x), _chunk_of(x, i)) for x in inputs]
+        for part, out in zip(parts, backend.population_logits(population, members, chunk)):
+            part.append(np.asarray(out, dtype=np.float64))
+    for c in members:
+        chip = population.chips[c]
+        count_measurement(chip, chip.ledger, n)
+    width = population.chips[0].dims[-1]
+    return [np.concatenate(part) if part else np.zeros((0, width)) for part in parts]
+
+
+def _chunk_of(x, start: int):
+    """Inputs ``start .. start + EVAL_CHUNK - 1`` of an array or :class:`Rows`."""
+    if isinstance(x, Rows):
+        return Rows(x.source, x.index[start:start + EVAL_CHUNK])
+    return x[start:start + EVAL_CHUNK]
+
+
+def measure_population(population: Population, backend: Backend,
+                       requests: list[tuple[int, Measurement]]) -> list[tuple[list, float]]:
+    """The logits of every request ``(row, measurement)`` of chips of ``population``, as
+    each chip's driver answers a :class:`Measurement` (the outputs, the seconds): requests
+    of one :meth:`Measurement.shape` are measured together (:func:`population_logits`),
+    their seconds the wall time of that, shared by their chips."""
+    groups: dict[tuple, list[int]] = {}
+    for k, (_, request) in enumerate(requests):
+        groups.setdefault(request.shape(), []).append(k)
+    answers: list = [None] * len(requests)
+    for indices in groups.values():
+        start = time.perf_counter()
+        members = [requests[k][0] for k in indices]
+        outputs = [population_logits(population, backend, members,
+                                     [requests[k][1].inputs[j] for k in indices])
+                   for j in range(len(requests[indices[0]][1].inputs))]
+        seconds = time.perf_counter() - start
+        for position, k in enumerate(indices):
+            answers[k] = ([out[position] for out in outputs], seconds)
+    return answers
+
+
+def scores(out: np.ndarray, y: np.ndarray) -> dict:
+    """Mean cross-entropy loss and accuracy (fraction) of logits ``out`` for labels ``y``."""
     return {"loss": metrics.cross_entropy(out, y), "accuracy": metrics.accuracy(out, y)}
 
 
-def readout(chip: Chip, backend: Backend, x: np.ndarray) -> dict:
-    """Mean softmax output per class on a probe set, and its largest distance from 1/C."""
-    probs = metrics.softmax(logits(chip, backend, x))
+def loss_and_accuracy(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray) -> dict:
+    """Mean cross-entropy loss and accuracy (fraction) on ``(x, y)``."""
+    return scores(logits(chip, backend, x), y)
+
+
+def readout_of(out: np.ndarray) -> dict:
+    """Mean softmax output per class of logits ``out`` on a probe set, and its largest
+    distance from 1/C."""
+    probs = metrics.softmax(out)
     return {"readout_probability": metrics.readout_probability(probs).tolist(),
             "readout_max_deviation": metrics.readout_deviation_from_chance(probs)}
+
+
+def readout(chip: Chip, backend: Backend, x: np.ndarray) -> dict:
+    """:func:`readout_of` the chip's logits on ``x``."""
+    return readout_of(logits(chip, backend, x))
 
 
 def feedback_targets(chip: Chip) -> list[tuple[int, np.ndarray, np.ndarray]]:

@@ -175,10 +175,11 @@ class Population:
         self._drawn_by = backend
         return self._feedback
 
-    def read_keys(self, active: list[int]) -> np.ndarray:
-        """Read-noise keys of a training step of the chips ``active`` (``A x n_layers x
-        3``, :meth:`Chip.read_keys`)."""
-        return np.stack([self.chips[c].read_keys(training=True) for c in active])
+    def read_keys(self, active: list[int], training: bool = True) -> np.ndarray:
+        """Read-noise keys of a training step (``training``) or of a measurement pass of
+        the chips ``active`` (``A x n_layers x 3``, :meth:`Chip.read_keys`, taken in the
+        order of ``active``)."""
+        return np.stack([self.chips[c].read_keys(training) for c in active])
 
     def pulse_keys(self, active: list[int],
                    first: rng.Purpose = rng.Purpose.PULSE_ROUNDING) -> np.ndarray:

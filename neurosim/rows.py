@@ -6,7 +6,9 @@ each epoch's permutation (:class:`EpochOrder`, cut into batches by :func:`batch_
 run's steps up to its next evaluation point (:func:`step_rows`), so that whoever runs the
 steps decides where to gather: a single chip on the host (:func:`gathered`), a population
 on a GPU from a copy of the dataset kept on the device
-(:meth:`neurosim.backends.base.Backend.gather_rows`).
+(:meth:`neurosim.backends.base.Backend.gather_rows`). At an evaluation point a run hands
+over the inputs it measures (:class:`Measurement`: its test set, the rows of its training
+probe), so that a population's driver measures many chips in one call.
 """
 
 from __future__ import annotations
@@ -131,3 +133,23 @@ class Segment:
             return self.draw(self.start + j)
         index = self.indices[j]
         return Rows(self.x, index), Rows(self.y, index)
+
+
+class Measurement:
+    """The inputs of a run's measurement passes at an evaluation point (arrays, or
+    :class:`Rows` of a dataset: a training probe), handed to its driver
+    (:meth:`neurosim.train.Trainer.steps`), which answers with the chip's logits on each
+    (float64, :func:`neurosim.evaluation.logits`) and the seconds they took. The passes
+    are made in the order of ``inputs``."""
+
+    __slots__ = ("inputs",)
+
+    def __init__(self, inputs: tuple):
+        self.inputs = inputs
+
+    def shape(self) -> tuple:
+        """What the measurements of several chips must share to be made in one call: each
+        input's length, row shape and dtype."""
+        return tuple((len(x), *np.shape(x.source if isinstance(x, Rows) else x)[1:],
+                      (x.source if isinstance(x, Rows) else x).dtype.str)
+                     for x in self.inputs)

@@ -46,7 +46,7 @@ from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population, call_key
 from neurosim.precondition import NoiseSource
-from neurosim.rows import EpochOrder, Segment, gathered, step_rows
+from neurosim.rows import EpochOrder, Measurement, Rows, Segment, gathered, step_rows
 from neurosim.rules import get_rule
 from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
@@ -152,6 +152,17 @@ class Trainer:
         self.position.step += len(segment)
         return losses, correct
 
+    def _measure(self, *inputs) -> Generator:
+        """The chip's logits on each of ``inputs`` (arrays or :class:`Rows`), made by the
+        driver of :meth:`steps` (a :class:`Measurement`); the seconds they took go to the
+        evaluation time (the trainer's own time up to here too; the time it waits for
+        the driver does not count)."""
+        self._timed("evaluation")
+        outputs, seconds = yield Measurement(inputs)
+        self._clock = time.perf_counter()
+        self.position.seconds["evaluation"] += seconds
+        return outputs
+
     # ------------------------------------------------------------- checkpoints
     def _checkpoint(self) -> None:
         self.accounting.flush()
@@ -189,6 +200,10 @@ class Trainer:
         result = None
         while (segment := advance(steps, result)) is not None:
             start = time.perf_counter()
+            if isinstance(segment, Measurement):  # not a segment: inputs to measure
+                result = ([evaluation.logits(self.chip, self.backend, gathered(x))
+                           for x in segment.inputs], time.perf_counter() - start)
+                continue
             losses, correct = [], []
             for j in range(len(segment)):
                 loss, hits = self.step(*segment.batch(j))
@@ -205,8 +220,13 @@ class Trainer:
         point): yields a segment and takes back its steps' summed losses, correct
         predictions (lists, step after step) and the seconds they took, computed by
         whoever drives it (:meth:`run`: :meth:`step`; :func:`run_population`: one call for
-        many chips per step). Everything between segments (evaluation, metric records,
-        checkpoints) happens here; :meth:`_finish` follows."""
+        many chips per step). At an evaluation point it yields the inputs of its
+        measurement passes (:class:`neurosim.rows.Measurement`) and takes back the chip's
+        logits on them and the seconds they took (:meth:`run`:
+        :func:`neurosim.evaluation.logits`; :func:`run_population`: one call for the
+        chips at the same point, :func:`neurosim.evaluation.measure_population`).
+        Everything else between segments (metrics, records, checkpoints) happens here;
+        :meth:`_finish` follows."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not (resume and self._restore()):
             self.log.reset()
@@ -249,10 +269,11 @@ class Trainer:
         return stage_totals(self.chip.ledger.counts, stage, self.chip.config.energy,
                             *converter_bits(self.chip))
 
-    def _noise_record(self, step: int, loss_sum: float, correct: int, count: int) -> None:
+    def _noise_record(self, step: int, loss_sum: float, correct: int, count: int) -> Generator:
         energy = self._energy_so_far("precondition")
         x, y = self.noise_probe
-        probe = evaluation.loss_and_accuracy(self.chip, self.backend, x, y)
+        (out,) = yield from self._measure(x)
+        probe = evaluation.scores(out, y)
         n = self.experiment.evaluation.gradient_probe_size
         self.log.append({
             "phase": "precondition", "step": step,
@@ -270,11 +291,8 @@ class Trainer:
         self.accounting.begin("precondition", self._new_optimizer("precondition").config)
         if self.position.step == 0:
             self.accounting.add_draws("forward", 0, self.noise.setup_draws())
-            results["precondition_before"] = {
-                **evaluation.alignment(self.chip),
-                **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
-                "neuron_angles": evaluation.neuron_angles(self.chip)}
-            self._noise_record(0, 0.0, 0, 0)
+            results["precondition_before"] = yield from self._precondition_result()
+            yield from self._noise_record(0, 0.0, 0, 0)
         self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
         checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
@@ -291,27 +309,31 @@ class Trainer:
             done += len(segment)
             if done % config.log_every == 0 or done == config.steps:
                 self._timed("precondition")
-                self._noise_record(done, loss_sum, correct, count)
+                yield from self._noise_record(done, loss_sum, correct, count)
                 loss_sum, correct, count = 0.0, 0, 0
                 if done % checkpoint_every == 0 and done < config.steps:
                     self._checkpoint()
                 self._timed("evaluation")
-        results["precondition_after"] = {
-            **evaluation.alignment(self.chip),
-            **evaluation.readout(self.chip, self.backend, self.noise_probe[0]),
-            "neuron_angles": evaluation.neuron_angles(self.chip)}
+        results["precondition_after"] = yield from self._precondition_result()
         self._timed("evaluation")
         self.position.phase, self.position.step = "train", 0
         self.optimizer = self._new_optimizer("train")
         self._checkpoint()
 
-    def _data_record(self, step: int, loss_sum: float, correct: int, count: int) -> None:
+    def _precondition_result(self) -> Generator:
+        """What the noise phase did to the chip, measured before and after it: alignment,
+        readout on the noise probe, every hidden neuron's angle."""
+        (out,) = yield from self._measure(self.noise_probe[0])
+        return {**evaluation.alignment(self.chip), **evaluation.readout_of(out),
+                "neuron_angles": evaluation.neuron_angles(self.chip)}
+
+    def _data_record(self, step: int, loss_sum: float, correct: int, count: int) -> Generator:
         energy = self._energy_so_far("train")
         data = self.dataset
-        test = evaluation.loss_and_accuracy(self.chip, self.backend, data.x_test, data.y_test)
-        train = evaluation.loss_and_accuracy(self.chip, self.backend,
-                                             data.x_train[self._train_probe],
-                                             data.y_train[self._train_probe])
+        test_out, train_out = yield from self._measure(
+            data.x_test, Rows(data.x_train, self._train_probe))
+        test = evaluation.scores(test_out, data.y_test)
+        train = evaluation.scores(train_out, data.y_train[self._train_probe])
         grad_x = data.x_train[self._gradient_probe]
         grad_y = data.y_train[self._gradient_probe]
         self.log.append({
@@ -353,7 +375,7 @@ class Trainer:
         self._clock = time.perf_counter()
         self.accounting.begin("train", self.experiment.optimizer)
         if self.position.step == 0:
-            self._data_record(0, 0.0, 0, 0)
+            yield from self._data_record(0, 0.0, 0, 0)
         self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
         order = EpochOrder(self.spec.seed, rng.Purpose.DATA_SHUFFLE, len(data.y_train))
@@ -369,7 +391,7 @@ class Trainer:
             done += len(segment)
             if done in points:
                 self._timed("train")
-                self._data_record(done, loss_sum, correct, count)
+                yield from self._data_record(done, loss_sum, correct, count)
                 loss_sum, correct, count = 0.0, 0, 0
                 if done % steps_per_epoch == 0 and (done // steps_per_epoch) % config.checkpoint_every == 0:
                     self._checkpoint()
@@ -409,9 +431,10 @@ class Trainer:
                          self.backend.name)
 
 
-def advance(steps: Generator, result: tuple | None) -> Segment | None:
-    """The next segment of a run's :meth:`Trainer.steps` after sending it the last
-    segment's ``result`` (``None``: start it), or ``None`` when the run has no more steps."""
+def advance(steps: Generator, result: tuple | None) -> Segment | Measurement | None:
+    """The next segment (or measurement) of a run's :meth:`Trainer.steps` after sending
+    it the last one's ``result`` (``None``: start it), or ``None`` when the run has no more
+    steps."""
     try:
         return next(steps) if result is None else steps.send(result)
     except StopIteration:
@@ -432,7 +455,8 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
 
     An error of one run (its configuration, data, checkpoint, evaluation) is raised, or
     with ``on_error`` handed to ``on_error(index, error)`` while the other runs go on (the
-    failed run's summary is ``None``). An error of a population step itself is raised.
+    failed run's summary is ``None``). An error of a population step or of a measurement
+    of several chips together is raised.
 
     The runs must share their chip, network, rule and simulation
     (:attr:`RunSpec.population_key`); they may differ in seed and in anything else:
@@ -440,13 +464,15 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     (several conditions of an experiment). Each chip trains on its own batches (its run's
     noise and data order); between steps every run evaluates, records and checkpoints as
     if alone, so each run folder holds what :func:`run_spec` writes for that run (the same
-    metrics and results; the step seconds in its summary are those of the backend calls it
-    took part in, wall time shared by their chips).
+    metrics and results; the seconds of its steps and measurement passes in its summary
+    are those of the backend calls it took part in, wall time shared by their chips).
 
     A step of the population is one backend call (:meth:`Backend.launch_population_step`)
     per optimizer configuration (:func:`neurosim.population.call_key`: Adam's learning rate
     may differ) and batch size among the chips it steps (one call when all are in the
-    same phase of the same schedule). Runs at different points (resumed from
+    same phase of the same schedule); the chips at an evaluation point make their
+    measurement passes in one backend call per chunk of inputs
+    (:func:`neurosim.evaluation.measure_population`). Runs at different points (resumed from
     different checkpoints, or finished) are stepped together by how far they are: the ones
     behind first, until all are level. Each run hands over the steps up to its next
     evaluation point at once (a :class:`neurosim.rows.Segment`), and runs whose segments
@@ -495,13 +521,23 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
 
     def hand_over(results: list[tuple[int, tuple | None]]) -> None:
         """Send each run ``c`` of ``results`` its last segment's result (``None``: start
-        it); the runs that go on start their next segments."""
+        it); the runs that go on start their next segments. Runs that measure first
+        (evaluation points) are measured together, round after round, until each has
+        handed over its next segment or ended."""
         started = []
-        for c, result in results:
-            segment = attempt(c, advance, runs[c], result)
-            if segment is not None:
-                call = call_ids.setdefault(call_key(trainers[c].optimizer.config), len(call_ids))
-                started.append((c, row[c], segment, call, trainers[c]._steps_done()))
+        while results:
+            requests = []
+            for c, result in results:
+                item = attempt(c, advance, runs[c], result)
+                if isinstance(item, Measurement):
+                    requests.append((c, item))
+                elif item is not None:
+                    call = call_ids.setdefault(call_key(trainers[c].optimizer.config),
+                                               len(call_ids))
+                    started.append((c, row[c], item, call, trainers[c]._steps_done()))
+            answers = evaluation.measure_population(
+                population, backend, [(row[c], request) for c, request in requests])
+            results = [(c, answer) for (c, _), answer in zip(requests, answers)]
         cohorts.add(started)
 
     hand_over([(c, None) for c in members])

@@ -11,15 +11,18 @@ import yaml
 from conftest import REPO, Interrupted, backend_under_test
 from test_pulsed_training import pulsed_chip, stochastic_chip
 
-from neurosim import cohorts
+from neurosim import cohorts, evaluation
 from neurosim.backends import Backend, create_backend
 from neurosim.backends.numba_cpu import NumbaBackend
+from neurosim.chip import Chip
 from neurosim.cli import main
 from neurosim.config import ExperimentConfig, expand_runs, load_chip, load_experiment
 from neurosim.errors import ConfigError
 from neurosim.periphery import PeripheryConfig
 from neurosim.runio import load_checkpoint
 from neurosim.population import Population
+from neurosim.rows import Rows, gathered
+from neurosim.rules import get_rule
 from neurosim.runner import _run_config_text, population_members
 from neurosim.schema import build
 from neurosim.train import Trainer, run_population, run_spec
@@ -484,3 +487,64 @@ def test_cohorts_of_one_call_in_any_order_give_the_separate_runs(tmp_path):
     separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
     assert_same_runs(dirs, summaries, separate_dirs,
                      [run_spec(s, d) for s, d in zip(specs, separate_dirs)])
+
+
+def measured_chips(reads: str, n: int = 4) -> list[Chip]:
+    experiment = build(ExperimentConfig, experiment_data(range(n)), "test")
+    config = (read_hardware_chip("regenerated") if reads == "noisy"
+              else load_chip(REPO / "hw_configs" / "ideal.yaml"))
+    return [Chip(config, experiment.network, get_rule(experiment.rule), seed, "float32")
+            for seed in range(n)]
+
+
+@pytest.mark.parametrize("reads", ["ideal", "noisy"])
+def test_chips_measured_together_are_measured_as_alone(any_backend, reads):
+    """Backend.population_logits: each chip's logits on its inputs (one array shared by
+    the chips, arrays of their own, rows of one dataset) are its logits measured alone,
+    pass after pass (each pass a fresh read, with the chip's next read-noise keys); a
+    subset of the chips, in another order. Exact on the CPU; on CUDA to the rounding of
+    the batched products (which may move a noisy read across an ADC level)."""
+    backend = any_backend.backend("float32")
+    alone, chips = measured_chips(reads), measured_chips(reads)
+    population = Population(chips)
+    generator = np.random.default_rng(3)
+    source = generator.random((50, 784)).astype(np.float32)
+    members = [2, 0, 3]
+    cases = {"shared": [source[:20]] * len(members),
+             "own": [generator.random((20, 784)).astype(np.float32) for _ in members],
+             "rows": [Rows(source, generator.permutation(50)[:20]) for _ in members]}
+    for name, inputs in [*cases.items(), ("shared again", cases["shared"])]:
+        together = backend.population_logits(population, members, inputs)
+        for c, x, out in zip(members, inputs, together):
+            expected = backend.logits(alone[c], gathered(x))
+            if any_backend.device == "cpu":
+                np.testing.assert_array_equal(out, expected, err_msg=f"{name}: chip {c}")
+            elif reads == "ideal":
+                np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+            else:
+                assert np.mean(np.abs(out - expected) <= 1e-4 * np.abs(expected).max()) > 0.99
+    assert ([chip.measurement_reads for chip in chips]
+            == [chip.measurement_reads for chip in alone] == [4, 0, 4, 4])
+
+
+def test_chips_at_an_evaluation_point_are_measured_in_one_call(tmp_path, monkeypatch):
+    """In a population run the chips at an evaluation point measure their probes and
+    test sets in one backend call for all of them (a pass per input and chunk), and the
+    evaluation's ledger and time are booked to each run."""
+    calls = []
+    original = Backend.population_logits
+
+    def counted(self, population, members, inputs):
+        calls.append(list(members))
+        return original(self, population, members, inputs)
+
+    monkeypatch.setattr(Backend, "population_logits", counted)
+    monkeypatch.setattr(evaluation, "EVAL_CHUNK", 20)
+    specs = specs_of(range(3))
+    population = together(specs, tmp_path / "together")
+    # SMALL: noise probe (32: 2 chunks) before the noise phase, at its 3 records (steps
+    # 0, 2, 4) and after it; test set (32) and training probe (32) at data steps 0, 1, 2, 4
+    assert calls == [[0, 1, 2]] * (2 * (1 + 3 + 1) + 2 * 2 * 4)
+    assert_same_runs(*population, *separately(specs, tmp_path / "separate"))
+    for summary in population[1]:
+        assert summary["seconds"]["evaluation"] > 0

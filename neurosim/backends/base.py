@@ -221,6 +221,18 @@ class Backend(ABC):
         return (np.array([loss for loss, _ in results], dtype=np.float64),
                 np.array([correct for _, correct in results], dtype=np.int64))
 
+    def population_logits(self, population: Population, members: list[int],
+                          inputs: list) -> list[np.ndarray]:
+        """The logits of the chips ``members`` (indices) of ``population``, chip
+        ``c = members[k]`` on ``inputs[k]`` (arrays or :class:`neurosim.rows.Rows`, of one
+        length; the same object where chips share an input), each exactly
+        :meth:`logits` of that chip alone: one measurement pass, with its read-noise keys,
+        the chips taking their keys in the order of ``members``.
+
+        This implementation, the specification, loops over the chips; a fast backend
+        measures them all in one call."""
+        return [self.logits(population.chips[c], gathered(x)) for c, x in zip(members, inputs)]
+
     def step_values(self, launched: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """The summed losses and correct predictions (arrays over the active chips) of every
         step in ``launched`` (results of :meth:`launch_population_step`), waiting for them

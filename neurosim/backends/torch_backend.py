@@ -59,6 +59,7 @@ from neurosim.rows import Rows
 from neurosim.rules import RuleCode
 
 DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
+MEASURED_ROWS = 1 << 16  # inputs per batched measurement call: A x 2048 inputs of 784 at most 200 MB
 
 
 def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
@@ -367,6 +368,50 @@ class TorchBackend(Backend):
         key = (interface["data"][0], array.shape, interface["strides"], array.dtype.str)
         self._keys[id(array)] = (array, key)  # the reference keeps the id from being reused
         return key
+
+    def population_read_keys(self, population, active: list[int], training: bool):
+        """The read-noise keys of one pass of the chips ``active`` (:meth:`Chip.read_keys`,
+        taken in their order) as ``keys[l, j]`` (layer ``l``, read ``j``): a tensor of one
+        key per chip (int64 words) when reads are noisy, else the first chip's zeros
+        (nothing is drawn; a training step's keys, which count nothing, then taken of the
+        first chip alone)."""
+        first = population.chips[0]
+        if first.ideal_reads and training:
+            return first.read_keys(training=True)
+        keys = population.read_keys(active, training)
+        if first.ideal_reads:
+            return keys[0]
+        return upload(keys.view(np.int64).transpose(1, 2, 0), self.device)
+
+    def population_logits(self, population, members, inputs):
+        """All chips of ``members`` in batched reads, ``MEASURED_ROWS`` inputs per call at
+        most (a population on a GPU measures its test set in a few calls): the parameters
+        the device holds for a population being trained (else copied there), an input
+        shared by the chips copied once, :class:`Rows` gathered on the device (a training
+        probe: rows of a dataset kept there). Equal to :meth:`logits` chip by chip to the
+        rounding of the batched products."""
+        chip = population.chips[0]
+        resident = population.resident
+        shared = all(x is inputs[0] for x in inputs) and not isinstance(inputs[0], Rows)
+        if shared:
+            x_all = torch.as_tensor(np.asarray(inputs[0], dtype=chip.dtype), device=self.device)
+        per_call = max(1, MEASURED_ROWS // max(1, len(inputs[0])))
+        outputs = []
+        for start in range(0, len(members), per_call):
+            group = members[start:start + per_call]
+            if resident is not None:
+                params = resident.params.index_select(
+                    0, torch.as_tensor(group, dtype=torch.int64, device=self.device))
+            else:
+                params = torch.as_tensor(population.params[group], device=self.device)
+            x = (x_all.expand(len(group), *x_all.shape) if shared else
+                 torch.as_tensor(self.stack_batches(inputs[start:start + len(group)],
+                                                    chip.dtype), device=self.device))
+            pre, _ = self._forward(chip, params, x,
+                                   self.population_read_keys(population, group, training=False),
+                                   self._scales(population.alphas[group]))
+            outputs.extend(pre[-1].cpu().numpy())
+        return outputs
 
     def launch_population_step(self, population, states, active, x, y):
         """Every chip at once: the population's state is held on the device between steps

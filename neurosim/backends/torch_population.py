@@ -116,7 +116,8 @@ class ResidentPopulation:
             chip, params, take(feedback),
             torch.as_tensor(x, dtype=params.dtype, device=device),
             torch.as_tensor(y, dtype=torch.int64, device=device),
-            self._read_keys(active), alphas, int(chip.rule.code))
+            backend.population_read_keys(population, active, training=True), alphas,
+            int(chip.rule.code))
         if chip.update_mode == "stochastic":
             self._stochastic_update(params, inputs, deltas, inverse_alphas,
                                     shared_optimizer(states, active).lr, active, rows)
@@ -138,16 +139,6 @@ class ResidentPopulation:
             states[c].step += 1
         self.host_stale = True
         return loss, correct
-
-    def _read_keys(self, active: list[int]):
-        """The read-noise keys of the active chips' training step as ``keys[l, j]`` (layer
-        ``l``, read ``j``, :meth:`Chip.read_keys`): a tensor of one key per chip (int64
-        words) when reads are noisy, else the first chip's zeros (nothing is drawn)."""
-        population = self.population
-        if population.chips[0].ideal_reads:
-            return population.chips[0].read_keys(training=True)
-        keys = population.read_keys(active).view(np.int64)  # A x n_layers x 3
-        return upload(keys.transpose(1, 2, 0), self.params.device)
 
     def _adam_scalars(self, states: list[OptimizerState], active: list[int]) -> tuple:
         """Adam's ``-step_size`` and ``1 / sqrt(1 - b2^t)`` in the chips' dtype: floats when
