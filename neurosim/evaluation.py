@@ -175,13 +175,16 @@ def update_vs_backprop(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarra
 
 def weight_spectra(chip: Chip) -> dict:
     """Singular values (descending) and effective rank (Roy & Vetterli 2007) of every
-    ``W_l``."""
-    weights = chip.effective_weights()
-    return {"effective_rank": {str(i + 1): metrics.effective_rank(W)
-                               for i, W in enumerate(weights)},
-            "singular_values": {str(i + 1): (metrics.singular_values(W).tolist()
-                                             if np.all(np.isfinite(W)) else None)
-                                for i, W in enumerate(weights)}}
+    ``W_l``, from one SVD each; ``None`` and nan for a matrix with nan or inf."""
+    ranks, spectra = {}, {}
+    for i, W in enumerate(chip.effective_weights()):
+        name = str(i + 1)
+        if np.all(np.isfinite(W)):
+            s = metrics.singular_values(W)
+            ranks[name], spectra[name] = metrics.spectrum_effective_rank(s, W.shape), s.tolist()
+        else:
+            ranks[name], spectra[name] = float("nan"), None
+    return {"effective_rank": ranks, "singular_values": spectra}
 
 
 def hidden_representations(chip: Chip, x: np.ndarray) -> list[np.ndarray]:

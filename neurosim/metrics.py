@@ -194,8 +194,16 @@ def effective_rank(matrix) -> float:
     peak = np.max(np.abs(M))
     if peak == 0:
         return 0.0
-    s = np.linalg.svd(M / peak, compute_uv=False)
-    tol = s[0] * max(M.shape) * np.finfo(np.float64).eps
+    return spectrum_effective_rank(np.linalg.svd(M / peak, compute_uv=False), M.shape)
+
+
+def spectrum_effective_rank(s: np.ndarray, shape: tuple[int, ...]) -> float:
+    """:func:`effective_rank` of a finite matrix of ``shape`` from its singular values
+    ``s`` (descending, of the matrix or of any positive multiple of it); 0.0 when they
+    are all zero."""
+    if s.size == 0 or s[0] == 0:
+        return 0.0
+    tol = s[0] * max(shape) * np.finfo(np.float64).eps
     s = s[s > tol]
     p = s / s.sum()
     entropy = -np.sum(p * np.log(p))

@@ -195,6 +195,18 @@ def test_effective_rank_scale_invariant_and_float32():
     assert math.isnan(M.effective_rank(np.full((2, 2), np.nan)))
 
 
+def test_effective_rank_from_a_spectrum_is_the_matrix_effective_rank():
+    """weight_spectra takes a layer's effective rank from the singular values it records
+    (one SVD): the same as from the matrix, for any scale, and 0 for a zero matrix."""
+    for W in (RNG.standard_normal((100, 784)), np.diag([1.0, 1.0, 0.0]),
+              np.outer(RNG.standard_normal(5), RNG.standard_normal(3))):
+        for c in (1e-30, 1.0, 1e30):
+            assert M.spectrum_effective_rank(M.singular_values(c * W), W.shape) == pytest.approx(
+                M.effective_rank(W), rel=1e-12)
+    assert M.spectrum_effective_rank(M.singular_values(np.zeros((4, 3))), (4, 3)) == 0.0
+    assert M.spectrum_effective_rank(np.zeros(0), (0, 3)) == 0.0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.tuples(st.integers(1, 6), st.integers(1, 6)).flatmap(
