@@ -13,12 +13,14 @@
 #   bash benchmarks/gpu_session.sh run      # a 256-chip population run end to end
 #                                           # (benchmarks/configs/population_gpu.yaml)
 #                                           # -> $OUT/run.txt (population_gpu_run.md)
+#   bash benchmarks/gpu_session.sh runprofile  # the same run under cProfile: where its
+#                                           # time goes -> $OUT/run_profile.txt
 #
-# `run` reads MNIST from $NEUROSIM_DATA, which does not travel: here, once,
+# `run` and `runprofile` read MNIST from $NEUROSIM_DATA, which does not travel: here, once,
 #   mkdir -p .gpu-data && cp -r ../shared/datasets/mnist .gpu-data/ \
 #       && echo /.gpu-data/ >> .git/info/exclude
 # then name .gpu-data in the device call's `carry` and run
-#   NEUROSIM_DATA=.gpu-data bash benchmarks/gpu_session.sh run
+#   NEUROSIM_DATA=.gpu-data bash benchmarks/gpu_session.sh run   (or runprofile)
 #
 # Every part also writes $OUT/machine.txt. The machine's image has torch with CUDA and
 # neurosim's other dependencies except `distributed` (tests/test_sweep.py is left out; it has
@@ -39,7 +41,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 print("python", platform.python_version(), "numpy", numpy.__version__, "numba",
       numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
 } > "$out/machine.txt" 2>&1 || true  # a description, never a reason to stop
-case "${1:?which part: tests, bench, reads, inarray, profile or run}" in
+case "${1:?which part: tests, bench, reads, inarray, profile, run or runprofile}" in
     tests)
         "$python" -m pytest -q -m cuda -p no:cacheprovider --ignore=tests/test_sweep.py tests \
             2>&1 | tee "$out/cuda_tests.txt" ;;
@@ -75,7 +77,14 @@ with open(sys.argv[1], "w") as log:
           f"{summary['samples_per_second']}", file=log)
 PYTHON
         ;;
+    runprofile)
+        "$python" -m cProfile -o /tmp/run.prof -m neurosim.cli run \
+            benchmarks/configs/population_gpu.yaml --no-run-reports \
+            --out /tmp/population_gpu --overwrite > "$out/run_profile.txt" 2>&1
+        "$python" -c 'import pstats, sys
+pstats.Stats("/tmp/run.prof", stream=sys.stdout).sort_stats("cumulative").print_stats(80)' \
+            >> "$out/run_profile.txt" ;;
     *)
-        echo "unknown part '$1': tests, bench, reads, inarray, profile or run" >&2
+        echo "unknown part '$1': tests, bench, reads, inarray, profile, run or runprofile" >&2
         exit 2 ;;
 esac

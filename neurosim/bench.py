@@ -9,8 +9,9 @@ combination once, so a change of machine load shifts all of them alike):
   with its own fixed random batches (cycled). Its **training** step is what a run does per
   batch: :meth:`Backend.train_step` for one chip (``neurosim run``), one
   :meth:`Backend.population_step` for a population (``population:``); its **inference**
-  pass is the evaluation's forward pass (:func:`neurosim.evaluation.logits`) of every chip
-  on a batch of ``eval_batch`` inputs;
+  pass is the evaluation's forward pass of every chip on a batch of ``eval_batch`` inputs
+  (:func:`neurosim.evaluation.logits` chip by chip; for a population, as a run's
+  evaluation points make it, :func:`neurosim.evaluation.population_logits`);
 * each call is timed in batches of calls lasting about ``repeat_seconds`` (the count
   calibrated once per workload after a warm-up call, which also compiles), the workloads
   of one backend one after another and a pause before the next backend's (thread pools
@@ -55,7 +56,7 @@ from neurosim.config import (HW_CONFIG_DIR, ChipConfig, DeviceConfig, Experiment
                              UpdateConfig, check_update_mode, load_chip, load_experiment)
 from neurosim.cores import available_cores
 from neurosim.errors import NeurosimError
-from neurosim.evaluation import logits
+from neurosim.evaluation import logits, population_logits
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population
 from neurosim.rules import get_rule
@@ -204,6 +205,10 @@ class Workload:
         self.launched.clear()
 
     def infer(self) -> None:
+        if self.population is not None:
+            population_logits(self.population, self.backend, self.active,
+                              [self.eval_x] * len(self.active))
+            return
         for chip in self.chips:
             logits(chip, self.backend, self.eval_x)
 
