@@ -19,7 +19,7 @@ from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.chip import Chip
 from neurosim.devices import drift, drift_exponents
 from neurosim.population import Population
-from neurosim.rows import Measurement, Rows
+from neurosim.rows import GradientProbe, Measurement, Rows
 from neurosim.rules import RuleCode
 
 EVAL_CHUNK = 2048
@@ -68,25 +68,41 @@ def _chunk_of(x, start: int):
 
 
 def measure_population(population: Population, backend: Backend,
-                       requests: list[tuple[int, Measurement]]) -> list[tuple[list, float]]:
-    """The logits of every request ``(row, measurement)`` of chips of ``population``, as
-    each chip's driver answers a :class:`Measurement` (the outputs, the seconds): requests
-    of one :meth:`Measurement.shape` are measured together (:func:`population_logits`),
-    their seconds the wall time of that, shared by their chips."""
+                       requests: list[tuple[int, Measurement | GradientProbe]]
+                       ) -> list[tuple[list, float]]:
+    """The answer to every request ``(row, request)`` of chips of ``population``, as each
+    chip's driver answers a :class:`Measurement` (logits) or a :class:`GradientProbe`
+    (gradients): (the outputs, the seconds). Requests of one shape are measured together
+    (:func:`population_logits`, :meth:`Backend.population_gradients`), their seconds the
+    wall time of that, shared by their chips."""
     groups: dict[tuple, list[int]] = {}
     for k, (_, request) in enumerate(requests):
         groups.setdefault(request.shape(), []).append(k)
     answers: list = [None] * len(requests)
     for indices in groups.values():
         start = time.perf_counter()
-        members = [requests[k][0] for k in indices]
-        outputs = [population_logits(population, backend, members,
-                                     [requests[k][1].inputs[j] for k in indices])
-                   for j in range(len(requests[indices[0]][1].inputs))]
+        outputs = _measure_together(population, backend, [requests[k][0] for k in indices],
+                                    [requests[k][1] for k in indices])
         seconds = time.perf_counter() - start
-        for position, k in enumerate(indices):
-            answers[k] = ([out[position] for out in outputs], seconds)
+        for k, output in zip(indices, outputs):
+            answers[k] = (output, seconds)
     return answers
+
+
+def _measure_together(population: Population, backend: Backend, members: list[int],
+                      requests: list[Measurement | GradientProbe]) -> list[list]:
+    """Each request's answer (without the seconds), requests of one shape of the chips
+    ``members``."""
+    first = requests[0]
+    if isinstance(first, GradientProbe):
+        x, y = [r.x for r in requests], [r.y for r in requests]
+        outputs = [backend.population_gradients(population, members, x, y, rule)
+                   for rule in first.rules]
+    else:
+        outputs = [population_logits(population, backend, members,
+                                     [r.inputs[j] for r in requests])
+                   for j in range(len(first.inputs))]
+    return [[out[k] for out in outputs] for k in range(len(members))]
 
 
 def scores(out: np.ndarray, y: np.ndarray) -> dict:
@@ -158,14 +174,20 @@ def neuron_angles(chip: Chip) -> dict[str, list[float]]:
             for index, W, B in feedback_targets(chip)}
 
 
-def update_vs_backprop(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray) -> dict:
-    """Angle (degrees) between each layer's rule gradient and the true BP gradient on
-    ``(x, y)``; 0 for every layer under BP and for the output layer under any rule."""
-    feedback = backend.feedback_buffer(chip)
-    rule_grads = np.zeros(chip.n_params, dtype=chip.dtype)
-    bp_grads = np.zeros_like(rule_grads)
-    backend.gradients(chip, feedback, x, y, chip.rule.code, rule_grads)
-    backend.gradients(chip, feedback, x, y, RuleCode.BP, bp_grads)
+def gradients(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray,
+              rule_code: int) -> np.ndarray:
+    """The gradient of rule ``rule_code`` on ``(x, y)`` (flat, the chip's layout and dtype)
+    with the feedback the chip applies now: one measurement pass, not booked (an analysis
+    only a simulator makes: BP's needs weight transport)."""
+    out = np.zeros(chip.n_params, dtype=chip.dtype)
+    backend.gradients(chip, backend.feedback_buffer(chip), x, y, rule_code, out)
+    return out
+
+
+def update_vs_backprop(chip: Chip, rule_grads: np.ndarray, bp_grads: np.ndarray) -> dict:
+    """Angle (degrees) between each layer's rule gradient ``rule_grads`` and the true BP
+    gradient ``bp_grads`` on one batch (:func:`gradients`); 0 for every layer under BP
+    and for the output layer under any rule."""
     angles = {}
     for index, (w_off, n_out, n_in, _) in enumerate(chip.layout):
         part = slice(w_off, w_off + n_out * n_in)

@@ -8,7 +8,8 @@ steps decides where to gather: a single chip on the host (:func:`gathered`), a p
 on a GPU from a copy of the dataset kept on the device
 (:meth:`neurosim.backends.base.Backend.gather_rows`). At an evaluation point a run hands
 over the inputs it measures (:class:`Measurement`: its test set, the rows of its training
-probe), so that a population's driver measures many chips in one call.
+probe) and the batch of its rule-vs-BP comparison (:class:`GradientProbe`), so that a
+population's driver measures many chips in one call.
 """
 
 from __future__ import annotations
@@ -150,6 +151,27 @@ class Measurement:
     def shape(self) -> tuple:
         """What the measurements of several chips must share to be made in one call: each
         input's length, row shape and dtype."""
-        return tuple((len(x), *np.shape(x.source if isinstance(x, Rows) else x)[1:],
-                      (x.source if isinstance(x, Rows) else x).dtype.str)
-                     for x in self.inputs)
+        return ("logits", *(_layout(x) for x in self.inputs))
+
+
+class GradientProbe:
+    """The batch ``x``, ``y`` (arrays or :class:`Rows`) on which a run compares its rule's
+    gradient with backpropagation's at an evaluation point, handed to its driver as a
+    :class:`Measurement` is: the driver answers with the chip's gradient of each rule of
+    ``rules`` (rule codes, one measurement pass each, in that order; flat, in the chip's
+    layout, :func:`neurosim.evaluation.gradients`) and the seconds they took."""
+
+    __slots__ = ("x", "y", "rules")
+
+    def __init__(self, x, y, rules: tuple[int, ...]):
+        self.x, self.y, self.rules = x, y, rules
+
+    def shape(self) -> tuple:
+        """What the probes of several chips must share to be measured in one call."""
+        return ("gradients", _layout(self.x), self.rules)
+
+
+def _layout(x: Rows | np.ndarray) -> tuple:
+    """An input's length, row shape and dtype."""
+    source = x.source if isinstance(x, Rows) else x
+    return (len(x), *np.shape(source)[1:], source.dtype.str)

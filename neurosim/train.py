@@ -46,8 +46,9 @@ from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population, call_key
 from neurosim.precondition import NoiseSource
-from neurosim.rows import EpochOrder, Measurement, Rows, Segment, gathered, step_rows
-from neurosim.rules import get_rule
+from neurosim.rows import (EpochOrder, GradientProbe, Measurement, Rows, Segment, gathered,
+                           step_rows)
+from neurosim.rules import RuleCode, get_rule
 from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
 from neurosim.summary import summarize
@@ -152,13 +153,23 @@ class Trainer:
         self.position.step += len(segment)
         return losses, correct
 
-    def _measure(self, *inputs) -> Generator:
-        """The chip's logits on each of ``inputs`` (arrays or :class:`Rows`), made by the
-        driver of :meth:`steps` (a :class:`Measurement`); the seconds they took go to the
+    def _answer(self, request: Measurement | GradientProbe) -> list[np.ndarray]:
+        """What :meth:`run` answers to a request of :meth:`steps`: the chip's logits on
+        each input, or its gradient of each rule on the probe batch."""
+        if isinstance(request, GradientProbe):
+            x, y = gathered(request.x), gathered(request.y)
+            return [evaluation.gradients(self.chip, self.backend, x, y, rule)
+                    for rule in request.rules]
+        return [evaluation.logits(self.chip, self.backend, gathered(x))
+                for x in request.inputs]
+
+    def _measure(self, request: Measurement | GradientProbe) -> Generator:
+        """The answer to ``request`` (the chip's logits on inputs, or gradients on a probe
+        batch), made by the driver of :meth:`steps`; the seconds it took go to the
         evaluation time (the trainer's own time up to here too; the time it waits for
         the driver does not count)."""
         self._timed("evaluation")
-        outputs, seconds = yield Measurement(inputs)
+        outputs, seconds = yield request
         self._clock = time.perf_counter()
         self.position.seconds["evaluation"] += seconds
         return outputs
@@ -200,9 +211,8 @@ class Trainer:
         result = None
         while (segment := advance(steps, result)) is not None:
             start = time.perf_counter()
-            if isinstance(segment, Measurement):  # not a segment: inputs to measure
-                result = ([evaluation.logits(self.chip, self.backend, gathered(x))
-                           for x in segment.inputs], time.perf_counter() - start)
+            if isinstance(segment, (Measurement, GradientProbe)):  # not a segment
+                result = self._answer(segment), time.perf_counter() - start
                 continue
             losses, correct = [], []
             for j in range(len(segment)):
@@ -221,10 +231,11 @@ class Trainer:
         predictions (lists, step after step) and the seconds they took, computed by
         whoever drives it (:meth:`run`: :meth:`step`; :func:`run_population`: one call for
         many chips per step). At an evaluation point it yields the inputs of its
-        measurement passes (:class:`neurosim.rows.Measurement`) and takes back the chip's
-        logits on them and the seconds they took (:meth:`run`:
-        :func:`neurosim.evaluation.logits`; :func:`run_population`: one call for the
-        chips at the same point, :func:`neurosim.evaluation.measure_population`).
+        measurement passes (:class:`neurosim.rows.Measurement`) and its gradient probe
+        (:class:`neurosim.rows.GradientProbe`), and takes back the chip's logits or
+        gradients and the seconds they took (:meth:`run`: :meth:`_answer`;
+        :func:`run_population`: one call for the chips at the same point,
+        :func:`neurosim.evaluation.measure_population`).
         Everything else between segments (metrics, records, checkpoints) happens here;
         :meth:`_finish` follows."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -272,17 +283,22 @@ class Trainer:
     def _noise_record(self, step: int, loss_sum: float, correct: int, count: int) -> Generator:
         energy = self._energy_so_far("precondition")
         x, y = self.noise_probe
-        (out,) = yield from self._measure(x)
+        (out,) = yield from self._measure(Measurement((x,)))
         probe = evaluation.scores(out, y)
         n = self.experiment.evaluation.gradient_probe_size
+        gradients = yield from self._measure(self._gradient_probe_of(x[:n], y[:n]))
         self.log.append({
             "phase": "precondition", "step": step,
             "batch_loss": loss_sum / count if count else None,
             "batch_accuracy": correct / count if count else None,
             "probe_loss": probe["loss"], "probe_accuracy": probe["accuracy"], **energy,
             **evaluation.alignment(self.chip),
-            **evaluation.update_vs_backprop(self.chip, self.backend, x[:n], y[:n]),
+            **evaluation.update_vs_backprop(self.chip, *gradients),
             **evaluation.weight_spectra(self.chip)})
+
+    def _gradient_probe_of(self, x, y) -> GradientProbe:
+        """The rule's and backpropagation's gradients on ``(x, y)``, to compare."""
+        return GradientProbe(x, y, (self.chip.rule.code, RuleCode.BP))
 
     def _precondition(self) -> Generator:
         config = self.experiment.precondition
@@ -323,19 +339,20 @@ class Trainer:
     def _precondition_result(self) -> Generator:
         """What the noise phase did to the chip, measured before and after it: alignment,
         readout on the noise probe, every hidden neuron's angle."""
-        (out,) = yield from self._measure(self.noise_probe[0])
+        (out,) = yield from self._measure(Measurement((self.noise_probe[0],)))
         return {**evaluation.alignment(self.chip), **evaluation.readout_of(out),
                 "neuron_angles": evaluation.neuron_angles(self.chip)}
 
     def _data_record(self, step: int, loss_sum: float, correct: int, count: int) -> Generator:
         energy = self._energy_so_far("train")
         data = self.dataset
-        test_out, train_out = yield from self._measure(
-            data.x_test, Rows(data.x_train, self._train_probe))
+        test_out, train_out = yield from self._measure(Measurement(
+            (data.x_test, Rows(data.x_train, self._train_probe))))
         test = evaluation.scores(test_out, data.y_test)
         train = evaluation.scores(train_out, data.y_train[self._train_probe])
-        grad_x = data.x_train[self._gradient_probe]
-        grad_y = data.y_train[self._gradient_probe]
+        ood = self._ood_record()  # measurement passes of their own, before the gradients'
+        gradients = yield from self._measure(self._gradient_probe_of(
+            Rows(data.x_train, self._gradient_probe), Rows(data.y_train, self._gradient_probe)))
         self.log.append({
             "phase": "train", "step": step, "epoch": step / self._steps_per_epoch(),
             "batch_loss": loss_sum / count if count else None,
@@ -343,9 +360,9 @@ class Trainer:
             "test_loss": test["loss"], "test_accuracy": test["accuracy"],
             "train_loss": train["loss"], "train_accuracy": train["accuracy"],
             "generalization_gap": test["loss"] - train["loss"], **energy,
-            "error_gap": train["accuracy"] - test["accuracy"], **self._ood_record(),
+            "error_gap": train["accuracy"] - test["accuracy"], **ood,
             **evaluation.alignment(self.chip),
-            **evaluation.update_vs_backprop(self.chip, self.backend, grad_x, grad_y),
+            **evaluation.update_vs_backprop(self.chip, *gradients),
             **evaluation.weight_spectra(self.chip)})
 
     def _ood_record(self) -> dict:
@@ -471,8 +488,8 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     per optimizer configuration (:func:`neurosim.population.call_key`: Adam's learning rate
     may differ) and batch size among the chips it steps (one call when all are in the
     same phase of the same schedule); the chips at an evaluation point make their
-    measurement passes in one backend call per chunk of inputs
-    (:func:`neurosim.evaluation.measure_population`). Runs at different points (resumed from
+    measurement passes in one backend call per chunk of inputs, and their gradient
+    probes in one per rule (:func:`neurosim.evaluation.measure_population`). Runs at different points (resumed from
     different checkpoints, or finished) are stepped together by how far they are: the ones
     behind first, until all are level. Each run hands over the steps up to its next
     evaluation point at once (a :class:`neurosim.rows.Segment`), and runs whose segments
@@ -529,7 +546,7 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
             requests = []
             for c, result in results:
                 item = attempt(c, advance, runs[c], result)
-                if isinstance(item, Measurement):
+                if isinstance(item, (Measurement, GradientProbe)):
                     requests.append((c, item))
                 elif item is not None:
                     call = call_ids.setdefault(call_key(trainers[c].optimizer.config),

@@ -22,7 +22,7 @@ from neurosim.periphery import PeripheryConfig
 from neurosim.runio import load_checkpoint
 from neurosim.population import Population
 from neurosim.rows import Rows, gathered
-from neurosim.rules import get_rule
+from neurosim.rules import RuleCode, get_rule
 from neurosim.runner import _run_config_text, population_members
 from neurosim.schema import build
 from neurosim.train import Trainer, run_population, run_spec
@@ -501,9 +501,10 @@ def measured_chips(reads: str, n: int = 4) -> list[Chip]:
 def test_chips_measured_together_are_measured_as_alone(any_backend, reads):
     """Backend.population_logits: each chip's logits on its inputs (one array shared by
     the chips, arrays of their own, rows of one dataset) are its logits measured alone,
-    pass after pass (each pass a fresh read, with the chip's next read-noise keys); a
-    subset of the chips, in another order. Exact on the CPU; on CUDA to the rounding of
-    the batched products (which may move a noisy read across an ADC level)."""
+    pass after pass (each pass a fresh read, with the chip's next read-noise keys); so are
+    its gradients of FA and BP (Backend.population_gradients), with the feedback it
+    applies; a subset of the chips, in another order. Exact on the CPU; on CUDA to the
+    rounding of the batched products (which may move a noisy read across an ADC level)."""
     backend = any_backend.backend("float32")
     alone, chips = measured_chips(reads), measured_chips(reads)
     population = Population(chips)
@@ -513,38 +514,61 @@ def test_chips_measured_together_are_measured_as_alone(any_backend, reads):
     cases = {"shared": [source[:20]] * len(members),
              "own": [generator.random((20, 784)).astype(np.float32) for _ in members],
              "rows": [Rows(source, generator.permutation(50)[:20]) for _ in members]}
+    labels = generator.integers(0, 10, 50)
+    probes = {"own": ([source[5 * k:5 * k + 16] for k in range(len(members))],
+                      [labels[5 * k:5 * k + 16] for k in range(len(members))]),
+              "rows": ([Rows(source, index.index[:16]) for index in cases["rows"]],
+                       [Rows(labels, index.index[:16]) for index in cases["rows"]])}
+
+    def assert_measured_as_alone(out, expected, name):
+        if any_backend.device == "cpu":
+            np.testing.assert_array_equal(out, expected, err_msg=name)
+        elif reads == "ideal":
+            np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+        else:
+            assert np.mean(np.abs(out - expected) <= 1e-4 * np.abs(expected).max()) > 0.99
+
     for name, inputs in [*cases.items(), ("shared again", cases["shared"])]:
         together = backend.population_logits(population, members, inputs)
         for c, x, out in zip(members, inputs, together):
-            expected = backend.logits(alone[c], gathered(x))
-            if any_backend.device == "cpu":
-                np.testing.assert_array_equal(out, expected, err_msg=f"{name}: chip {c}")
-            elif reads == "ideal":
-                np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
-            else:
-                assert np.mean(np.abs(out - expected) <= 1e-4 * np.abs(expected).max()) > 0.99
+            assert_measured_as_alone(out, backend.logits(alone[c], gathered(x)),
+                                     f"{name}: chip {c}")
+    for name, (x, y) in probes.items():
+        for rule in (RuleCode.FA, RuleCode.BP):
+            together = backend.population_gradients(population, members, x, y, rule)
+            for k, c in enumerate(members):
+                expected = evaluation.gradients(alone[c], backend, gathered(x[k]),
+                                                gathered(y[k]), rule)
+                assert_measured_as_alone(together[k], expected, f"{name} {rule}: chip {c}")
     assert ([chip.measurement_reads for chip in chips]
-            == [chip.measurement_reads for chip in alone] == [4, 0, 4, 4])
+            == [chip.measurement_reads for chip in alone] == [8, 0, 8, 8])
 
 
 def test_chips_at_an_evaluation_point_are_measured_in_one_call(tmp_path, monkeypatch):
     """In a population run the chips at an evaluation point measure their probes and
-    test sets in one backend call for all of them (a pass per input and chunk), and the
-    evaluation's ledger and time are booked to each run."""
-    calls = []
-    original = Backend.population_logits
+    test sets in one backend call for all of them (a pass per input and chunk), their
+    gradient probes in one per rule, and each run's evaluation time is booked."""
+    calls = {"logits": [], "gradients": []}
+    logits, gradients = Backend.population_logits, Backend.population_gradients
 
-    def counted(self, population, members, inputs):
-        calls.append(list(members))
-        return original(self, population, members, inputs)
+    def counted_logits(self, population, members, inputs):
+        calls["logits"].append(list(members))
+        return logits(self, population, members, inputs)
 
-    monkeypatch.setattr(Backend, "population_logits", counted)
+    def counted_gradients(self, population, members, x, y, rule):
+        calls["gradients"].append((list(members), rule))
+        return gradients(self, population, members, x, y, rule)
+
+    monkeypatch.setattr(Backend, "population_logits", counted_logits)
+    monkeypatch.setattr(Backend, "population_gradients", counted_gradients)
     monkeypatch.setattr(evaluation, "EVAL_CHUNK", 20)
     specs = specs_of(range(3))
     population = together(specs, tmp_path / "together")
     # SMALL: noise probe (32: 2 chunks) before the noise phase, at its 3 records (steps
-    # 0, 2, 4) and after it; test set (32) and training probe (32) at data steps 0, 1, 2, 4
-    assert calls == [[0, 1, 2]] * (2 * (1 + 3 + 1) + 2 * 2 * 4)
+    # 0, 2, 4) and after it; test set (32) and training probe (32) at data steps 0, 1, 2, 4;
+    # the gradient probe (16) at the 3 + 4 records, FA's gradient and BP's
+    assert calls["logits"] == [[0, 1, 2]] * (2 * (1 + 3 + 1) + 2 * 2 * 4)
+    assert calls["gradients"] == [([0, 1, 2], RuleCode.FA), ([0, 1, 2], RuleCode.BP)] * (3 + 4)
     assert_same_runs(*population, *separately(specs, tmp_path / "separate"))
     for summary in population[1]:
         assert summary["seconds"]["evaluation"] > 0

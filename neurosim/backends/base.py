@@ -233,6 +233,22 @@ class Backend(ABC):
         measures them all in one call."""
         return [self.logits(population.chips[c], gathered(x)) for c, x in zip(members, inputs)]
 
+    def population_gradients(self, population: Population, members: list[int], x: list,
+                             y: list, rule_code: int) -> np.ndarray:
+        """The gradients of rule ``rule_code`` (``len(members) x n_params``, the chips'
+        dtype) of the chips ``members`` of ``population``, chip ``members[k]`` on its batch
+        ``x[k]``, ``y[k]`` (arrays or :class:`neurosim.rows.Rows`), each exactly
+        :meth:`gradients` of that chip alone with the feedback it applies now: one
+        measurement pass, the chips taking their read-noise keys in the order of
+        ``members``. This implementation, the specification, loops over the chips."""
+        first = population.chips[0]
+        out = np.zeros((len(members), first.n_params), dtype=first.dtype)
+        for k, c in enumerate(members):
+            chip = population.chips[c]
+            self.gradients(chip, self.feedback_buffer(chip), gathered(x[k]), gathered(y[k]),
+                           rule_code, out[k])
+        return out
+
     def step_values(self, launched: list) -> list[tuple[np.ndarray, np.ndarray]]:
         """The summed losses and correct predictions (arrays over the active chips) of every
         step in ``launched`` (results of :meth:`launch_population_step`), waiting for them

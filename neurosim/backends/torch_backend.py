@@ -59,7 +59,7 @@ from neurosim.rows import Rows
 from neurosim.rules import RuleCode
 
 DTYPES = {np.dtype("float32"): torch.float32, np.dtype("float64"): torch.float64}
-MEASURED_ROWS = 1 << 16  # inputs per batched measurement call: A x 2048 inputs of 784 at most 200 MB
+MEASURED_ROWS = 1 << 16  # inputs of a batched measurement call (of 784 floats: 200 MB)
 
 
 def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
@@ -383,35 +383,65 @@ class TorchBackend(Backend):
             return keys[0]
         return upload(keys.view(np.int64).transpose(1, 2, 0), self.device)
 
+    @staticmethod
+    def _measured_groups(members: list[int], rows: int) -> list[tuple[slice, list[int]]]:
+        """``members`` in groups of at most ``MEASURED_ROWS`` inputs (``rows`` per chip),
+        each with its slice of ``members``."""
+        per_call = max(1, MEASURED_ROWS // max(1, rows))
+        return [(slice(start, start + per_call), members[start:start + per_call])
+                for start in range(0, len(members), per_call)]
+
+    def _measured_params(self, population, group: list[int]) -> torch.Tensor:
+        """The parameters of the chips ``group`` on the device: those it holds for a
+        population being trained, else copied there."""
+        if population.resident is not None:
+            return population.resident.params.index_select(
+                0, torch.as_tensor(group, dtype=torch.int64, device=self.device))
+        return torch.as_tensor(population.params[group], device=self.device)
+
     def population_logits(self, population, members, inputs):
         """All chips of ``members`` in batched reads, ``MEASURED_ROWS`` inputs per call at
-        most (a population on a GPU measures its test set in a few calls): the parameters
-        the device holds for a population being trained (else copied there), an input
-        shared by the chips copied once, :class:`Rows` gathered on the device (a training
-        probe: rows of a dataset kept there). Equal to :meth:`logits` chip by chip to the
-        rounding of the batched products."""
+        most (a population on a GPU measures its test set in a few calls) on the
+        parameters of :meth:`_measured_params`; an input shared by the chips copied once,
+        :class:`Rows` gathered on the device (a training probe: rows of a dataset kept
+        there). Equal to :meth:`logits` chip by chip to the rounding of the batched
+        products."""
         chip = population.chips[0]
-        resident = population.resident
         shared = all(x is inputs[0] for x in inputs) and not isinstance(inputs[0], Rows)
         if shared:
             x_all = torch.as_tensor(np.asarray(inputs[0], dtype=chip.dtype), device=self.device)
-        per_call = max(1, MEASURED_ROWS // max(1, len(inputs[0])))
         outputs = []
-        for start in range(0, len(members), per_call):
-            group = members[start:start + per_call]
-            if resident is not None:
-                params = resident.params.index_select(
-                    0, torch.as_tensor(group, dtype=torch.int64, device=self.device))
-            else:
-                params = torch.as_tensor(population.params[group], device=self.device)
+        for part, group in self._measured_groups(members, len(inputs[0])):
             x = (x_all.expand(len(group), *x_all.shape) if shared else
-                 torch.as_tensor(self.stack_batches(inputs[start:start + len(group)],
-                                                    chip.dtype), device=self.device))
-            pre, _ = self._forward(chip, params, x,
+                 torch.as_tensor(self.stack_batches(inputs[part], chip.dtype),
+                                 device=self.device))
+            pre, _ = self._forward(chip, self._measured_params(population, group), x,
                                    self.population_read_keys(population, group, training=False),
                                    self._scales(population.alphas[group]))
             outputs.extend(pre[-1].cpu().numpy())
         return outputs
+
+    def population_gradients(self, population, members, x, y, rule_code):
+        """All chips of ``members`` in batched reads and products, as
+        :meth:`population_logits` groups them, with the feedback each applies now
+        (:meth:`Population.feedback`). Equal to :meth:`gradients` chip by chip to the
+        rounding of the batched products."""
+        chip = population.chips[0]
+        feedback = population.feedback(self)
+        out = []
+        for part, group in self._measured_groups(members, len(x[0])):
+            params = self._measured_params(population, group)
+            _, _, inputs, deltas = self._signal_tensors(
+                chip, params, torch.as_tensor(feedback[group], device=self.device),
+                torch.as_tensor(self.stack_batches(x[part], chip.dtype), device=self.device),
+                torch.as_tensor(self.stack_batches(y[part], np.dtype(np.int64)),
+                                device=self.device),
+                self.population_read_keys(population, group, training=False),
+                self._scales(population.alphas[group]), rule_code)
+            grads = torch.empty_like(params)
+            self._gradient_tensors(chip, inputs, deltas, grads)
+            out.append(grads.cpu().numpy())
+        return np.concatenate(out)
 
     def launch_population_step(self, population, states, active, x, y):
         """Every chip at once: the population's state is held on the device between steps
