@@ -31,7 +31,7 @@ def logits(chip: Chip, backend: Backend, x: np.ndarray) -> np.ndarray:
 
     Inference passes are what a chip does to measure its accuracy, so they are booked in
     the chip's ledger (stage ``eval``). Analyses only a simulator can make (the true BP
-    gradient of :func:`update_vs_backprop`, hidden representations, weight spectra,
+    gradient of :func:`gradients`, hidden representations, weight spectra,
     alignment) are not chip operations and are not booked."""
     parts = [backend.logits(chip, x[i:i + EVAL_CHUNK]).astype(np.float64)
              for i in range(0, len(x), EVAL_CHUNK)]
