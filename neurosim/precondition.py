@@ -27,17 +27,14 @@ from neurosim.rows import EpochOrder, Segment, gathered, step_rows
 
 def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: int,
                       n_features: int, dtype: np.dtype) -> np.ndarray:
-    """``n x n_features`` noise inputs from stream ``key``."""
-    count = n * n_features
-    if config.distribution == "gaussian":  # mean + std z, in place (no 8-byte temporaries)
-        values = backend.normal(key, count)
-        values *= config.std
-        values += config.mean
-    else:  # low + (high - low) u
-        values = backend.uniform(key, count)
-        values *= config.high - config.low
-        values += config.low
-    return values.astype(dtype).reshape(n, n_features)
+    """``n x n_features`` noise inputs from stream ``key``: ``mean + std z`` (normals
+    ``z``) or ``low + (high - low) u`` (uniforms ``u``), :meth:`Backend.scaled_draws`."""
+    if config.distribution == "gaussian":
+        values = backend.scaled_draws(key, n * n_features, True, config.std, config.mean, dtype)
+    else:
+        values = backend.scaled_draws(key, n * n_features, False, config.high - config.low,
+                                      config.low, dtype)
+    return values.reshape(n, n_features)
 
 
 def draw_noise_labels(backend: Backend, key: int, n: int, n_classes: int) -> np.ndarray:

@@ -100,3 +100,21 @@ def test_numba_draws_by_index_equal_the_stream_at_any_offset():
     for j in (0, 1, 1500, 2999):
         assert normal_at(np.uint64(key), j) == z[j]
         assert uniform_at(np.uint64(key), j) == u[j]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("gaussian", [True, False])
+def test_scaled_draws_are_the_backends_draws_scaled_and_rounded(any_backend, gaussian, dtype):
+    """Backend.scaled_draws (noise inputs) made in one pass on each backend equal its own
+    draws scaled, shifted and rounded as the specification does it (in float64, product
+    then sum), bit for bit."""
+    from neurosim.backends.base import Backend
+
+    backend = any_backend.backend(dtype)
+    key = rng.stream_key(6, 3, 0, rng.Purpose.NOISE_SET_INPUTS)
+    n = 10_007
+    scale, shift = (0.3, 0.1) if gaussian else (2.0, -1.0)
+    got = backend.scaled_draws(key, n, gaussian, scale, shift, np.dtype(dtype))
+    expected = Backend.scaled_draws(backend, key, n, gaussian, scale, shift, np.dtype(dtype))
+    assert got.dtype == np.dtype(dtype) and got.shape == (n,)
+    np.testing.assert_array_equal(got, expected)

@@ -43,6 +43,18 @@ class Backend(ABC):
     def normal(self, key: int, n: int) -> np.ndarray:
         """``n`` float64 standard normals of stream ``key`` (:func:`neurosim.rng.normal`)."""
 
+    def scaled_draws(self, key: int, n: int, gaussian: bool, scale: float, shift: float,
+                     dtype: np.dtype) -> np.ndarray:
+        """``z * scale + shift`` for the first ``n`` draws ``z`` of stream ``key``
+        (standard normals if ``gaussian``, else uniforms in [0, 1): :meth:`normal`,
+        :meth:`uniform`), in float64 (the product, then the sum: no fused multiply-add),
+        rounded to ``dtype``: noise inputs. This implementation, the specification, makes
+        the float64 draws first; fast backends make the values in one pass."""
+        values = self.normal(key, n) if gaussian else self.uniform(key, n)
+        values *= scale
+        values += shift
+        return values.astype(dtype, copy=False)
+
     # ------------------------------------------------------------------ feedback
     def feedback_buffer(self, chip: Chip) -> np.ndarray:
         """The flat feedback matrices the chip applies now.

@@ -34,7 +34,7 @@ from neurosim.backends.base import Backend
 from neurosim.backends.numba_gemm import MAX_PARTS, dot, dot_into
 from neurosim.backends.numba_periphery import kernel_scalars, read_kernel
 from neurosim.backends.numba_rng import (kernel, normal_kernel, scalar_like, threaded_draws,
-                                         uniform_kernel)
+                                         threaded_scaled_draws, uniform_kernel)
 from neurosim.chip import Chip
 from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OPTIMIZER_CODES, OptimizerState
@@ -532,6 +532,11 @@ class NumbaBackend(Backend):
 
     def normal(self, key: int, n: int) -> np.ndarray:
         return threaded_draws(np.uint64(key), n, True)
+
+    def scaled_draws(self, key, n, gaussian, scale, shift, dtype):
+        out = np.empty(n, dtype=dtype)
+        threaded_scaled_draws(np.uint64(key), gaussian, float(scale), float(shift), out)
+        return out
 
     def _feedback_args(self, chip: Chip) -> tuple:
         specs = [s for s in chip.feedback_specs if s is not None]

@@ -111,3 +111,13 @@ def threaded_draws(key, n, gaussian):
     for i in prange(n):
         out[i] = normal_at(key, i) if gaussian else uniform_at(key, i)
     return out
+
+
+@kernel(parallel=True)
+def threaded_scaled_draws(key, gaussian, scale, shift, out):
+    """``out[i] = z_i * scale + shift`` in float64 (no fused multiply-add), stored in
+    ``out``'s dtype, for the draws ``z_i`` of :func:`threaded_draws` (one pass: no float64
+    array of the draws, no second and third pass to scale and round them)."""
+    for i in prange(out.size):
+        z = normal_at(key, i) if gaussian else uniform_at(key, i)
+        out[i] = z * scale + shift

@@ -142,6 +142,12 @@ class TorchBackend(Backend):
     def normal(self, key: int, n: int) -> np.ndarray:
         return torch_rng.normal(key, n, self.device).cpu().numpy()
 
+    def scaled_draws(self, key, n, gaussian, scale, shift, dtype):
+        """On the device: only the values in ``dtype`` come back (half the bytes of the
+        float64 draws in float32, and no passes over them on the host)."""
+        z = (torch_rng.normal if gaussian else torch_rng.uniform)(key, n, self.device)
+        return z.mul_(float(scale)).add_(float(shift)).to(DTYPES[np.dtype(dtype)]).cpu().numpy()
+
     def regenerate_feedback(self, chip: Chip, out: np.ndarray) -> None:
         out_t = self._output(out)
         for spec in filter(None, chip.feedback_specs):
