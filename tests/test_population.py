@@ -572,3 +572,23 @@ def test_chips_at_an_evaluation_point_are_measured_in_one_call(tmp_path, monkeyp
     assert_same_runs(*population, *separately(specs, tmp_path / "separate"))
     for summary in population[1]:
         assert summary["seconds"]["evaluation"] > 0
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_population_with_ood_records_and_noisy_reads_gives_the_separate_runs(tmp_path,
+                                                                            backend):
+    """OOD accuracies at every record (measurement passes of each chip's own, between its
+    batched passes and its gradient probe) with noisy reads, where each pass takes the
+    chip's next read-noise keys: the passes keep their order, so the runs are the
+    separate runs."""
+    if backend == "torch":
+        backend_under_test("torch")
+    evaluation_section = {**SMALL["evaluation"], "ood": ["translate"],
+                          "ood_during_training": True, "ood_shifts_px": [2.0]}
+    specs = specs_of(range(3), read_hardware_chip("regenerated"), backend=backend,
+                     evaluation=evaluation_section)
+    population = together(specs, tmp_path / "together")
+    assert_same_runs(*population, *separately(specs, tmp_path / "separate"))
+    records = [json.loads(line) for line in
+               (population[0][0] / "metrics.jsonl").read_text().splitlines()]
+    assert all("ood_accuracy" in r for r in records if r["phase"] == "train")
