@@ -19,7 +19,7 @@ from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.chip import Chip
 from neurosim.devices import drift, drift_exponents
 from neurosim.population import Population
-from neurosim.rows import GradientProbe, Measurement, Rows
+from neurosim.rows import GradientProbe, Request, Rows
 from neurosim.rules import RuleCode
 
 EVAL_CHUNK = 2048
@@ -68,7 +68,7 @@ def _chunk_of(x, start: int):
 
 
 def measure_population(population: Population, backend: Backend,
-                       requests: list[tuple[int, Measurement | GradientProbe]]
+                       requests: list[tuple[int, Request]]
                        ) -> list[tuple[list, float]]:
     """The answer to every request ``(row, request)`` of chips of ``population``, as each
     chip's driver answers a :class:`Measurement` (logits) or a :class:`GradientProbe`
@@ -90,7 +90,7 @@ def measure_population(population: Population, backend: Backend,
 
 
 def _measure_together(population: Population, backend: Backend, members: list[int],
-                      requests: list[Measurement | GradientProbe]) -> list[list]:
+                      requests: list[Request]) -> list[list]:
     """Each request's answer (without the seconds), requests of one shape of the chips
     ``members``."""
     first = requests[0]

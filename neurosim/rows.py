@@ -171,6 +171,9 @@ class GradientProbe:
         return ("gradients", _layout(self.x), self.rules)
 
 
+Request = Measurement | GradientProbe  # what a run asks its driver to measure
+
+
 def _layout(x: Rows | np.ndarray) -> tuple:
     """An input's length, row shape and dtype."""
     source = x.source if isinstance(x, Rows) else x

@@ -46,8 +46,8 @@ from neurosim.errors import CheckpointError, ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population, call_key
 from neurosim.precondition import NoiseSource
-from neurosim.rows import (EpochOrder, GradientProbe, Measurement, Rows, Segment, gathered,
-                           step_rows)
+from neurosim.rows import (EpochOrder, GradientProbe, Measurement, Request, Rows, Segment,
+                           gathered, step_rows)
 from neurosim.rules import RuleCode, get_rule
 from neurosim.ood_eval import ood_accuracies, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
@@ -153,7 +153,7 @@ class Trainer:
         self.position.step += len(segment)
         return losses, correct
 
-    def _answer(self, request: Measurement | GradientProbe) -> list[np.ndarray]:
+    def _answer(self, request: Request) -> list[np.ndarray]:
         """What :meth:`run` answers to a request of :meth:`steps`: the chip's logits on
         each input, or its gradient of each rule on the probe batch."""
         if isinstance(request, GradientProbe):
@@ -163,7 +163,7 @@ class Trainer:
         return [evaluation.logits(self.chip, self.backend, gathered(x))
                 for x in request.inputs]
 
-    def _measure(self, request: Measurement | GradientProbe) -> Generator:
+    def _measure(self, request: Request) -> Generator:
         """The answer to ``request`` (the chip's logits on inputs, or gradients on a probe
         batch), made by the driver of :meth:`steps`; the seconds it took go to the
         evaluation time (the trainer's own time up to here too; the time it waits for
@@ -211,7 +211,7 @@ class Trainer:
         result = None
         while (segment := advance(steps, result)) is not None:
             start = time.perf_counter()
-            if isinstance(segment, (Measurement, GradientProbe)):  # not a segment
+            if isinstance(segment, Request):  # not a segment
                 result = self._answer(segment), time.perf_counter() - start
                 continue
             losses, correct = [], []
@@ -448,8 +448,8 @@ class Trainer:
                          self.backend.name)
 
 
-def advance(steps: Generator, result: tuple | None) -> Segment | Measurement | None:
-    """The next segment (or measurement) of a run's :meth:`Trainer.steps` after sending
+def advance(steps: Generator, result: tuple | None) -> Segment | Request | None:
+    """The next segment (or measurement request) of a run's :meth:`Trainer.steps` after sending
     it the last one's ``result`` (``None``: start it), or ``None`` when the run has no more
     steps."""
     try:
@@ -489,14 +489,15 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     may differ) and batch size among the chips it steps (one call when all are in the
     same phase of the same schedule); the chips at an evaluation point make their
     measurement passes in one backend call per chunk of inputs, and their gradient
-    probes in one per rule (:func:`neurosim.evaluation.measure_population`). Runs at different points (resumed from
-    different checkpoints, or finished) are stepped together by how far they are: the ones
-    behind first, until all are level. Each run hands over the steps up to its next
-    evaluation point at once (a :class:`neurosim.rows.Segment`), and runs whose segments
-    line up step as one cohort (:mod:`neurosim.cohorts`), so between evaluations a step
-    does no per-chip work on the host; the steps' losses are waited for once, when a
-    segment ends (:meth:`Backend.step_values`: a GPU computes while the host launches the
-    next steps).
+    probes in one per rule (:func:`neurosim.evaluation.measure_population`). Runs at
+    different points (resumed from different checkpoints, or finished) are stepped
+    together by how far they are: the ones behind first, until all are level. Each run
+    hands over the steps up to its next evaluation point at once (a
+    :class:`neurosim.rows.Segment`), and runs whose segments line up step as one cohort
+    (:mod:`neurosim.cohorts`), so between evaluations a step does no per-chip work on the
+    host; the steps' losses are waited for once, when a segment ends
+    (:meth:`Backend.step_values`: a GPU computes while the host launches the next
+    steps).
     """
     first = specs[0]
     hardware = first.population_key
@@ -546,7 +547,7 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
             requests = []
             for c, result in results:
                 item = attempt(c, advance, runs[c], result)
-                if isinstance(item, (Measurement, GradientProbe)):
+                if isinstance(item, Request):
                     requests.append((c, item))
                 elif item is not None:
                     call = call_ids.setdefault(call_key(trainers[c].optimizer.config),
