@@ -4,7 +4,8 @@
 # it writes under $OUT (at most 8 files; 10 minutes per command), so one part per command:
 #
 #   bash benchmarks/gpu_session.sh tests    # the CUDA tests            -> $OUT/cuda_tests.txt
-#   bash benchmarks/gpu_session.sh bench    # neurosim bench on the GPU -> $OUT/bench.{md,json}
+#   bash benchmarks/gpu_session.sh bench    # neurosim bench on the GPU, the optimizer and
+#                                           # update fused and not -> $OUT/bench.{md,json}
 #   bash benchmarks/gpu_session.sh reads    # the same, chips with noisy quantized reads
 #                                           # -> $OUT/bench.{md,json} (bench_noisy_reads_h100)
 #   bash benchmarks/gpu_session.sh inarray  # the same, in-array (stochastic) updates
@@ -47,7 +48,8 @@ case "${1:?which part: tests, bench, reads, inarray, profile, run or runprofile}
             2>&1 | tee "$out/cuda_tests.txt" ;;
     bench)
         "$python" -m neurosim.cli bench --backends torch-cuda --chips ideal,constant_step \
-            --configs experiments/paper_mnist.yaml --populations 1,16,64,256 --out "$out" ;;
+            --configs experiments/paper_mnist.yaml --populations 1,16,64,256 \
+            --fused-update off,on --out "$out" ;;
     reads)
         "$python" -m neurosim.cli bench --backends torch-cuda \
             --chips benchmarks/configs/chip_noisy_reads.yaml \

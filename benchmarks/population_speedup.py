@@ -33,9 +33,11 @@ def table(gpu: dict, cpu: dict) -> str:
              "`paper_mnist`: [784, 100, 10], FA, Adam, batch 64, float32). Reference: the "
              "Numba backend's best over its population sizes on the CPU run. `batches`: "
              "`device`, the batches already on the GPU; `host`, NumPy batches copied in every "
-             "step (what `neurosim run` does today).", "",
-             "| chip | chips | batches | GPU chip-samples/s | Numba chip-samples/s (2 cores, "
-             "best) | ratio | target |", "|---|---|---|---|---|---|---|"]
+             "step (what `neurosim run` does today). `fused`: the optimizer and ideal update "
+             "as one Triton kernel (`simulation.fused_update`), or as separate torch "
+             "operations; bit-identical.", "",
+             "| chip | chips | batches | fused | GPU chip-samples/s | Numba chip-samples/s "
+             "(2 cores, best) | ratio | target |", "|---|---|---|---|---|---|---|---|"]
     for chip, target in TARGETS.items():
         numba = [r for r in cpu["rows"] if r["backend"] == "numba" and r["chip"] == chip]
         if not numba:
@@ -48,8 +50,9 @@ def table(gpu: dict, cpu: dict) -> str:
             ratio = r["train_chip_samples_per_s"] / reference
             verdict = (f">= {target:.0f}x: {'met' if ratio >= target else 'not met'}"
                        if r["population"] == TARGET_CHIPS else "")
+            fused = {True: "yes", False: "no"}.get(r.get("fused_update"), "no (before it)")
             lines.append(f"| {chip} | {r['population']} | {r.get('batches', 'host')} "
-                         f"| {r['train_chip_samples_per_s']:,.0f} | {reference:,.0f} "
+                         f"| {fused} | {r['train_chip_samples_per_s']:,.0f} | {reference:,.0f} "
                          f"(x{best['population']}) | {ratio:.1f}x | {verdict} |")
     return "\n".join(lines) + "\n"
 

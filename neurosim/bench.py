@@ -66,6 +66,7 @@ BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
 CONSTANT_STEP = "constant_step"
 DEFAULT_CONFIG = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
 N_BATCHES = 4  # fixed random batches per chip, cycled
+FUSED_UPDATES = ("auto", "on", "off")  # simulation.fused_update
 SETTLE_S = 0.3  # pause before timing another backend (its predecessor's threads spin down)
 
 
@@ -81,6 +82,7 @@ class Settings:
     batch: int | None = None  # None: each config's train.batch_size
     eval_batch: int = 1024
     repeat_seconds: float = 0.2
+    fused_updates: tuple[str, ...] = ("auto",)  # torch's simulation.fused_update settings
 
 
 QUICK = Settings(populations=(1, 4), repeats=3, eval_batch=256, repeat_seconds=0.05)
@@ -286,6 +288,10 @@ def check_settings(settings: Settings) -> None:
         if name not in BACKENDS:
             raise NeurosimError(f"--backends: {name!r} is not a backend; allowed: "
                                 f"{', '.join(BACKENDS)}")
+    for value in settings.fused_updates:
+        if value not in FUSED_UPDATES:
+            raise NeurosimError(f"--fused-update: {value!r} is not a setting; allowed: "
+                                f"{', '.join(FUSED_UPDATES)}")
     for name in settings.chips:
         if name != CONSTANT_STEP and name not in _presets() and not Path(name).is_file():
             raise NeurosimError(f"--chips: {name!r} is not a chip; allowed: a preset "
@@ -343,6 +349,34 @@ def _blas_threads(backend: Backend, default: int | None) -> int | None:
     return default
 
 
+def _backends(experiment: ExperimentConfig, names: list[str], settings: Settings,
+              skipped: list[dict], say: Callable[[str], None]):
+    """``(name, fused, backend)`` for each backend of ``names`` in ``experiment``'s
+    simulation settings, torch's once per ``settings.fused_updates`` (``fused``: whether
+    its population steps use the fused kernel; None for the other backends, which have
+    their own fused loops). A setting that cannot run here (``on`` without Triton and a
+    GPU) is added to ``skipped``; settings that come to the same kernels are measured
+    once."""
+    for name in names:
+        kind, device = BACKENDS[name]
+        seen = set()
+        for setting in settings.fused_updates if kind == "torch" else ("auto",):
+            simulation = dataclasses.replace(experiment.simulation, backend=kind,
+                                             device=device, fused_update=setting)
+            try:
+                backend = create_backend(simulation)
+            except NeurosimError as error:
+                if setting != "on":
+                    raise
+                skipped.append({"backend": f"{name} (fused update)", "reason": str(error)})
+                say(f"skipped {name} with the fused update: {error}")
+                continue
+            fused = backend.fused_update if kind == "torch" else None
+            if fused not in seen:
+                seen.add(fused)
+                yield name, fused, backend
+
+
 def run_bench(settings: Settings, progress: Callable[[str], None] | None = None) -> dict:
     """Measure every combination of ``settings``; returns the result (rows, skipped
     backends, the machine and the settings) that :func:`write_results` writes."""
@@ -362,17 +396,19 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
         for chip_name in settings.chips:
             chip_config = _chip_config(chip_name)
             check_update_mode(experiment, chip_config, f"{path} with chip {chip_name}")
-            for backend_name in backends:
-                kind, device = BACKENDS[backend_name]
-                simulation = dataclasses.replace(experiment.simulation, backend=kind,
-                                                 device=device)
-                backend = create_backend(simulation)
+            for backend_name, fused, backend in _backends(experiment, backends, settings,
+                                                          skipped, say):
                 threads = _blas_threads(backend, default_blas)
                 for size in settings.populations:
                     # GPU populations: also with the batches already on the device
-                    places = ("host", "device") if device == "cuda" and size > 1 else ("host",)
+                    places = (("host", "device") if BACKENDS[backend_name][1] == "cuda"
+                              and size > 1 else ("host",))
                     for data in places:
-                        key = (str(path), chip_name, backend_name, size, data)
+                        # one chip's steps are train_step's, never the population kernel's
+                        key = (str(path), chip_name, backend_name, fused and size > 1,
+                               size, data)
+                        if key in workloads:
+                            continue
                         workloads[key] = Workload(experiment, chip_config, backend, size,
                                                   batch, settings.eval_batch,
                                                   blas_threads=threads,
@@ -388,10 +424,11 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     timings = measure(calls, settings.repeats, settings.repeat_seconds)
     rows = []
     for key, name, experiment, batch in combos:
-        path, chip_name, backend_name, size, data = key
+        path, chip_name, backend_name, fused, size, data = key
         train, infer = timings[key, "train"], timings[key, "infer"]
         row = {"config": name, "config_file": _shown(path), "chip": chip_name,
                "backend": backend_name, "population": size, "batches": data,
+               "fused_update": fused,
                "network": list(experiment.network.dims), "rule": experiment.rule,
                "optimizer": experiment.optimizer.name, "dtype": experiment.simulation.dtype,
                "batch": batch, "eval_batch": settings.eval_batch,
@@ -404,7 +441,8 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                "train_calls_per_repeat": train["calls_per_repeat"],
                "infer_calls_per_repeat": infer["calls_per_repeat"]}
         rows.append(row)
-        say(f"{name} {chip_name} {backend_name} x{size} (batches on the {data}): train "
+        say(f"{name} {chip_name} {backend_name}{' fused' if fused else ''} x{size} "
+            f"(batches on the {data}): train "
             f"{row['train_chip_samples_per_s']:,.0f} chip-samples/s, inference "
             f"{row['infer_chip_samples_per_s']:,.0f} chip-samples/s")
     settings_plain = {**dataclasses.asdict(settings),
@@ -434,12 +472,17 @@ def markdown(result: dict) -> str:
              "dataset the torch backend keeps on the GPU, as `neurosim run` hands over its "
              "data and fixed noise sets; `host`: stacked NumPy arrays copied to the device in "
              "the step, as drawn fresh-stream noise is).", "",
-             "| config | chip | backend | chips | batches | batch | train step (ms) "
+             "fused: whether a torch population step's optimizer and ideal update run as one "
+             "Triton kernel (`simulation.fused_update`; bit-identical to the separate "
+             "operations).", "",
+             "| config | chip | backend | fused | chips | batches | batch | train step (ms) "
              "| train samples/s | train chip-samples/s | inference samples/s "
              "| inference chip-samples/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['config']} | {r['chip']} | {r['backend']} | {r['population']} "
+        fused = {True: "yes", False: "no"}.get(r.get("fused_update"), "")
+        lines.append(f"| {r['config']} | {r['chip']} | {r['backend']} | {fused} "
+                     f"| {r['population']} "
                      f"| {r['batches']} | {r['batch']} | {r['train_step_ms']:.2f} "
                      f"| {r['train_samples_per_s']:,.0f} | {r['train_chip_samples_per_s']:,.0f} "
                      f"| {r['infer_samples_per_s']:,.0f} "

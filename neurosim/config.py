@@ -264,11 +264,20 @@ class SimulationConfig:
                                          "sends every product to the multithreaded BLAS "
                                          "(rounding depends on the thread count; slower "
                                          "for small layers, can pay for very large ones)")
+    fused_update: str = spec("auto", choices=("auto", "on", "off"),
+                             doc="torch: a population step's optimizer (and ideal update) in "
+                                 "one Triton kernel, bit-identical to the separate torch "
+                                 "operations (auto: on a CUDA device where triton is "
+                                 "installed; on: required; off: never)")
 
     def check(self, source: str, path: str) -> None:
         if self.device == "cuda" and self.backend != "torch":
             raise ConfigError(source, f"{path}.device", self.device,
                               f"needs backend torch (backend {self.backend} runs on the CPU)")
+        if self.fused_update == "on" and self.backend != "torch":
+            raise ConfigError(source, f"{path}.fused_update", self.fused_update,
+                              f"needs backend torch (a Triton kernel; backend {self.backend} "
+                              "has its own fused kernels)")
 
 
 # --------------------------------------------------------------------- experiment

@@ -4,6 +4,7 @@ GPU (otherwise the backend is listed as skipped)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -18,6 +19,10 @@ TINY = {"name": "tiny_bench", "chip": "ideal", "network": {"dims": [784, 16, 10]
         "data": {"dataset": "digits"}, "train": {"epochs": 1, "batch_size": 8}}
 CHIPS = ("ideal", "constant_step")
 POPULATIONS = (1, 3)
+
+
+def has_triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 def torch_state() -> tuple[bool, bool]:
@@ -62,6 +67,9 @@ def test_every_combination_has_a_row_with_positive_rates(result):
     assert len(rows) == len(expected)
     for r in rows:
         assert r["config"] == "tiny_bench" and r["batch"] == 8 and r["eval_batch"] == 32
+        # auto: the fused kernel on a GPU where triton is installed, never on the CPU
+        assert r["fused_update"] == (None if not r["backend"].startswith("torch") else
+                                     r["backend"] == "torch-cuda" and has_triton())
         for what in ("train", "infer"):
             assert r[f"{what}_samples_per_s"] > 0
             assert r[f"{what}_chip_samples_per_s"] == pytest.approx(
@@ -96,6 +104,7 @@ def test_results_describe_the_machine_and_the_settings(result):
     (["--seconds", "0"], "--seconds", "a positive number of seconds"),
     (["--configs", "no/such.yaml"], "--configs", "experiment YAML files"),
     (["--backends", ","], "--backends", "at least one value"),
+    (["--fused-update", "auto,maybe"], "--fused-update", "auto, on, off"),
 ])
 def test_bad_options_are_refused_in_one_line(args, option, allowed, tmp_path, capsys):
     assert main(["bench", *args, "--out", str(tmp_path / "out"), "--quiet"]) == 2
@@ -103,3 +112,25 @@ def test_bad_options_are_refused_in_one_line(args, option, allowed, tmp_path, ca
     assert err.count("\n") == 1 and err.startswith(f"error: {option}: ")
     assert allowed in err
     assert not (tmp_path / "out").exists()
+
+
+def test_each_fused_update_setting_is_measured_where_it_runs(tiny, tmp_path, monkeypatch):
+    """torch once per distinct kernel choice (on the CPU, off and auto are the same
+    unfused step), ``on`` listed as skipped where Triton cannot compile (no GPU), the other
+    backends once."""
+    pytest.importorskip("torch")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert main(["bench", "--configs", str(tiny), "--backends", "numba,torch-cpu",
+                 "--fused-update", "off,on,auto", "--chips", "ideal", "--populations", "2",
+                 "--repeats", "1", "--seconds", "0.002", "--eval-batch", "16",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert sorted((r["backend"], r["fused_update"]) for r in data["rows"]) == [
+        ("numba", None), ("torch-cpu", False)]
+    assert data["settings"]["fused_updates"] == ["off", "on", "auto"]
+    (skipped,) = data["skipped"]
+    assert skipped["backend"] == "torch-cpu (fused update)"
+    assert ("Triton compiles for CUDA devices" if has_triton() else "triton is not installed"
+            ) in skipped["reason"]
+    table = (tmp_path / "bench.md").read_text()
+    assert "| tiny_bench | ideal | torch-cpu | no | 2 |" in table

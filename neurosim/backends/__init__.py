@@ -31,7 +31,8 @@ def create_backend(simulation: SimulationConfig) -> Backend:
                 raise
             raise NeurosimError("simulation.backend = 'torch' needs PyTorch, which is not "
                                 "installed: pip install 'neurosim[torch]'") from None
-        return TorchBackend(simulation.dtype, simulation.device, simulation.threads)
+        return TorchBackend(simulation.dtype, simulation.device, simulation.threads,
+                            simulation.fused_update)
     from neurosim.backends.numba_cpu import NumbaBackend
 
     return NumbaBackend(simulation.dtype, simulation.threads, simulation.deterministic)

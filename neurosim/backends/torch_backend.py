@@ -33,7 +33,10 @@ the device between steps (:mod:`neurosim.backends.torch_population`): batched re
 through the periphery (each chip's own read-noise streams), the optimizer, the ideal or
 pulsed or in-array update of all chips together, no copies of the state per step; the
 steps' losses come back when a driver asks for them (:meth:`TorchBackend.step_values`),
-so the GPU is not waited for after every step. This is the fast GPU path.
+so the GPU is not waited for after every step. On a GPU the optimizer and the ideal update
+of a population step are one Triton kernel (:mod:`neurosim.backends.torch_fused`,
+``simulation.fused_update``), bit-identical to the separate operations. This is the fast
+GPU path.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
@@ -47,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neurosim.backends import torch_devices, torch_periphery, torch_rng
+from neurosim.backends import torch_devices, torch_fused, torch_periphery, torch_rng
 from neurosim.backends.base import Backend
 from neurosim.backends.torch_math import divide, libm, store, upload
 from neurosim.backends.torch_population import ResidentPopulation
@@ -90,7 +93,8 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, dtype: str = "float32", device: str = "cpu", threads: int | None = None):
+    def __init__(self, dtype: str = "float32", device: str = "cpu", threads: int | None = None,
+                 fused_update: str = "auto"):
         super().__init__(dtype)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -98,6 +102,12 @@ class TorchBackend(Backend):
                      else f"built for CUDA {torch.version.cuda}")
             raise NeurosimError(f"simulation.device = 'cuda': torch {torch.__version__} "
                                 f"({build}) sees no CUDA GPU; use device 'cpu'")
+        reason = torch_fused.unavailable(self.device, self.dtype)
+        if fused_update == "on" and reason is not None:
+            raise NeurosimError(f"simulation.fused_update = 'on': {reason}")
+        # a population step's optimizer and ideal update in one kernel (torch_fused)
+        self.fused_update = fused_update == "on" or (
+            fused_update == "auto" and reason is None and self.device.type == "cuda")
         if threads is not None:
             torch.set_num_threads(threads)
         self.device_kernels = torch_devices.kernels(self.device)

@@ -6,7 +6,8 @@ Adam two moments more. :class:`ResidentPopulation` uploads the state once (param
 optimizer moments, stored or regenerated feedback, the devices' per-device arrays) and then
 runs every :meth:`TorchBackend.population_step` on the device copies: batched reads over a
 leading chip dimension (through the periphery, each chip's own noise streams), the
-optimizer and the ideal update element-wise over all chips at once, the pulsed update of
+optimizer and the ideal update element-wise over all chips at once (on a GPU in one kernel,
+:mod:`neurosim.backends.torch_fused`), the pulsed update of
 every chip together (:func:`neurosim.backends.torch_devices._pulse_trains` over the chips'
 rows: the same draws by index as chip by chip) and the in-array update of every chip
 together (:func:`neurosim.backends.torch_devices.population_stochastic_update`). The only
@@ -35,6 +36,7 @@ import torch
 from neurosim import rng
 from neurosim.backends.torch_devices import (_pulse_trains, population_stochastic_update,
                                            pulse_counts)
+from neurosim.backends.torch_fused import FusedStep
 from neurosim.backends.torch_math import upload
 from neurosim.devices import FREE
 from neurosim.optimizers import OptimizerState
@@ -73,6 +75,11 @@ class ResidentPopulation:
                 self.devices.append(layer)
         self.every_chip = list(range(population.size))
         self.host_stale = False
+        # the optimizer and the ideal update in one kernel (not the in-array update's SGD)
+        self.fused = (FusedStep(chip, device) if backend.fused_update
+                      and chip.update_mode != "stochastic" else None)
+        self.fused_inverse_alphas = (upload(population.inverse_alphas)
+                                     if self.fused is not None else None)
 
     # -------------------------------------------------------------- transfers
     def download(self) -> None:
@@ -123,11 +130,20 @@ class ResidentPopulation:
                                     shared_optimizer(states, active).lr, active, rows)
         else:
             backend._gradient_tensors(chip, inputs, deltas, grads)
-            backend._optimize(shared_optimizer(states, active), chip.dtype.type, m, v, grads,
-                              updates, *self._adam_scalars(states, active))
+            optimizer, scalars = shared_optimizer(states, active), self._adam_scalars(states,
+                                                                                     active)
+            if self.fused is not None:
+                ideal = chip.update_mode == "ideal"
+                self.fused(optimizer, params, m, v, grads, None if ideal else updates,
+                           upload(scalars, device), None if not ideal
+                           else self.fused_inverse_alphas if rows is None
+                           else upload(population.inverse_alphas[active], device))
+            else:
+                backend._optimize(optimizer, chip.dtype.type, m, v, grads, updates,
+                                  *self._scalar_operands(scalars))
         if chip.update_mode == "pulsed":
             self._pulsed_update(params, updates, inverse_alphas, active, rows)
-        elif chip.update_mode == "ideal":
+        elif chip.update_mode == "ideal" and self.fused is None:
             backend._ideal_update(chip, params, updates, inverse_alphas)
         if rows is not None:
             for whole, part in ((self.params, params), (self.m, m), (self.v, v),
@@ -140,18 +156,23 @@ class ResidentPopulation:
         self.host_stale = True
         return loss, correct
 
-    def _adam_scalars(self, states: list[OptimizerState], active: list[int]) -> tuple:
-        """Adam's ``-step_size`` and ``1 / sqrt(1 - b2^t)`` in the chips' dtype: floats when
-        they are the same for every active chip (the same step and learning rate, the usual
-        case), else ``A x 1`` tensors."""
+    def _adam_scalars(self, states: list[OptimizerState], active: list[int]) -> np.ndarray:
+        """Adam's ``-step_size`` and ``1 / sqrt(1 - b2^t)`` in the chips' dtype, one row
+        (``1 x 2``) when they are the same for every active chip (the same step and
+        learning rate, the usual case), else one row per chip (``A x 2``)."""
         t = self.population.chips[0].dtype.type
-        if (len({states[c].step for c in active}) == 1
-                and len({states[c].config.lr for c in active}) == 1):
-            step_size, inverse_sqrt_c2 = states[active[0]].adam_scalars()
-            return float(-t(step_size)), float(t(inverse_sqrt_c2))
-        scalars = np.array([states[c].adam_scalars() for c in active])
-        return tuple(torch.as_tensor(column.astype(t)[:, None], device=self.params.device)
-                     for column in (-scalars[:, 0].astype(t), scalars[:, 1]))
+        shared = (len({states[c].step for c in active}) == 1
+                  and len({states[c].config.lr for c in active}) == 1)
+        scalars = np.array([states[c].adam_scalars() for c in active[:1 if shared else None]])
+        return np.stack([-scalars[:, 0].astype(t), scalars[:, 1].astype(t)], axis=1)
+
+    def _scalar_operands(self, scalars: np.ndarray) -> tuple:
+        """:meth:`_adam_scalars` as :meth:`TorchBackend._optimize` takes them: floats when
+        shared, else ``A x 1`` tensors."""
+        if scalars.shape[0] == 1:
+            return float(scalars[0, 0]), float(scalars[0, 1])
+        return tuple(torch.as_tensor(np.ascontiguousarray(scalars[:, k:k + 1]),
+                                     device=self.params.device) for k in range(2))
 
     def _layer_devices(self, l: int, rows) -> SimpleNamespace:
         """Layer ``l``'s devices of the stepped chips (all, or ``rows``) as flat tensors,

@@ -8,6 +8,7 @@ populations 1,4 with 3 short repeats (about a minute); explicit options override
 
   neurosim bench --quick
   neurosim bench --backends numba,torch-cpu --chips ideal,rram_taox --populations 1,8,32
+  neurosim bench --backends torch-cuda --fused-update off,on --populations 256
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from neurosim.bench import (BACKENDS, CONSTANT_STEP, QUICK, Settings, parse_list,
-                            parse_positive, parse_seconds, run_bench, write_results)
+from neurosim.bench import (BACKENDS, CONSTANT_STEP, FUSED_UPDATES, QUICK, Settings,
+                            parse_list, parse_positive, parse_seconds, run_bench,
+                            write_results)
 
 DEFAULT_OUT = Path("benchmarks/results")
 
@@ -40,6 +42,11 @@ def register(subparsers) -> None:
     parser.add_argument("--populations", metavar="SIZES",
                         help=f"chips simulated at once (default: "
                              f"{','.join(map(str, default.populations))})")
+    parser.add_argument("--fused-update", metavar="SETTINGS",
+                        help=f"torch backends, each of {', '.join(FUSED_UPDATES)}: a "
+                             f"population step's optimizer and ideal update as one Triton "
+                             f"kernel (simulation.fused_update; e.g. off,on on a GPU "
+                             f"measures both; default: auto)")
     parser.add_argument("--repeats", metavar="N",
                         help=f"interleaved timed repeats (default: {default.repeats})")
     parser.add_argument("--batch", metavar="N",
@@ -67,6 +74,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
             values = parse_list(f"--{option}", text,
                                 ", ".join(BACKENDS) if option == "backends" else None)
             changes[option] = tuple(map(Path, values)) if option == "configs" else values
+    if args.fused_update is not None:
+        changes["fused_updates"] = parse_list("--fused-update", args.fused_update,
+                                              ", ".join(FUSED_UPDATES))
     if args.populations is not None:
         changes["populations"] = parse_positive("--populations", args.populations)
     for option in ("repeats", "batch", "eval_batch"):
