@@ -33,9 +33,9 @@ def table(gpu: dict, cpu: dict) -> str:
              "`paper_mnist`: [784, 100, 10], FA, Adam, batch 64, float32). Reference: the "
              "Numba backend's best over its population sizes on the CPU run. `batches`: "
              "`device`, the batches already on the GPU; `host`, NumPy batches copied in every "
-             "step (what `neurosim run` does today). `fused`: the optimizer and ideal update "
-             "as one Triton kernel (`simulation.fused_update`), or as separate torch "
-             "operations; bit-identical.", "",
+             "step (what `neurosim run` does today). `fused`: the optimizer and array update "
+             "(ideal update, pulse counts) as Triton kernels (`simulation.fused_update`), or "
+             "as separate torch operations; bit-identical.", "",
              "| chip | chips | batches | fused | GPU chip-samples/s | Numba chip-samples/s "
              "(2 cores, best) | ratio | target |", "|---|---|---|---|---|---|---|---|"]
     for chip, target in TARGETS.items():

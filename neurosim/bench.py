@@ -472,9 +472,9 @@ def markdown(result: dict) -> str:
              "dataset the torch backend keeps on the GPU, as `neurosim run` hands over its "
              "data and fixed noise sets; `host`: stacked NumPy arrays copied to the device in "
              "the step, as drawn fresh-stream noise is).", "",
-             "fused: whether a torch population step's optimizer and ideal update run as one "
-             "Triton kernel (`simulation.fused_update`; bit-identical to the separate "
-             "operations).", "",
+             "fused: whether a torch population step's optimizer and array update (ideal "
+             "update, pulse counts) run as Triton kernels (`simulation.fused_update`; "
+             "bit-identical to the separate operations).", "",
              "| config | chip | backend | fused | chips | batches | batch | train step (ms) "
              "| train samples/s | train chip-samples/s | inference samples/s "
              "| inference chip-samples/s |",

@@ -265,8 +265,8 @@ class SimulationConfig:
                                          "(rounding depends on the thread count; slower "
                                          "for small layers, can pay for very large ones)")
     fused_update: str = spec("auto", choices=("auto", "on", "off"),
-                             doc="torch: a population step's optimizer (and ideal update) in "
-                                 "one Triton kernel, bit-identical to the separate torch "
+                             doc="torch: a population step's optimizer, ideal update and "
+                                 "pulse counts as Triton kernels, bit-identical to the separate torch "
                                  "operations (auto: on a CUDA device where triton is "
                                  "installed; on: required; off: never)")
 

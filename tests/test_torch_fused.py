@@ -104,6 +104,43 @@ def test_the_kernel_is_the_separate_operations(device, optimizer, ideal, shared,
         torch.testing.assert_close(fused_out, out, rtol=0, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+def test_the_pulse_count_kernel_is_the_separate_operations(device, ideal_chip_config):
+    """Each chip's pulse counts (its own rounding stream), directions and per-chip sums of
+    every layer, stuck devices left out, and the edges: no change, NaN, changes beyond
+    ``max_pulses`` pulses and infinite ones."""
+    from neurosim.backends.torch_devices import pulse_counts
+    from neurosim.backends.torch_rng import as_int64
+
+    chip = make_chip(ideal_chip_config, dims=(37, 23, 5), dtype="float32")
+    n_chips, dw_min, max_pulses = 3, 2e-3, 7
+    arrays = state(chip, n_chips, np.float32, device)
+    updates = arrays["grads"]
+    updates[0, :4] = torch.tensor([float("nan"), float("inf"), -1.0, 0.0])
+    generator = np.random.default_rng(1)
+    keys = torch.as_tensor(np.array([[[as_int64(int(k)) for k in pair] for pair in layer]
+                                     for layer in generator.integers(
+                                         0, 2 ** 63, (n_chips, chip.n_layers, 2)) * 2 + 1]),
+                           device=device)  # keys above 2**63 too
+    step = torch_fused.FusedStep(chip, device)
+    counted = torch.zeros((n_chips, chip.n_layers, 2), dtype=torch.int64, device=device)
+    for l in range(chip.n_layers):
+        w_off, n_out, n_in, _ = (int(v) for v in chip.layout[l])
+        n = n_out * n_in
+        free = torch.as_tensor(generator.random((n_chips, n)) > 0.1, device=device)
+        inverse_alphas = arrays["inverse_alphas"]
+        counts, up = step.pulse_counts(updates, l, inverse_alphas, keys, free.reshape(-1),
+                                       dw_min, max_pulses, counted)
+        dw = updates[:, w_off:w_off + n] * inverse_alphas[:, l:l + 1]
+        expected = torch.where(free, pulse_counts(dw, dw_min, max_pulses,
+                                                  keys[:, l, 0, None], 0), 0)
+        torch.testing.assert_close(counts.long(), expected, rtol=0, atol=0)
+        torch.testing.assert_close(up, dw > 0, rtol=0, atol=0)
+        assert 0 < int(expected.sum()) and int(expected.max()) == max_pulses
+        torch.testing.assert_close(counted[:, l, 0], torch.where(dw > 0, expected, 0).sum(1))
+        torch.testing.assert_close(counted[:, l, 1], torch.where(dw > 0, 0, expected).sum(1))
+
+
 def test_the_clip_keeps_a_nan(device, ideal_chip_config):
     """A NaN weight change gives a NaN weight, as ``torch.clamp`` (not the bound: a GPU's
     plain min/max would drop the NaN)."""

@@ -33,9 +33,10 @@ the device between steps (:mod:`neurosim.backends.torch_population`): batched re
 through the periphery (each chip's own read-noise streams), the optimizer, the ideal or
 pulsed or in-array update of all chips together, no copies of the state per step; the
 steps' losses come back when a driver asks for them (:meth:`TorchBackend.step_values`),
-so the GPU is not waited for after every step. On a GPU the optimizer and the ideal update
-of a population step are one Triton kernel (:mod:`neurosim.backends.torch_fused`,
-``simulation.fused_update``), bit-identical to the separate operations. This is the fast
+so the GPU is not waited for after every step. On a GPU the optimizer, the ideal update and
+the pulse counts of a population step are Triton kernels
+(:mod:`neurosim.backends.torch_fused`, ``simulation.fused_update``), bit-identical to the
+separate operations. This is the fast
 GPU path.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
@@ -105,7 +106,7 @@ class TorchBackend(Backend):
         reason = torch_fused.unavailable(self.device, self.dtype)
         if fused_update == "on" and reason is not None:
             raise NeurosimError(f"simulation.fused_update = 'on': {reason}")
-        # a population step's optimizer and ideal update in one kernel (torch_fused)
+        # a population step's optimizer and array update as Triton kernels (torch_fused)
         self.fused_update = fused_update == "on" or (
             fused_update == "auto" and reason is None and self.device.type == "cuda")
         if threads is not None:

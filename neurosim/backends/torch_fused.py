@@ -1,35 +1,49 @@
-"""A population step's optimizer and ideal update as one Triton kernel (torch on CUDA).
+"""A population step's optimizer and array update as Triton kernels (torch on CUDA).
 
 The separate torch operations of :meth:`TorchBackend._optimize` and
 :meth:`TorchBackend._ideal_update` pass over the population's ``M x n`` state about 34
 times per step for Adam (each operation reads its operands and writes its result: 81 MB
 per pass for 256 chips of a ``[784, 100, 10]`` network in float32) and launch about 20
-kernels. :func:`fused_step` makes one pass: per element it reads the gradient ``g``, the
-moments and the parameter, and writes them back (7 passes for Adam), in one launch.
+kernels; the pulse counts of a pulsed update (:func:`torch_devices.pulse_counts`, its
+rounding draws and the per-chip sums) make about 45 passes over 8-byte words per layer.
+:class:`FusedStep` makes each in one pass and one launch:
 
-The arithmetic is the specification's, operation by operation and rounding by rounding
-(:meth:`neurosim.backends.numpy_ref.NumpyBackend.optimizer_step` and ``apply_ideal_update``),
-so the kernel is bit-identical to the separate operations:
+* ``step``: per element it reads the gradient ``g``, the moments and the parameter, and
+  writes them back (7 passes for Adam);
+* ``pulse_counts``: per weight it reads the desired change and the stuck mask, and writes
+  the count (int32) and the direction, adding each chip's pulses up and down with one
+  atomic addition per block.
+
+The arithmetic is the specification's, operation by operation and rounding by rounding,
+so the kernels are bit-identical to the separate operations:
 
 * Adam: ``m <- m b1 + g (1 - b1)``, ``v <- v b2 + (g (1 - b2)) g``,
   ``u = (m (-step_size)) / (sqrt(v) / sqrt(1 - b2^t) + eps)``;
-  SGD with momentum ``mu``: ``m <- m mu + g``, ``u = m (-lr)``; plain SGD: ``u = g (-lr)``;
+  SGD with momentum ``mu``: ``m <- m mu + g``, ``u = m (-lr)``; plain SGD: ``u = g (-lr)``
+  (:meth:`neurosim.backends.numpy_ref.NumpyBackend.optimizer_step`);
 * the ideal update: a weight ``w <- clip(w + u (1 / alpha_l), w_min_l, w_max_l)``, a bias
   ``b <- b + u``; or, without it, ``u`` written out (the desired change that a pulsed
-  update then programs).
+  update then programs);
+* the pulse counts (:func:`neurosim.devices.pulse_counts`): ``x = |u (1 / alpha_l)| /
+  dw_min`` in float64, ``min(floor(x), max_pulses) + [r < x - floor(x)]`` at most
+  ``max_pulses``, ``r`` the weight's draw of the chip's rounding stream (SplitMix64 on
+  uint64 words, as :mod:`neurosim.rng`); the pulse trains that follow stay
+  :func:`torch_devices._pulse_trains` (few devices pulse in a step).
 
-Every product and sum is rounded on its own: the kernel is compiled with
-``enable_fp_fusion=False`` (no fused multiply-adds), divides with ``div_rn`` and takes
-``sqrt_rn`` (IEEE, correctly rounded; Triton's plain ``/`` and ``sqrt`` are approximations
-on a GPU). Those two are float32 functions in Triton (its interpreter refuses float64, and
-libdevice's float64 versions do not run there), so the kernel is for float32 state, what
-GPU runs use; float64 runs keep the separate operations. The scalars (Adam's ``b1``,
-``1 - b1`` ..., each chip's step size and ``1 / alpha_l``) are rounded to float32 on the
-host and read from device tensors.
+Every product and sum is rounded on its own: the kernels are compiled with
+``enable_fp_fusion=False`` (no fused multiply-adds), divide with ``div_rn`` in float32
+and ``/`` in float64, and take ``sqrt_rn`` (IEEE, correctly rounded; Triton's plain ``/``
+and ``sqrt`` are approximations in float32 on a GPU, its float64 ``/`` is ``div.rn``).
+``div_rn`` and ``sqrt_rn`` are float32 functions in Triton (its interpreter refuses
+float64, and libdevice's float64 versions do not run there), so the kernels are for
+float32 state, what GPU runs use; float64 runs keep the separate operations. Scalars that
+must keep their precision (Adam's ``b1``, ``1 - b1`` ..., each chip's step size and
+``1 / alpha_l`` in float32, ``dw_min`` in float64) are read from device tensors: a Python
+float argument would reach a kernel as float32.
 
 Triton is used where it is installed (the CUDA builds of torch ship it) and the state is
-on a GPU. Its interpreter (``TRITON_INTERPRET=1``) runs the same kernel on CPU tensors
-with NumPy operations, which is how the tests check it on a machine without a GPU.
+on a GPU. Its interpreter (``TRITON_INTERPRET=1``) runs the same kernels on CPU tensors
+with NumPy operations, which is how the tests check them on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -37,10 +51,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from neurosim import rng
 from neurosim.config import OptimizerConfig
 
 BLOCK = 1024  # elements of one chip's row per program
@@ -74,9 +90,10 @@ def optimizer_code(cfg: OptimizerConfig) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def _kernel(interpret: bool):
-    """The Triton kernel, defined on first use (``interpret``: compiled for the
-    interpreter or for the GPU; Triton reads the setting when it decorates)."""
+def _kernels(interpret: bool) -> SimpleNamespace:
+    """The Triton kernels ``step`` and ``pulse_counts``, defined on first use
+    (``interpret``: compiled for the interpreter or for the GPU; Triton reads the setting
+    when it decorates)."""
     import triton
     import triton.language as tl
 
@@ -122,7 +139,38 @@ def _kernel(interpret: bool):
         else:
             tl.store(out + at, u, mask=inside)
 
-    return step
+    @triton.jit
+    def pulse_counts(updates, row_length, w_offset, n, inverse_alphas, n_layers, layer,
+                     dw_min, keys, free, counts, up, counted, max_pulses, golden, mul1, mul2,
+                     BLOCK: tl.constexpr):
+        chip = tl.program_id(1)
+        cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        inside = cols < n
+        row = chip.to(tl.int64)
+        dw = (tl.load(updates + row * row_length + w_offset + cols, mask=inside, other=0.0)
+              * tl.load(inverse_alphas + chip * n_layers + layer))
+        x = tl.abs(dw.to(tl.float64)) / tl.load(dw_min)  # an IEEE division in float64
+        x = tl.where(x != x, 0.0, x)  # NaN: no pulses
+        whole = tl.floor(x)
+        # draw ``cols`` of the chip's rounding stream: SplitMix64 on uint64 words
+        z = (cols.to(tl.uint64) + 1) * golden + tl.load(
+            keys + (chip * n_layers + layer) * 2).to(tl.uint64, bitcast=True)
+        z = (z ^ (z >> 30)) * mul1
+        z = (z ^ (z >> 27)) * mul2
+        z = z ^ (z >> 31)
+        draw = (z >> 11).to(tl.float64) * 1.1102230246251565e-16  # 2**-53, exact
+        count = (tl.minimum(whole, max_pulses.to(tl.float64)).to(tl.int32)
+                 + (draw < x - whole).to(tl.int32))
+        count = tl.minimum(count, max_pulses)
+        count = tl.where(tl.load(free + row * n + cols, mask=inside, other=0) != 0, count, 0)
+        rising = dw > 0
+        tl.store(counts + row * n + cols, count, mask=inside)
+        tl.store(up + row * n + cols, rising, mask=inside)
+        at = counted + (chip * n_layers + layer) * 2
+        tl.atomic_add(at, tl.sum(tl.where(rising, count, 0), axis=0).to(tl.int64))
+        tl.atomic_add(at + 1, tl.sum(tl.where(rising, 0, count), axis=0).to(tl.int64))
+
+    return SimpleNamespace(step=step, pulse_counts=pulse_counts)
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,7 +184,7 @@ def _constants(cfg: OptimizerConfig, dtype: np.dtype, device: torch.device) -> t
 
 
 class FusedStep:
-    """:func:`fused_step` for the chips of one layout (``chip``: a
+    """The kernels for the chips of one layout (``chip``: a
     :class:`neurosim.chip.Chip`), with the per-parameter layer table and the layers' weight
     bounds kept on ``device``."""
 
@@ -148,9 +196,10 @@ class FusedStep:
             segments[w_off:w_off + n_out * n_in] = 2 * l
             segments[b_off:b_off + n_out] = 2 * l + 1
         self.device, self.dtype, self.n_layers = device, chip.dtype, chip.n_layers
+        self.layout = chip.layout
         self.segments = torch.as_tensor(segments, device=device)
         self.bounds = torch.as_tensor(np.ascontiguousarray(chip.bounds_typed), device=device)
-        self.kernel = _kernel(interpreted())
+        self.kernels = _kernels(interpreted())
 
     def __call__(self, cfg: OptimizerConfig, params: torch.Tensor, m: torch.Tensor,
                  v: torch.Tensor, grads: torch.Tensor, out: torch.Tensor | None,
@@ -167,10 +216,40 @@ class FusedStep:
         m, v, out = (grads if t is None or not t.numel() else t for t in (m, v, out))
         assert all(t.is_contiguous() for t in (params, m, v, grads, out))
         update = inverse_alphas is not None
-        self.kernel[(-(-n // BLOCK), rows)](
+        self.kernels.step[(-(-n // BLOCK), rows)](
             params, m, v, grads, out, self.segments,
             inverse_alphas if update else grads, self.bounds,
             _constants(cfg, self.dtype, self.device), per_chip,
             per_chip.shape[1] if per_chip.shape[0] > 1 else 0, n, self.n_layers,
             OPTIMIZER=optimizer_code(cfg), UPDATE=update, BLOCK=BLOCK,
             enable_fp_fusion=False)
+
+    def pulse_counts(self, updates: torch.Tensor, l: int, inverse_alphas: torch.Tensor,
+                     keys: torch.Tensor, free: torch.Tensor, dw_min: float, max_pulses: int,
+                     counted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``l``'s pulses of every chip (row) of the ``A x n`` desired changes
+        ``updates``, as :meth:`ResidentPopulation._pulsed_update` computes them with
+        separate operations: ``dW = u (1 / alpha_l)`` in array units, the counts
+        :func:`neurosim.devices.pulse_counts` of ``|dW| / dw_min`` (float64) with the
+        chip's rounding key ``keys[k, l, 0]`` (``A x n_layers x 2`` int64 words), none to
+        a stuck device (``free``: ``A x n_l``, flat), and the direction ``dW > 0``.
+        Returns ``(counts, up)``, ``A x n_l`` int32 and bool; adds each chip's pulses up
+        and down to ``counted[k, l]`` (``A x n_layers x 2`` int64)."""
+        rows = updates.shape[0]
+        w_off, n_out, n_in, _ = (int(value) for value in self.layout[l])
+        n = n_out * n_in
+        counts = torch.empty((rows, n), dtype=torch.int32, device=self.device)
+        up = torch.empty((rows, n), dtype=torch.bool, device=self.device)
+        assert updates.is_contiguous() and keys.is_contiguous() and counted.is_contiguous()
+        self.kernels.pulse_counts[(-(-n // BLOCK), rows)](
+            updates, updates.shape[1], w_off, n, inverse_alphas, self.n_layers, l,
+            _float64(dw_min, self.device), keys, free, counts, up, counted, max_pulses,
+            rng.GOLDEN, rng.MUL1, rng.MUL2, BLOCK=BLOCK, enable_fp_fusion=False)
+        return counts, up
+
+
+@functools.lru_cache(maxsize=64)
+def _float64(value: float, device: torch.device) -> torch.Tensor:
+    """``value`` as a float64 tensor on ``device`` (a Python float argument would reach a
+    Triton kernel as float32)."""
+    return torch.tensor([value], dtype=torch.float64, device=device)

@@ -7,7 +7,7 @@ optimizer moments, stored or regenerated feedback, the devices' per-device array
 runs every :meth:`TorchBackend.population_step` on the device copies: batched reads over a
 leading chip dimension (through the periphery, each chip's own noise streams), the
 optimizer and the ideal update element-wise over all chips at once (on a GPU in one kernel,
-:mod:`neurosim.backends.torch_fused`), the pulsed update of
+as the pulse counts: :mod:`neurosim.backends.torch_fused`), the pulsed update of
 every chip together (:func:`neurosim.backends.torch_devices._pulse_trains` over the chips'
 rows: the same draws by index as chip by chip) and the in-array update of every chip
 together (:func:`neurosim.backends.torch_devices.population_stochastic_update`). The only
@@ -75,7 +75,7 @@ class ResidentPopulation:
                 self.devices.append(layer)
         self.every_chip = list(range(population.size))
         self.host_stale = False
-        # the optimizer and the ideal update in one kernel (not the in-array update's SGD)
+        # the optimizer, ideal update and pulse counts as kernels (not the in-array update)
         self.fused = (FusedStep(chip, device) if backend.fused_update
                       and chip.update_mode != "stochastic" else None)
         self.fused_inverse_alphas = (upload(population.inverse_alphas)
@@ -135,9 +135,8 @@ class ResidentPopulation:
             if self.fused is not None:
                 ideal = chip.update_mode == "ideal"
                 self.fused(optimizer, params, m, v, grads, None if ideal else updates,
-                           upload(scalars, device), None if not ideal
-                           else self.fused_inverse_alphas if rows is None
-                           else upload(population.inverse_alphas[active], device))
+                           upload(scalars, device),
+                           self._fused_inverse_alphas(active, rows) if ideal else None)
             else:
                 backend._optimize(optimizer, chip.dtype.type, m, v, grads, updates,
                                   *self._scalar_operands(scalars))
@@ -155,6 +154,12 @@ class ResidentPopulation:
             states[c].step += 1
         self.host_stale = True
         return loss, correct
+
+    def _fused_inverse_alphas(self, active: list[int], rows) -> torch.Tensor:
+        """The stepped chips' ``1 / alpha_l`` (``A x n_layers``) for the fused kernels."""
+        if rows is None:
+            return self.fused_inverse_alphas
+        return upload(self.population.inverse_alphas[active], self.params.device)
 
     def _adam_scalars(self, states: list[OptimizerState], active: list[int]) -> np.ndarray:
         """Adam's ``-step_size`` and ``1 / sqrt(1 - b2^t)`` in the chips' dtype, one row
@@ -232,13 +237,17 @@ class ResidentPopulation:
             w_off, n_out, n_in, b_off = (int(v) for v in chip.layout[l])
             n = n_out * n_in
             devices = self._layer_devices(l, rows)
-            dw = updates[:, w_off:w_off + n] * inverse_alphas[l].view(-1, 1)  # array units
-            counts = pulse_counts(dw, state.dw_min, max_pulses,
-                                  keys[:, l, 0, None], 0)
-            counts = torch.where(devices.free.view(-1, n), counts, 0)
-            up = dw > 0
-            counted[:, l, 0] = torch.where(up, counts, 0).sum(dim=1)
-            counted[:, l, 1] = torch.where(up, 0, counts).sum(dim=1)
+            if self.fused is not None:  # the same counts in one kernel
+                counts, up = self.fused.pulse_counts(
+                    updates, l, self._fused_inverse_alphas(active, rows), keys, devices.free,
+                    state.dw_min, max_pulses, counted)
+            else:
+                dw = updates[:, w_off:w_off + n] * inverse_alphas[l].view(-1, 1)  # array units
+                counts = pulse_counts(dw, state.dw_min, max_pulses, keys[:, l, 0, None], 0)
+                counts = torch.where(devices.free.view(-1, n), counts, 0)
+                up = dw > 0
+                counted[:, l, 0] = torch.where(up, counts, 0).sum(dim=1)
+                counted[:, l, 1] = torch.where(up, 0, counts).sum(dim=1)
             w = params[:, w_off:w_off + n].reshape(-1)  # a copy: the rows are strided
             _pulse_trains(w, counts.reshape(-1), up.reshape(-1), devices, 0,
                           keys[:, l, 1], max_pulses, row_length=n)

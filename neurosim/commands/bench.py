@@ -44,8 +44,8 @@ def register(subparsers) -> None:
                              f"{','.join(map(str, default.populations))})")
     parser.add_argument("--fused-update", metavar="SETTINGS",
                         help=f"torch backends, each of {', '.join(FUSED_UPDATES)}: a "
-                             f"population step's optimizer and ideal update as one Triton "
-                             f"kernel (simulation.fused_update; e.g. off,on on a GPU "
+                             f"population step's optimizer and array update as Triton "
+                             f"kernels (simulation.fused_update; e.g. off,on on a GPU "
                              f"measures both; default: auto)")
     parser.add_argument("--repeats", metavar="N",
                         help=f"interleaved timed repeats (default: {default.repeats})")
