@@ -141,7 +141,7 @@ def _kernels(interpret: bool) -> SimpleNamespace:
 
     @triton.jit
     def pulse_counts(updates, row_length, w_offset, n, inverse_alphas, n_layers, layer,
-                     dw_min, keys, free, counts, up, counted, max_pulses, golden, mul1, mul2,
+                     limits, keys, free, counts, up, counted, max_pulses, golden, mul1, mul2,
                      BLOCK: tl.constexpr):
         chip = tl.program_id(1)
         cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -149,7 +149,7 @@ def _kernels(interpret: bool) -> SimpleNamespace:
         row = chip.to(tl.int64)
         dw = (tl.load(updates + row * row_length + w_offset + cols, mask=inside, other=0.0)
               * tl.load(inverse_alphas + chip * n_layers + layer))
-        x = tl.abs(dw.to(tl.float64)) / tl.load(dw_min)  # an IEEE division in float64
+        x = tl.abs(dw.to(tl.float64)) / tl.load(limits)  # dw_min; an IEEE division in f64
         x = tl.where(x != x, 0.0, x)  # NaN: no pulses
         whole = tl.floor(x)
         # draw ``cols`` of the chip's rounding stream: SplitMix64 on uint64 words
@@ -159,7 +159,7 @@ def _kernels(interpret: bool) -> SimpleNamespace:
         z = (z ^ (z >> 27)) * mul2
         z = z ^ (z >> 31)
         draw = (z >> 11).to(tl.float64) * 1.1102230246251565e-16  # 2**-53, exact
-        count = (tl.minimum(whole, max_pulses.to(tl.float64)).to(tl.int32)
+        count = (tl.minimum(whole, tl.load(limits + 1)).to(tl.int32)
                  + (draw < x - whole).to(tl.int32))
         count = tl.minimum(count, max_pulses)
         count = tl.where(tl.load(free + row * n + cols, mask=inside, other=0) != 0, count, 0)
@@ -243,13 +243,15 @@ class FusedStep:
         assert updates.is_contiguous() and keys.is_contiguous() and counted.is_contiguous()
         self.kernels.pulse_counts[(-(-n // BLOCK), rows)](
             updates, updates.shape[1], w_off, n, inverse_alphas, self.n_layers, l,
-            _float64(dw_min, self.device), keys, free, counts, up, counted, max_pulses,
+            _float64s(dw_min, max_pulses, device=self.device), keys, free, counts, up,
+            counted, max_pulses,
             rng.GOLDEN, rng.MUL1, rng.MUL2, BLOCK=BLOCK, enable_fp_fusion=False)
         return counts, up
 
 
 @functools.lru_cache(maxsize=64)
-def _float64(value: float, device: torch.device) -> torch.Tensor:
-    """``value`` as a float64 tensor on ``device`` (a Python float argument would reach a
-    Triton kernel as float32)."""
-    return torch.tensor([value], dtype=torch.float64, device=device)
+def _float64s(*values: float, device: torch.device) -> torch.Tensor:
+    """``values`` as a float64 tensor on ``device``: a Python float argument would reach a
+    Triton kernel as float32, and an int argument equal to 1 as a constant (Triton
+    specializes it), which has no ``.to``."""
+    return torch.tensor(values, dtype=torch.float64, device=device)
