@@ -36,8 +36,7 @@ steps' losses come back when a driver asks for them (:meth:`TorchBackend.step_va
 so the GPU is not waited for after every step. On a GPU the optimizer, the ideal update and
 the pulse counts of a population step are Triton kernels
 (:mod:`neurosim.backends.torch_fused`, ``simulation.fused_update``), bit-identical to the
-separate operations. This is the fast
-GPU path.
+separate operations. This is the fast GPU path.
 
 **Threads.** ``threads`` sets torch's intra-op threads (process-wide). torch's CPU matrix
 products (MKL) and cuBLAS split work by thread count and GPU, so unlike the Numba backend
