@@ -10,7 +10,8 @@
 #                                           # -> $OUT/bench.{md,json} (bench_noisy_reads_h100)
 #   bash benchmarks/gpu_session.sh inarray  # the same, in-array (stochastic) updates
 #                                           # -> $OUT/bench.{md,json} (bench_in_array_h100)
-#   bash benchmarks/gpu_session.sh profile  # a 256-chip step's operators -> $OUT/profile_*.txt
+#   bash benchmarks/gpu_session.sh profile  # a 256-chip step's operators, fused kernels
+#                                           # and not -> $OUT/profile_*.txt
 #   bash benchmarks/gpu_session.sh run      # a 256-chip population run end to end
 #                                           # (benchmarks/configs/population_gpu.yaml)
 #                                           # -> $OUT/run.txt (population_gpu_run.md)
@@ -60,8 +61,10 @@ case "${1:?which part: tests, bench, reads, inarray, profile, run or runprofile}
             --configs benchmarks/configs/sgd_mnist.yaml --populations 1,16,64,256 --out "$out" ;;
     profile)
         for chip in ideal constant_step; do
-            "$python" benchmarks/profile_population.py --device cuda --chips 256 \
-                --chip "$chip" > "$out/profile_$chip.txt" 2>&1
+            for fused in on off; do
+                "$python" benchmarks/profile_population.py --device cuda --chips 256 \
+                    --chip "$chip" --fused-update "$fused" > "$out/profile_${chip}_$fused.txt" 2>&1
+            done
         done ;;
     run)
         "$python" - "$out/run.txt" <<'PYTHON'

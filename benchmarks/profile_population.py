@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--chips", type=int, default=256)
     parser.add_argument("--chip", choices=("ideal", "constant_step"), default="ideal")
+    parser.add_argument("--fused-update", choices=("auto", "on", "off"), default="auto",
+                        help="simulation.fused_update: the Triton kernels (auto: on a GPU)")
     parser.add_argument("--steps", type=int, default=10, help="steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=20)
@@ -40,7 +42,8 @@ def main() -> None:
     chip = (constant_step_chip() if args.chip == "constant_step"
             else load_chip(HW_CONFIG_DIR / "ideal.yaml"))
     backend = create_backend(dataclasses.replace(experiment.simulation, backend="torch",
-                                                 device=args.device))
+                                                 device=args.device,
+                                                 fused_update=args.fused_update))
     work = Workload(experiment, chip, backend, args.chips, experiment.train.batch_size,
                     data_on_device=True)
     for _ in range(3):  # warm-up: upload, allocator, cuBLAS handles
@@ -59,7 +62,8 @@ def main() -> None:
     sort = "cuda_time_total" if args.device == "cuda" else "cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=args.rows))
     step = statistics.median(seconds)
-    print(f"{args.chips} chips, {args.chip}, {args.device}: median step {step * 1e3:.2f} ms "
+    fused = "fused kernels" if backend.fused_update else "separate operations"
+    print(f"{args.chips} chips, {args.chip}, {args.device}, {fused}: median step {step * 1e3:.2f} ms "
           f"under the profiler (steps launched, losses waited for once per repeat), "
           f"{args.chips * work.batch / step:,.0f} chip-samples/s")
 
