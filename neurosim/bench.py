@@ -52,8 +52,9 @@ from neurosim import __version__
 from neurosim.backends import create_backend
 from neurosim.backends.base import Backend
 from neurosim.chip import Chip
-from neurosim.config import (HW_CONFIG_DIR, ChipConfig, DeviceConfig, ExperimentConfig,
-                             UpdateConfig, check_update_mode, load_chip, load_experiment)
+from neurosim.config import (FUSED_UPDATES, HW_CONFIG_DIR, ChipConfig, DeviceConfig,
+                             ExperimentConfig, UpdateConfig, check_update_mode, load_chip,
+                             load_experiment)
 from neurosim.cores import available_cores
 from neurosim.errors import NeurosimError
 from neurosim.evaluation import logits, population_logits
@@ -66,7 +67,6 @@ BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
 CONSTANT_STEP = "constant_step"
 DEFAULT_CONFIG = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
 N_BATCHES = 4  # fixed random batches per chip, cycled
-FUSED_UPDATES = ("auto", "on", "off")  # simulation.fused_update
 SETTLE_S = 0.3  # pause before timing another backend (its predecessor's threads spin down)
 
 
@@ -368,8 +368,10 @@ def _backends(experiment: ExperimentConfig, names: list[str], settings: Settings
             except NeurosimError as error:
                 if setting != "on":
                     raise
-                skipped.append({"backend": f"{name} (fused update)", "reason": str(error)})
-                say(f"skipped {name} with the fused update: {error}")
+                item = {"backend": f"{name} (fused update)", "reason": str(error)}
+                if item not in skipped:  # once, not once per config and chip
+                    skipped.append(item)
+                    say(f"skipped {name} with the fused update: {error}")
                 continue
             fused = backend.fused_update if kind == "torch" else None
             if fused not in seen:

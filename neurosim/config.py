@@ -35,6 +35,7 @@ HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
 RULES = ("bp", "fa", "dfa")
 BACKENDS = ("numpy", "numba", "torch")
 DEVICES = ("cpu", "cuda")
+FUSED_UPDATES = ("auto", "on", "off")  # simulation.fused_update
 #: Input width of the datasets delivered in the 28 x 28 MNIST frame (all but cifar10, whose
 #: 3x32x32 images give 3072); a dataset's own width is ``get_spec(name).features``.
 DATASET_FEATURES = 784
@@ -264,7 +265,7 @@ class SimulationConfig:
                                          "sends every product to the multithreaded BLAS "
                                          "(rounding depends on the thread count; slower "
                                          "for small layers, can pay for very large ones)")
-    fused_update: str = spec("auto", choices=("auto", "on", "off"),
+    fused_update: str = spec("auto", choices=FUSED_UPDATES,
                              doc="torch: a population step's optimizer, ideal update and "
                                  "pulse counts as Triton kernels, bit-identical to the separate torch "
                                  "operations (auto: on a CUDA device where triton is "
