@@ -61,6 +61,28 @@ def test_fast_reads_equal_the_reference(ideal_chip_config, fast, rule, config, e
         assert loss_b == pytest.approx(loss_a, rel=1e-2)
 
 
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+def test_backward_reads_see_each_samples_error(ideal_chip_config, any_backend, rule):
+    """The batch mean's 1/batch is digital, after the reads: with converters of a fixed
+    range and no noise (deterministic reads), a batch's gradient is the mean of its
+    samples' gradients. Errors divided by the batch before the reads would meet the same
+    DAC and ADC grids 8x smaller and be rounded differently (mostly away)."""
+    fixed = PeripheryConfig(dac_bits=7, dac_range=1.0, adc_bits=6, adc_range=2.0)
+    chip_config = with_periphery(ideal_chip_config, fixed, fixed)
+    x, y = batch(8)
+    backend = any_backend.backend("float64")
+    chip = make_chip(chip_config, (784, 30, 20, 10), rule)
+    feedback = backend.feedback_buffer(chip)
+    whole = np.zeros(chip.n_params)
+    backend.gradients(chip, feedback, x, y, chip.rule.code, whole)
+    each = np.zeros((len(y), chip.n_params))
+    for b in range(len(y)):
+        backend.gradients(chip, feedback, x[b:b + 1], y[b:b + 1], chip.rule.code, each[b])
+    np.testing.assert_allclose(whole, each.mean(axis=0), rtol=1e-9, atol=1e-12)
+    w_off, n_out, n_in, _ = chip.layout[0]
+    assert np.count_nonzero(whole[w_off:w_off + n_out * n_in]) > n_out * n_in // 4
+
+
 def test_each_read_kind_goes_through_its_periphery(ideal_chip_config):
     """Forward noise changes the loss; under BP the forward periphery also changes the
     backward pass; under FA only the feedback periphery does."""
@@ -91,7 +113,8 @@ def test_each_read_kind_goes_through_its_periphery(ideal_chip_config):
 
 def test_transposed_read_model_is_applied_to_bp(ideal_chip_config):
     """The BP backward signal of the last layer equals periphery.transposed_read of its
-    array with the training key (the reference is the specification)."""
+    array with the training key, reading each sample's error (the returned errors are
+    divided by the batch size after the reads; the reference is the specification)."""
     config = with_periphery(ideal_chip_config, PeripheryConfig(out_noise=0.1, adc_bits=6))
     chip = make_chip(config, (784, 12, 10), "bp")
     x, y = batch(4)
@@ -101,8 +124,8 @@ def test_transposed_read_model_is_applied_to_bp(ideal_chip_config):
                                             training=True)
     pre, _ = backend.forward_layers(chip, x, keys)
     signal = chip.alphas_typed[1] * periphery.transposed_read(
-        chip.weights(1), deltas[1], config.forward.periphery, int(keys[1, 1]))
-    np.testing.assert_array_equal(deltas[0], signal * (pre[0] > 0))
+        chip.weights(1), deltas[1] * len(y), config.forward.periphery, int(keys[1, 1]))
+    np.testing.assert_array_equal(deltas[0], signal * (pre[0] > 0) / len(y))
 
 
 def test_measurement_reads_are_redrawn_and_do_not_touch_training_noise(ideal_chip_config,

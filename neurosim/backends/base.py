@@ -87,12 +87,15 @@ class Backend(ABC):
                       rule_code: int, training: bool = False) -> tuple[float, int, list, list]:
         """What each layer sees locally: (summed loss, correct predictions, inputs
         ``h_{l-1}`` (batch x n_{l-1}) and the rule's errors ``delta_l`` (batch x n_l,
-        already divided by the batch size) of every layer). The rule's gradient of layer
-        ``l`` is ``delta_l^T h_{l-1}``; in-array (stochastic) updates use the signals
-        themselves. Backward reads: BP reads each forward array transposed (weight
-        transport); FA and DFA read the feedback arrays (``feedback``, as the chip applies
-        it) through the feedback periphery, or multiply digitally for regenerated
-        feedback."""
+        divided by the batch size) of every layer). The rule's gradient of layer ``l`` is
+        ``delta_l^T h_{l-1}``; in-array (stochastic) updates use the signals themselves.
+        Backward reads: BP reads each forward array transposed (weight transport); FA and
+        DFA read the feedback arrays (``feedback``, as the chip applies it) through the
+        feedback periphery, or multiply digitally for regenerated feedback. The reads see
+        each sample's own error (``softmax(a_L) - onehot`` and what the reads make of it);
+        the batch mean's ``1 / batch`` is digital and divides the errors after the reads,
+        so a converter's range and resolution act on a sample's signal whatever the batch
+        size."""
 
     @abstractmethod
     def gradients(self, chip: Chip, feedback: np.ndarray, x: np.ndarray, y: np.ndarray,

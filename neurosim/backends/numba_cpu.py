@@ -131,7 +131,9 @@ def logits_kernel(params, layout, alphas, x, act, periph, keys, max_parts):
 def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
                    periph, fb_periph, keys, max_parts):
     """Forward pass, softmax cross-entropy and the rule's backward pass: (summed loss,
-    correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``).
+    correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``, each sample's
+    through the reads, divided by the batch size after them as in
+    :meth:`NumpyBackend.local_signals`).
     ``periph``/``fb_periph``: the forward/feedback arrays' periphery scalars, ``None`` for
     ideal reads (and for regenerated feedback, multiplied digitally); ``max_parts``: see
     :mod:`neurosim.backends.numba_gemm`."""
@@ -157,7 +159,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
             s += np.exp(logits[i, j] - m)
         log_s = np.log(s)
         for j in range(n_classes):
-            e[i, j] = (np.exp((logits[i, j] - m) - log_s) - (1 if j == y[i] else 0)) / batch_count
+            e[i, j] = np.exp((logits[i, j] - m) - log_s) - (1 if j == y[i] else 0)
         loss -= (logits[i, y[i]] - m) - log_s
         if best == y[i]:
             correct += 1
@@ -191,6 +193,11 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
                 for k in range(n_in):
                     s_i[k] = s_i[k] * (1 - h_i[k] * h_i[k])
         deltas[l - 1] = signal
+    for l in range(n_layers):  # the batch mean's 1/batch, after the reads (a distinct array each)
+        delta = deltas[l]
+        for i in range(batch):
+            for k in range(delta.shape[1]):
+                delta[i, k] = delta[i, k] / batch_count
     return loss, correct, post[:n_layers], deltas
 
 

@@ -81,9 +81,10 @@ class NumpyBackend(Backend):
         correct = int((pre[-1].argmax(axis=1) == y).sum())
         onehot = np.zeros_like(pre[-1])
         onehot[np.arange(batch), y] = 1
-        # dLoss/da_L of the batch-mean softmax cross-entropy; the 1/batch of the mean is
-        # applied here once, so every delta below is already batch-averaged.
-        e = (np.exp(logp) - onehot) / chip.dtype.type(batch)
+        # Each sample's error dLoss_b/da_L = softmax - onehot goes through the backward
+        # reads as it is (the DAC and ADC ranges are set for a sample's signal); the 1/batch
+        # of the batch mean is digital, applied to every delta once the reads are done.
+        e = np.exp(logp) - onehot
         deltas = [e]
         for l in range(chip.n_layers - 1, 0, -1):
             delta = deltas[0]
@@ -100,7 +101,8 @@ class NumpyBackend(Backend):
                     signal = read(B, source, chip.feedback_periphery, keys[index, 2])
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
-        return loss, correct, post[:-1], deltas
+        count = chip.dtype.type(batch)
+        return loss, correct, post[:-1], [delta / count for delta in deltas]
 
     def gradients(self, chip, feedback, x, y, rule_code, out, training=False):
         loss, correct, inputs, deltas = self.local_signals(chip, feedback, x, y, rule_code,

@@ -222,8 +222,9 @@ class TorchBackend(Backend):
         loss = -torch.gather(logp, -1, labels).squeeze(-1).sum(dim=-1)
         correct = (torch.argmax(logits, dim=-1) == y).sum(dim=-1)
         onehot = torch.zeros_like(logits).scatter_(-1, labels, 1.0)
-        # dLoss/da_L of the batch-mean softmax cross-entropy, already divided by the batch
-        e = divide(torch.exp(logp) - onehot, batch)
+        # each sample's error through the reads, the batch mean's 1/batch after them (as
+        # NumpyBackend.local_signals)
+        e = torch.exp(logp) - onehot
         deltas = [e]
         for l in range(chip.n_layers - 1, 0, -1):
             delta = deltas[0]
@@ -240,7 +241,7 @@ class TorchBackend(Backend):
                     signal = read(B, source, chip.feedback_periphery, keys[index, 2])
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
-        return loss, correct, post[:-1], deltas
+        return loss, correct, post[:-1], [divide(delta, batch) for delta in deltas]
 
     def local_signals(self, chip, feedback, x, y, rule_code, training=False):
         loss, correct, inputs, deltas = self._signals(chip, feedback, x, y, rule_code,
