@@ -13,10 +13,12 @@ sample ``b`` and output ``i``, in this order:
 2. **Ideal product** ``y = x_q @ w.T``.
 3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q) @ (w * w).T) * xi``.
 4. **Output noise** ``+ out_noise * adc_range * zeta``.
-5. **ADC.** If ``adc_bits`` is set, ``y = quantize(y, adc_bits, R)`` with ``R = adc_range``
-   (``fixed``) or ``R = max_{b,i} |y_bi|`` over the whole batch after the noise
-   (``managed``; ``R = adc_range`` if that maximum is 0). ``adc_bits = None`` is an ideal
-   ADC (no clipping, no rounding).
+5. **ADC.** If ``adc_bits`` is set, ``y_b = quantize(y_b, adc_bits, R_b)`` with
+   ``R_b = adc_range`` (``fixed``) or ``R_b = max_i |y_bi|``, the sample's largest output
+   after the noise (``managed``; ``R_b = adc_range`` if that maximum is 0): each sample is
+   its own read, so a managed range never depends on the other samples of a batch (or on
+   how an evaluation splits its inputs into chunks). ``adc_bits = None`` is an ideal ADC
+   (no clipping, no rounding).
 6. **Undo the DAC scaling**: ``y_bi * s_b`` (``managed`` DAC only).
 
 The result is in array units, before any digital scaling: the caller multiplies by the
@@ -115,10 +117,10 @@ class PeripheryConfig:
             "bound, outputs are clipped to [-adc_range, adc_range]; also the unit of out_noise")
     adc_bound: str = spec(
         "fixed", choices=BOUND_MODES,
-        doc="fixed: the ADC range is adc_range; managed: the range is the batch's max |y| "
-            "after the noise (an ideal per-batch auto-ranging ADC: nothing saturates; more "
-            "optimistic than aihwkit's iterative bound management, which re-reads with the "
-            "input halved until the output no longer saturates)")
+        doc="fixed: the ADC range is adc_range; managed: each sample's range is its own max "
+            "|y| after the noise (an ideal auto-ranging ADC per read: nothing saturates; more "
+            "optimistic than aihwkit's iterative bound management, which re-reads a sample "
+            "with its input halved until its output no longer saturates)")
     out_noise: float = spec(
         0.0, ge=0.0,
         doc="additive Gaussian output noise, std out_noise * adc_range (relative to the ADC "
@@ -145,14 +147,15 @@ def quantization_levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def quantize(v: np.ndarray, bits: int | None, bound: float) -> np.ndarray:
+def quantize(v: np.ndarray, bits: int | None, bound) -> np.ndarray:
     """``v`` clipped to ``[-bound, bound]`` and rounded to the nearest of ``bound * k / levels``,
-    ``k = -levels .. levels`` (ties to even ``k``), in ``v``'s floating dtype.
+    ``k = -levels .. levels`` (ties to even ``k``), in ``v``'s floating dtype; ``bound`` a
+    number or an array broadcasting against ``v`` (a range per sample).
     ``bits=None`` returns ``v`` unchanged (an ideal converter)."""
     if bits is None:
         return v
     t = v.dtype.type
-    r = t(bound)
+    r = np.asarray(bound, dtype=v.dtype)
     levels = t(quantization_levels(bits))
     step = r / levels
     # Clamp k too: near 2**24 levels, r / step can round one grid point past the end.
@@ -238,10 +241,9 @@ def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, matmul: Mat
     # 5. ADC
     if config.adc_bits is not None:
         bound = t(config.adc_range)
-        if config.adc_bound == "managed":
-            largest = np.max(np.abs(y), initial=t(0))
-            if largest > 0:
-                bound = largest
+        if config.adc_bound == "managed":  # each sample's own range
+            largest = np.max(np.abs(y), axis=1, initial=t(0), keepdims=True)
+            bound = np.where(largest > 0, largest, bound)
         y = quantize(y, config.adc_bits, bound)
 
     # 6. undo the DAC scaling

@@ -134,19 +134,22 @@ def test_fixed_dac_clips_and_adc_saturates():
     assert y[0, 0] == 2.0
 
 
-def test_managed_adc_uses_the_batch_maximum():
+def test_managed_adc_uses_each_samples_maximum():
     w, x = operands(10, 30, 6, seed=2)
     ideal = x @ w.T
     config = P.PeripheryConfig(adc_bits=4, adc_bound="managed", adc_range=1e-3)
     y = P.read(w, x, config, KEY)
-    largest = np.abs(ideal).max()
+    largest = np.abs(ideal).max(axis=1, keepdims=True)
+    assert len(np.unique(largest)) == len(x)  # the samples' ranges all differ
     k = np.rint(y / (largest / 7))
-    np.testing.assert_array_equal(y, largest * (k / 7))  # grid of the batch's range
-    assert np.abs(y).max() == largest  # nothing saturates: the extreme is on the grid
+    np.testing.assert_array_equal(y, largest * (k / 7))  # each sample on its own grid
+    np.testing.assert_array_equal(np.abs(y).max(axis=1, keepdims=True), largest)  # no clip
     assert np.all(np.abs(y - ideal) <= largest / 14 * (1 + 1e-12))
-    # the same sample read in another batch gets another range
+    # a sample's read does not depend on the rest of its batch (nor on a chunking)
     other = P.read(w, np.concatenate([x, 10 * x[:1]]), config, KEY)
-    assert not np.array_equal(other[:10], y)
+    np.testing.assert_array_equal(other[:10], y)
+    np.testing.assert_array_equal(np.concatenate([P.read(w, x[:4], config, KEY),
+                                                  P.read(w, x[4:], config, KEY)]), y)
 
 
 # ----------------------------------------------------------------- bound management

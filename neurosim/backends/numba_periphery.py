@@ -99,17 +99,16 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
 
     # 5. ADC
     if adc_levels > 0:
-        bound = adc_range
-        if adc_managed:
-            largest = adc_range - adc_range  # zero in the dtype
-            for b in range(batch):
+        for b in range(batch):
+            bound = adc_range
+            if adc_managed:  # each sample's own range
+                largest = adc_range - adc_range  # zero in the dtype
                 for i in range(n_out):
                     v = abs(y[b, i])
                     if v > largest:
                         largest = v
-            if largest > 0:
-                bound = largest
-        for b in range(batch):
+                if largest > 0:
+                    bound = largest
             for i in range(n_out):
                 y[b, i] = _quantize(y[b, i], bound, adc_levels)
 

@@ -42,7 +42,7 @@ def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig,
     With a leading chip dimension (``w``: ``M x n_out x n_in``, ``x``: ``M x batch x n``,
     ``key``: the ``M`` chips' keys as int64 words, a tensor on ``x``'s device) every chip's
     read at once, each exactly its own read: its own noise stream, and a managed ADC range
-    from its own outputs."""
+    per sample from its own outputs."""
     n_out = w.shape[-1] if transposed else w.shape[-2]
     batch = x.shape[-2]
     w_read = w if transposed else w.mT  # (n_in, n_out): y = x @ w_read
@@ -74,8 +74,8 @@ def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig,
     # 5. ADC
     if config.adc_bits is not None:
         bound = scalar(config.adc_range, x)
-        if config.adc_bound == "managed":  # the largest output of this (chip's) read
-            largest = torch.amax(torch.abs(y), dim=(-2, -1), keepdim=True)
+        if config.adc_bound == "managed":  # each sample's own range
+            largest = torch.amax(torch.abs(y), dim=-1, keepdim=True)
             bound = torch.where(largest > 0, largest, bound)
         y = quantize(y, config.adc_bits, bound)
 
