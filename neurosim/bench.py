@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -45,10 +44,8 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import scipy
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from neurosim import __version__
 from neurosim.backends import create_backend
 from neurosim.backends.base import Backend
 from neurosim.chip import Chip
@@ -60,6 +57,7 @@ from neurosim.errors import NeurosimError
 from neurosim.evaluation import logits, population_logits
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population
+from neurosim.provenance import environment
 from neurosim.rules import get_rule
 
 BACKENDS = {"numpy": ("numpy", "cpu"), "numba": ("numba", "cpu"),
@@ -91,7 +89,8 @@ QUICK = Settings(populations=(1, 4), repeats=3, eval_batch=256, repeat_seconds=0
 # ------------------------------------------------------------------- the machine
 def machine() -> dict:
     """What the numbers were measured on: CPU model, cores, GPU (if torch sees one),
-    library versions and the date."""
+    neurosim's revision and the library versions (:func:`neurosim.provenance.environment`)
+    and the date."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -100,17 +99,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": available_cores(), "gpu": None,
-            "platform": platform.platform(),
-            "python": platform.python_version(), "neurosim": __version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
-            "numba_threads": numba.get_num_threads(), "torch": None,
+    info = {"cpu": cpu, "cores": available_cores(), "gpu": None, **environment(),
+            "numba_threads": numba.get_num_threads(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    try:
-        import torch
-    except ImportError:
+    if info["torch"] is None:
         return info
-    info["torch"] = torch.__version__
+    import torch
+
     info["torch_threads"] = torch.get_num_threads()
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -19,6 +19,7 @@ are left out of the numbers and listed in ``comparison.json`` under ``ood_skippe
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 from pathlib import Path
@@ -29,7 +30,7 @@ from neurosim import plots
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, last_layer, layers_in
 from neurosim.report import (SUMMARY, Run, dig, figure_section, load_run, markdown_table,
-                             number, percent, write_csv)
+                             number, percent, provenance_line, write_csv)
 from neurosim.runio import write_json, write_text
 from neurosim.stats import mean_std, paired_ttest
 
@@ -110,9 +111,11 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def _summarize(values: list[float]) -> dict:
+    """``n``, mean and sample std (ddof=1) of the finite ``values``; the std is undefined
+    (nan: null in JSON, empty in CSV) for fewer than two."""
     v = [x for x in values if math.isfinite(x)]
     mean, std = mean_std(v)
-    return {"n": len(v), "mean": mean, "std": std}
+    return {"n": len(v), "mean": mean, "std": std if len(v) > 1 else math.nan}
 
 
 def pair_test(a: list[Run], b: list[Run], metric: str, table: dict[Path, dict]) -> dict:
@@ -224,9 +227,17 @@ def _show(value: float, kind: str, unit: bool = True) -> str:
     """A number as shown in report.md: fractions as %, angles in degrees."""
     if kind == "pct":
         return percent(value) if unit else number(100 * plots.as_float(value), 2)
+    if kind == "pp":  # a difference of fractions: percentage points
+        return number(100 * plots.as_float(value), 2, " pp" if unit else "")
     if kind == "deg":
         return number(value, 1, "°" if unit else "")
     return number(value, 4)
+
+
+def difference_kind(kind: str) -> str:
+    """How a difference of two values of ``kind`` is shown: fractions in percentage points
+    (``pp``), anything else in the values' own unit."""
+    return "pp" if kind == "pct" else kind
 
 
 def _cell(entry: dict, kind: str) -> str:
@@ -234,8 +245,8 @@ def _cell(entry: dict, kind: str) -> str:
     if not entry["n"]:
         return "—"
     unit = {"pct": " %", "deg": "°"}.get(kind, "")
-    return (f"{_show(entry['mean'], kind, False)} ± {_show(entry['std'], kind, False)}{unit} "
-            f"(n={entry['n']})")
+    spread = f" ± {_show(entry['std'], kind, False)}" if entry["n"] > 1 else ""
+    return f"{_show(entry['mean'], kind, False)}{spread}{unit} (n={entry['n']})"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -246,12 +257,26 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
     kinds = {key: kind for key, _, kind in METRICS}
     labels = {key: label for key, label, _ in METRICS}
     text = [f"# {title}\n\n", f"{sum(map(len, groups.values()))} runs in {len(groups)} "
-            "conditions; mean ± std over seeds (sample std, ddof=1), n = runs with a value.\n\n"]
+            "conditions; mean ± std over seeds (sample std, ddof=1; no std for one run), n = runs "
+            "with a value.\n\n"]
     for condition, runs in groups.items():
         s = runs[0].summary
         noise = "noise preconditioning" if dig(s, "precondition", "enabled") else "no noise"
-        text.append(f"- **{condition}**: rule {s.get('rule', '?')}, {noise}, seeds "
+        optimizer = dig(s, "config", "optimizer") or {}
+        chips = ", ".join(f"`{chip}`" for chip in dict.fromkeys(r.summary.get("chip")
+                                                                 for r in runs))
+        text.append(f"- **{condition}**: rule {s.get('rule', '?')}, chip {chips}, {noise}, "
+                    f"dataset `{s.get('dataset', '?')}`, {dig(s, 'train', 'epochs')} epoch(s), "
+                    f"optimizer {optimizer.get('name', '?')} (lr {optimizer.get('lr', '?')}), "
+                    f"backend `{s.get('backend', '?')}`, seeds "
                     f"{[r.summary.get('seed') for r in runs]}\n")
+    environments = {json.dumps(r.summary.get("environment"), sort_keys=True): r.summary
+                    for group in groups.values() for r in group}
+    if len(environments) == 1:
+        text += ["\n", provenance_line(next(iter(environments.values())))]
+    else:
+        text.append("\nThe runs were made by different versions of neurosim or its libraries "
+                    "(each run's `report.md` says which).\n")
     text += ["\n## Summary\n\n", markdown_table(
         ["condition"] + [label for _, label, _ in REPORT_METRICS],
         [[c] + [_cell(summaries[c][k], kinds[k]) for k, _, _ in REPORT_METRICS] for c in groups])]
@@ -270,7 +295,8 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
         text.append(markdown_table(
             ["conditions", "metric", "seeds", "mean difference", "result"],
             [[f"{t['a']} vs {t['b']}", labels[t["metric"]], str(t["seeds"]),
-              _show(t["mean_difference"], kinds[t["metric"]]), t["text"]] for t in tests]))
+              _show(t["mean_difference"], difference_kind(kinds[t["metric"]])), t["text"]]
+             for t in tests]))
     else:
         text.append("Only one condition: no tests.\n")
     text += ["\n## Figures\n\n", figure_section(figures, out_dir),

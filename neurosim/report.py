@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from neurosim import plots
 from neurosim.energy import bytes_text, energy_text
@@ -426,12 +427,15 @@ def headline_rows(summary: dict) -> list[list[str]]:
         ["test-accuracy AUC, whole run (1.0 = 100 % from the start)", number(train.get("auc"), 4)],
         ["test-accuracy AUC, first epoch", number(train.get("auc_first_epoch"), 4)],
         ["generalization gap (test − train loss, nats)", number(train.get("generalization_gap"), 4)],
-        ["error gap (train − test accuracy)", percent(train.get("error_gap"))],
+        ["error gap (train − test accuracy, percentage points)",
+         number(100 * plots.as_float(train.get("error_gap")), 2, " pp")],
         ["readout max deviation from 1/C: before noise / after noise / final", deviation],
     ]
     rows += [[f"gram effective rank of hidden layer {k}", number(v, 2)]
              for k, v in (gram.items() if isinstance(gram, dict) else [])]
-    rows += [[f"time: {phase}", number(sec, 1, " s")] for phase, sec in seconds.items()]
+    ran = {"precondition": bool(pre.get("enabled"))}  # a phase that did not run has no time
+    rows += [[f"time: {phase}", number(sec, 1, " s")] for phase, sec in seconds.items()
+             if ran.get(phase, True)]
     rows += [[f"throughput: {phase}", number(v, 0, " samples/s")] for phase, v in speed.items()]
     return rows
 
@@ -469,13 +473,44 @@ def energy_section(summary: dict) -> str:
             + markdown_table(["quantity", "value"], totals))
 
 
-def _setup_line(s: dict) -> str:
-    pre = s.get("precondition") or {}
-    noise = (f"noise preconditioning: {pre.get('regime', '?')}, {pre.get('steps', '?')} steps"
-             if pre.get("enabled") else "no noise preconditioning")
-    return (f"rule **{s.get('rule', '?')}**, chip `{s.get('chip', '?')}`, backend "
-            f"`{s.get('backend', '?')}`, network {s.get('dims', '?')}, dataset "
-            f"`{s.get('dataset', '?')}`, {noise}, {dig(s, 'train', 'epochs')} epochs")
+def _setup_line(s: dict, chip: dict | None) -> str:
+    """What was run: the rule, the chip's devices and update, the data, the noise phase
+    and the optimizer (from the summary's experiment and the run's ``chip.yaml``)."""
+    config = s.get("config") or {}
+    noise = config.get("precondition") or {}
+    noise_text = (f"noise preconditioning: {noise.get('regime', '?')}, {noise.get('steps', '?')}"
+                  f" steps of {noise.get('batch_size', '?')}, "
+                  f"{dig(noise, 'input', 'distribution') or '?'} inputs"
+                  + (f", a set of {noise['n_examples']:,}" if noise.get("regime") == "fixed_set"
+                     and isinstance(noise.get("n_examples"), int) else "")
+                  if dig(s, "precondition", "enabled") else "no noise preconditioning")
+    devices = ""
+    if isinstance(chip, dict):
+        devices = (f" (forward devices `{dig(chip, 'forward', 'device', 'model')}`, "
+                   f"`{dig(chip, 'forward', 'update', 'mode')}` updates; "
+                   f"`{dig(chip, 'feedback', 'kind')}` feedback)")
+    optimizer = config.get("optimizer") or {}
+    epochs = dig(s, "train", "epochs")
+    return (f"rule **{s.get('rule', '?')}**, chip `{s.get('chip', '?')}`{devices}, backend "
+            f"`{s.get('backend', '?')}` ({dig(config, 'simulation', 'dtype') or '?'}), "
+            f"network {s.get('dims', '?')}, dataset `{s.get('dataset', '?')}`, {noise_text}, "
+            f"{epochs} epoch{'' if epochs == 1 else 's'} of batch "
+            f"{dig(config, 'train', 'batch_size')}, "
+            f"optimizer {optimizer.get('name', '?')} (lr {optimizer.get('lr', '?')}), seed "
+            f"{s.get('seed', '?')}")
+
+
+def provenance_line(summary: dict) -> str:
+    """Which code made the run (:mod:`neurosim.provenance`), as a paragraph; empty for a
+    summary written before neurosim recorded it."""
+    env = summary.get("environment")
+    if not isinstance(env, dict):
+        return ""
+    libraries = ", ".join(f"{name} {env[name]}" for name in ("python", "numpy", "scipy",
+                                                              "numba", "torch") if env.get(name))
+    revision = f" (revision `{env['revision']}`)" if env.get("revision") else ""
+    return (f"Made by neurosim {env.get('neurosim', '?')}{revision} with {libraries} on "
+            f"{env.get('platform', '?')}.\n\n")
 
 
 def figure_section(figures: list[tuple[str, str]], root: Path) -> str:
@@ -505,9 +540,17 @@ def write_run_report(run_dir: Path) -> Path:
             figures.append((path, caption))
     s = run.summary
     ood = dig(s, "final", "ood")
-    text = [f"# Run {s.get('name', run_dir.name)}: {run.label}\n\n", _setup_line(s), ".\n\n",
+    chip_file = run_dir / "chip.yaml"
+    chip = yaml.safe_load(chip_file.read_text()) if chip_file.exists() else None
+    text = [f"# Run {s.get('name', run_dir.name)}: {run.label}\n\n", _setup_line(s, chip),
+            ".\n\n", provenance_line(s),
+            "Inputs: `config.yaml` (the experiment, overrides applied) and `chip.yaml`; every "
+            "evaluation point: `metrics.jsonl`; the numbers below: `summary.json`.\n\n",
             "## Headline numbers\n\n", markdown_table(["quantity", "value"], headline_rows(s)),
-            "\n## Alignment angle θ_l (W_l vs B_l^T), degrees\n\n", alignment_table(run)]
+            "\n## Alignment angle θ_l (W_l vs B_l^T), degrees\n\n",
+            ("BP does not use the feedback arrays: its angles are to the matrices B its seed's "
+             "other conditions use, a control (about 90° when W ignores B).\n\n"
+             if s.get("rule") == "bp" else ""), alignment_table(run)]
     if isinstance(ood, dict) and ood:
         text += ["\n## Out-of-distribution accuracy\n\n",
                  markdown_table(["test set", "accuracy"], [[k, ood_text(v)] for k, v in ood.items()])]

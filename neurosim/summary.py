@@ -1,4 +1,5 @@
-"""A run's ``summary.json``: the headline numbers derived from its metric log.
+"""A run's ``summary.json``: the headline numbers derived from its metric log, the
+throughput of its training phases and what produced it (:mod:`neurosim.provenance`).
 
 Test-accuracy AUC is the trapezoid area under test accuracy vs epoch divided by the epoch
 span (1.0 means 100 % from the start), over the whole run and over the first epoch
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from neurosim.config import RunSpec
 from neurosim.metrics import test_accuracy_auc
+from neurosim.provenance import environment
 from neurosim.schema import to_plain
 
 
@@ -24,17 +26,24 @@ def _last(records: list[dict], keys: tuple[str, ...]) -> dict:
     return {key: records[-1].get(key) for key in keys} if records else {}
 
 
-def samples_per_second(spec: RunSpec, records: list[dict], seconds: dict) -> dict:
-    """Training throughput of each phase (samples per second of step time)."""
-    experiment = spec.experiment
+def trained_samples(ledger: dict | None, phase: str, dims: list[int]) -> int:
+    """The samples the training steps of ``phase`` (``precondition`` or ``train``) went
+    through, short batches counted as they were: the ledger's multiply-accumulates of the
+    first layer's forward reads in that phase, ``n_0 * n_1`` per sample."""
+    if not isinstance(ledger, dict):
+        return 0
+    macs = ledger["counts"][phase]["forward"][0]["macs"]
+    return macs // (dims[0] * dims[1])
+
+
+def samples_per_second(results: dict, seconds: dict, dims: list[int]) -> dict:
+    """Training throughput of each phase: the samples its steps went through
+    (:func:`trained_samples`) per second of step time."""
     out = {}
-    noise = [r for r in records if r["phase"] == "precondition"]
-    if noise and seconds.get("precondition"):
-        out["precondition"] = noise[-1]["step"] * experiment.precondition.batch_size / seconds["precondition"]
-    train = [r for r in records if r["phase"] == "train"]
-    if train and seconds.get("train") and train[-1]["step"]:
-        n_train_steps = train[-1]["step"]
-        out["train"] = n_train_steps * experiment.train.batch_size / seconds["train"]
+    for phase in ("precondition", "train"):
+        samples = trained_samples(results.get("ledger"), phase, dims)
+        if samples and seconds.get(phase):
+            out[phase] = samples / seconds[phase]
     return out
 
 
@@ -51,7 +60,9 @@ def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
         "precondition": {"enabled": experiment.precondition.enabled},
         "train": {"epochs": experiment.train.epochs},
         "seconds": dict(seconds),
-        "samples_per_second": samples_per_second(spec, records, seconds),
+        "samples_per_second": samples_per_second(results, seconds,
+                                                 list(experiment.network.dims)),
+        "environment": environment(),
     }
     if experiment.precondition.enabled:
         summary["precondition"].update({

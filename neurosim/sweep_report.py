@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from neurosim import plots
-from neurosim.compare import (_cell, _show, _summarize, group_runs, pair_test, run_metrics,
-                              write_comparison)
+from neurosim.compare import (_cell, _show, _summarize, difference_kind, group_runs, pair_test,
+                              run_metrics, write_comparison)
 from neurosim.report import Run, dig, figure_section, load_run, markdown_table, write_csv
 from neurosim.runio import SUMMARY, write_text
 from neurosim.sweep_manifest import read_manifest
@@ -77,13 +77,15 @@ def _entry_text(entry: dict, kind: str) -> str:
     if not entry["n"]:
         return "—"
     unit, scale = _energy_unit(entry["mean"])
-    return f"{entry['mean'] / scale:.4g} ± {entry['std'] / scale:.2g} {unit} (n={entry['n']})"
+    spread = f" ± {entry['std'] / scale:.2g}" if entry["n"] > 1 else ""
+    return f"{entry['mean'] / scale:.4g}{spread} {unit} (n={entry['n']})"
 
 
-def _value_text(value: float, kind: str) -> str:
-    """One number (e.g. a mean difference) in report.md."""
+def _difference_text(value: float, kind: str) -> str:
+    """A mean difference of two conditions in report.md (fractions in percentage
+    points)."""
     if kind != "energy":
-        return _show(value, kind)
+        return _show(value, difference_kind(kind))
     if not math.isfinite(value):
         return "—"
     unit, scale = _energy_unit(value)
@@ -151,7 +153,7 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
     text.append(markdown_table(
         ["cell", "condition", "metric", "seeds", "mean difference", "result"],
         [[t["cell"], t["a"], LABELS[t["metric"]], str(t["seeds"]),
-          _value_text(t["mean_difference"], KINDS[t["metric"]]), t["text"]] for t in shown])
+          _difference_text(t["mean_difference"], KINDS[t["metric"]]), t["text"]] for t in shown])
         if shown else "No condition shares seeds with the baseline in any cell.\n")
     text.append("\nEvery pair of conditions and more metrics: `sweep_tests.csv`.\n")
     failed = [t for t in manifest["trials"] if t["status"] == "failed"]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
-from conftest import backend_under_test, interrupted_then_resumed
+from conftest import REPO, backend_under_test, interrupted_then_resumed
 
+import neurosim
 from neurosim.config import ExperimentConfig, expand_runs
+from neurosim.report import write_run_report
+from neurosim.runio import SUMMARY, write_json
 from neurosim.schema import build
 from neurosim.train import Trainer, evaluation_steps, run_spec
 
@@ -135,6 +140,29 @@ def test_bp_does_not_align_with_unused_feedback(tmp_path):
     summary = run_spec(spec_for(rule="bp", precondition__steps=200, train__epochs=0),
                        tmp_path / "run")
     assert summary["precondition"]["after"]["alignment_deg"]["2"] > 70
+
+
+def test_summary_counts_the_samples_trained_and_names_the_code_that_ran(tmp_path):
+    """Throughput counts short batches as they were: a fixed noise set of 100 in batches
+    of 32 is 32, 32, 32, 4 a pass, so 10 steps are 100 + 100 + 64 = 264 samples; 2 epochs
+    of 100 training images are 200. The summary and the report name neurosim's version,
+    revision and libraries."""
+    summary = run_spec(spec_for(precondition__n_examples=100, precondition__steps=10,
+                                data__train_size=100), tmp_path)
+    speed, seconds = summary["samples_per_second"], summary["seconds"]
+    assert speed["precondition"] * seconds["precondition"] == pytest.approx(264, rel=1e-12)
+    assert speed["train"] * seconds["train"] == pytest.approx(200, rel=1e-12)
+    environment = summary["environment"]
+    assert (environment["neurosim"], environment["numpy"]) == (neurosim.__version__,
+                                                                np.__version__)
+    if (REPO / ".git").exists() and shutil.which("git"):
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        assert environment["revision"] in (head, head + "+dirty")
+    write_json(tmp_path / SUMMARY, summary)
+    report = write_run_report(tmp_path).read_text()
+    assert f"Made by neurosim {neurosim.__version__}" in report
+    assert "optimizer adam (lr 0.003)" in report and "2 epochs of batch 32" in report
 
 
 def test_weights_stay_within_array_bounds(tmp_path):

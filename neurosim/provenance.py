@@ -1,0 +1,54 @@
+"""What produced a result: neurosim's version and source revision, and the versions of the
+libraries whose arithmetic it depends on. Written into every run's ``summary.json`` (and
+named in its report) and into every benchmark's machine description, so that a results
+folder says which code made it."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from pathlib import Path
+
+import numba
+import numpy as np
+import scipy
+
+from neurosim import __version__
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@functools.cache
+def source_revision() -> str | None:
+    """The git commit neurosim was imported from, with ``+dirty`` when its tracked files
+    have uncommitted changes; ``None`` outside a git checkout (an installed wheel) or
+    without git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+@functools.cache
+def torch_version() -> str | None:
+    """torch's version when it is installed (the optional backend), else ``None``."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def environment() -> dict:
+    """neurosim's version and revision, Python's, the numeric libraries' and the
+    platform's: the same for every run of one process (nothing here depends on time)."""
+    return {"neurosim": __version__, "revision": source_revision(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "numba": numba.__version__, "torch": torch_version(),
+            "platform": platform.platform()}
