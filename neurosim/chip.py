@@ -37,6 +37,8 @@ layer's fan-in, so ``B_{l}`` is distributed like ``W_l^T``) and ``n_L`` for DFA 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +54,7 @@ from neurosim.devices import (
 )
 from neurosim.feedback import program
 from neurosim.ledger import Ledger
+from neurosim.periphery import PeripheryConfig
 from neurosim.rules import Rule, RuleCode
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
@@ -237,6 +240,20 @@ class Chip:
             return self.feedback
         return drift(self.feedback, self.time_s, self.config.feedback.drift_t0_s,
                      self.feedback_nu)
+
+    @contextmanager
+    def reading_exactly(self) -> Iterator[Chip]:
+        """Within the block every read of the chip is the exact product (ideal converters,
+        no read noise): what an analysis compares the chip with, such as the true BP
+        gradient of the weights it holds (:func:`neurosim.evaluation.gradients`). The
+        periphery is restored after; measurement passes still count (their keys)."""
+        saved = self.forward_periphery, self.feedback_periphery, self.ideal_reads
+        self.forward_periphery = self.feedback_periphery = PeripheryConfig()
+        self.ideal_reads = True
+        try:
+            yield self
+        finally:
+            self.forward_periphery, self.feedback_periphery, self.ideal_reads = saved
 
     def read_keys(self, training: bool) -> np.ndarray:
         """Read-noise keys of one pass (``n_layers x 3`` uint64): per layer, the forward

@@ -9,6 +9,7 @@ returns plain JSON-ready values. The metric formulas themselves are in
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack, nullcontext
 
 import numpy as np
 
@@ -96,8 +97,13 @@ def _measure_together(population: Population, backend: Backend, members: list[in
     first = requests[0]
     if isinstance(first, GradientProbe):
         x, y = [r.x for r in requests], [r.y for r in requests]
-        outputs = [backend.population_gradients(population, members, x, y, rule)
-                   for rule in first.rules]
+        outputs = []
+        for rule, exact in first.passes:
+            with ExitStack() as reads:
+                if exact:
+                    for c in members:
+                        reads.enter_context(population.chips[c].reading_exactly())
+                outputs.append(backend.population_gradients(population, members, x, y, rule))
     else:
         outputs = [population_logits(population, backend, members,
                                      [r.inputs[j] for r in requests])
@@ -175,19 +181,24 @@ def neuron_angles(chip: Chip) -> dict[str, list[float]]:
 
 
 def gradients(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray,
-              rule_code: int) -> np.ndarray:
+              rule_code: int, exact: bool = False) -> np.ndarray:
     """The gradient of rule ``rule_code`` on ``(x, y)`` (flat, the chip's layout and dtype)
     with the feedback the chip applies now: one measurement pass, not booked (an analysis
-    only a simulator makes: BP's needs weight transport)."""
+    only a simulator makes: BP's needs weight transport). Its reads go through the chip's
+    periphery, or with ``exact`` are exact products (:meth:`Chip.reading_exactly`): BP's is
+    then the true gradient of the loss of the weights the chip holds."""
     out = np.zeros(chip.n_params, dtype=chip.dtype)
-    backend.gradients(chip, backend.feedback_buffer(chip), x, y, rule_code, out)
+    with chip.reading_exactly() if exact else nullcontext():
+        backend.gradients(chip, backend.feedback_buffer(chip), x, y, rule_code, out)
     return out
 
 
 def update_vs_backprop(chip: Chip, rule_grads: np.ndarray, bp_grads: np.ndarray) -> dict:
-    """Angle (degrees) between each layer's rule gradient ``rule_grads`` and the true BP
-    gradient ``bp_grads`` on one batch (:func:`gradients`); 0 for every layer under BP
-    and for the output layer under any rule."""
+    """Angle (degrees) between each layer's rule gradient ``rule_grads``, as the chip
+    computes it, and the true BP gradient ``bp_grads`` (exact reads) on one batch
+    (:func:`gradients`): 0 for every layer under BP and for the output layer under any
+    rule when the chip reads exactly; with a noisy or quantizing periphery, what it makes
+    of the gradient."""
     angles = {}
     for index, (w_off, n_out, n_in, _) in enumerate(chip.layout):
         part = slice(w_off, w_off + n_out * n_in)

@@ -157,18 +157,19 @@ class Measurement:
 class GradientProbe:
     """The batch ``x``, ``y`` (arrays or :class:`Rows`) on which a run compares its rule's
     gradient with backpropagation's at an evaluation point, handed to its driver as a
-    :class:`Measurement` is: the driver answers with the chip's gradient of each rule of
-    ``rules`` (rule codes, one measurement pass each, in that order; flat, in the chip's
-    layout, :func:`neurosim.evaluation.gradients`) and the seconds they took."""
+    :class:`Measurement` is: the driver answers with the chip's gradient of each pass of
+    ``passes`` (``(rule code, exact)``: one measurement pass each, in that order, through
+    the chip's periphery or, ``exact``, with exact reads; flat, in the chip's layout,
+    :func:`neurosim.evaluation.gradients`) and the seconds they took."""
 
-    __slots__ = ("x", "y", "rules")
+    __slots__ = ("x", "y", "passes")
 
-    def __init__(self, x, y, rules: tuple[int, ...]):
-        self.x, self.y, self.rules = x, y, rules
+    def __init__(self, x, y, passes: tuple[tuple[int, bool], ...]):
+        self.x, self.y, self.passes = x, y, passes
 
     def shape(self) -> tuple:
         """What the probes of several chips must share to be measured in one call."""
-        return ("gradients", _layout(self.x), self.rules)
+        return ("gradients", _layout(self.x), self.passes)
 
 
 Request = Measurement | GradientProbe  # what a run asks its driver to measure

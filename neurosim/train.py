@@ -158,8 +158,8 @@ class Trainer:
         each input, or its gradient of each rule on the probe batch."""
         if isinstance(request, GradientProbe):
             x, y = gathered(request.x), gathered(request.y)
-            return [evaluation.gradients(self.chip, self.backend, x, y, rule)
-                    for rule in request.rules]
+            return [evaluation.gradients(self.chip, self.backend, x, y, rule, exact)
+                    for rule, exact in request.passes]
         return [evaluation.logits(self.chip, self.backend, gathered(x))
                 for x in request.inputs]
 
@@ -297,8 +297,9 @@ class Trainer:
             **evaluation.weight_spectra(self.chip)})
 
     def _gradient_probe_of(self, x, y) -> GradientProbe:
-        """The rule's and backpropagation's gradients on ``(x, y)``, to compare."""
-        return GradientProbe(x, y, (self.chip.rule.code, RuleCode.BP))
+        """The rule's gradient on ``(x, y)`` as the chip computes it (its reads as they
+        are) and the true BP gradient of the weights it holds (exact reads), to compare."""
+        return GradientProbe(x, y, ((self.chip.rule.code, False), (RuleCode.BP, True)))
 
     def _precondition(self) -> Generator:
         config = self.experiment.precondition

@@ -83,6 +83,26 @@ def test_backward_reads_see_each_samples_error(ideal_chip_config, any_backend, r
     assert np.count_nonzero(whole[w_off:w_off + n_out * n_in]) > n_out * n_in // 4
 
 
+def test_the_true_bp_gradient_reads_exactly(ideal_chip_config, any_backend):
+    """The update-vs-BP angle's reference is the exact BP gradient of the weights the chip
+    holds: on a chip with noisy, quantizing reads, evaluation.gradients(exact=True) is BP
+    of the same weights on a chip that reads exactly; the periphery is back afterwards,
+    so BP's own gradient on the noisy chip is at a small, nonzero angle to it."""
+    backend = any_backend.backend("float64")
+    chip = make_chip(with_periphery(ideal_chip_config, QUANTIZED, QUANTIZED), (784, 30, 10),
+                     "bp")
+    exact_chip = make_chip(ideal_chip_config, (784, 30, 10), "bp")
+    np.testing.assert_array_equal(chip.params, exact_chip.params)
+    x, y = batch(32)
+    exact = evaluation.gradients(chip, backend, x, y, RuleCode.BP, exact=True)
+    np.testing.assert_array_equal(exact, evaluation.gradients(exact_chip, backend, x, y,
+                                                              RuleCode.BP))
+    noisy = evaluation.gradients(chip, backend, x, y, RuleCode.BP)
+    assert chip.forward_periphery == QUANTIZED and not chip.ideal_reads
+    angles = evaluation.update_vs_backprop(chip, noisy, exact)["update_vs_bp_deg"]
+    assert all(0 < angle < 30 for angle in angles.values()), angles
+
+
 def test_each_read_kind_goes_through_its_periphery(ideal_chip_config):
     """Forward noise changes the loss; under BP the forward periphery also changes the
     backward pass; under FA only the feedback periphery does."""
