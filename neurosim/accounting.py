@@ -171,7 +171,8 @@ class StepAccounting:
             update = self.ledger.counts[STAGE_INDEX[self.stage], UPDATE]
             update[:, COUNTER_INDEX["pulses_up"]] += new[:, 0]
             update[:, COUNTER_INDEX["pulses_down"]] += new[:, 1]
-            if self.chip.config.forward.device.dw_min_ctoc > 0:  # one normal per pulse
+            device = self.chip.config.forward.device
+            if device.dw_min_ctoc > 0 or device.write_noise > 0:  # one normal per pulse
                 update[:, COUNTER_INDEX["random_numbers"]] += new.sum(axis=1)
             self.pulses_seen = self.chip.pulses.copy()
 

@@ -60,8 +60,10 @@ class DeviceConfig:
       separately for LTP and LTD, ``A`` from the nonlinearity labels.
 
     Then, for every model: up/down asymmetry ``dw_up *= 1 + up_down``, ``dw_down *= 1 -
-    up_down``; cycle-to-cycle noise ``dw *= 1 + dw_min_ctoc xi`` (xi ~ N(0, 1), redrawn per
-    pulse); device-to-device spread (``*_dtod``, relative std, drawn once per device from the
+    up_down``; cycle-to-cycle noise (xi ~ N(0, 1), redrawn per pulse), either relative to
+    the pulse's response, ``dw *= 1 + dw_min_ctoc xi`` (aihwkit), or additive and
+    independent of the state, ``dw += write_noise (w_max - w_min) xi`` (NeuroSim:
+    ``sigmaCtoC`` of the conductance range per pulse); device-to-device spread (``*_dtod``, relative std, drawn once per device from the
     chip seed) of ``dw_min``, ``up_down``, ``w_min``, ``w_max``; clipping to each device's own
     bounds; stuck devices that ignore every pulse.
     """
@@ -71,7 +73,14 @@ class DeviceConfig:
                                 doc="nominal weight change per pulse (normalized units); "
                                     "default (w_max - w_min) / levels")
     dw_min_dtod: float = spec(0.0, ge=0.0, doc="device-to-device relative std of dw_min")
-    dw_min_ctoc: float = spec(0.0, ge=0.0, doc="cycle-to-cycle relative std of each pulse's dw")
+    dw_min_ctoc: float = spec(0.0, ge=0.0,
+                              doc="cycle-to-cycle noise relative to each pulse's response: dw "
+                                  "*= 1 + dw_min_ctoc xi (aihwkit's dw_min_std)")
+    write_noise: float = spec(0.0, ge=0.0, le=1.0,
+                              doc="cycle-to-cycle noise added to each pulse's response, std as "
+                                  "a fraction of the range w_max - w_min, whatever the "
+                                  "device's state (NeuroSim V3's sigmaCtoC: a write of n "
+                                  "pulses spreads by write_noise sqrt(n) of the range)")
     up_down: float = spec(0.0, gt=-1.0, lt=1.0,
                           doc="asymmetry: dw_up scaled by (1 + up_down), dw_down by (1 - up_down)")
     up_down_dtod: float = spec(0.0, ge=0.0, doc="device-to-device std of up_down")
@@ -104,6 +113,11 @@ class DeviceConfig:
                                  "as programmed (aihwkit's t0 = 20 s)")
 
     def check(self, source: str, path: str) -> None:
+        if self.dw_min_ctoc > 0 and self.write_noise > 0:
+            raise ConfigError(source, f"{path}.write_noise", self.write_noise,
+                              "dw_min_ctoc (relative, aihwkit) and write_noise (additive, "
+                              "NeuroSim) are two models of the same cycle-to-cycle noise: "
+                              "set one of them, the other 0")
         stuck = self.stuck_at_min + self.stuck_at_max + self.stuck_at_initial
         if stuck > 1.0:
             raise ConfigError(source, f"{path}.stuck_at_initial", self.stuck_at_initial,

@@ -18,8 +18,8 @@ from neurosim import rng
 from neurosim.config import ChipConfig
 from neurosim.devices import apply_pulses, draw_device_state
 
-NOISELESS = {"dw_min_dtod": 0.0, "dw_min_ctoc": 0.0, "up_down_dtod": 0.0, "w_min_dtod": 0.0,
-             "w_max_dtod": 0.0, "stuck_at_min": 0.0, "stuck_at_max": 0.0,
+NOISELESS = {"dw_min_dtod": 0.0, "dw_min_ctoc": 0.0, "write_noise": 0.0, "up_down_dtod": 0.0,
+             "w_min_dtod": 0.0, "w_max_dtod": 0.0, "stuck_at_min": 0.0, "stuck_at_max": 0.0,
              "stuck_at_initial": 0.0}
 
 

@@ -60,9 +60,13 @@ Response to one pulse (mean, before cycle-to-cycle noise)
   The controller's pulse unit is then ``dw_min = (w_max - w_min) / levels`` (the default when
   ``dw_min`` is not set; the config refuses any other value for exp_step).
 
-Cycle-to-cycle noise multiplies every pulse's response by ``1 + dw_min_ctoc * xi`` (a fresh
-``xi ~ N(0, 1)`` per pulse; no draw is needed when ``dw_min_ctoc = 0``). After every pulse the
-device is clipped to ``[lo, hi]``. Stuck devices never move.
+Cycle-to-cycle noise (:func:`with_pulse_noise`, a fresh ``xi ~ N(0, 1)`` per pulse; no draw
+is needed without it) either multiplies every pulse's response by ``1 + dw_min_ctoc * xi``
+(aihwkit's ``dw_min_std``: the noise shrinks with the step, e.g. near saturation) or adds
+``write_noise_std * xi`` to it, with ``write_noise_std = write_noise * (w_max - w_min)`` in
+weight units whatever the device's state (NeuroSim V3, ``RealDevice::Write``: ``sigmaCtoC``
+of the conductance range, a write of ``n`` pulses spreading by ``sigmaCtoC sqrt(n)``). After
+every pulse the device is clipped to ``[lo, hi]``. Stuck devices never move.
 
 Pulsed update (one programming event)
 -------------------------------------
@@ -154,7 +158,8 @@ class DeviceState:
     model: str
     model_code: int
     dw_min: float  # nominal step: the pulse unit of exp_step's pulse axis
-    dw_min_ctoc: float
+    dw_min_ctoc: float  # cycle-to-cycle noise relative to the response
+    write_noise_std: float  # cycle-to-cycle noise added to the response (weight units)
     gamma_up: float
     gamma_down: float
     a_up: float  # exp_step: NeuroSim's A of LTP, in pulses (levels * normalized A); inf = linear
@@ -169,6 +174,11 @@ class DeviceState:
     @property
     def n(self) -> int:
         return int(self.step_up.shape[0])
+
+    @property
+    def noisy(self) -> bool:
+        """Whether pulses draw cycle-to-cycle noise."""
+        return self.dw_min_ctoc > 0.0 or self.write_noise_std > 0.0
 
     @property
     def c_up(self) -> float:
@@ -251,7 +261,9 @@ def draw_device_state(config: DeviceConfig, w_min: float, w_max: float, n: int, 
 
     return DeviceState(
         model=config.model, model_code=MODEL_CODES[config.model], dw_min=float(dw_min),
-        dw_min_ctoc=float(config.dw_min_ctoc), gamma_up=float(config.gamma_up),
+        dw_min_ctoc=float(config.dw_min_ctoc),
+        write_noise_std=float(config.write_noise * (w_max - w_min)),
+        gamma_up=float(config.gamma_up),
         gamma_down=float(config.gamma_down),
         a_up=nonlinearity_to_a(config.nonlinearity_ltp, config.levels),
         a_down=nonlinearity_to_a(config.nonlinearity_ltd, config.levels),
@@ -324,6 +336,17 @@ def mean_response(state: DeviceState, i: np.ndarray, w: np.ndarray, up: np.ndarr
     raise ValueError(f"unknown device model code {code}")
 
 
+def with_pulse_noise(dw, xi, state: DeviceState):
+    """Pulse responses ``dw`` (float64) with their cycle-to-cycle noise, ``xi`` the pulses'
+    standard normals: ``dw (1 + dw_min_ctoc xi)`` or ``dw + write_noise_std xi`` (the
+    config allows one of the two). Also applied by the torch backend to its tensors."""
+    if state.dw_min_ctoc > 0.0:
+        dw = dw * (1.0 + state.dw_min_ctoc * xi)
+    if state.write_noise_std > 0.0:
+        dw = dw + state.write_noise_std * xi
+    return dw
+
+
 def _pulse_trains(w: np.ndarray, n: np.ndarray, up: np.ndarray, state: DeviceState, start: int,
                   key_noise: int, stride: int) -> None:
     """Send ``n[j]`` pulses in direction ``up[j]`` to device ``start + j`` (``w`` in place);
@@ -333,9 +356,8 @@ def _pulse_trains(w: np.ndarray, n: np.ndarray, up: np.ndarray, state: DeviceSta
         j = np.flatnonzero(n > k)
         i = start + j
         dw = mean_response(state, i, w64[j], up[j])
-        if state.dw_min_ctoc > 0.0:
-            xi = rng.normal_at(key_noise, i * stride + k)
-            dw = dw * (1.0 + state.dw_min_ctoc * xi)
+        if state.noisy:
+            dw = with_pulse_noise(dw, rng.normal_at(key_noise, i * stride + k), state)
         w64[j] = np.minimum(np.maximum(w64[j] + dw, state.w_min[i]), state.w_max[i])
     w[:] = w64
 
@@ -454,9 +476,9 @@ def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: Device
             n_up += int(up.sum())
             n_down += int(i.size - up.sum())
             dw = mean_response(state, i, w64[i], up)
-            if state.dw_min_ctoc > 0.0:
-                xi = rng.normal_at(key_noise, (s * state.n + i) * bl + t)
-                dw = dw * (1.0 + state.dw_min_ctoc * xi)
+            if state.noisy:
+                dw = with_pulse_noise(dw, rng.normal_at(key_noise, (s * state.n + i) * bl + t),
+                                      state)
             w64[i] = np.minimum(np.maximum(w64[i] + dw, state.w_min[i]), state.w_max[i])
         w[:] = w64  # stored back in the array's dtype at the end of the event
     return n_up, n_down

@@ -91,11 +91,11 @@ def test_records_carry_cumulative_energy_and_target(fa_run, tmp_path):
         sum(total["phases"]["precondition"].values()))
 
 
-def test_pulses_in_the_ledger_equal_the_kernels_pulses(tmp_path):
+@pytest.mark.parametrize("noise", [{"dw_min_ctoc": 0.1}, {"write_noise": 0.01}])
+def test_pulses_in_the_ledger_equal_the_kernels_pulses(tmp_path, noise):
     spec = spec_for()
     forward = dataclasses.replace(
-        spec.chip.forward, device=DeviceConfig(model="constant_step", dw_min_ctoc=0.1,
-                                               levels=300),
+        spec.chip.forward, device=DeviceConfig(model="constant_step", levels=300, **noise),
         update=dataclasses.replace(spec.chip.forward.update, mode="pulsed"))
     spec = dataclasses.replace(spec, chip=dataclasses.replace(spec.chip, forward=forward))
     trainer = Trainer(spec, tmp_path)

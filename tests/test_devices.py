@@ -163,6 +163,25 @@ def test_one_noisy_pulse_has_the_equations_mean_and_ctoc_variance(model, up):
         assert abs(dw.var() / mu ** 2 - sigma ** 2) < 5 * sigma ** 2 * np.sqrt(2 / (per_state - 1))
 
 
+@pytest.mark.parametrize("up", [True, False])
+@pytest.mark.parametrize("model", MODELS)
+def test_one_noisy_pulse_adds_write_noise_whatever_the_state(model, up):
+    """NeuroSim's cycle-to-cycle noise: the pulse's mean response plus a normal of std
+    write_noise x (w_max - w_min) = 0.02 x 2, the same in every state (relative noise
+    would shrink where the response does)."""
+    per_state, fraction = 20_000, 0.02
+    sigma = fraction * 2.0
+    s = state_for(per_state * len(STATES), model=model, write_noise=fraction, **DEVICE)
+    w0 = np.repeat(STATES, per_state)
+    w = w0.copy()
+    D.apply_pulses(w, s, 1 if up else -1, 1, key_noise=rng.stream_key(1, 0, 0, 16))
+    for k, state in enumerate(STATES):
+        dw = (w - w0)[k * per_state:(k + 1) * per_state]
+        mu = expected_response(model, up, state)
+        assert abs(dw.mean() - mu) < 5 * sigma / np.sqrt(per_state) + 1e-6 * abs(mu)
+        assert abs(dw.var() / sigma ** 2 - 1) < 5 * np.sqrt(2 / (per_state - 1))
+
+
 def test_pulse_noise_is_fresh_per_pulse_and_device():
     s = state_for(4000, model="constant_step", dw_min=0.01, dw_min_ctoc=0.3)
     w = np.zeros(4000)
@@ -177,6 +196,7 @@ device_params = st.fixed_dictionaries({
     "dw_min": st.floats(1e-4, 0.5),
     "dw_min_dtod": st.floats(0.0, 1.0),
     "dw_min_ctoc": st.sampled_from([0.0, 0.05, 0.5, 2.0]),
+    "write_noise": st.sampled_from([0.0, 0.01, 0.2]),
     "up_down": st.floats(-0.95, 0.95),
     "up_down_dtod": st.floats(0.0, 0.5),
     "w_min_dtod": st.floats(0.0, 0.5),
@@ -375,14 +395,19 @@ REPLAY_DEVICE = dict(dw_min=0.02, dw_min_dtod=0.3, dw_min_ctoc=0.3, up_down=0.1,
                      stuck_at_min=0.03, stuck_at_max=0.03, stuck_at_initial=0.03)
 
 
+# cycle-to-cycle noise relative to the response (aihwkit) or added to it (NeuroSim)
+NOISE_MODELS = {"relative": {}, "additive": {"dw_min_ctoc": 0.0, "write_noise": 0.01}}
+
+
+@pytest.mark.parametrize("noise", NOISE_MODELS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", DEVICE_MODELS)
-def test_fast_replays_the_reference_exactly(fast, model, dtype):
+def test_fast_replays_the_reference_exactly(fast, model, dtype, noise):
     """The same pulse counts and, with the same draws, the same weights (on CUDA to the few
     ulp of its library functions: conftest.BackendUnderTest.assert_replays)."""
     kernels = fast.devices
     n = 3000
-    s = state_for(n, seed=9, layer=2, model=model, **REPLAY_DEVICE)
+    s = state_for(n, seed=9, layer=2, model=model, **{**REPLAY_DEVICE, **NOISE_MODELS[noise]})
     generator = np.random.default_rng(1)
     w = D.place_initial_weights(s, generator.uniform(-0.6, 0.6, n).astype(dtype))
     replayed = w.copy()

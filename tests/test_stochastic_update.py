@@ -40,13 +40,16 @@ def signals(batch, n_out, n_in, seed, dtype="float64", x_scale=1.0, d_scale=0.1)
 
 
 # ------------------------------------------------------------------------- replay
+@pytest.mark.parametrize("noise", ["relative", "additive"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("model", DEVICE_MODELS)
-def test_fast_replays_the_reference_exactly(fast, model, dtype):
+def test_fast_replays_the_reference_exactly(fast, model, dtype, noise):
     """The same pulse counts and, with the same draws, the same weights (on CUDA to the few
-    ulp of its library functions: conftest.BackendUnderTest.assert_replays)."""
+    ulp of its library functions: conftest.BackendUnderTest.assert_replays), with
+    cycle-to-cycle noise relative to the response (aihwkit) or added to it (NeuroSim)."""
     n_out, n_in, batch, bl = 9, 13, 6, 31
-    s = layer(n_out, n_in, seed=4, model=model, **NOISY_DEVICE)
+    additive = {"dw_min_ctoc": 0.0, "write_noise": 0.01} if noise == "additive" else {}
+    s = layer(n_out, n_in, seed=4, model=model, **{**NOISY_DEVICE, **additive})
     assert np.any(s.stuck != D.FREE) and np.any(s.stuck == D.FREE)
     g = np.random.default_rng(2)
     w = D.place_initial_weights(s, g.uniform(-0.6, 0.6, s.n).astype(dtype))

@@ -131,9 +131,11 @@ def write_doc(out: Path, doc: Path, command: str) -> None:
           for p, text in survives.items()],
         "",
         "Read with care: the noise phase here is 40 % of the paper's, one epoch is short, and "
-        "the NeuroSim presets' cycle-to-cycle noise (converted from an absolute per-write "
-        "sigma, see `hw_configs/*.yaml`) is large relative to one pulse. Read noise, ADC/DAC "
-        "quantization and non-ideal feedback arrays are not in this study yet.",
+        "the NeuroSim presets' cycle-to-cycle noise (NeuroSim's sigma of the conductance "
+        "range, added to every pulse whatever the device's state: `write_noise` in "
+        "`hw_configs/*.yaml`) is large relative to one pulse (3.7 % of the range against a "
+        "step of 1/128 for TaOx). Read noise, ADC/DAC quantization and non-ideal feedback "
+        "arrays are not in this study yet.",
         "",
     ]
     write_text(doc, "\n".join(lines))

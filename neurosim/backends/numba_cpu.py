@@ -380,7 +380,7 @@ def train_step_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, a
 @kernel
 def pulsed_layers_kernel(params, layout, inverse_alphas, deltas, dw_min, max_pulses, keys,
                          device_offsets, step_up, step_down, w_min, w_max, stuck, model_code,
-                         dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+                         ctoc, gamma_up, gamma_down, c_up, c_down, levels,
                          device_dw_min, pulses):
     """:meth:`Backend.apply_pulsed_update` of one chip, compiled: every layer's ``dW``
     (array units) realized by :func:`numba_devices.pulsed_update_kernel` with the layer's
@@ -395,7 +395,7 @@ def pulsed_layers_kernel(params, layout, inverse_alphas, deltas, dw_min, max_pul
         up, down = numba_devices.pulsed_update_kernel(
             params[w_off:w_end], dw, dw_min, max_pulses, keys[l, 0], keys[l, 1], 0,
             step_up[lo:hi], step_down[lo:hi], w_min[lo:hi], w_max[lo:hi], stuck[lo:hi],
-            model_code, dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+            model_code, ctoc, gamma_up, gamma_down, c_up, c_down, levels,
             device_dw_min)
         pulses[l, 0] += up
         pulses[l, 1] += down
@@ -409,7 +409,7 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
                            grads, deltas, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
                            momentum, step_size, inverse_sqrt_c2, m, v, pulsed, pulse_keys,
                            dw_min, max_pulses, device_offsets, step_up, step_down, w_min,
-                           w_max, stuck, model_code, dw_min_ctoc, gamma_up, gamma_down, c_up,
+                           w_max, stuck, model_code, ctoc, gamma_up, gamma_down, c_up,
                            c_down, levels, device_dw_min, losses, correct, pulses, workers):
     """One training step of the chips ``active`` of a population, one chip per thread:
     chip ``c = active[k]`` (row ``c`` of the stacked buffers) runs :func:`gradients_kernel`
@@ -442,7 +442,7 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
                 pulsed_layers_kernel(params[c], layout, inverse_alphas[c], deltas[t],
                                      dw_min, max_pulses, pulse_keys[k], device_offsets,
                                      step_up[c], step_down[c], w_min[c], w_max[c],
-                                     stuck[c], model_code, dw_min_ctoc, gamma_up,
+                                     stuck[c], model_code, ctoc, gamma_up,
                                      gamma_down, c_up, c_down, levels, device_dw_min,
                                      pulses[k])
             losses[k] = loss
@@ -453,7 +453,7 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
 def population_stochastic_kernel(active, params, layout, alphas, inverse_alphas, feedback,
                                  fb_layout, x, y, rule, act, periph, fb_periph, keys,
                                  max_parts, lr, bl, update_keys, device_offsets, step_up,
-                                 step_down, w_min, w_max, stuck, model_code, dw_min_ctoc,
+                                 step_down, w_min, w_max, stuck, model_code, ctoc,
                                  gamma_up, gamma_down, c_up, c_down, levels, device_dw_min,
                                  losses, correct, pulses):
     """One in-array (stochastic) training step of the chips ``active`` of a population, in
@@ -478,7 +478,7 @@ def population_stochastic_kernel(active, params, layout, alphas, inverse_alphas,
                 params[c, w_off:w_off + n_out * n_in], inputs[l], error * inverse_alphas[c, l],
                 lr, bl, update_keys[k, l, 0], update_keys[k, l, 1], step_up[c, lo:hi],
                 step_down[c, lo:hi], w_min[c, lo:hi], w_max[c, lo:hi], stuck[c, lo:hi],
-                model_code, dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+                model_code, ctoc, gamma_up, gamma_down, c_up, c_down, levels,
                 device_dw_min)
             pulses[k, l, 0] = up
             pulses[k, l, 1] = down

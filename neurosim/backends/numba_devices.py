@@ -5,7 +5,7 @@ computes, with the same floating-point operations in the same order, and draws t
 random numbers by index (``uniform_at``/``normal_at``), so results are bit-identical
 (``tests/test_devices.py`` checks ``np.array_equal`` for every model and dtype). The loop runs
 one weight at a time, all of its pulses in float64, and skips every draw that cannot
-change the result (``dw = 0`` needs no rounding uniform; ``dw_min_ctoc = 0`` no normals).
+change the result (``dw = 0`` needs no rounding uniform; no cycle-to-cycle noise, no normals).
 
 :func:`stochastic_update` (the aihwkit-style in-array outer product,
 :func:`neurosim.devices.stochastic_update`) visits only coincidences: per sample it draws the
@@ -82,26 +82,37 @@ def mean_response_kernel(code, w, up, step_up, step_down, lo, hi, gamma_up, gamm
     return (lo + _exp_curve(p_new, c) * span) - w
 
 
+@kernel(inline="always")
+def _with_pulse_noise(dw, xi, ctoc):
+    """:func:`neurosim.devices.with_pulse_noise`: ``ctoc`` = (``dw_min_ctoc``,
+    ``write_noise_std``), float64."""
+    if ctoc[0] > 0.0:
+        dw = dw * (1.0 + ctoc[0] * xi)
+    if ctoc[1] > 0.0:
+        dw = dw + ctoc[1] * xi
+    return dw
+
+
 @kernel
 def _pulse_train(w, i, up, n, stride, key_noise, code, step_up, step_down, w_min, w_max,
-                 dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels, device_dw_min):
+                 ctoc, gamma_up, gamma_down, c_up, c_down, levels, device_dw_min):
     """``n`` pulses of direction ``up`` on device ``i`` at weight ``w`` (float64); returns
     the new weight. Pulse ``k`` draws ``normal_at(key_noise, i * stride + k)``."""
     lo, hi = w_min[i], w_max[i]
     su, sd = step_up[i], step_down[i]
+    noisy = ctoc[0] > 0.0 or ctoc[1] > 0.0
     for k in range(n):
         dw = mean_response_kernel(code, w, up, su, sd, lo, hi, gamma_up, gamma_down,
                                   c_up, c_down, levels, device_dw_min)
-        if dw_min_ctoc > 0.0:
-            xi = normal_at(key_noise, i * stride + k)
-            dw = dw * (1.0 + dw_min_ctoc * xi)
+        if noisy:
+            dw = _with_pulse_noise(dw, normal_at(key_noise, i * stride + k), ctoc)
         w = min(max(w + dw, lo), hi)
     return w
 
 
 @kernel
 def pulsed_update_kernel(w, dw, dw_min, max_pulses, key_round, key_noise, start, step_up,
-                         step_down, w_min, w_max, stuck, code, dw_min_ctoc, gamma_up,
+                         step_down, w_min, w_max, stuck, code, ctoc, gamma_up,
                          gamma_down, c_up, c_down, levels, device_dw_min):
     """One programming event on weights ``w`` (devices ``start ..``), in place; returns the
     (up, down) pulses applied to non-stuck devices (:func:`neurosim.devices.pulsed_update`).
@@ -128,21 +139,21 @@ def pulsed_update_kernel(w, dw, dw_min, max_pulses, key_round, key_noise, start,
         else:
             n_down += n
         w[j] = _pulse_train(np.float64(w[j]), i, up, n, max_pulses, key_noise, code, step_up,
-                            step_down, w_min, w_max, dw_min_ctoc, gamma_up, gamma_down, c_up,
+                            step_down, w_min, w_max, ctoc, gamma_up, gamma_down, c_up,
                             c_down, levels, device_dw_min)
     return n_up, n_down
 
 
 @kernel
 def apply_pulses_kernel(w, up, n, stride, key_noise, start, step_up, step_down, w_min, w_max,
-                        stuck, code, dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels,
+                        stuck, code, ctoc, gamma_up, gamma_down, c_up, c_down, levels,
                         device_dw_min):
     """``n[j]`` pulses of direction ``up[j]`` on devices ``start + j`` (stuck ones skip)."""
     for j in range(w.shape[0]):
         i = start + j
         if n[j] > 0 and stuck[i] == FREE:
             w[j] = _pulse_train(np.float64(w[j]), i, up[j], n[j], stride, key_noise, code,
-                                step_up, step_down, w_min, w_max, dw_min_ctoc, gamma_up,
+                                step_up, step_down, w_min, w_max, ctoc, gamma_up,
                                 gamma_down, c_up, c_down, levels, device_dw_min)
 
 
@@ -255,7 +266,7 @@ def _firing_lines(key, first_index, stride, slots, active, thresholds, m, offset
 
 @kernel
 def stochastic_update_kernel(w, x, d, lr, bl, key_lines, key_noise, step_up, step_down,
-                             w_min, w_max, stuck, code, dw_min_ctoc, gamma_up, gamma_down,
+                             w_min, w_max, stuck, code, ctoc, gamma_up, gamma_down,
                              c_up, c_down, levels, device_dw_min):
     """Stochastic pulse-train update of one layer (:func:`neurosim.devices.stochastic_update`):
     ``w`` ``[n_out * n_in]`` (float32 or float64) in place, ``x`` ``[batch, n_in]``, ``d``
@@ -295,7 +306,7 @@ def stochastic_update_kernel(w, x, d, lr, bl, key_lines, key_noise, step_up, ste
         all_slots[chunk] = (_ALL_SLOTS if count == _SLOTS_PER_MASK
                             else (np.uint64(1) << np.uint64(count)) - np.uint64(1))
     row_slots = np.empty(chunks, dtype=np.uint64)  # slots in which some row fires
-    noisy = dw_min_ctoc > 0.0
+    noisy = ctoc[0] > 0.0 or ctoc[1] > 0.0
     n_up = 0
     n_down = 0
     for s in range(batch):
@@ -355,8 +366,8 @@ def stochastic_update_kernel(w, x, d, lr, bl, key_lines, key_noise, step_up, ste
                                                   gamma_down, c_up, c_down, levels,
                                                   device_dw_min)
                         if noisy:
-                            dw = dw * (1.0 + dw_min_ctoc * normal_at(key_noise,
-                                                                     noise_first + t))
+                            dw = _with_pulse_noise(dw, normal_at(key_noise, noise_first + t),
+                                                   ctoc)
                         wk = min(max(wk + dw, lo), hi)
                 w[k] = wk
                 if up:
@@ -369,9 +380,12 @@ def stochastic_update_kernel(w, x, d, lr, bl, key_lines, key_noise, step_up, ste
 # ---------------------------------------------------------------------- wrappers
 def device_args(state: DeviceState) -> tuple:
     """The device arguments of the kernels, in order: ``step_up, step_down, w_min, w_max,
-    stuck, code, dw_min_ctoc, gamma_up, gamma_down, c_up, c_down, levels, device_dw_min``."""
+    stuck, code, ctoc, gamma_up, gamma_down, c_up, c_down, levels, device_dw_min``, with
+    ``ctoc`` the cycle-to-cycle noise (``dw_min_ctoc``, ``write_noise_std``) as a float64
+    array."""
     return (state.step_up, state.step_down, state.w_min, state.w_max, state.stuck,
-            np.int64(state.model_code), np.float64(state.dw_min_ctoc),
+            np.int64(state.model_code),
+            np.array([state.dw_min_ctoc, state.write_noise_std], dtype=np.float64),
             np.float64(state.gamma_up), np.float64(state.gamma_down), np.float64(state.c_up),
             np.float64(state.c_down), np.float64(state.levels), np.float64(state.dw_min))
 

@@ -44,7 +44,7 @@ import torch
 from neurosim.backends import torch_rng
 from neurosim.backends.torch_math import divide, libm, store
 from neurosim.devices import (CONSTANT_STEP, EXP_STEP, FREE, IDEAL, LINEAR_STEP, SOFT_BOUNDS,
-                              DeviceState, _check_stochastic)
+                              DeviceState, _check_stochastic, with_pulse_noise)
 
 F64 = torch.float64
 
@@ -116,23 +116,23 @@ def mean_response(devices: Devices, i: torch.Tensor, w: torch.Tensor,
     raise ValueError(f"unknown device model code {code}")
 
 
-def noise_factors(devices: Devices, key_noise: int | torch.Tensor,
+def pulse_normals(devices: Devices, key_noise: int | torch.Tensor,
                   index: torch.Tensor) -> torch.Tensor | None:
-    """Cycle-to-cycle factors ``1 + dw_min_ctoc xi`` of pulses whose noise is normal
-    ``index`` of ``key_noise``; ``None`` (nothing drawn) without cycle-to-cycle noise."""
-    ctoc = devices.state.dw_min_ctoc
-    if ctoc == 0.0:
+    """The cycle-to-cycle normals ``xi`` of pulses whose noise is normal ``index`` of
+    ``key_noise``; ``None`` (nothing drawn) without cycle-to-cycle noise."""
+    if not devices.state.noisy:
         return None
-    return 1.0 + ctoc * torch_rng.normal_at(key_noise, index)
+    return torch_rng.normal_at(key_noise, index)
 
 
 def _pulse(devices: Devices, i: torch.Tensor, w: torch.Tensor, up: torch.Tensor,
            noise: torch.Tensor | None) -> torch.Tensor:
     """Weights ``w`` of devices ``i`` after one pulse each (direction ``up``): the mean
-    response times the pulses' :func:`noise_factors`, clipped to the devices' bounds."""
+    response with its cycle-to-cycle noise (:func:`neurosim.devices.with_pulse_noise` of
+    the pulses' :func:`pulse_normals`), clipped to the devices' bounds."""
     dw = mean_response(devices, i, w, up)
     if noise is not None:
-        dw = dw * noise
+        dw = with_pulse_noise(dw, noise, devices.state)
     return torch.minimum(torch.maximum(w + dw, devices.w_min.index_select(0, i)),
                          devices.w_max.index_select(0, i))
 
@@ -153,10 +153,10 @@ def _pulse_trains(w: torch.Tensor, n: torch.Tensor, up: torch.Tensor, devices: D
     while j.numel():
         i = start + j
         noise = None
-        if devices.state.dw_min_ctoc != 0.0:
+        if devices.state.noisy:
             key, local = ((key_noise, i) if row_length is None else
                           (key_noise.index_select(0, j // row_length), j % row_length))
-            noise = noise_factors(devices, key, local * stride + k)
+            noise = pulse_normals(devices, key, local * stride + k)
         w64.index_copy_(0, j, _pulse(devices, i, w64.index_select(0, j), up.index_select(0, j),
                                      noise))
         k += 1
@@ -275,7 +275,7 @@ def stochastic_update(w: np.ndarray, x: np.ndarray, d: np.ndarray, state: Device
         ups = int(up.sum())
         n_up += ups
         n_down += i.numel() - ups
-        noise = noise_factors(devices, key_noise, (s * n + i) * bl + slot)
+        noise = pulse_normals(devices, key_noise, (s * n + i) * bl + slot)
         w64 = w_t.to(F64)
         _event_pulses(w64, i, up, noise, devices)
         w_t.copy_(w64)  # stored back in the array's dtype at the end of the event
@@ -287,7 +287,7 @@ def _event_pulses(w64: torch.Tensor, i: torch.Tensor, up: torch.Tensor,
                   noise: torch.Tensor | None, devices) -> None:
     """The pulses of one programming event of an in-array update on the float64 weights
     ``w64`` (in place): pulse ``p`` to device ``i[p]`` in direction ``up[p]`` with noise
-    factor ``noise[p]``, given in slot order. Each device's train keeps that order (a
+    normal ``noise[p]``, given in slot order. Each device's train keeps that order (a
     stable sort by device) and the pulses of one rank in the trains, which hit distinct
     devices, are applied together."""
     order = torch.argsort(i, stable=True)
@@ -354,7 +354,7 @@ def population_stochastic_update(w: torch.Tensor, x: torch.Tensor, d: torch.Tens
         up = (d[chip, s, row] > 0) != (x[chip, s, col] > 0)  # direction -sign(x_j d_i)
         counts[:, 0] += torch.bincount(chip[up], minlength=n_chips)
         counts[:, 1] += torch.bincount(chip[~up], minlength=n_chips)
-        noise = noise_factors(devices, key_noise.index_select(0, chip), (s * n + i) * bl + slot)
+        noise = pulse_normals(devices, key_noise.index_select(0, chip), (s * n + i) * bl + slot)
         w64 = w.to(F64).view(-1)
         _event_pulses(w64, chip * n + i, up, noise, devices)
         w.copy_(w64.view(n_chips, n))  # stored back in the arrays' dtype after the event

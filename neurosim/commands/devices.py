@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurosim.config import HW_CONFIG_DIR, load_chip, resolve_chip_path
+from neurosim.config import HW_CONFIG_DIR, DeviceConfig, load_chip, resolve_chip_path
 from neurosim.device_curves import response_curve
 from neurosim.devices import nominal_step
 from neurosim.plots import new_figure, save_png
@@ -26,6 +26,14 @@ def register(subparsers) -> None:
     show.set_defaults(func=run_show)
 
 
+def cycle_to_cycle(device: DeviceConfig) -> str:
+    """A device's cycle-to-cycle noise per pulse: additive (% of the range) or relative
+    (x the response)."""
+    if device.write_noise > 0:
+        return f"{100 * device.write_noise:g} % of range"
+    return f"{device.dw_min_ctoc:g} x step" if device.dw_min_ctoc > 0 else "0"
+
+
 def run_list(args: argparse.Namespace) -> int:
     rows = []
     for path in sorted(HW_CONFIG_DIR.glob("*.yaml")):
@@ -38,7 +46,7 @@ def run_list(args: argparse.Namespace) -> int:
                      if device.model == "exp_step" else
                      f"γ {device.gamma_up:g} / {device.gamma_down:g}"
                      if device.model == "linear_step" else "–",
-                     f"{device.g_max / device.g_min:.1f}", f"{device.dw_min_ctoc:g}",
+                     f"{device.g_max / device.g_min:.1f}", cycle_to_cycle(device),
                      f"{device.dw_min_dtod:g}", chip.source])
     print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
                           "c2c (per pulse)", "d2d", "source"], rows))
