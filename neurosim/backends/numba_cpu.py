@@ -649,7 +649,7 @@ class NumbaBackend(Backend):
         else:
             empty = np.zeros((population.size, 0))
             device = (empty, empty, empty, empty, empty.astype(np.int8), np.int64(0),
-                      *np.zeros(7))
+                      np.zeros(2), *np.zeros(6))  # unused: device_args' types
             pulse_keys = np.zeros((n, chip.n_layers, 2), dtype=np.uint64)
         losses, correct, pulses = self._population_outputs(chip, n)
         with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
