@@ -6,6 +6,7 @@ folder says which code made it."""
 from __future__ import annotations
 
 import functools
+from importlib import metadata
 import platform
 import subprocess
 from pathlib import Path
@@ -37,12 +38,12 @@ def source_revision() -> str | None:
 
 @functools.cache
 def torch_version() -> str | None:
-    """torch's version when it is installed (the optional backend), else ``None``."""
+    """torch's version when it is installed (the optional backend), else ``None``: read from
+    its package metadata, since importing torch takes seconds."""
     try:
-        import torch
-    except ImportError:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
         return None
-    return torch.__version__
 
 
 def environment() -> dict:

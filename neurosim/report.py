@@ -440,7 +440,26 @@ def headline_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-def energy_section(summary: dict) -> str:
+def converter_text(energy: dict, chip: dict | None) -> str:
+    """The converter resolutions the ledger charged, and whether the reads simulated them
+    or ran with ideal converters (then the energy model's default resolutions are
+    charged)."""
+    charged = {kind: sorted({b for bits in energy.get(f"{kind}_bits", {}).values()
+                             for b in bits}) for kind in ("adc", "dac")}
+    text = (f"Converters are charged as {'/'.join(map(str, charged['adc'])) or '?'}-bit ADC and "
+            f"{'/'.join(map(str, charged['dac'])) or '?'}-bit DAC conversions.")
+    ideal = [f"`{array}.periphery.{kind}_bits`" for array in ("forward", "feedback")
+             for kind in ("adc", "dac")
+             if isinstance(chip, dict) and dig(chip, array, "periphery", f"{kind}_bits") is None]
+    if ideal:
+        text += (f" The reads simulated ideal converters where {', '.join(ideal)} "
+                 f"{'is' if len(ideal) == 1 else 'are'} null: there the energy model's default resolution "
+                 "(`energy.adc_bits_default`, `energy.dac_bits_default`) is charged, not a "
+                 "simulated one.")
+    return text + " "
+
+
+def energy_section(summary: dict, chip: dict | None = None) -> str:
     """The run's ledger: energy per phase and component, pulses, bytes, energy to target."""
     ledger = summary.get("ledger")
     if not isinstance(ledger, dict):
@@ -467,8 +486,8 @@ def energy_section(summary: dict) -> str:
         totals.append([f"energy to {percent(target['target'], 0)} test accuracy", reached])
     return ("\n## Energy and memory traffic (ledger)\n\n"
             "Counted as the chip ran (`neurosim.accounting`), priced with the chip's `energy:` "
-            "unit costs. `eval` holds the inference passes made to measure accuracy; it is not "
-            "part of the energy to target.\n\n"
+            "unit costs. " + converter_text(energy, chip) + "`eval` holds the inference passes "
+            "made to measure accuracy; it is not part of the energy to target.\n\n"
             + markdown_table(["phase", *components, "total"], rows) + "\n"
             + markdown_table(["quantity", "value"], totals))
 
@@ -559,7 +578,7 @@ def write_run_report(run_dir: Path) -> Path:
         text += ["\n## Accuracy after conductance drift\n\n",
                  markdown_table(["seconds after programming", "test accuracy"],
                                 [[k, percent(v)] for k, v in drifted.items()])]
-    text.append(energy_section(s))
+    text.append(energy_section(s, chip))
     text += ["\n## Figures\n\n", figure_section(figures, run_dir),
              _csv_line(run)]
     report = run_dir / "report.md"

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from neurosim.errors import NeurosimError
 from neurosim.report import flatten, load_run, write_run_report, write_run_reports
@@ -251,12 +252,18 @@ def test_report_shows_the_energy_ledger_of_a_real_run(tmp_path):
 
     from neurosim.energy import energy_text
     from neurosim.runio import SUMMARY, write_json
+    from neurosim.schema import to_plain
     from neurosim.train import run_spec
 
-    summary = run_spec(spec_for(train__epochs=1), tmp_path)
+    spec = spec_for(train__epochs=1)
+    summary = run_spec(spec, tmp_path)
     write_json(tmp_path / SUMMARY, summary)
+    (tmp_path / "chip.yaml").write_text(yaml.safe_dump(to_plain(spec.chip)))  # as the runner
     text = write_run_report(tmp_path).read_text()
     assert "## Energy and memory traffic (ledger)" in text
+    # the tiny chip reads with ideal converters: the report says what it charges instead
+    assert "Converters are charged as 8-bit ADC and 8-bit DAC conversions" in text
+    assert "`forward.periphery.adc_bits`" in text and "not a simulated one" in text
     assert f"**{energy_text(summary['ledger']['energy_pj']['total'])}**" in text
     for phase in ("precondition", "forward", "backward", "update", "eval"):
         assert f"| {phase} |" in text
