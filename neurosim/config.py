@@ -120,8 +120,8 @@ class DeviceConfig:
                               "set one of them, the other 0")
         stuck = self.stuck_at_min + self.stuck_at_max + self.stuck_at_initial
         if stuck > 1.0:
-            raise ConfigError(source, f"{path}.stuck_at_initial", self.stuck_at_initial,
-                              f"stuck fractions must add up to <= 1 (they add up to {stuck:g})")
+            raise ConfigError(source, f"{path}.stuck_at_min + stuck_at_max + stuck_at_initial",
+                              stuck, "stuck fractions must add up to <= 1")
         if not self.g_max > self.g_min:
             raise ConfigError(source, f"{path}.g_max", self.g_max,
                               f"must be > {path}.g_min ({self.g_min})")
@@ -225,7 +225,8 @@ class FeedbackArrayConfig:
 
     def check(self, source: str, path: str) -> None:
         if self.stuck_at_min + self.stuck_at_max > 1.0:
-            raise ConfigError(source, f"{path}.stuck_at_max", self.stuck_at_max,
+            raise ConfigError(source, f"{path}.stuck_at_min + stuck_at_max",
+                              self.stuck_at_min + self.stuck_at_max,
                               "stuck fractions must add up to <= 1")
         hardware = (self.programming_error > 0 or self.levels is not None
                     or self.stuck_at_min > 0 or self.stuck_at_max > 0 or self.drift_nu > 0
@@ -478,6 +479,39 @@ class ExperimentConfig:
             raise ConfigError(source, "seeds", list(self.seeds),
                               "a population gives the seeds (population.seeds or "
                               "population.size); drop seeds")
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ConfigError(source, "seeds", list(self.seeds),
+                              "must be distinct, at least one (each seed is a run folder)")
+        check_folder_name(source, "name", self.name)
+        for name, overrides in (self.conditions or {}).items():
+            check_folder_name(source, "conditions", name, "a condition's name")
+            if not isinstance(overrides, dict):
+                raise ConfigError(source, f"conditions.{name}", overrides,
+                                  "must be a mapping of dotted.key: value overrides")
+            for key in overrides:
+                if not isinstance(key, str):
+                    raise ConfigError(source, f"conditions.{name}", key,
+                                      "override keys must be dotted field names (text)")
+                if key.split(".")[0] in CONDITION_FIXED:
+                    raise ConfigError(source, f"conditions.{name}.{key}", overrides[key],
+                                      "a condition cannot set "
+                                      f"{', '.join(CONDITION_FIXED)}: they span conditions")
+
+
+# What a condition may not override: the experiment's name, its runs and conditions.
+CONDITION_FIXED = ("name", "conditions", "seed", "seeds", "population")
+
+
+def check_folder_name(source: str, path: str, value, what: str = "the experiment's name") -> None:
+    """``value`` names a folder of the results (an experiment, a condition): text, not
+    empty, no path separator, not ``.`` or ``..``, no leading ``.`` (hidden files are the
+    results' scratch files)."""
+    if not isinstance(value, str) or not value.strip() or "/" in value or "\\" in value \
+            or value.startswith("."):
+        raise ConfigError(source, path, value,
+                          f"{what} names a results folder: text without '/' or '\\', not "
+                          "empty, not starting with '.' (quote names YAML reads as other "
+                          "types, e.g. 'on', 'no', '1')")
 
 
 # What the chips of one population may differ in beyond their seed (neurosim.population):
@@ -546,9 +580,12 @@ class RunSpec:
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(str(path), "(file)", str(path), f"cannot be read: {error.strerror}")
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), "(file)", str(path),
+                          f"is not UTF-8 text (byte {error.start}): not a YAML file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -564,17 +601,23 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
-    """A chip preset name (``ideal``) or a path, relative to the experiment file."""
+    """A chip preset name (``ideal``) or a path: a bare name (no folder, no ``.yaml``) is
+    a preset first; a path is taken relative to the experiment file ``relative_to``
+    first, then to the current folder (or as it is, when absolute)."""
+    preset = HW_CONFIG_DIR / f"{name}.yaml"
     candidates = [Path(name)]
     if relative_to is not None:
-        candidates.append(relative_to.parent / name)
-    candidates.append(HW_CONFIG_DIR / f"{name}.yaml")
+        candidates.insert(0, relative_to.parent / name)
+    if "/" not in name and not name.endswith((".yaml", ".yml")):
+        candidates.insert(0, preset)
+    else:
+        candidates.append(preset)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     presets = ", ".join(sorted(p.stem for p in HW_CONFIG_DIR.glob("*.yaml")))
-    raise ConfigError(str(relative_to or "--set"), "chip", name,
-                      f"must be a preset ({presets}) or a path to a chip YAML")
+    raise ConfigError(str(relative_to) if relative_to is not None else "chip argument",
+                      "chip", name, f"must be a preset ({presets}) or a path to a chip YAML")
 
 
 def load_chip(path: str | Path) -> ChipConfig:
@@ -594,6 +637,23 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         value = raw
     return key, value
+
+
+def section_overrides(base: dict, overrides: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """A condition's overrides as dotted keys: a mapping given for a section of ``base``
+    (``train: {epochs: 2}``) sets those fields of it, the others keep their values, as
+    ``train.epochs: 2`` would; any other value replaces the field."""
+    flat = []
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        target = base
+        for part in dotted.split("."):
+            target = target.get(part) if isinstance(target, dict) else None
+        if isinstance(value, dict) and isinstance(target, dict) and value:
+            flat.extend(section_overrides(base, value, f"{dotted}."))
+        else:
+            flat.append((dotted, value))
+    return flat
 
 
 def apply_overrides(data: dict, overrides: list[tuple[str, Any]]) -> dict:
@@ -635,13 +695,7 @@ def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[
              else experiment.seeds if experiment.seeds is not None else (experiment.seed,))
     runs = []
     for name, overrides in conditions.items():
-        if not isinstance(overrides, dict):
-            raise ConfigError(source, f"conditions.{name}", overrides,
-                              "must be a mapping of dotted.key: value overrides")
-        if any(key.split(".")[0] in ("conditions", "seeds", "population") for key in overrides):
-            raise ConfigError(source, f"conditions.{name}", overrides,
-                              "cannot override conditions, seeds or population")
-        data = apply_overrides(base, list(overrides.items()))
+        data = apply_overrides(base, section_overrides(base, overrides))
         data["conditions"] = None
         data["seeds"] = None
         data["population"] = None  # a run of a population is configured as a run alone

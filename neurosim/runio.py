@@ -26,10 +26,31 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 
 
+def _process_umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# tempfile.mkstemp makes owner-only files; a result file gets the permissions that
+# open() would have given it (0666 less the umask: readable by the group and others with
+# the usual 022), so collaborators and workers under other users can read the results.
+FILE_MODE = 0o666 & ~_process_umask()
+
+
+def new_temporary(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp`` in ``folder``, the file given :data:`FILE_MODE` (it is renamed
+    over a result file once written)."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, FILE_MODE)
+    return fd, name
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = new_temporary(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

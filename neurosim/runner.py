@@ -30,7 +30,7 @@ from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs
 from neurosim.errors import CheckpointError, NeurosimError
 from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
-from neurosim.runio import SUMMARY, write_json, write_text
+from neurosim.runio import METRICS, SUMMARY, write_json, write_text
 from neurosim.schema import build, to_plain
 from neurosim.train import run_population, run_spec
 
@@ -59,13 +59,54 @@ def _same_configuration(run_dir: Path, spec: RunSpec) -> bool:
                                                       to_plain(spec.chip)]
 
 
+# What a folder neurosim wrote holds at its top (an experiment, a reproduction), or a run
+# folder's record a few levels down (an interrupted experiment or reproduction).
+OUTPUT_MARKERS = ("experiment.yaml", "results.json", "report.md")
+RUN_RECORD_DEPTH = 4
+
+
+def looks_like_output(folder: Path) -> bool:
+    """Whether ``folder`` is (or holds) neurosim output: one of :data:`OUTPUT_MARKERS` at its
+    top, or a run's ``metrics.jsonl`` up to :data:`RUN_RECORD_DEPTH` levels down."""
+    if any((folder / name).exists() for name in OUTPUT_MARKERS):
+        return True
+    return any(next(folder.glob("/".join(["*"] * depth + [METRICS])), None) is not None
+               for depth in range(RUN_RECORD_DEPTH + 1))
+
+
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not (resume or overwrite):
-        raise NeurosimError(f"{out}: output folder is not empty; pass --resume to continue "
-                            f"it or --overwrite to replace it")
+    """Make the output folder ``out``: refused when it holds something and neither
+    ``resume`` nor ``overwrite`` is given; ``overwrite`` deletes it first, only if it is
+    neurosim's output (:func:`looks_like_output`), never any other folder."""
+    if resume and overwrite:
+        raise NeurosimError("--resume and --overwrite exclude each other: continue the "
+                            "folder, or replace it")
+    if out.exists() and not out.is_dir():
+        raise NeurosimError(f"{out}: output folder is a file")
+    if out.exists() and any(out.iterdir()):
+        if not (resume or overwrite):
+            raise NeurosimError(f"{out}: output folder is not empty; pass --resume to "
+                                f"continue it or --overwrite to replace it")
+        if overwrite and not looks_like_output(out):
+            raise NeurosimError(f"{out}: not a folder neurosim wrote (no "
+                                f"{', '.join(OUTPUT_MARKERS)} and no run records): "
+                                "--overwrite deletes only neurosim output; remove it "
+                                "yourself or choose another --out")
     if overwrite and out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise NeurosimError(f"{out}: cannot make the output folder ({error.strerror})") \
+            from error
+
+
+def check_saved_configuration(spec: RunSpec, run_dir: Path) -> None:
+    """Refuse to continue ``run_dir`` when it holds a run of another configuration."""
+    config_path = run_dir / "config.yaml"
+    if config_path.exists() and not _same_configuration(run_dir, spec):
+        raise CheckpointError(f"{config_path}: the saved run was made with a different "
+                              f"configuration; use a new --out folder or --overwrite")
 
 
 def _prepare(spec: RunSpec, run_dir: Path, resume: bool) -> None:
@@ -77,9 +118,8 @@ def _prepare(spec: RunSpec, run_dir: Path, resume: bool) -> None:
     configuration's."""
     config_text, chip_text = _run_config_text(spec)
     config_path = run_dir / "config.yaml"
-    if resume and config_path.exists() and not _same_configuration(run_dir, spec):
-        raise CheckpointError(f"{config_path}: the saved run was made with a different "
-                              f"configuration; use a new --out folder or --overwrite")
+    if resume:
+        check_saved_configuration(spec, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "chip.yaml", chip_text)
     write_text(config_path, config_text)
@@ -159,8 +199,11 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     seconds each, while the runs themselves already use every core)."""
     runs = expand_runs(experiment, source)
     prepare_out_dir(out, resume, overwrite)
-    write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
     run_dirs = [run_dir_of(out, spec) for spec in runs]
+    if resume:  # every saved run checked before the folder's experiment.yaml is replaced
+        for spec, run_dir in zip(runs, run_dirs):
+            check_saved_configuration(spec, run_dir)
+    write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
     if experiment.population is not None:
         populations = population_members(runs, experiment.population.across_conditions,
                                          experiment.population.max_chips)

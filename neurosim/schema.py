@@ -76,6 +76,19 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
+def _yaml11_number(value: Any) -> Any:
+    """A number written as YAML 1.2 allows but PyYAML (YAML 1.1) reads as text, such as
+    ``1e-3`` (1.1 wants ``1.0e-3``), as the float it is; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number) and value.strip().lower() not in ("inf", "nan"):
+            return number
+    return value
+
+
 def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -115,11 +128,15 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: st
         _check_number(value, meta, source, path)
         return value
     if tp is float:
+        value = _yaml11_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, path, value, "must be a number")
         _check_number(float(value), meta, source, path)
         return float(value)
     if tp is str:
+        choices = meta.get("choices") or ()
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):
+            value = "on" if value else "off"  # YAML 1.1 reads unquoted on/off as booleans
         if not isinstance(value, str):
             raise ConfigError(source, path, value, "must be a string")
         choices = meta.get("choices")
@@ -144,7 +161,7 @@ def build(cls: type, data: Any, source: str, path: str = "") -> Any:
         raise ConfigError(source, where, data, "must be a mapping of fields")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # keys YAML read as numbers too
     if unknown:
         key = unknown[0]
         raise ConfigError(source, _join(path, str(key)), data[key],

@@ -76,9 +76,11 @@ def test_run_writes_every_output_and_resume_reuses_finished_runs(tmp_path, capsy
 def test_resume_with_a_changed_config_is_refused(tmp_path, capsys):
     experiment, out = write_experiment(tmp_path, seeds=[0], conditions={"fa": {}}), tmp_path / "out"
     assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 0
+    saved = (out / "experiment.yaml").read_text()
     assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume",
                  "--set", "optimizer.lr=0.1"]) == 2
     assert "different configuration" in capsys.readouterr().err
+    assert (out / "experiment.yaml").read_text() == saved  # the refused resume wrote nothing
 
 
 def test_resume_accepts_a_saved_config_without_a_newer_defaulted_field(tmp_path):
@@ -143,3 +145,61 @@ def test_report_processes_must_be_a_positive_integer(tmp_path, capsys, value):
         main(["run", str(tmp_path / "any.yaml"), "--report-processes", value])
     assert exit_info.value.code == 2
     assert "--report-processes" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_only_neurosim_output(tmp_path, capsys):
+    """--overwrite replaces a folder neurosim wrote, never another one; --resume with
+    --overwrite, and an output path that is a file, are one-line errors."""
+    experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert main(["run", str(experiment), "--out", str(precious), "--overwrite", "--quiet"]) == 2
+    assert "not a folder neurosim wrote" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    out = tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(experiment), "--out", str(out), "--overwrite", "--quiet"]) == 0
+    assert main(["run", str(experiment), "--out", str(out), "--overwrite", "--resume"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert main(["run", str(experiment), "--out", str(tmp_path / "precious" / "thesis.tex")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_condition_section_mapping_sets_only_its_fields(tmp_path):
+    """conditions: {x: {train: {epochs: 2}}} changes train.epochs and keeps the file's
+    train.batch_size, as train.epochs: 2 would (it used to reset the section)."""
+    from neurosim.config import expand_runs, load_experiment
+
+    def condition_x(overrides=()):
+        runs = expand_runs(load_experiment(experiment, list(overrides)), experiment)
+        return next(run.experiment.train for run in runs if run.condition == "x")
+
+    experiment = write_experiment(tmp_path, conditions={"x": {"train": {"epochs": 2}}})
+    assert (condition_x().epochs, condition_x().batch_size) == (2, 32)
+    train = condition_x(["conditions.x.train.epochs=3"])
+    assert (train.epochs, train.batch_size) == (3, 32)
+
+
+def test_population_option_replaces_a_files_population_seeds(tmp_path):
+    from neurosim.config import load_experiment
+    from neurosim.commands.run import population_overrides
+
+    experiment = write_experiment(tmp_path, seeds=None, population={"seeds": [4, 5]})
+    loaded = load_experiment(experiment, population_overrides(2))
+    assert loaded.population.all_seeds == (0, 1)
+
+
+def test_result_files_are_readable_as_open_would_make_them(tmp_path):
+    """Results are written through temporary files (atomic renames) that get the mode a
+    plain open() would give (0666 less the umask), not mkstemp's owner-only 0600."""
+    import os
+    import stat
+
+    from neurosim.runio import FILE_MODE, write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask
+    write_text(tmp_path / "report.md", "x")
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == FILE_MODE

@@ -62,6 +62,19 @@ BAD_EXPERIMENTS = [
      "condition x"),
     ("zero batch", merged(train={"batch_size": 0}), "train.batch_size", "must be >= 1"),
     ("beta out of range", merged(optimizer={"beta1": 1.0}), "optimizer.beta1", "must be >= 0.0 and < 1.0"),
+    ("repeated seeds", merged(seeds=[0, 0]), "seeds", "must be distinct"),
+    ("no seeds", merged(seeds=[]), "seeds", "at least one"),
+    ("condition name out of the folder", merged(conditions={"../x": {"rule": "bp"}}),
+     "conditions", "without '/'"),
+    ("condition name YAML reads as a boolean", merged(conditions={True: {"rule": "bp"}}),
+     "conditions", "quote names"),
+    ("empty condition name", merged(conditions={"": {"rule": "bp"}}), "conditions",
+     "not empty"),
+    ("experiment name with a path", merged(name="a/b"), "name", "without '/'"),
+    ("condition sets a seed", merged(conditions={"x": {"seed": 3}}), "conditions.x.seed",
+     "cannot set"),
+    ("condition override key not text", merged(conditions={"x": {1: "fa"}}), "conditions.x",
+     "dotted field names"),
 ]
 
 
@@ -99,7 +112,7 @@ BAD_CHIPS = [
      "feedback.kind", "regenerated feedback is digital"),
     ("feedback levels < 2", {"feedback": {"levels": 1}}, "feedback.levels", "must be >= 2"),
     ("feedback stuck > 1", {"feedback": {"stuck_at_min": 0.7, "stuck_at_max": 0.7}},
-     "feedback.stuck_at_max", "add up to <= 1"),
+     "feedback.stuck_at_min + stuck_at_max", "add up to <= 1"),
     ("unknown device", {"forward": {"device": {"model": "memristor9000"}}},
      "forward.device.model", "must be one of"),
     ("negative step", {"forward": {"device": {"model": "constant_step", "dw_min": -0.01}}},
@@ -115,7 +128,7 @@ BAD_CHIPS = [
      "forward.device.stuck_at_min", "<= 1.0"),
     ("stuck fractions > 1 together", {"forward": {"device": {"stuck_at_min": 0.6,
                                                               "stuck_at_max": 0.6}}},
-     "forward.device.stuck_at_initial", "add up to <= 1"),
+     "forward.device.stuck_at_min + stuck_at_max + stuck_at_initial", "add up to <= 1"),
     ("pulsed ideal device", {"forward": {"update": {"mode": "pulsed"}}},
      "forward.update.mode", "need a device model"),
     ("unknown update mode", {"forward": {"update": {"mode": "magic"}}},
@@ -208,3 +221,40 @@ def test_cli_error_has_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: {path}: optimizer.lr = -1.0: must be > 0.0"]
+
+
+def test_chip_paths_are_relative_to_the_experiment_and_presets_win_for_bare_names(
+        tmp_path, monkeypatch):
+    """chip: c.yaml is the file beside the experiment, even when the current folder has
+    one of the same name; chip: ideal is the preset, even beside a stray file 'ideal'."""
+    ideal = yaml.safe_load((REPO / "hw_configs" / "ideal.yaml").read_text())
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "c.yaml").write_text(yaml.safe_dump({**ideal, "name": "beside"}))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**ideal, "name": "current"}))
+    (tmp_path / "ideal").write_text("not: [a chip")
+    monkeypatch.chdir(tmp_path)
+    for chip, expected in (("c.yaml", "beside"), ("ideal", "ideal")):
+        path = write(tmp_path / "exp", {**BASE, "chip": chip}, "e.yaml")
+        (run,) = expand_runs(load_experiment(path), path)
+        assert run.chip.name == expected
+
+
+def test_a_file_that_is_not_text_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"name: \xff\xfe\x00binary")
+    assert main(["config", "validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not UTF-8 text" in err, err
+
+
+def test_yaml_1_1_readings_of_documented_values_are_accepted(tmp_path):
+    """PyYAML reads `lr: 1e-3` as text and `fused_update: off` as false (YAML 1.1); both
+    mean what they say (while `lr: abc` stays an error)."""
+    path = tmp_path / "e.yaml"
+    path.write_text("name: t\ndata: {dataset: digits}\noptimizer: {lr: 1e-3}\n"
+                    "simulation: {fused_update: off}\n")
+    experiment = load_experiment(path)
+    assert experiment.optimizer.lr == 1e-3 and experiment.simulation.fused_update == "off"
+    path.write_text("name: t\ndata: {dataset: digits}\noptimizer: {lr: abc}\n")
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        load_experiment(path)

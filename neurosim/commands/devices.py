@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neurosim.commands.run import positive_int
 from neurosim.config import HW_CONFIG_DIR, DeviceConfig, load_chip, resolve_chip_path
 from neurosim.device_curves import response_curve
 from neurosim.devices import nominal_step
@@ -21,8 +22,10 @@ def register(subparsers) -> None:
     show = sub.add_parser("show", help="a preset's response curve (pulses -> weight) as PNG + CSV")
     show.add_argument("name", help="preset name or chip YAML path")
     show.add_argument("--out", type=Path, default=Path("device_curves"), help="output folder")
-    show.add_argument("--devices", type=int, default=200, help="devices in the population")
-    show.add_argument("--pulses", type=int, help="up pulses, then as many down (default: levels)")
+    show.add_argument("--devices", type=positive_int, default=200,
+                      help="devices in the population")
+    show.add_argument("--pulses", type=positive_int,
+                      help="up pulses, then as many down (default: levels)")
     show.set_defaults(func=run_show)
 
 

@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     settings = QUICK if args.quick else FULL
     chip_name = Path(args.chip).stem
     out = args.out or Path("runs") / f"reproduce{'-quick' if args.quick else ''}-{chip_name}"
-    prepare_out_dir(out, resume=True, overwrite=args.overwrite)
+    prepare_out_dir(out, resume=not args.overwrite, overwrite=args.overwrite)
     ctx = Context(out=out, chip=args.chip, seeds=tuple(range(args.seeds)), settings=settings,
                   data_dir=args.data_dir, backend=args.backend, progress=not args.quiet)
     start = time.perf_counter()

@@ -53,12 +53,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=main)
 
 
+def population_overrides(size: int) -> list[str]:
+    """``--population M``: seeds 0 .. M - 1 (``population.first_seed`` on) of every
+    condition as one population, instead of the file's seeds or population seeds."""
+    return [f"population.size={size}", "population.seeds=null", "seeds=null"]
+
+
 def main(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"simulation.backend={args.backend}")
     if args.population is not None:
-        overrides += [f"population.size={args.population}", "seeds=null"]
+        overrides += population_overrides(args.population)
     experiment = load_experiment(args.experiment, overrides)
     out = args.out or Path("runs") / experiment.name
     report = run_experiment(experiment, args.experiment, out, resume=args.resume,

@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 from neurosim.data import formats
 from neurosim.data.registry import DatasetSpec, FileSpec, get_spec
 from neurosim.errors import DataError
+from neurosim.runio import new_temporary
 
 ENV_VAR = "NEUROSIM_DATA"
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -123,7 +123,7 @@ def _write_sidecar(directory: Path, entries: dict) -> None:
     if not writable(directory):
         return
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=SIDECAR_NAME, suffix=".tmp")
+        fd, tmp = new_temporary(directory, SIDECAR_NAME, ".tmp")
     except OSError:
         return
     try:
@@ -210,7 +210,7 @@ def fetch_file(spec: DatasetSpec, file: FileSpec, root: Path) -> Path:
     )
     try:
         _make_writable_dir(target.parent)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{file.filename}.", suffix=".part")
+        fd, tmp_name = new_temporary(target.parent, f".{file.filename}.", ".part")
     except OSError as error:
         raise MissingDataError(f"cannot write {target} ({error}); {by_hand}") from None
     os.close(fd)
