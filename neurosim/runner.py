@@ -61,7 +61,7 @@ def _same_configuration(run_dir: Path, spec: RunSpec) -> bool:
 
 # What a folder neurosim wrote holds at its top (an experiment, a reproduction), or a run
 # folder's record a few levels down (an interrupted experiment or reproduction).
-OUTPUT_MARKERS = ("experiment.yaml", "results.json", "report.md")
+OUTPUT_MARKERS = ("experiment.yaml", "results.json")
 RUN_RECORD_DEPTH = 4
 
 

@@ -154,6 +154,7 @@ def test_overwrite_deletes_only_neurosim_output(tmp_path, capsys):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
+    (precious / "report.md").write_text("a name neurosim uses too")
     assert main(["run", str(experiment), "--out", str(precious), "--overwrite", "--quiet"]) == 2
     assert "not a folder neurosim wrote" in capsys.readouterr().err
     assert (precious / "thesis.tex").read_text() == "years of work"
