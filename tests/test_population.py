@@ -248,7 +248,7 @@ BAD_POPULATIONS = [
     ({"population": {"size": 0}}, "population.size", "must be >= 1"),
     ({"population": {"size": 2}, "seeds": [0, 1]}, "seeds", "drop seeds"),
     ({"population": {"size": 2}, "conditions": {"a": {"population.size": 3}}},
-     "conditions.a", "cannot override conditions, seeds or population"),
+     "conditions.a.population.size", "a condition cannot set"),
 ]
 
 
