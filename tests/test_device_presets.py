@@ -13,6 +13,7 @@ from conftest import REPO
 from neurosim.cli import main
 from neurosim.config import DeviceConfig, load_chip
 from neurosim.device_curves import response_curve
+from neurosim.devices import draw_device_state, mean_response
 
 PRESETS = sorted(p.stem for p in (REPO / "hw_configs").glob("*.yaml"))
 
@@ -72,3 +73,23 @@ def test_nominal_constant_step_curve_is_linear():
     curve = response_curve(chip, n_devices=5)
     np.testing.assert_allclose(np.diff(curve.nominal[:51]), 2.0 / 50, rtol=1e-9)
     np.testing.assert_allclose(curve.mean, curve.nominal, atol=1e-12)  # no noise configured
+
+
+def test_ecram_preset_has_aihwkits_ecram_response():
+    """aihwkit's EcRamPresetDevice (LinearStepDevice, mean_bound_reference): range
+    [-0.8276, 1.1724], dw_min 0.002, step dw_min (1 - 0.1153) up at w_max and
+    dw_min (1 - 0.5085) down at w_min, equal up and down steps at w = 0."""
+    chip = load_chip(REPO / "hw_configs" / "ecram.yaml")
+    forward = chip.forward
+    nominal = dataclasses.replace(forward.device, dw_min_dtod=0.0, up_down_dtod=0.0,
+                                  w_min_dtod=0.0, w_max_dtod=0.0)
+    state = draw_device_state(nominal, forward.w_min, forward.w_max, 3, seed=0, layer=0)
+    assert (forward.w_min, forward.w_max) == (-0.8276, 1.1724)
+    assert state.dw_min == pytest.approx(0.002)
+    devices = np.arange(3)
+    w = np.array([forward.w_max, forward.w_min, 0.0])
+    up = mean_response(state, devices, w, np.ones(3, dtype=bool))
+    down = mean_response(state, devices, w, np.zeros(3, dtype=bool))
+    assert up[0] == pytest.approx(0.002 * (1 - 0.1153), rel=1e-4)
+    assert down[1] == pytest.approx(-0.002 * (1 - 0.5085), rel=1e-4)
+    assert up[2] == pytest.approx(-down[2])
