@@ -4,7 +4,9 @@ Energy in picojoules of each ``[stage, operation, layer]`` cell of a :class:`~ne
 Ledger`, split into :data:`COMPONENTS`:
 
 * ``cell_read`` = ``cells_read * V_r^2 G t_r``;
-* ``write`` = ``(pulses_up + pulses_down) * V_w^2 G t_w``;
+* ``write`` = ``pulses_up * V_w^2 G t_w + pulses_down * V_w,ltd^2 G t_w,ltd`` (depression
+  pulses at their own amplitude and width where the chip gives them, as NeuroSim's
+  ``writeVoltageLTD`` / ``writePulseWidthLTD``; else the same as potentiation);
 * ``adc`` = ``adc_conversions * E_adc(bits)`` (:func:`adc_pj`);
 * ``dac`` = ``dac_conversions * bits * dac_pj_per_bit``;
 * ``shift_add`` = ``partial_sum_adds * shift_add_pj``;
@@ -64,6 +66,13 @@ class EnergyConfig:
     write_time_ns: float = spec(50.0, ge=0.0,
                                 doc="write pulse width t_w (ns); TaOx, MLP+NeuroSim Cell.cpp "
                                     "(1.6^2 V^2 * 10 uS * 50 ns = 1.28 pJ per pulse)")
+    write_voltage_ltd_v: float | None = spec(
+        None, ge=0.0, doc="amplitude of a depression (LTD, weight-decreasing) pulse (V), where "
+                          "it differs from potentiation's (NeuroSim's writeVoltageLTD); null: "
+                          "write_voltage_v")
+    write_time_ltd_ns: float | None = spec(
+        None, ge=0.0, doc="width of a depression (LTD) pulse (ns) (NeuroSim's "
+                          "writePulseWidthLTD); null: write_time_ns")
     adc_pj_by_bits: dict = spec(
         factory=lambda: dict(ADC_PJ_BY_BITS),
         doc="energy of one ADC conversion (pJ) by resolution in bits: SAR ADC, " + ISAAC +
@@ -123,9 +132,17 @@ def cell_read_pj(config: EnergyConfig) -> float:
     return config.read_voltage_v ** 2 * config.cell_conductance_us * config.read_time_ns * 1e-3
 
 
-def write_pulse_pj(config: EnergyConfig) -> float:
-    """``V_w^2 G t_w`` in pJ (1.6^2 V^2 * 10 uS * 50 ns = 1.28 pJ)."""
-    return config.write_voltage_v ** 2 * config.cell_conductance_us * config.write_time_ns * 1e-3
+def write_pulse_pj(config: EnergyConfig, up: bool = True) -> float:
+    """One potentiation (``up``) or depression pulse, ``V_w^2 G t_w`` in pJ (1.6^2 V^2 *
+    10 uS * 50 ns = 1.28 pJ); a depression pulse takes ``write_voltage_ltd_v`` and
+    ``write_time_ltd_ns`` where they are given."""
+    voltage, time_ns = config.write_voltage_v, config.write_time_ns
+    if not up:
+        if config.write_voltage_ltd_v is not None:
+            voltage = config.write_voltage_ltd_v
+        if config.write_time_ltd_ns is not None:
+            time_ns = config.write_time_ltd_ns
+    return voltage ** 2 * config.cell_conductance_us * time_ns * 1e-3
 
 
 def adc_pj(config: EnergyConfig, bits: int) -> float:
@@ -187,7 +204,8 @@ def energy_array(counts: np.ndarray, config: EnergyConfig, adc_bits: ByBits = No
 
     return np.stack([
         count("cells_read") * cell_read_pj(config),
-        pulses(counts) * write_pulse_pj(config),
+        count("pulses_up") * write_pulse_pj(config)
+        + count("pulses_down") * write_pulse_pj(config, up=False),
         count("adc_conversions") * adc_unit,
         count("dac_conversions") * dac * config.dac_pj_per_bit,
         count("partial_sum_adds") * config.shift_add_pj,

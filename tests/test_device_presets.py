@@ -93,3 +93,13 @@ def test_ecram_preset_has_aihwkits_ecram_response():
     assert up[0] == pytest.approx(0.002 * (1 - 0.1153), rel=1e-4)
     assert down[1] == pytest.approx(-0.002 * (1 - 0.5085), rel=1e-4)
     assert up[2] == pytest.approx(-down[2])
+
+
+def test_devices_list_says_whose_write_pulse_each_preset_is_charged(capsys):
+    """Ag:a-Si is charged NeuroSim's own pulses (3.2 V / 2.8 V, 300 us, 38.5 nS); a preset
+    without its own pulse is marked as charged TaOx's default."""
+    assert main(["devices", "list"]) == 0
+    lines = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ") and not line.startswith("| preset")}
+    assert "| 118 / 90.5 |" in lines["rram_agsi"]
+    assert "| 1.28 / 1.28 (TaOx default) |" in lines["rram_taox"]

@@ -188,6 +188,26 @@ def test_energy_components_equal_counts_times_unit_costs():
     assert energy[s, 2, 0, E["dac"]] == pytest.approx(update[C["dac_conversions"]] * 4 * 0.417)
 
 
+def test_depression_pulses_take_their_own_amplitude_and_width():
+    """NeuroSim's separate LTP/LTD write pulses (Ag:a-Si: 3.2 V / 2.8 V, 300 us): up
+    pulses cost V_w^2 G t_w, down pulses V_w,ltd^2 G t_w,ltd; unset, both cost the same."""
+    counts = busy_ledger().counts
+    up, down = (counts[..., C[name]].astype(float) for name in ("pulses_up", "pulses_down"))
+    same = EnergyConfig(write_voltage_v=3.2, write_time_ns=300e3, cell_conductance_us=0.038462)
+    split = dataclasses.replace(same, write_voltage_ltd_v=2.8, write_time_ltd_ns=150e3)
+    assert write_pulse_pj(same, up=False) == write_pulse_pj(same) == pytest.approx(118.15, rel=1e-4)
+    assert write_pulse_pj(split, up=False) == pytest.approx(2.8 ** 2 * 0.038462 * 150, rel=1e-12)
+    np.testing.assert_allclose(energy_array(counts, same)[..., E["write"]],
+                               (up + down) * write_pulse_pj(same), rtol=1e-12)
+    np.testing.assert_allclose(energy_array(counts, split)[..., E["write"]],
+                               up * write_pulse_pj(split) + down * write_pulse_pj(split, False),
+                               rtol=1e-12)
+    unchanged = [c for c in COMPONENTS if c != "write"]
+    np.testing.assert_array_equal(
+        energy_array(counts, split)[..., [E[c] for c in unchanged]],
+        energy_array(counts, same)[..., [E[c] for c in unchanged]])
+
+
 # unit cost -> the components it scales, and by how much when it doubles
 SCALING = {
     "read_voltage_v": {"cell_read": 4}, "read_time_ns": {"cell_read": 2},

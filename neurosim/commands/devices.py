@@ -9,6 +9,7 @@ from neurosim.commands.run import positive_int
 from neurosim.config import HW_CONFIG_DIR, DeviceConfig, load_chip, resolve_chip_path
 from neurosim.device_curves import response_curve
 from neurosim.devices import nominal_step
+from neurosim.energy import EnergyConfig, write_pulse_pj
 from neurosim.plots import new_figure, save_png
 from neurosim.report import markdown_table, write_csv
 
@@ -37,6 +38,20 @@ def cycle_to_cycle(device: DeviceConfig) -> str:
     return f"{device.dw_min_ctoc:g} x step" if device.dw_min_ctoc > 0 else "0"
 
 
+WRITE_FIELDS = ("cell_conductance_us", "write_voltage_v", "write_time_ns", "write_voltage_ltd_v",
+                "write_time_ltd_ns")
+
+
+def write_pulses(energy: EnergyConfig) -> str:
+    """The energy of one potentiation and one depression pulse, as the ledger charges them;
+    marked where they are the defaults' (TaOx's pulse, not the preset technology's own)."""
+    text = f"{write_pulse_pj(energy):.3g} / {write_pulse_pj(energy, up=False):.3g}"
+    default = EnergyConfig()
+    if all(getattr(energy, f) == getattr(default, f) for f in WRITE_FIELDS):
+        text += " (TaOx default)"
+    return text
+
+
 def run_list(args: argparse.Namespace) -> int:
     rows = []
     for path in sorted(HW_CONFIG_DIR.glob("*.yaml")):
@@ -50,9 +65,10 @@ def run_list(args: argparse.Namespace) -> int:
                      f"γ {device.gamma_up:g} / {device.gamma_down:g}"
                      if device.model == "linear_step" else "–",
                      f"{device.g_max / device.g_min:.1f}", cycle_to_cycle(device),
-                     f"{device.dw_min_dtod:g}", chip.source])
+                     f"{device.dw_min_dtod:g}", write_pulses(chip.energy), chip.source])
     print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
-                          "c2c (per pulse)", "d2d", "source"], rows))
+                          "c2c (per pulse)", "d2d", "write pulse up / down (pJ)", "source"],
+                         rows))
     return 0
 
 
