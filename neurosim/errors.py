@@ -20,7 +20,18 @@ class ConfigError(NeurosimError):
 
     def __init__(self, source: str, path: str, value: object, allowed: str):
         self.source, self.path, self.value, self.allowed = source, path, value, allowed
-        super().__init__(f"{source}: {path} = {value!r}: {allowed}")
+        super().__init__(f"{source}: {path} = {shown_value(value)}: {allowed}")
+
+
+#: Longest value a message shows (its repr): a whole mapping or list given where a field
+#: was expected would otherwise push the rule off a one-line message.
+MAX_SHOWN_VALUE = 80
+
+
+def shown_value(value: object, limit: int = MAX_SHOWN_VALUE) -> str:
+    """``repr(value)``, cut to ``limit`` characters with an ellipsis when longer."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class DataError(NeurosimError):

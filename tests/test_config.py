@@ -258,3 +258,19 @@ def test_yaml_1_1_readings_of_documented_values_are_accepted(tmp_path):
     path.write_text("name: t\ndata: {dataset: digits}\noptimizer: {lr: abc}\n")
     with pytest.raises(ConfigError, match="optimizer.lr"):
         load_experiment(path)
+
+
+def test_a_long_value_is_cut_in_the_message(tmp_path, capsys):
+    """A whole mapping where a field was expected is shown cut to 80 characters, so that
+    the rule stays on a readable line."""
+    big = {f"key{i}": i for i in range(100)}
+    path = write(tmp_path, merged(train={"epochz": big}))
+    assert main(["config", "validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    prefix = f"error: {path}: train.epochz = "
+    assert err.startswith(prefix) and "unknown field; allowed fields: epochs" in err
+    shown = err[len(prefix):err.index(": unknown field")]
+    assert len(shown) == 80 and shown.endswith("...") and shown.startswith("{'key0': 0")
+    error = ConfigError("f.yaml", "x", big, "must be a number")
+    assert error.value == big  # the value itself is kept whole
+    assert str(ConfigError("f.yaml", "x", "a" * 78, "r")) == f"f.yaml: x = '{'a' * 78}': r"
