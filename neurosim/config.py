@@ -577,6 +577,77 @@ class RunSpec:
 
 
 # ------------------------------------------------------------------------ loading
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a YAML document gives the same key twice (PyYAML would keep the last
+    silently): ``path`` is the key's dotted path, ``line`` the 1-based line of the repeat,
+    ``first_line`` that of the first."""
+
+    def __init__(self, path: str, value: Any, line: int, first_line: int):
+        self.path, self.value, self.line, self.first_line = path, value, line, first_line
+        super().__init__(f"{path}: duplicate key on line {line} (first on line {first_line})")
+
+    def config_error(self, source: str, prefix: str = "") -> ConfigError:
+        path = f"{prefix}.{self.path}" if prefix and self.path else prefix or self.path
+        return ConfigError(source, path, self.value,
+                           f"duplicate key on line {self.line} (first given on line "
+                           f"{self.first_line}); give each key once")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader refusing a key given twice in one mapping
+    (:class:`DuplicateKeyError`), which ``yaml.safe_load`` would resolve silently to the
+    last value. Every configuration file and ``--set`` value is read with it
+    (:func:`load_yaml`)."""
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._check_duplicates(node, "", set())
+        return self.construct_document(node)
+
+    def _check_duplicates(self, node: yaml.Node, path: str, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias of a node already checked (or a recursive one)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self._check_duplicates(item, f"{path}[{index}]", seen)
+        elif isinstance(node, yaml.MappingNode):
+            first_lines = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *anchor'
+                    self._check_duplicates(value_node, path, seen)
+                    continue
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = self.construct_object(key_node)
+                    dotted = f"{path}.{key}" if path else str(key)
+                    line = key_node.start_mark.line + 1
+                    if key in first_lines:
+                        raise DuplicateKeyError(dotted, self._shown(value_node), line,
+                                                first_lines[key])
+                    first_lines[key] = line
+                else:
+                    dotted = f"{path}.{key_node.value!r}" if path else repr(key_node.value)
+                self._check_duplicates(value_node, dotted, seen)
+
+    def _shown(self, node: yaml.Node) -> Any:
+        """The value of ``node`` for the message (its text where it cannot be built)."""
+        try:
+            return self.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            return getattr(node, "value", None)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, refusing duplicate keys (:class:`ConfigLoader`)."""
+    loader = ConfigLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
@@ -587,7 +658,9 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(str(path), "(file)", str(path),
                           f"is not UTF-8 text (byte {error.start}): not a YAML file") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DuplicateKeyError as error:
+        raise error.config_error(str(path)) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
@@ -633,7 +706,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError("--set", text, text, "must look like dotted.key=value")
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
+    except DuplicateKeyError as error:
+        raise error.config_error("--set", key) from None
     except yaml.YAMLError:
         value = raw
     return key, value

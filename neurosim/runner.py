@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs
+from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs, read_yaml
 from neurosim.errors import CheckpointError, NeurosimError
 from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
@@ -51,7 +51,7 @@ def _same_configuration(run_dir: Path, spec: RunSpec) -> bool:
     formatting is not a difference; a changed value, or a saved field the schema no longer
     knows, is."""
     try:
-        saved = [build(kind, yaml.safe_load((run_dir / name).read_text()), str(run_dir / name))
+        saved = [build(kind, read_yaml(run_dir / name), str(run_dir / name))
                  for kind, name in ((ExperimentConfig, "config.yaml"), (ChipConfig, "chip.yaml"))]
     except (OSError, NeurosimError):
         return False

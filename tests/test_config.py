@@ -260,6 +260,38 @@ def test_yaml_1_1_readings_of_documented_values_are_accepted(tmp_path):
         load_experiment(path)
 
 
+@pytest.mark.parametrize("name, text, field, lines", [
+    ("chip.yaml", "name: dup\nforward:\n  device:\n    levels: 64\n    levels: 256\n",
+     "forward.device.levels", (5, 4)),
+    ("exp.yaml", "name: t\ndata: {dataset: digits}\ntrain:\n  epochs: 1\ntrain:\n  epochs: 2\n",
+     "train", (5, 3)),
+    ("exp.yaml", "name: t\ndata: {dataset: digits}\nconditions:\n  a: {rule: bp, rule: fa}\n",
+     "conditions.a.rule", (4, 4)),
+])
+def test_a_duplicate_key_is_refused_naming_file_field_and_line(tmp_path, capsys, name, text,
+                                                                field, lines):
+    """PyYAML keeps the last of two equal keys; a config file with one is refused instead."""
+    path = tmp_path / name
+    path.write_text(text)
+    assert main(["config", "validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"error: {path}: {field} = ")
+    assert f"duplicate key on line {lines[0]} (first given on line {lines[1]})" in err
+
+
+def test_a_duplicate_key_in_a_sweep_or_an_override_is_refused(tmp_path, capsys):
+    experiment = write(tmp_path, BASE)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"name: s\nexperiment: {experiment}\nseeds: [0]\nseeds: [1]\n")
+    assert main(["config", "validate", str(sweep)]) == 2
+    assert f"error: {sweep}: seeds = [1]: duplicate key on line 4" in capsys.readouterr().err
+    assert main(["config", "validate", str(experiment), "--set",
+                 "train={epochs: 1, epochs: 2}"]) == 2
+    assert "error: --set: train.epochs = 2: duplicate key" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="duplicate key"):
+        parse_override("a={b: 1, b: 1}")
+
+
 def test_a_long_value_is_cut_in_the_message(tmp_path, capsys):
     """A whole mapping where a field was expected is shown cut to 80 characters, so that
     the rule stays on a readable line."""
