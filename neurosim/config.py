@@ -693,8 +693,10 @@ def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
                       "chip", name, f"must be a preset ({presets}) or a path to a chip YAML")
 
 
-def load_chip(path: str | Path) -> ChipConfig:
-    return build(ChipConfig, read_yaml(path), str(path))
+def load_chip(path: str | Path, overrides: list[str] = ()) -> ChipConfig:
+    """Parse and validate a chip file with ``--set`` overrides applied."""
+    data = apply_overrides(read_yaml(path), [parse_override(o) for o in overrides])
+    return build(ChipConfig, data, f"{path}" + (" (with --set overrides)" if overrides else ""))
 
 
 def parse_override(text: str) -> tuple[str, Any]:

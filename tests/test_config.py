@@ -306,3 +306,17 @@ def test_a_long_value_is_cut_in_the_message(tmp_path, capsys):
     error = ConfigError("f.yaml", "x", big, "must be a number")
     assert error.value == big  # the value itself is kept whole
     assert str(ConfigError("f.yaml", "x", "a" * 78, "r")) == f"f.yaml: x = '{'a' * 78}': r"
+
+
+def test_chip_validate_and_show_apply_set_overrides(tmp_path, capsys):
+    """`config validate CHIP --set ...` validates the chip with the overrides (it used to
+    validate the file as it is), and `config show CHIP --set ...` shows them applied."""
+    chip = REPO / "hw_configs" / "ideal.yaml"
+    assert main(["config", "validate", str(chip), "--set", "forward.w_max=-5"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == (f"error: {chip} (with --set overrides): forward.w_max = -5.0: "
+                   "must be > forward.w_min (-1.0)")
+    assert main(["config", "validate", str(chip), "--set", "name=renamed"]) == 0
+    assert "valid chip 'renamed'" in capsys.readouterr().out
+    assert main(["config", "show", str(chip), "--set", "tiles.rows=128"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["tiles"]["rows"] == 128

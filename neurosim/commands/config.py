@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     if _is_chip(args.file):
-        chip = load_chip(args.file)
+        chip = load_chip(args.file, args.overrides)
         print(f"{args.file}: valid chip '{chip.name}'")
         return 0
     if _is_sweep(args.file):
@@ -63,7 +63,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    config = load_chip(args.file) if _is_chip(args.file) else load_experiment(args.file, args.overrides)
+    config = (load_chip(args.file, args.overrides) if _is_chip(args.file)
+              else load_experiment(args.file, args.overrides))
     print(yaml.safe_dump(to_plain(config), sort_keys=False), end="")
     return 0
 
