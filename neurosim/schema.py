@@ -103,7 +103,12 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: st
                 return _convert(value, arg, meta, source, path)
             except ConfigError as error:
                 errors.append(error)
-        # Prefer a range error from a matching type over a type mismatch.
+        # Prefer an error inside the value (a field of an optional section, an item of an
+        # optional list: the value has that type, one of its parts is wrong), then a range
+        # error from a matching type, over a type mismatch of the whole value.
+        for error in errors:
+            if error.path != path:
+                raise error
         for error in errors:
             if "must be a" not in error.allowed and "must be an" not in error.allowed:
                 raise error

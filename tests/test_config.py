@@ -320,3 +320,19 @@ def test_chip_validate_and_show_apply_set_overrides(tmp_path, capsys):
     assert "valid chip 'renamed'" in capsys.readouterr().out
     assert main(["config", "show", str(chip), "--set", "tiles.rows=128"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["tiles"]["rows"] == 128
+
+
+@pytest.mark.parametrize("section, line", [
+    ({"precondition": {"optimizer": {"lr": "abc"}}},
+     "precondition.optimizer.lr = 'abc': must be a number"),
+    ({"population": {"size": "abc"}}, "population.size = 'abc': must be an integer or null"),
+    ({"seeds": [1, "x"]}, "seeds[1] = 'x': must be an integer"),
+    ({"population": [1]}, "population = [1]: must be a mapping or null"),
+])
+def test_an_error_inside_an_optional_section_names_the_inner_field(tmp_path, capsys,
+                                                                   section, line):
+    """A section that may be null (precondition.optimizer, population) blames the field
+    inside it that is wrong, not the whole section ('must be a mapping or null')."""
+    path = write(tmp_path, merged(**section))
+    assert main(["config", "validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {path}: {line}"
