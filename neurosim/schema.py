@@ -214,8 +214,18 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _optional_section(tp: Any) -> type | None:
+    """The config class of an optional section (``SomeConfig | None``), else None."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    classes = [arg for arg in typing.get_args(tp) if dataclasses.is_dataclass(arg)]
+    return classes[0] if len(classes) == 1 else None
+
+
 def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted path, default, doc) for every field of ``cls``, nested classes expanded."""
+    """(dotted path, default, doc) for every field of ``cls``, nested classes expanded;
+    an optional section (``SomeConfig | None``) has its own row (its default, null, and
+    what it does) followed by its fields, with the defaults they take when it is given."""
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -227,4 +237,7 @@ def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         default = f.default if f.default is not _MISSING else (
             f.default_factory() if f.default_factory is not _MISSING else "(required)")
         rows.append((path, repr(default), f.metadata.get("doc", "")))
+        section = _optional_section(tp)
+        if section is not None:
+            rows.extend(field_docs(section, path))
     return rows

@@ -336,3 +336,16 @@ def test_an_error_inside_an_optional_section_names_the_inner_field(tmp_path, cap
     path = write(tmp_path, merged(**section))
     assert main(["config", "validate", str(path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {path}: {line}"
+
+
+def test_fields_lists_the_fields_of_optional_sections(capsys):
+    """`config fields` expands an optional section (precondition.optimizer, population)
+    like a required one: its own row, then every field under its dotted path."""
+    assert main(["config", "fields", "experiment"]) == 0
+    paths = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    for section, names in (("precondition.optimizer", ("name", "lr", "momentum")),
+                           ("population", ("seeds", "size", "first_seed", "max_chips"))):
+        start = paths.index(section)
+        assert [f"{section}.{name}" for name in names] == [
+            path for path in paths[start + 1:start + 7] if path.split(".")[-1] in names]
+    assert "train.epochs" in paths and "train" not in paths  # a required section: fields only
