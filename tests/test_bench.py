@@ -1,6 +1,7 @@
 """``neurosim bench``: a tiny config on every backend here x two chips x two population
 sizes, its JSON and markdown; bad options refused in one line. CUDA rows appear only with a
-GPU (otherwise the backend is listed as skipped)."""
+GPU (otherwise the backend is listed as skipped); a backend named in --backends that cannot
+run here is refused before anything is measured."""
 
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def result(tiny, tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench_out")
-    assert main(["bench", "--configs", str(tiny), "--backends", ",".join(BACKENDS),
-                 "--chips", ",".join(CHIPS),
+    # no --backends: every backend, those that cannot run here listed as skipped
+    assert main(["bench", "--configs", str(tiny), "--chips", ",".join(CHIPS),
                  "--populations", ",".join(map(str, POPULATIONS)), "--repeats", "2",
                  "--seconds", "0.002", "--eval-batch", "32", "--out", str(out),
                  "--quiet"]) == 0
@@ -134,3 +135,39 @@ def test_each_fused_update_setting_is_measured_where_it_runs(tiny, tmp_path, mon
             ) in skipped["reason"]
     table = (tmp_path / "bench.md").read_text()
     assert "| tiny_bench | ideal | torch-cpu | no | 2 |" in table
+
+
+@pytest.mark.parametrize("backends", ["torch-cuda", "numba,torch-cuda", "torch-cuda,numpy"])
+def test_a_requested_backend_that_cannot_run_is_refused_before_measuring(
+        tiny, tmp_path, capsys, backends):
+    """--backends torch-cuda without a GPU (alone or with others) exits 2 with one line
+    saying CUDA is not available and what to run instead; nothing is measured or written
+    (it used to skip it and exit 0 with an empty table)."""
+    has_torch, has_cuda = torch_state()
+    if has_cuda:
+        pytest.skip("a CUDA GPU is visible: torch-cuda runs here")
+    out = tmp_path / "out"
+    assert main(["bench", "--configs", str(tiny), "--backends", backends, "--chips", "ideal",
+                 "--populations", "1", "--repeats", "1", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused before the first "measuring ..." line
+    (err,) = captured.err.splitlines()
+    assert err.startswith("error: --backends: 'torch-cuda': ")
+    assert ("CUDA is not available" if has_torch else "pip install 'neurosim[torch]'") in err
+    assert "leave out --backends" in err and "allowed here: numpy, numba" in err
+    assert not out.exists()
+
+
+def test_a_requested_torch_backend_without_torch_says_how_to_install_it(
+        tiny, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    assert main(["bench", "--configs", str(tiny), "--backends", "numba,torch-cpu",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err == ("error: --backends: 'torch-cpu': needs torch, which is not installed: "
+                   "pip install 'neurosim[torch]'; allowed here: numpy, numba (leave out "
+                   "--backends to measure every backend that runs here; bench.md lists what "
+                   "was measured and what was skipped)")
+    assert not (tmp_path / "out").exists()

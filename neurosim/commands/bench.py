@@ -18,8 +18,9 @@ import dataclasses
 from pathlib import Path
 
 from neurosim.bench import (BACKENDS, CONSTANT_STEP, FUSED_UPDATES, QUICK, Settings,
-                            parse_list, parse_positive, parse_seconds, run_bench,
-                            write_results)
+                            check_settings, parse_list, parse_positive, parse_seconds,
+                            run_bench, write_results)
+from neurosim.errors import NeurosimError
 
 DEFAULT_OUT = Path("benchmarks/results")
 
@@ -33,8 +34,9 @@ def register(subparsers) -> None:
                         help=f"experiment YAML files (network, rule, optimizer, batch, "
                              f"dtype; default: {default.configs[0]})")
     parser.add_argument("--backends", metavar="NAMES",
-                        help=f"of {', '.join(BACKENDS)} (default: all; those that cannot "
-                             f"run here are skipped)")
+                        help=f"of {', '.join(BACKENDS)} (default: all, those that cannot "
+                             f"run here listed as skipped; one named here that cannot run "
+                             f"is refused before anything is measured)")
     parser.add_argument("--chips", metavar="NAMES",
                         help=f"presets of hw_configs/, {CONSTANT_STEP} (ideal chip, "
                              f"constant-step devices, pulsed) or chip YAML files (default: "
@@ -89,9 +91,41 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(QUICK if args.quick else Settings(), **changes)
 
 
+def unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot run here, as the refusal of ``--backends`` says it
+    (None: it can)."""
+    kind, device = BACKENDS[name]
+    if kind != "torch":
+        return None
+    try:
+        import torch
+    except ImportError:
+        return "needs torch, which is not installed: pip install 'neurosim[torch]'"
+    if device == "cuda" and not torch.cuda.is_available():
+        return f"CUDA is not available (torch {torch.__version__} sees no CUDA GPU)"
+    return None
+
+
+def check_requested_backends(settings: Settings) -> None:
+    """Refuse, before anything is measured, a backend named in ``--backends`` that cannot
+    run here (without ``--backends``, those are skipped and listed in bench.md)."""
+    for name in settings.backends:
+        why = unavailable(name)
+        if why is not None:
+            here = [other for other in BACKENDS if unavailable(other) is None]
+            raise NeurosimError(f"--backends: {name!r}: {why}; allowed here: "
+                                f"{', '.join(here)} (leave out --backends to measure every "
+                                f"backend that runs here; bench.md lists what was measured "
+                                f"and what was skipped)")
+
+
 def main(args: argparse.Namespace) -> int:
     progress = None if args.quiet else (lambda text: print(text, flush=True))
-    result = run_bench(settings_from(args), progress)
+    settings = settings_from(args)
+    check_settings(settings)  # unknown names first, then what cannot run here
+    if args.backends is not None:
+        check_requested_backends(settings)
+    result = run_bench(settings, progress)
     report = write_results(result, args.out)
     print(f"wrote {report} and {report.with_suffix('.json')}")
     return 0
