@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -204,3 +206,26 @@ def test_result_files_are_readable_as_open_would_make_them(tmp_path):
     assert FILE_MODE == 0o666 & ~mask
     write_text(tmp_path / "report.md", "x")
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == FILE_MODE
+
+
+def test_a_chip_file_that_sets_only_chip_fields_outside_the_arrays_is_a_chip(tmp_path, capsys):
+    """A chip file is recognized by any chip-only field (here only ``energy``), not only by
+    forward/feedback/tiles: it was validated as an experiment ('unknown field energy')."""
+    path = tmp_path / "costs.yaml"
+    path.write_text("name: costs\nenergy:\n  read_voltage_v: 0.4\n")
+    assert main(["config", "validate", str(path)]) == 0
+    assert "valid chip 'costs'" in capsys.readouterr().out
+    path.write_text("name: costs\nenergy:\n  read_voltage_v: -1\n")
+    assert main(["config", "validate", str(path)]) == 2
+    assert "energy.read_voltage_v" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """``neurosim config fields experiment | head -1``: the reader stops early; the command
+    ends with the shell's SIGPIPE status and no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "neurosim", "config", "fields",
+                                "experiment"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the command writes anything
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -14,9 +15,13 @@ from neurosim.schema import field_docs, to_plain
 from neurosim.sweep_plan import load_sweep
 
 
+CHIP_ONLY_FIELDS = frozenset(f.name for f in dataclasses.fields(ChipConfig)) - frozenset(
+    f.name for f in dataclasses.fields(ExperimentConfig))
+
+
 def _is_chip(path: Path) -> bool:
-    data = read_yaml(path)
-    return "forward" in data or "feedback" in data or "tiles" in data
+    """A chip file sets a field only a chip has (``forward``, ``energy``, ``source``, ...)."""
+    return not CHIP_ONLY_FIELDS.isdisjoint(read_yaml(path))
 
 
 def _is_sweep(path: Path) -> bool:
