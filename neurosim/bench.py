@@ -323,16 +323,18 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
-def _unavailable(name: str) -> str | None:
-    """Why backend ``name`` cannot run here (None: it can)."""
-    if BACKENDS[name][0] != "torch":
+def unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (None: it can): torch not installed, or no
+    CUDA GPU for ``torch-cuda``."""
+    kind, device = BACKENDS[name]
+    if kind != "torch":
         return None
     try:
         import torch
     except ImportError:
-        return "torch is not installed (pip install 'neurosim[torch]')"
-    if BACKENDS[name][1] == "cuda" and not torch.cuda.is_available():
-        return "no CUDA GPU"
+        return "needs torch, which is not installed: pip install 'neurosim[torch]'"
+    if device == "cuda" and not torch.cuda.is_available():
+        return f"CUDA is not available (torch {torch.__version__} sees no CUDA GPU)"
     return None
 
 
@@ -382,8 +384,9 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     blas = ThreadpoolController().select(user_api="blas").info()
     default_blas = max((lib["num_threads"] for lib in blas), default=None)
     skipped = [{"backend": name, "reason": why} for name in settings.backends
-               if (why := _unavailable(name)) is not None]
-    backends = [name for name in settings.backends if _unavailable(name) is None]
+               if (why := unavailable(name)) is not None]
+    backends = [name for name in settings.backends
+                if name not in {item["backend"] for item in skipped}]
     for item in skipped:
         say(f"skipped {item['backend']}: {item['reason']}")
     workloads, combos = {}, []

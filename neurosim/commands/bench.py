@@ -19,7 +19,7 @@ from pathlib import Path
 
 from neurosim.bench import (BACKENDS, CONSTANT_STEP, FUSED_UPDATES, QUICK, Settings,
                             check_settings, parse_list, parse_positive, parse_seconds,
-                            run_bench, write_results)
+                            run_bench, unavailable, write_results)
 from neurosim.errors import NeurosimError
 
 DEFAULT_OUT = Path("benchmarks/results")
@@ -89,21 +89,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.seconds is not None:
         changes["repeat_seconds"] = parse_seconds("--seconds", args.seconds)
     return dataclasses.replace(QUICK if args.quick else Settings(), **changes)
-
-
-def unavailable(name: str) -> str | None:
-    """Why backend ``name`` cannot run here, as the refusal of ``--backends`` says it
-    (None: it can)."""
-    kind, device = BACKENDS[name]
-    if kind != "torch":
-        return None
-    try:
-        import torch
-    except ImportError:
-        return "needs torch, which is not installed: pip install 'neurosim[torch]'"
-    if device == "cuda" and not torch.cuda.is_available():
-        return f"CUDA is not available (torch {torch.__version__} sees no CUDA GPU)"
-    return None
 
 
 def check_requested_backends(settings: Settings) -> None:
