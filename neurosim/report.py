@@ -30,11 +30,13 @@ import numpy as np
 import yaml
 
 from neurosim import plots
-from neurosim.energy import bytes_text, energy_text
+from neurosim.energy import (EnergyConfig, bytes_text, cell_read_pj, energy_text,
+                             write_pulse_pj)
 from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, finite, layer_keys, layers_in
 from neurosim.runio import METRICS, SUMMARY, write_text
+from neurosim.schema import build
 
 DASH = "—"
 
@@ -459,6 +461,20 @@ def converter_text(energy: dict, chip: dict | None) -> str:
     return text + " "
 
 
+def unit_cost_text(chip: dict | None) -> str:
+    """The chip's array unit costs as the ledger priced them: a cell read and a write pulse
+    up / down (pJ), from the run's ``chip.yaml`` (empty when it has none or cannot be read)."""
+    if not isinstance(chip, dict):
+        return ""
+    try:
+        costs = build(EnergyConfig, chip.get("energy"), "chip.yaml", "energy")
+    except NeurosimError:
+        return ""
+    return (f"A cell read costs {cell_read_pj(costs):.3g} pJ, a write pulse "
+            f"{write_pulse_pj(costs):.3g} pJ up and {write_pulse_pj(costs, up=False):.3g} pJ "
+            "down. ")
+
+
 def energy_section(summary: dict, chip: dict | None = None) -> str:
     """The run's ledger: energy per phase and component, pulses, bytes, energy to target."""
     ledger = summary.get("ledger")
@@ -486,7 +502,7 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
         totals.append([f"energy to {percent(target['target'], 0)} test accuracy", reached])
     return ("\n## Energy and memory traffic (ledger)\n\n"
             "Counted as the chip ran (`neurosim.accounting`), priced with the chip's `energy:` "
-            "unit costs. " + converter_text(energy, chip) + "`eval` holds the inference passes "
+            "unit costs. " + unit_cost_text(chip) + converter_text(energy, chip) + "`eval` holds the inference passes "
             "made to measure accuracy; it is not part of the energy to target.\n\n"
             + markdown_table(["phase", *components, "total"], rows) + "\n"
             + markdown_table(["quantity", "value"], totals))

@@ -269,3 +269,19 @@ def test_report_shows_the_energy_ledger_of_a_real_run(tmp_path):
         assert f"| {phase} |" in text
     assert "figures/energy.png" in text
     assert_png(tmp_path / "figures" / "energy.png")
+    # the unit costs it priced with: the defaults here (TaOx's 1.28 pJ pulse, both ways)
+    assert "A cell read costs 0.025 pJ, a write pulse 1.28 pJ up and 1.28 pJ down." in text
+
+
+def test_report_names_the_chips_own_write_pulses(tmp_path):
+    """A chip with its own LTP/LTD pulses (the Ag:a-Si preset's energy block) is reported
+    with them, as the ledger priced them."""
+    from neurosim.config import HW_CONFIG_DIR, load_chip
+    from neurosim.report import unit_cost_text
+    from neurosim.schema import to_plain
+
+    chip = to_plain(load_chip(HW_CONFIG_DIR / "rram_agsi.yaml"))
+    assert unit_cost_text(chip) == ("A cell read costs 4.81e-05 pJ, a write pulse 118 pJ up "
+                                    "and 90.5 pJ down. ")
+    chip["energy"]["write_voltage_v"] = "high"  # an edited chip.yaml: no costs, no crash
+    assert unit_cost_text(chip) == ""
