@@ -454,8 +454,9 @@ def converter_text(energy: dict, chip: dict | None) -> str:
              for kind in ("adc", "dac")
              if isinstance(chip, dict) and dig(chip, array, "periphery", f"{kind}_bits") is None]
     if ideal:
-        text += (f" The reads simulated ideal converters where {', '.join(ideal)} "
-                 f"{'is' if len(ideal) == 1 else 'are'} null: there the energy model's default resolution "
+        verb = "is" if len(ideal) == 1 else "are"
+        text += (f" The reads simulated ideal converters where {', '.join(ideal)} {verb} "
+                 "null: there the energy model's default resolution "
                  "(`energy.adc_bits_default`, `energy.dac_bits_default`) is charged, not a "
                  "simulated one.")
     return text + " "
@@ -502,8 +503,9 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
         totals.append([f"energy to {percent(target['target'], 0)} test accuracy", reached])
     return ("\n## Energy and memory traffic (ledger)\n\n"
             "Counted as the chip ran (`neurosim.accounting`), priced with the chip's `energy:` "
-            "unit costs. " + unit_cost_text(chip) + converter_text(energy, chip) + "`eval` holds the inference passes "
-            "made to measure accuracy; it is not part of the energy to target.\n\n"
+            "unit costs. " + unit_cost_text(chip) + converter_text(energy, chip)
+            + "`eval` holds the inference passes made to measure accuracy; it is not part of "
+            "the energy to target.\n\n"
             + markdown_table(["phase", *components, "total"], rows) + "\n"
             + markdown_table(["quantity", "value"], totals))
 
