@@ -28,14 +28,21 @@ time, so its figure is one chip's). Writes
 
     .venv/bin/python benchmarks/bench_population_runs.py [--repeats N] [--chips M]
         [--commands] [--epochs E]
+    .venv/bin/python benchmarks/bench_population_runs.py --profile
+
+``--profile`` measures nothing else: it runs the ideal chip's two in-process ways under
+cProfile (``--repeats`` interleaved runs each, after a warm-up on MNIST that loads the data)
+and prints where their time goes, by part of a run (:data:`PARTS`), as medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import filecmp
 import json
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -127,6 +134,46 @@ def identical_metrics(reference: list[Path], other: list[Path]) -> bool:
         for a, b in zip(reference, other))
 
 
+# Parts of a run: (file, function) whose cumulative time is the part's, per way.
+PARTS = {
+    "training steps": {"population": ("cohorts.py", "step"), "separate": ("train.py", "step")},
+    "measurement passes": {"population": ("evaluation.py", "measure_population"),
+                           "separate": ("train.py", "_answer")},
+    "per-chip scores and spectra": ("train.py", "_data_record"),
+    "final analyses": ("train.py", "_finish"),
+    "noise probe sets": ("precondition.py", "probe"),
+    "comparison report and plots": ("compare.py", "write_comparison"),
+}
+
+
+def profile_ways(config: ExperimentConfig, warm_up: ExperimentConfig, scratch: Path,
+                 repeats: int) -> str:
+    """A markdown table: seconds of each of :data:`PARTS` in a profiled run of the separate
+    and the population way (cumulative cProfile times, medians of ``repeats`` interleaved
+    runs after a warm-up of each way; the whole call last)."""
+    seconds = {"population": [], "separate": []}
+    for way in seconds:
+        WAYS[way](warm_up, scratch / "warm_up" / way)
+    for repeat in range(repeats):
+        for way in (("population", "separate") if repeat % 2 == 0
+                    else ("separate", "population")):
+            profiler = cProfile.Profile()
+            start = time.perf_counter()
+            profiler.runcall(WAYS[way], config, scratch / way)
+            parts = {"whole command": time.perf_counter() - start}
+            stats = pstats.Stats(profiler).stats
+            for part, where in PARTS.items():
+                file, function = where[way] if isinstance(where, dict) else where
+                parts[part] = sum(entry[3] for (path, _, name), entry in stats.items()
+                                  if name == function and path.endswith("/" + file))
+            seconds[way].append(parts)
+    rows = [f"| {part} | " + " | ".join(
+                f"{statistics.median(p[part] for p in seconds[way]):.1f}"
+                for way in ("population", "separate")) + " |"
+            for part in [*PARTS, "whole command"]]
+    return "\n".join(["| part of the run (s) | population | separate |", "|---|---|---|", *rows])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -135,7 +182,17 @@ def main() -> None:
     parser.add_argument("--commands", action="store_true",
                         help="also time one neurosim run process per seed")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile the ideal chip's two in-process ways")
     args = parser.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="population_runs_") as scratch:
+            chip_file, optimizer = write_chips(Path(scratch))["ideal"]
+            seeds = list(range(args.chips))
+            print(profile_ways(experiment(chip_file, optimizer, seeds, args.epochs),
+                               experiment(chip_file, optimizer, seeds[:2], 1),
+                               Path(scratch), args.repeats))
+        return
     ways = [way for way in WAYS if way != "commands" or args.commands]
     seeds = list(range(args.chips))
     load_before = os.getloadavg()
