@@ -17,7 +17,9 @@ Layer ``l = 1..L`` (index ``l - 1`` in code) maps ``n_{l-1}`` inputs to ``n_l`` 
   random numbers).
 
 **Reads.** Every read of a forward or feedback crossbar goes through that array's periphery
-(:mod:`neurosim.periphery`: DAC, read noise, ADC). Read noise is keyed by
+(:mod:`neurosim.periphery`: DAC, read noise, ADC), tile by tile: each tile of ``tiles``
+(``rows x cols`` cells) converts its own partial sums, which are added digitally. Read
+noise is keyed by
 :meth:`Chip.read_keys`: a training step's reads by the programming-event count (so the
 noise of step ``k`` is the same whatever was measured before it), reads made to measure
 (evaluation) by a separate count of measurement reads. Stored feedback cells drift
@@ -174,6 +176,7 @@ class Chip:
             if not self.feedback_nu.any():
                 self.feedback_nu = None
 
+        self.tiles = (config.tiles.rows, config.tiles.cols)  # cells of one tile (reads)
         self.forward_periphery = config.forward.periphery
         self.feedback_periphery = config.feedback.periphery
         self.ideal_reads = self.forward_periphery.is_ideal and self.feedback_periphery.is_ideal

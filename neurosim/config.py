@@ -240,10 +240,16 @@ class FeedbackArrayConfig:
 
 @dataclass(frozen=True)
 class TileConfig:
-    """Arrays are split into tiles of ``rows x cols`` cells."""
+    """Arrays are split into tiles of ``rows x cols`` cells. Each tile reads its block with
+    its own DAC, read noise and ADC, and the row tiles' partial sums are added digitally
+    (:mod:`neurosim.periphery`); the ledger charges the conversions and additions."""
 
-    rows: int = spec(256, ge=1, doc="cells per tile column (inputs per tile)")
-    cols: int = spec(256, ge=1, doc="cells per tile row (outputs per tile)")
+    rows: int = spec(256, ge=1, doc="cells per tile column (inputs per tile): a forward "
+                                    "read's inputs are cut into row tiles of this many, each "
+                                    "digitizing its own partial sums")
+    cols: int = spec(256, ge=1, doc="cells per tile row (outputs per tile): the outputs "
+                                    "one tile's converters digitize (one managed ADC range "
+                                    "per sample and tile)")
 
 
 @dataclass(frozen=True)

@@ -2,32 +2,47 @@
 
 This module is the specification (plain NumPy); :mod:`neurosim.backends.numba_periphery`
 computes the same numbers operation for operation. One *read* of an array holding ``w``
-(``n_out x n_in``, array units) with a batch of inputs ``x`` (``batch x n_in``) is, per
-sample ``b`` and output ``i``, in this order:
+(``n_out x n_in``, array units) with a batch of inputs ``x`` (``batch x n_in``) is made by
+the array's **tiles** (DESIGN §1; :class:`neurosim.config.TileConfig`): the read's inputs
+are cut into consecutive spans of ``tile_in`` (the last one shorter), its outputs into spans
+of ``tile_out``, and every tile ``(r, c)`` reads its own block of cells with its own DAC,
+noise and ADC, as DNN+NeuroSim's subarrays and aihwkit's split tiles do. Per row tile ``r``
+(inputs ``J_r``), per sample ``b`` and output ``i``, in this order:
 
-1. **DAC.** ``managed`` bound: the sample is divided by ``s_b = max_j |x_bj| / dac_range``
-   (aihwkit's "noise management", AbsMax), so its abs-max lands on the DAC's full scale;
-   ``s_b = 1`` for an all-zero sample. ``fixed``: ``s_b = 1`` (no division). Then, if
+1. **DAC.** ``managed`` bound: the sample is divided by ``s_b = max_{j in J_r} |x_bj| /
+   dac_range`` (aihwkit's "noise management", AbsMax, over the inputs this tile receives),
+   so its abs-max lands on the DAC's full scale; ``s_b = 1`` for an all-zero sample. ``fixed``: ``s_b = 1`` (no division). Then, if
    ``dac_bits`` is set, ``x_q = quantize(x / s_b, dac_bits, dac_range)`` (clip, then round
    to the grid); ``dac_bits = None`` is an ideal DAC (no clipping, no rounding).
-2. **Ideal product** ``y = x_q @ w.T``.
-3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q) @ (w * w).T) * xi``.
-4. **Output noise** ``+ out_noise * adc_range * zeta``.
-5. **ADC.** If ``adc_bits`` is set, ``y_b = quantize(y_b, adc_bits, R_b)`` with
-   ``R_b = adc_range`` (``fixed``) or ``R_b = max_i |y_bi|``, the sample's largest output
-   after the noise (``managed``; ``R_b = adc_range`` if that maximum is 0): each sample is
-   its own read, so a managed range never depends on the other samples of a batch (or on
-   how an evaluation splits its inputs into chunks). ``adc_bits = None`` is an ideal ADC
-   (no clipping, no rounding).
+2. **Ideal partial sum** ``y = x_q[:, J_r] @ w[:, J_r].T``.
+3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q)[:, J_r] @ (w * w)[:, J_r].T) * xi``.
+4. **Output noise** ``+ out_noise * adc_range * zeta`` (every tile's converter adds its own).
+5. **ADC.** If ``adc_bits`` is set, ``y_bi = quantize(y_bi, adc_bits, R_bc)`` for ``i`` in
+   column tile ``c`` (outputs ``I_c``), with ``R_bc = adc_range`` (``fixed``) or
+   ``R_bc = max_{i in I_c} |y_bi|``, the largest of the sample's outputs this tile
+   digitizes, after the noise (``managed``; ``R_bc = adc_range`` if that maximum is 0):
+   each sample is its own read, so a managed range never depends on the other samples of a
+   batch (or on how an evaluation splits its inputs into chunks). ``adc_bits = None`` is
+   an ideal ADC (no clipping, no rounding).
 6. **Undo the DAC scaling**: ``y_bi * s_b`` (``managed`` DAC only).
+7. **Merge the partial sums** digitally: ``y = y_0 + y_1 + ...`` (in tile order).
+
+A fixed-range ADC therefore clips and rounds each tile's partial sum, not the whole column
+sum: with ``R`` row tiles an output carries ``R`` rounding errors and ``R`` output-noise
+draws, and the ledger charges the ``R`` conversions (:func:`neurosim.ledger.array_read_counts`).
+A forward read has ``tile_in = rows``, ``tile_out = cols`` of a tile; a transposed read
+(BP's ``d @ w``) drives the physical columns, so ``tile_in = cols``, ``tile_out = rows``.
+``tiles=None`` is one tile holding the whole array. An array that fits one tile is read
+exactly as it was before tiling was modelled.
 
 The result is in array units, before any digital scaling: the caller multiplies by the
 layer's ``alpha`` and adds the bias. With the default :class:`PeripheryConfig` (ideal
 converters, no noise) a read is exactly ``x @ w.T``.
 
 **Random numbers.** ``xi`` and ``zeta`` are standard normals of the counter-based stream
-``key_noise`` (:mod:`neurosim.rng`): ``xi[b, i]`` is draw ``b * n_out + i`` and
-``zeta[b, i]`` is draw ``batch * n_out + b * n_out + i``. Noise is "redrawn on every read"
+``key_noise`` (:mod:`neurosim.rng`): in row tile ``r``, with ``o = 2 r batch n_out``,
+``xi[b, i]`` is draw ``o + b * n_out + i`` and ``zeta[b, i]`` is draw
+``o + batch * n_out + b * n_out + i``. Noise is "redrawn on every read"
 because every read gets its own key: the caller must derive a fresh key per read (e.g.
 from (seed, step, layer, purpose)); the same key reproduces the same read exactly.
 
@@ -185,35 +200,73 @@ def check_shapes(w: np.ndarray, x: np.ndarray, transposed: bool) -> tuple[int, i
 Matmul = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def tile_sizes(n_in: int, n_out: int, tiles, transposed: bool) -> tuple[int, int]:
+    """``(tile_in, tile_out)``: how many of a read's inputs and outputs one tile holds.
+    ``tiles`` is ``(rows, cols)`` of a tile of the physical array (rows carry a forward
+    read's inputs; a transposed read drives the columns), or ``None``: one tile."""
+    if tiles is None:
+        return n_in, n_out
+    rows, cols = tiles
+    return (cols, rows) if transposed else (rows, cols)
+
+
+def spans(n: int, size: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` of the consecutive spans of ``size`` that cut ``range(n)``."""
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
 def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int, *,
-         matmul: Matmul = np.matmul) -> np.ndarray:
-    """One read ``y ~ x @ w.T`` through the periphery (module docstring), shape
+         tiles: tuple[int, int] | None = None, matmul: Matmul = np.matmul) -> np.ndarray:
+    """One read ``y ~ x @ w.T`` through the periphery of an array cut into ``tiles``
+    (``(rows, cols)`` of a tile; ``None``: one tile), by the module docstring's model, shape
     ``(batch, n_out)``, in array units.
 
-    ``matmul`` computes the two matrix products (``x_q @ w.T`` and, with weight noise,
-    ``x_q**2 @ (w**2).T``). Tests pass the product the Numba kernel uses: NumPy and SciPy
-    (whose BLAS Numba calls) ship different OpenBLAS builds whose float32 GEMMs round
-    differently, and everything else is bit-identical between the two implementations.
+    ``matmul`` computes the matrix products (``x_q @ w.T`` and, with weight noise,
+    ``x_q**2 @ (w**2).T``, per row tile). Tests pass the product the Numba kernel uses:
+    NumPy and SciPy (whose BLAS Numba calls) ship different OpenBLAS builds whose float32
+    GEMMs round differently, and everything else is bit-identical between the two
+    implementations.
     """
-    return _read(w, x, config, key_noise, False, matmul)
+    return _read(w, x, config, key_noise, False, tiles, matmul)
 
 
 def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig, key_noise: int, *,
-                    matmul: Matmul = np.matmul) -> np.ndarray:
+                    tiles: tuple[int, int] | None = None, matmul: Matmul = np.matmul) -> np.ndarray:
     """A read of ``w.T`` (``d @ w``, shape ``(batch, n_in)``): BP's backward pass through the
-    forward array, same periphery model. Counting it as weight transport is the caller's
-    job (DESIGN §2)."""
-    return _read(w, d, config, key_noise, True, matmul)
+    forward array, same periphery model, the same physical tiles driven from the columns.
+    Counting it as weight transport is the caller's job (DESIGN §2)."""
+    return _read(w, d, config, key_noise, True, tiles, matmul)
 
 
-def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, matmul: Matmul):
+def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, tiles, matmul: Matmul):
     dtype = common_dtype(w, x)
-    t = dtype.type
     w = np.asarray(w, dtype=dtype)
     x = np.asarray(x, dtype=dtype)
-    _, n_out = check_shapes(w, x, transposed)
+    n_in, n_out = check_shapes(w, x, transposed)
+    tile_in, tile_out = tile_sizes(n_in, n_out, tiles, transposed)
+    row_tiles = spans(n_in, tile_in)
+    z = None
+    if config.w_noise > 0 or config.out_noise > 0:
+        z = rng.normal(key, 2 * len(row_tiles) * x.shape[0] * n_out).astype(dtype)
+    y = None
+    for r, (lo, hi) in enumerate(row_tiles):
+        # the tile's cells as a contiguous block (the same operands the fast kernels use)
+        w_tile = np.ascontiguousarray(w[lo:hi] if transposed else w[:, lo:hi])
+        part = _read_tile(w_tile, np.ascontiguousarray(x[:, lo:hi]), config, transposed,
+                          spans(n_out, tile_out), z, r, matmul)
+        y = part if y is None else y + part  # 7. partial sums merged digitally
+    return y
+
+
+def _read_tile(w, x, config: PeripheryConfig, transposed: bool, out_tiles, z, r: int,
+               matmul: Matmul):
+    """Steps 1-6 of the module docstring for row tile ``r``: ``w`` its cells, ``x`` the
+    inputs it receives, ``out_tiles`` the spans of its column tiles, ``z`` the read's
+    normals (``None`` without noise)."""
+    t = x.dtype.type
     batch = x.shape[0]
-    w_read = w if transposed else w.T  # (n_in, n_out): y = x @ w_read
+    n_out = w.shape[1] if transposed else w.shape[0]
+    w_read = w if transposed else w.T  # (tile inputs, n_out): y = x @ w_read
 
     # 1. DAC, with per-sample scaling (noise management)
     managed_dac = config.dac_bound == "managed"
@@ -223,14 +276,15 @@ def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, matmul: Mat
         x = x / scale[:, None]
     x_q = quantize(x, config.dac_bits, config.dac_range)
 
-    # 2. the ideal product in the array
+    # 2. the ideal partial sums in the array
     y = matmul(x_q, w_read)
 
-    # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
-    if config.w_noise > 0 or config.out_noise > 0:
-        z = rng.normal(key, 2 * batch * n_out).astype(dtype)
-        xi = z[:batch * n_out].reshape(batch, n_out)
-        zeta = z[batch * n_out:].reshape(batch, n_out)
+    # 3-4. read noise: draws o + [0, batch*n_out) for xi, o + [batch*n_out, 2*batch*n_out)
+    # for zeta, o = 2 r batch n_out
+    if z is not None:
+        o = 2 * r * batch * n_out
+        xi = z[o:o + batch * n_out].reshape(batch, n_out)
+        zeta = z[o + batch * n_out:o + 2 * batch * n_out].reshape(batch, n_out)
         if config.w_noise > 0:
             w2 = w * w
             variance = matmul(x_q * x_q, w2 if transposed else w2.T)
@@ -238,12 +292,14 @@ def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, matmul: Mat
         if config.out_noise > 0:
             y = y + (t(config.out_noise) * t(config.adc_range)) * zeta
 
-    # 5. ADC
+    # 5. ADC, one per column tile
     if config.adc_bits is not None:
         bound = t(config.adc_range)
-        if config.adc_bound == "managed":  # each sample's own range
-            largest = np.max(np.abs(y), axis=1, initial=t(0), keepdims=True)
-            bound = np.where(largest > 0, largest, bound)
+        if config.adc_bound == "managed":  # each sample's own range in each column tile
+            bound = np.empty_like(y)
+            for lo, hi in out_tiles:
+                largest = np.max(np.abs(y[:, lo:hi]), axis=1, initial=t(0), keepdims=True)
+                bound[:, lo:hi] = np.where(largest > 0, largest, t(config.adc_range))
         y = quantize(y, config.adc_bits, bound)
 
     # 6. undo the DAC scaling

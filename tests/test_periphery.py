@@ -278,25 +278,28 @@ CONFIGS = [
     P.PeripheryConfig(dac_bits=2, adc_bits=2, adc_range=0.5, out_noise=0.3),
 ]
 SHAPES = [(1, 30, 7), (17, 33, 10), (64, 200, 50)]
+TILINGS = [None, (16, 8), (64, 256)]  # one tile; row and column tiles; row tiles only
 
 
+@pytest.mark.parametrize("tiles", TILINGS, ids=str)
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", CONFIGS, ids=range(len(CONFIGS)))
-def test_fast_read_equals_numpy_read_exactly(fast, config, dtype, transposed):
-    """Bit for bit, given the same matrix product. On CUDA the noise's normals are within
-    a few ulp of NumPy's (conftest.BackendUnderTest.exact_libm), and a quantized ADC can turn
-    that into one step on a value at a rounding boundary: there, nearly every value equal."""
+def test_fast_read_equals_numpy_read_exactly(fast, config, dtype, transposed, tiles):
+    """Bit for bit, given the same matrix product, whether the array is one tile or many.
+    On CUDA the noise's normals are within a few ulp of NumPy's
+    (conftest.BackendUnderTest.exact_libm), and a quantized ADC can turn that into one step
+    on a value at a rounding boundary: there, nearly every value equal."""
     reads = fast.periphery
     for batch, n_in, n_out in SHAPES:
         w, x = operands(batch, n_in, n_out, dtype, seed=batch)
         if transposed:
             x = x[:, :n_out] * 2
-            got = reads.transposed_read(w, x, config, KEY)
-            ref = P.transposed_read(w, x, config, KEY, matmul=reads.matmul)
+            got = reads.transposed_read(w, x, config, KEY, tiles=tiles)
+            ref = P.transposed_read(w, x, config, KEY, tiles=tiles, matmul=reads.matmul)
         else:
-            got = reads.read(w, x, config, KEY)
-            ref = P.read(w, x, config, KEY, matmul=reads.matmul)
+            got = reads.read(w, x, config, KEY, tiles=tiles)
+            ref = P.read(w, x, config, KEY, tiles=tiles, matmul=reads.matmul)
         assert got.dtype == ref.dtype == dtype
         if fast.exact_libm or (config.w_noise == 0 and config.out_noise == 0):
             np.testing.assert_array_equal(got, ref)
@@ -315,13 +318,88 @@ def test_fast_read_agrees_with_numpy_blas_to_rounding(fast, dtype, rtol):
                                    atol=rtol * np.abs(ref).max())
 
 
-def test_transposed_read_is_a_read_of_the_transpose():
+@pytest.mark.parametrize("tiles", [None, (7, 5)], ids=str)
+def test_transposed_read_is_a_read_of_the_transpose(tiles):
+    """Read from the columns, a tile of ``rows x cols`` cells is a ``cols x rows`` tile of
+    the transposed array."""
     w, x = operands(10, 25, 12, seed=12)
     d = x[:, :12]
-    config = CONFIGS[2]
-    np.testing.assert_allclose(P.transposed_read(w, d, config, KEY),
-                               P.read(np.ascontiguousarray(w.T), d, config, KEY),
+    config = CONFIGS[3]
+    swapped = None if tiles is None else tiles[::-1]
+    np.testing.assert_allclose(P.transposed_read(w, d, config, KEY, tiles=tiles),
+                               P.read(np.ascontiguousarray(w.T), d, config, KEY, tiles=swapped),
                                rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- tiles
+def test_an_array_within_one_tile_reads_as_untiled():
+    w, x = operands(9, 30, 7, seed=13)
+    for config in CONFIGS:
+        np.testing.assert_array_equal(P.read(w, x, config, KEY, tiles=(30, 7)),
+                                      P.read(w, x, config, KEY))
+
+
+def test_tiling_leaves_a_noiseless_unquantized_read_the_product():
+    """Partial sums add up to the column sum: with ideal converters and no noise, tiling
+    (and a managed DAC, undone per tile) changes nothing but rounding."""
+    w, x = operands(12, 70, 20, seed=14)
+    config = P.PeripheryConfig(dac_bound="managed")
+    np.testing.assert_allclose(P.read(w, x, config, KEY, tiles=(16, 6)), x @ w.T,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_a_fixed_adc_quantizes_each_row_tiles_partial_sum():
+    """Each row tile's converter clips and rounds its own partial sum; the digital sum of
+    the R results carries up to R half-steps of error, and a partial sum beyond the range
+    saturates even when the whole column sum would fit."""
+    w, x = operands(16, 40, 5, seed=15)
+    config = P.PeripheryConfig(adc_bits=5, adc_range=1.5)
+    y = P.read(w, x, config, KEY, tiles=(10, 5))
+    partial = [x[:, lo:lo + 10] @ w[:, lo:lo + 10].T for lo in range(0, 40, 10)]
+    np.testing.assert_allclose(y, sum(P.quantize(p, 5, 1.5) for p in partial),
+                               rtol=1e-12, atol=1e-12)
+    half_step = 1.5 / 15 / 2
+    inside = np.all([np.abs(p) <= 1.5 for p in partial], axis=0)
+    assert np.all(np.abs(y - x @ w.T)[inside] <= 4 * half_step * (1 + 1e-9))
+    # one column, 4 cells: the total 0.5 fits the range 1, the first tile's 2 saturates
+    w = np.array([[1.0, 1.0, 1.0, -2.5]])
+    x = np.ones((1, 4))
+    config = P.PeripheryConfig(adc_bits=8, adc_range=1.0)
+    assert P.read(w, x, config, KEY)[0, 0] == pytest.approx(0.5, abs=1 / 254)
+    assert P.read(w, x, config, KEY, tiles=(2, 1))[0, 0] == pytest.approx(1.0 - 1.0)
+
+
+def test_a_managed_adc_ranges_each_column_tile_on_its_own_outputs():
+    """Outputs of another column tile do not set a tile's range: small outputs beside
+    large ones keep their resolution."""
+    w, x = operands(6, 20, 8, seed=16)
+    w[4:] *= 1e-3
+    config = P.PeripheryConfig(adc_bits=4, adc_bound="managed")
+    ideal = x @ w.T
+    alone = P.read(w, x, config, KEY, tiles=(20, 4))
+    shared = P.read(w, x, config, KEY)
+    small = np.abs(ideal[:, 4:]).max(axis=1, keepdims=True)
+    assert np.all(np.abs(alone[:, 4:] - ideal[:, 4:]) <= small / 14 * (1 + 1e-12))
+    np.testing.assert_array_equal(alone[:, :4], shared[:, :4])  # same tile, same grid
+    assert np.all(shared[:, 4:] == 0.0)  # rounded away on the large outputs' grid
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_output_noise_adds_up_over_row_tiles(transposed):
+    """Every row tile's converter adds its own output noise: R tiles give R times the
+    variance, independent draws (DESIGN §1: tiling decides the conversions)."""
+    n, out_noise, adc_range = 20000, 0.05, 2.0
+    w, x = operands(1, 30, 4, seed=17)
+    if transposed:  # the 30 inputs drive the columns of a 30 x 4 array
+        w = np.ascontiguousarray(w.T)
+    config = P.PeripheryConfig(out_noise=out_noise, adc_range=adc_range)
+    tiles = (4, 8) if transposed else (8, 4)  # 4 tiles of the read's inputs either way
+    read = P.transposed_read if transposed else P.read
+    y = read(w, repeated(x[0], n), config, KEY, tiles=tiles)
+    noise = y - (x[0] @ w if transposed else x[0] @ w.T)
+    lo, hi = variance_ratio_bounds(n)
+    ratio = noise.var(axis=0, ddof=1) / (4 * (out_noise * adc_range) ** 2)
+    assert np.all((lo < ratio) & (ratio < hi)), (ratio, lo, hi)
 
 
 # ----------------------------------------------------------------------- properties

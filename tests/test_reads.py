@@ -15,7 +15,7 @@ from test_train import metric_records, spec_for
 from neurosim import evaluation, periphery
 from neurosim.backends.numba_cpu import NumbaBackend
 from neurosim.backends.numpy_ref import NumpyBackend
-from neurosim.config import ChipConfig, DeviceConfig, OptimizerConfig
+from neurosim.config import ChipConfig, DeviceConfig, OptimizerConfig, TileConfig
 from neurosim.errors import ConfigError
 from neurosim.optimizers import OptimizerState
 from neurosim.periphery import PeripheryConfig
@@ -35,14 +35,17 @@ def with_periphery(config: ChipConfig, forward=PeripheryConfig(), feedback=Perip
         feedback=dataclasses.replace(config.feedback, periphery=feedback, **feedback_fields))
 
 
+@pytest.mark.parametrize("tiles", [(256, 256), (100, 8)], ids=str)
 @pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
 @pytest.mark.parametrize("config,exact", [(NOISY, True), (QUANTIZED, False)])
-def test_fast_reads_equal_the_reference(ideal_chip_config, fast, rule, config, exact):
+def test_fast_reads_equal_the_reference(ideal_chip_config, fast, rule, config, exact, tiles):
     """Same keys, same draws: the fast pass (Numba's fused one, torch's) equals the
     reference pass that calls neurosim.periphery on every read (noise only: to rounding of
     the float64 products; quantized: a product rounding differently may move a value by one
-    ADC step)."""
-    chip_config = with_periphery(ideal_chip_config, config, config)
+    ADC step), the arrays cut into the chip's tiles (256: the first layer's 784 inputs in 4
+    row tiles; 100 x 8: row and column tiles in every array, BP's transposed reads too)."""
+    chip_config = dataclasses.replace(with_periphery(ideal_chip_config, config, config),
+                                      tiles=TileConfig(*tiles))
     x, y = batch(16)
     results = []
     for backend in (NumpyBackend("float64"), fast.backend("float64")):
@@ -134,8 +137,11 @@ def test_each_read_kind_goes_through_its_periphery(ideal_chip_config):
 def test_transposed_read_model_is_applied_to_bp(ideal_chip_config):
     """The BP backward signal of the last layer equals periphery.transposed_read of its
     array with the training key, reading each sample's error (the returned errors are
-    divided by the batch size after the reads; the reference is the specification)."""
-    config = with_periphery(ideal_chip_config, PeripheryConfig(out_noise=0.1, adc_bits=6))
+    divided by the batch size after the reads; the reference is the specification), the
+    10 errors driving 3 tiles of 4 columns."""
+    config = dataclasses.replace(
+        with_periphery(ideal_chip_config, PeripheryConfig(out_noise=0.1, adc_bits=6)),
+        tiles=TileConfig(rows=300, cols=4))
     chip = make_chip(config, (784, 12, 10), "bp")
     x, y = batch(4)
     backend = NumpyBackend("float64")
@@ -144,7 +150,8 @@ def test_transposed_read_model_is_applied_to_bp(ideal_chip_config):
                                             training=True)
     pre, _ = backend.forward_layers(chip, x, keys)
     signal = chip.alphas_typed[1] * periphery.transposed_read(
-        chip.weights(1), deltas[1] * len(y), config.forward.periphery, int(keys[1, 1]))
+        chip.weights(1), deltas[1] * len(y), config.forward.periphery, int(keys[1, 1]),
+        tiles=(300, 4))
     np.testing.assert_array_equal(deltas[0], signal * (pre[0] > 0) / len(y))
 
 

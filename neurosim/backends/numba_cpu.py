@@ -51,7 +51,8 @@ def _read(w, x, periph, key, transposed, max_parts):
     if periph is None:
         return dot(x, w, max_parts) if transposed else dot(x, w.T, max_parts)
     return read_kernel(w, x, periph[0], periph[1], periph[2], periph[3], periph[4],
-                       periph[5], periph[6], periph[7], key, transposed, max_parts)
+                       periph[5], periph[6], periph[7], periph[8], periph[9], key,
+                       transposed, max_parts)
 
 
 @kernel
@@ -562,7 +563,8 @@ class NumbaBackend(Backend):
         """Kernel arguments of the forward and feedback periphery (``None``: ideal reads;
         regenerated feedback is digital) and of the chip's bookkeeping."""
         def scalars(config, digital=False):
-            return None if config.is_ideal or digital else kernel_scalars(config, chip.dtype)
+            return (None if config.is_ideal or digital
+                    else kernel_scalars(config, chip.dtype, chip.tiles))
         return (scalars(chip.forward_periphery),
                 scalars(chip.feedback_periphery, chip.feedback_kind == "regenerated"))
 

@@ -42,13 +42,44 @@ def _quantize(v, bound, levels):
 
 @kernel
 def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
-                w_noise, out_noise, key, transposed, max_parts):
-    """One periphery read of ``w`` (``transposed``: of ``w.T``) with inputs ``x``.
+                w_noise, out_noise, tile_rows, tile_cols, key, transposed, max_parts):
+    """One periphery read of ``w`` (``transposed``: of ``w.T``) with inputs ``x``, by the
+    array's tiles of ``tile_rows x tile_cols`` cells (``0``: one tile).
 
     ``w`` (n_out, n_in) and ``x`` (batch, n_in) C-contiguous in one float dtype; float
     scalars in that dtype; ``*_levels = 0`` for an ideal converter; ``key`` a uint64;
     ``max_parts`` as in :mod:`neurosim.backends.numba_gemm`.
     """
+    n_in = x.shape[1]
+    n_out = w.shape[1] if transposed else w.shape[0]
+    tile_in, tile_out = n_in, n_out
+    if tile_rows > 0:
+        tile_in, tile_out = (tile_cols, tile_rows) if transposed else (tile_rows, tile_cols)
+    row_tiles = (n_in + tile_in - 1) // tile_in
+    y = np.empty((x.shape[0], n_out), dtype=x.dtype)
+    for r in range(row_tiles):
+        w_tile, x_tile = w, x
+        if row_tiles > 1:  # the tile's cells as a contiguous block, as the reference
+            lo, hi = r * tile_in, min((r + 1) * tile_in, n_in)
+            w_tile = np.ascontiguousarray(w[lo:hi] if transposed else w[:, lo:hi])
+            x_tile = np.ascontiguousarray(x[:, lo:hi])
+        part = _read_tile(w_tile, x_tile, dac_levels, dac_range, dac_managed, adc_levels,
+                          adc_range, adc_managed, w_noise, out_noise, tile_out, key, r,
+                          transposed, max_parts)
+        if r == 0:
+            y = part
+        else:  # 7. partial sums merged digitally
+            for b in range(y.shape[0]):
+                for i in range(n_out):
+                    y[b, i] = y[b, i] + part[b, i]
+    return y
+
+
+@kernel
+def _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
+               w_noise, out_noise, tile_out, key, r, transposed, max_parts):
+    """Steps 1-6 of :mod:`neurosim.periphery`'s model for row tile ``r``: ``w`` its cells,
+    ``x`` the inputs it receives, its column tiles ``tile_out`` outputs wide."""
     batch = x.shape[0]
     n_in = x.shape[1]
     n_out = w.shape[1] if transposed else w.shape[0]
@@ -74,11 +105,13 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
             for j in range(n_in):
                 x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
 
-    # 2. the ideal product in the array
+    # 2. the ideal partial sums in the array
     y = dot(x_q, w, max_parts) if transposed else dot(x_q, w.T, max_parts)
 
-    # 3-4. read noise: draws [0, batch*n_out) for xi, [batch*n_out, 2*batch*n_out) for zeta
+    # 3-4. read noise: draws o + [0, batch*n_out) for xi, o + [batch*n_out, 2*batch*n_out)
+    # for zeta, o = 2 r batch n_out
     k = np.uint64(key)
+    o = 2 * r * batch * n_out
     xi = np.empty(n_out, dtype=y.dtype)  # the float64 draws rounded to the dtype
     if w_noise > 0:
         x2 = x_q * x_q
@@ -86,31 +119,33 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
         variance = dot(x2, w2, max_parts) if transposed else dot(x2, w2.T, max_parts)
         for b in range(batch):
             for i in range(n_out):
-                xi[i] = normal_at(k, b * n_out + i)
+                xi[i] = normal_at(k, o + b * n_out + i)
             for i in range(n_out):
                 y[b, i] = y[b, i] + (w_noise * np.sqrt(variance[b, i])) * xi[i]
     if out_noise > 0:
         out_std = out_noise * adc_range
         for b in range(batch):
             for i in range(n_out):
-                xi[i] = normal_at(k, batch * n_out + b * n_out + i)
+                xi[i] = normal_at(k, o + batch * n_out + b * n_out + i)
             for i in range(n_out):
                 y[b, i] = y[b, i] + out_std * xi[i]
 
-    # 5. ADC
+    # 5. ADC, one per column tile
     if adc_levels > 0:
         for b in range(batch):
-            bound = adc_range
-            if adc_managed:  # each sample's own range
-                largest = adc_range - adc_range  # zero in the dtype
-                for i in range(n_out):
-                    v = abs(y[b, i])
-                    if v > largest:
-                        largest = v
-                if largest > 0:
-                    bound = largest
-            for i in range(n_out):
-                y[b, i] = _quantize(y[b, i], bound, adc_levels)
+            for lo in range(0, n_out, tile_out):
+                hi = min(lo + tile_out, n_out)
+                bound = adc_range
+                if adc_managed:  # each sample's own range in each column tile
+                    largest = adc_range - adc_range  # zero in the dtype
+                    for i in range(lo, hi):
+                        v = abs(y[b, i])
+                        if v > largest:
+                            largest = v
+                    if largest > 0:
+                        bound = largest
+                for i in range(lo, hi):
+                    y[b, i] = _quantize(y[b, i], bound, adc_levels)
 
     # 6. undo the DAC scaling
     if dac_managed:
@@ -120,33 +155,37 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
     return y
 
 
-def kernel_scalars(config: PeripheryConfig, dtype) -> tuple:
-    """The config as :func:`read_kernel`'s scalar arguments (between ``x`` and ``key``)."""
+def kernel_scalars(config: PeripheryConfig, dtype, tiles: tuple[int, int] | None) -> tuple:
+    """The config and the array's ``tiles`` (``(rows, cols)``, ``None``: one tile) as
+    :func:`read_kernel`'s arguments between ``x`` and ``key``."""
     t = np.dtype(dtype).type
 
     def levels(bits):
         return t(0 if bits is None else quantization_levels(bits))
 
+    rows, cols = (0, 0) if tiles is None else tiles
     return (levels(config.dac_bits), t(config.dac_range), config.dac_bound == "managed",
             levels(config.adc_bits), t(config.adc_range), config.adc_bound == "managed",
-            t(config.w_noise), t(config.out_noise))
+            t(config.w_noise), t(config.out_noise), np.int64(rows), np.int64(cols))
 
 
-def _call(w, x, config: PeripheryConfig, key_noise: int, transposed: bool) -> np.ndarray:
+def _call(w, x, config: PeripheryConfig, key_noise: int, transposed: bool,
+          tiles: tuple[int, int] | None) -> np.ndarray:
     dtype = common_dtype(w, x)
     w = np.ascontiguousarray(w, dtype=dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
     check_shapes(w, x, transposed)
-    return read_kernel(w, x, *kernel_scalars(config, dtype), np.uint64(key_noise), transposed,
-                       MAX_PARTS)
+    return read_kernel(w, x, *kernel_scalars(config, dtype, tiles), np.uint64(key_noise),
+                       transposed, MAX_PARTS)
 
 
-def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int) -> np.ndarray:
+def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int, *,
+         tiles: tuple[int, int] | None = None) -> np.ndarray:
     """:func:`neurosim.periphery.read` through :func:`read_kernel`."""
-    return _call(w, x, config, key_noise, False)
+    return _call(w, x, config, key_noise, False, tiles)
 
 
-def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig,
-                    key_noise: int) -> np.ndarray:
+def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig, key_noise: int, *,
+                    tiles: tuple[int, int] | None = None) -> np.ndarray:
     """:func:`neurosim.periphery.transposed_read` through :func:`read_kernel`."""
-    return _call(w, d, config, key_noise, True)
+    return _call(w, d, config, key_noise, True, tiles)

@@ -31,13 +31,14 @@ def log_softmax(a: np.ndarray) -> np.ndarray:
 
 
 def read(w: np.ndarray, x: np.ndarray, config: periphery.PeripheryConfig, key,
-         transposed: bool = False) -> np.ndarray:
-    """A read of array ``w`` with inputs ``x`` (``x @ w.T``; ``transposed``: ``x @ w``)
-    through the periphery; a plain product when the periphery is ideal."""
+         tiles: tuple[int, int], transposed: bool = False) -> np.ndarray:
+    """A read of array ``w`` (cut into ``tiles``: rows x cols of a tile) with inputs ``x``
+    (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery; a plain product when
+    the periphery is ideal."""
     if config.is_ideal:
         return x @ w if transposed else x @ w.T
     model = periphery.transposed_read if transposed else periphery.read
-    return model(w, x, config, int(key))
+    return model(w, x, config, int(key), tiles=tiles)
 
 
 class NumpyBackend(Backend):
@@ -62,7 +63,8 @@ class NumpyBackend(Backend):
         pre, post = [], [x]
         for l in range(chip.n_layers):
             # The array computes w x in its own units; the periphery scales by alpha.
-            y = read(chip.weights(l), post[-1], chip.forward_periphery, keys[l, 0])
+            y = read(chip.weights(l), post[-1], chip.forward_periphery, keys[l, 0],
+                     chip.tiles)
             a = chip.alphas_typed[l] * y + chip.bias(l)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
@@ -91,14 +93,15 @@ class NumpyBackend(Backend):
             if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
                 signal = chip.alphas_typed[l] * read(chip.weights(l), delta,
                                                      chip.forward_periphery, keys[l, 1],
-                                                     transposed=True)
+                                                     chip.tiles, transposed=True)
             else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
                 index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
                 B = self._feedback(chip, feedback, index)
                 if chip.feedback_kind == "regenerated":  # digital logic, exact
                     signal = source @ B.T
                 else:
-                    signal = read(B, source, chip.feedback_periphery, keys[index, 2])
+                    signal = read(B, source, chip.feedback_periphery, keys[index, 2],
+                                  chip.tiles)
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
         count = chip.dtype.type(batch)

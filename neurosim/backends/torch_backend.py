@@ -66,15 +66,16 @@ MEASURED_ROWS = 1 << 16  # inputs of a batched measurement call (of 784 floats: 
 
 
 def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
-         transposed: bool = False) -> torch.Tensor:
-    """A read of array ``w`` with inputs ``x`` (``x @ w.T``; ``transposed``: ``x @ w``)
-    through the periphery (a plain product when it is ideal). ``w`` and ``x`` may have a
-    leading chip dimension, ``key`` then being the chips' keys (an int64 tensor)."""
+         tiles: tuple[int, int], transposed: bool = False) -> torch.Tensor:
+    """A read of array ``w`` (cut into ``tiles``: rows x cols of a tile) with inputs ``x``
+    (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery (a plain product when it
+    is ideal). ``w`` and ``x`` may have a leading chip dimension, ``key`` then being the
+    chips' keys (an int64 tensor)."""
     if config.is_ideal:
         return x @ w if transposed else x @ w.mT
     return torch_periphery.read_tensor(w, x, config,
                                        key if isinstance(key, torch.Tensor) else int(key),
-                                       transposed)
+                                       transposed, tiles)
 
 
 def activation(a: torch.Tensor, code: int) -> torch.Tensor:
@@ -179,7 +180,7 @@ class TorchBackend(Backend):
         pre, post = [], [x]
         for l in range(chip.n_layers):
             w, b = self._layer(chip, params, l)
-            y = read(w, post[-1], chip.forward_periphery, keys[l, 0])
+            y = read(w, post[-1], chip.forward_periphery, keys[l, 0], chip.tiles)
             a = alphas[l] * y + b.unsqueeze(-2)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
@@ -231,14 +232,15 @@ class TorchBackend(Backend):
             if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
                 w, _ = self._layer(chip, params, l)
                 signal = alphas[l] * read(w, delta, chip.forward_periphery, keys[l, 1],
-                                          transposed=True)
+                                          chip.tiles, transposed=True)
             else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
                 index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
                 B = self._feedback(chip, feedback, index)
                 if chip.feedback_kind == "regenerated":  # digital logic, exact
                     signal = source @ B.mT
                 else:
-                    signal = read(B, source, chip.feedback_periphery, keys[index, 2])
+                    signal = read(B, source, chip.feedback_periphery, keys[index, 2],
+                                  chip.tiles)
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
         return loss, correct, post[:-1], [divide(delta, batch) for delta in deltas]
