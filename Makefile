@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices results-energy paper-reproduction sweep-preconditioning clean
+.PHONY: demo test bench results-core results-devices results-periphery results-energy paper-reproduction sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ results-core: $(STAMP)
 
 results-devices: $(STAMP)
 	$(BIN)/python docs/scripts/results_devices.py
+
+results-periphery: $(STAMP)
+	$(BIN)/python docs/scripts/results_periphery.py
 
 results-energy: $(STAMP)
 	$(BIN)/python docs/scripts/results_energy.py

@@ -1,0 +1,68 @@
+"""The script that regenerates docs/results-periphery.md runs end to end (tiny settings),
+and the study's chips differ from the ideal chip only in how their arrays are read."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+
+from conftest import REPO
+from neurosim.config import load_chip, load_experiment, resolve_chip_path
+from neurosim.periphery import PeripheryConfig
+
+sys.path.insert(0, str(REPO / "docs" / "scripts"))
+import results_periphery  # noqa: E402
+
+EXPERIMENT = REPO / "experiments" / "periphery.yaml"
+
+
+def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
+    doc = tmp_path / "results-periphery.md"
+    monkeypatch.setattr(sys, "argv", [
+        "results_periphery.py", "--out", str(tmp_path / "runs"), "--doc", str(doc),
+        "--set", "data.dataset=digits", "--set", "data.train_size=256",
+        "--set", "data.test_size=64", "--set", "seeds=[0, 1]",
+        "--set", "network.dims=[784, 16, 10]",
+        "--set", "evaluation.fractional_epochs=[0.5]",
+        "--set", "precondition.steps=20", "--set", "precondition.n_examples=128",
+        "--set", "precondition.log_every=10",
+        "--set", "evaluation.train_probe_size=64", "--set", "evaluation.noise_probe_size=64",
+        "--set", "optimizer.lr=0.01"])
+    assert results_periphery.main() == 0
+    text = doc.read_text()
+    for heading in ("## Chips", "## First-epoch test-accuracy AUC", "## Verdict per chip",
+                    "## Tiling: the same converters"):
+        assert heading in text
+    for chip in ("ideal", "periphery_aihwkit", "periphery_adc6", "periphery_adc4",
+                 "periphery_adc4_one_tile"):
+        assert f"- **{chip}** (" in text
+    # the chips table is read from the chip files
+    assert "| periphery_aihwkit | 7 bits, per-sample range | 9 bits, fixed ±20 |" in text
+    assert "| periphery_adc4_one_tile | 7 bits, per-sample range | 4 bits, per-sample range " \
+           "| none | 1024 × 1024 | same |" in text
+    # the tiled and the one-tile chip are different chips: their runs differ
+    runs = results_periphery.study_runs(tmp_path / "runs")
+    accuracy = {name: runs[name]["fa"][0].summary["train"]["test_accuracy"]
+                for name in ("periphery_adc4", "periphery_adc4_one_tile")}
+    losses = {name: runs[name]["fa"][0].summary["train"]["test_loss"]
+              for name in ("periphery_adc4", "periphery_adc4_one_tile")}
+    assert len(set(losses.values())) == 2, (accuracy, losses)
+
+
+@pytest.mark.parametrize("condition", sorted(
+    {name.rsplit("-", 1)[0] for name in load_experiment(EXPERIMENT).conditions} - {"ideal"}))
+def test_periphery_chips_are_the_ideal_chip_read_differently(condition):
+    """Same devices, updates, feedback and energy as hw_configs/ideal.yaml: only names,
+    periphery and tiles differ, so the study compares reads alone."""
+    chip = results_periphery.chip_of(condition, load_experiment(EXPERIMENT))
+    ideal = load_chip(resolve_chip_path("ideal"))
+    assert chip.forward.periphery != PeripheryConfig()
+    assert chip.feedback.periphery == chip.forward.periphery
+    same = dataclasses.replace(
+        chip, name=ideal.name, description=ideal.description, source=ideal.source,
+        tiles=ideal.tiles,
+        forward=dataclasses.replace(chip.forward, periphery=PeripheryConfig()),
+        feedback=dataclasses.replace(chip.feedback, periphery=PeripheryConfig()))
+    assert same == ideal
