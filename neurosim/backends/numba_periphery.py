@@ -56,16 +56,18 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
     if tile_rows > 0:
         tile_in, tile_out = (tile_cols, tile_rows) if transposed else (tile_rows, tile_cols)
     row_tiles = (n_in + tile_in - 1) // tile_in
-    y = np.empty((x.shape[0], n_out), dtype=x.dtype)
+    if row_tiles == 1:
+        return _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
+                          adc_managed, w_noise, out_noise, tile_out, key, 0, transposed,
+                          max_parts)
+    y = np.empty((0, n_out), dtype=x.dtype)  # replaced by row tile 0's partial sums
     for r in range(row_tiles):
-        w_tile, x_tile = w, x
-        if row_tiles > 1:  # the tile's cells as a contiguous block, as the reference
-            lo, hi = r * tile_in, min((r + 1) * tile_in, n_in)
-            w_tile = np.ascontiguousarray(w[lo:hi] if transposed else w[:, lo:hi])
-            x_tile = np.ascontiguousarray(x[:, lo:hi])
-        part = _read_tile(w_tile, x_tile, dac_levels, dac_range, dac_managed, adc_levels,
-                          adc_range, adc_managed, w_noise, out_noise, tile_out, key, r,
-                          transposed, max_parts)
+        # the tile's cells as a contiguous block, as the reference
+        lo, hi = r * tile_in, min((r + 1) * tile_in, n_in)
+        w_tile = np.ascontiguousarray(w[lo:hi] if transposed else w[:, lo:hi])
+        part = _read_tile(w_tile, np.ascontiguousarray(x[:, lo:hi]), dac_levels, dac_range,
+                          dac_managed, adc_levels, adc_range, adc_managed, w_noise, out_noise,
+                          tile_out, key, r, transposed, max_parts)
         if r == 0:
             y = part
         else:  # 7. partial sums merged digitally
