@@ -434,13 +434,15 @@ def test_quantized_adc_outputs_never_exceed_the_range(seed, bits, adc_range, out
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("tiles", [None, (16, 8)], ids=str)
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("config", CONFIGS, ids=range(len(CONFIGS)))
-def test_torch_reads_of_a_population_are_each_chips_own_read(config, transposed, device):
+def test_torch_reads_of_a_population_are_each_chips_own_read(config, transposed, tiles,
+                                                             device):
     """torch reads with a leading chip dimension (a population's training step): chip ``c``
     gets exactly its own read, its own noise stream (key ``keys[c]``) and a managed ADC
-    range from its own outputs, bit for bit. The chips' weights differ in scale, so one
-    shared range would show."""
+    range from its own outputs (per tile with ``tiles``), bit for bit. The chips' weights
+    differ in scale, so one shared range would show."""
     torch = pytest.importorskip("torch")
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
@@ -452,8 +454,8 @@ def test_torch_reads_of_a_population_are_each_chips_own_read(config, transposed,
         chips = [(w, 2 * x[:, :12]) for w, x in chips]
     w_all, x_all = (torch.as_tensor(np.stack(part), device=device) for part in zip(*chips))
     key_words = torch.as_tensor(np.array(keys, dtype=np.uint64).view(np.int64), device=device)
-    together = read_tensor(w_all, x_all, config, key_words, transposed).cpu().numpy()
+    together = read_tensor(w_all, x_all, config, key_words, transposed, tiles).cpu().numpy()
     for c, ((w, x), key) in enumerate(zip(chips, keys)):
         alone = read_tensor(torch.as_tensor(w, device=device), torch.as_tensor(x, device=device),
-                            config, key, transposed).cpu().numpy()
+                            config, key, transposed, tiles).cpu().numpy()
         np.testing.assert_array_equal(together[c], alone, err_msg=f"chip {c}")
