@@ -11,8 +11,8 @@ noise and ADC, as DNN+NeuroSim's subarrays and aihwkit's split tiles do. Per row
 
 1. **DAC.** ``managed`` bound: the sample is divided by ``s_b = max_{j in J_r} |x_bj| /
    dac_range`` (aihwkit's "noise management", AbsMax, over the inputs this tile receives),
-   so its abs-max lands on the DAC's full scale; ``s_b = 1`` for an all-zero sample. ``fixed``: ``s_b = 1`` (no division). Then, if
-   ``dac_bits`` is set, ``x_q = quantize(x / s_b, dac_bits, dac_range)`` (clip, then round
+   so its abs-max lands on the DAC's full scale; ``s_b = 1`` for an all-zero sample.
+   ``fixed``: ``s_b = 1`` (no division). Then, if ``dac_bits`` is set, ``x_q = quantize(x / s_b, dac_bits, dac_range)`` (clip, then round
    to the grid); ``dac_bits = None`` is an ideal DAC (no clipping, no rounding).
 2. **Ideal partial sum** ``y = x_q[:, J_r] @ w[:, J_r].T``.
 3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q)[:, J_r] @ (w * w)[:, J_r].T) * xi``.
@@ -32,8 +32,8 @@ sum: with ``R`` row tiles an output carries ``R`` rounding errors and ``R`` outp
 draws, and the ledger charges the ``R`` conversions (:func:`neurosim.ledger.array_read_counts`).
 A forward read has ``tile_in = rows``, ``tile_out = cols`` of a tile; a transposed read
 (BP's ``d @ w``) drives the physical columns, so ``tile_in = cols``, ``tile_out = rows``.
-``tiles=None`` is one tile holding the whole array. An array that fits one tile is read
-exactly as it was before tiling was modelled.
+``tiles=None`` is one tile holding the whole array (so is any array that fits one tile:
+steps 1-6 once, nothing to merge).
 
 The result is in array units, before any digital scaling: the caller multiplies by the
 layer's ``alpha`` and adds the bias. With the default :class:`PeripheryConfig` (ideal
