@@ -12,8 +12,9 @@ noise and ADC, as DNN+NeuroSim's subarrays and aihwkit's split tiles do. Per row
 1. **DAC.** ``managed`` bound: the sample is divided by ``s_b = max_{j in J_r} |x_bj| /
    dac_range`` (aihwkit's "noise management", AbsMax, over the inputs this tile receives),
    so its abs-max lands on the DAC's full scale; ``s_b = 1`` for an all-zero sample.
-   ``fixed``: ``s_b = 1`` (no division). Then, if ``dac_bits`` is set, ``x_q = quantize(x / s_b, dac_bits, dac_range)`` (clip, then round
-   to the grid); ``dac_bits = None`` is an ideal DAC (no clipping, no rounding).
+   ``fixed``: ``s_b = 1`` (no division). Then, if ``dac_bits`` is set,
+   ``x_q = quantize(x / s_b, dac_bits, dac_range)`` (clip, then round to the grid);
+   ``dac_bits = None`` is an ideal DAC (no clipping, no rounding).
 2. **Ideal partial sum** ``y = x_q[:, J_r] @ w[:, J_r].T``.
 3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q)[:, J_r] @ (w * w)[:, J_r].T) * xi``.
 4. **Output noise** ``+ out_noise * adc_range * zeta`` (every tile's converter adds its own).
