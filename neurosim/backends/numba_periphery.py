@@ -14,6 +14,7 @@ float32 reads never promote to float64; levels ``0`` means an ideal converter.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 from neurosim.backends.numba_gemm import MAX_PARTS, dot
 from neurosim.backends.numba_rng import kernel, normal_at
@@ -110,27 +111,21 @@ def _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, 
     # 2. the ideal partial sums in the array
     y = dot(x_q, w, max_parts) if transposed else dot(x_q, w.T, max_parts)
 
-    # 3-4. read noise: draws o + [0, batch*n_out) for xi, o + [batch*n_out, 2*batch*n_out)
-    # for zeta, o = 2 r batch n_out
-    k = np.uint64(key)
-    o = 2 * r * batch * n_out
-    xi = np.empty(n_out, dtype=y.dtype)  # the float64 draws rounded to the dtype
-    if w_noise > 0:
-        x2 = x_q * x_q
-        w2 = w * w
-        variance = dot(x2, w2, max_parts) if transposed else dot(x2, w2.T, max_parts)
-        for b in range(batch):
-            for i in range(n_out):
-                xi[i] = normal_at(k, o + b * n_out + i)
-            for i in range(n_out):
-                y[b, i] = y[b, i] + (w_noise * np.sqrt(variance[b, i])) * xi[i]
-    if out_noise > 0:
+    # 3-4. read noise (draws: :func:`_add_noise`), the samples split between threads unless
+    # this read already runs on one of them (max_parts < 0)
+    if w_noise > 0 or out_noise > 0:
+        variance = np.empty((0, 0), dtype=y.dtype)
+        if w_noise > 0:
+            x2 = x_q * x_q
+            w2 = w * w
+            variance = dot(x2, w2, max_parts) if transposed else dot(x2, w2.T, max_parts)
         out_std = out_noise * adc_range
-        for b in range(batch):
-            for i in range(n_out):
-                xi[i] = normal_at(k, o + batch * n_out + b * n_out + i)
-            for i in range(n_out):
-                y[b, i] = y[b, i] + out_std * xi[i]
+        o = 2 * r * batch * n_out
+        if max_parts < 0:
+            for b in range(batch):
+                _add_noise(y, variance, w_noise, out_std, np.uint64(key), o, b)
+        else:
+            _add_noise_parallel(y, variance, w_noise, out_std, np.uint64(key), o)
 
     # 5. ADC, one per column tile
     if adc_levels > 0:
@@ -155,6 +150,34 @@ def _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, 
             for i in range(n_out):
                 y[b, i] = y[b, i] * scale[b]
     return y
+
+
+@kernel
+def _add_noise(y, variance, w_noise, out_std, key, o, b):
+    """Steps 3-4 for sample ``b`` of a row tile's partial sums ``y`` (``batch x n_out``):
+    ``y += w_noise sqrt(variance) xi`` (if ``w_noise > 0``), then ``y += out_std zeta`` (if
+    ``out_std > 0``), ``xi[b, i]`` draw ``o + b n_out + i`` and ``zeta[b, i]`` draw
+    ``o + batch n_out + b n_out + i`` of stream ``key``, each rounded to ``y``'s dtype."""
+    batch, n_out = y.shape
+    xi = np.empty(n_out, dtype=y.dtype)
+    if w_noise > 0:
+        for i in range(n_out):
+            xi[i] = normal_at(key, o + b * n_out + i)
+        for i in range(n_out):
+            y[b, i] = y[b, i] + (w_noise * np.sqrt(variance[b, i])) * xi[i]
+    if out_std > 0:
+        for i in range(n_out):
+            xi[i] = normal_at(key, o + batch * n_out + b * n_out + i)
+        for i in range(n_out):
+            y[b, i] = y[b, i] + out_std * xi[i]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _add_noise_parallel(y, variance, w_noise, out_std, key, o):
+    """:func:`_add_noise` of every sample, the samples split between Numba's threads (each
+    element is computed alone: the same numbers for any thread count)."""
+    for b in prange(y.shape[0]):
+        _add_noise(y, variance, w_noise, out_std, key, o, b)
 
 
 def kernel_scalars(config: PeripheryConfig, dtype, tiles: tuple[int, int] | None) -> tuple:
