@@ -33,7 +33,7 @@ def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
     assert results_periphery.main() == 0
     text = doc.read_text()
     for heading in ("## Chips", "## First-epoch test-accuracy AUC", "## Verdict per chip",
-                    "## Tiling: the same converters"):
+                    "## What the converters cost", "## Tiling: the same converters"):
         assert heading in text
     for chip in ("ideal", "periphery_aihwkit", "periphery_adc6", "periphery_adc4",
                  "periphery_adc4_one_tile"):
@@ -49,6 +49,10 @@ def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
     losses = {name: runs[name]["fa"][0].summary["train"]["test_loss"]
               for name in ("periphery_adc4", "periphery_adc4_one_tile")}
     assert len(set(losses.values())) == 2, (accuracy, losses)
+    # 4 row tiles convert each first-layer output 4 times: more ADC energy than one tile
+    adc = {name: runs[name]["fa_noise"][0].summary["ledger"]["energy_pj"]["components"]["adc"]
+           for name in ("periphery_adc4", "periphery_adc4_one_tile")}
+    assert adc["periphery_adc4"] > adc["periphery_adc4_one_tile"] > 0
 
 
 @pytest.mark.parametrize("condition", sorted(

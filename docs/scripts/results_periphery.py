@@ -61,6 +61,41 @@ def periphery_rows(chips: dict[str, ChipConfig]) -> list[list[str]]:
     return rows
 
 
+def energy_section(presets: dict) -> list[str]:
+    """What the converters cost in the FA + noise runs (noise phase included), from the
+    runs' ledgers: ADC and DAC energy beside the whole run's."""
+    uj = lambda component: lambda s: s["ledger"]["energy_pj"]["components"][component] / 1e6
+    total = lambda s: s["ledger"]["energy_pj"]["total"] / 1e6
+    rows, largest = [], {}
+    for name, rules in presets.items():
+        runs = [run.summary for _, run in sorted(rules["fa_noise"].items())]
+        share = [(uj("adc")(s) + uj("dac")(s)) / total(s) * 100 for s in runs]
+        rows.append([name, fmt([uj("adc")(s) for s in runs], 0),
+                     fmt([uj("dac")(s) for s in runs], 0), fmt([total(s) for s in runs], 0),
+                     fmt(share, 2)])
+        for s in runs:
+            top = max(s["ledger"]["energy_pj"]["components"].items(), key=lambda kv: kv[1])
+            largest.setdefault(top[0], []).append(top[1] / s["ledger"]["energy_pj"]["total"])
+    spread = lambda v: f"{min(v):.0%}" if f"{min(v):.0%}" == f"{max(v):.0%}" \
+        else f"{min(v):.0%}–{max(v):.0%}"
+    dominant = ", ".join(f"`{c}` in {len(v)} runs ({spread(v)} of the run)"
+                         for c, v in largest.items())
+    return [
+        "## What the converters cost",
+        "",
+        "Energy of the FA + noise runs (noise phase, training and evaluation; µJ, mean ± std "
+        "over seeds) from each run's ledger (`neurosim/energy.py`): one ADC conversion per "
+        "output per row tile at the chip's ADC resolution, the DAC as one 1-bit drive per "
+        "input bit per column tile; ideal converters are charged at "
+        "`energy.adc_bits_default` / `dac_bits_default` (8 bits). The largest component: "
+        f"{dominant}.",
+        "",
+        markdown_table(["chip", "ADC (µJ)", "DAC (µJ)", "whole run (µJ)",
+                        "converters' share (%)"], rows),
+        "",
+    ]
+
+
 def tiling_section(presets: dict) -> list[str]:
     """The same 4-bit converters on 256 x 256 tiles vs one tile, seed by seed."""
     if TILED not in presets or ONE_TILE not in presets:
@@ -113,13 +148,13 @@ def write_doc(out: Path, doc: Path, command: str, experiment) -> None:
                         "feedback periphery"], periphery_rows(chips)),
         "",
         *result_sections(presets, chips, "chip"),
+        *energy_section(presets),
         *tiling_section(presets),
         "Read with care: one epoch with a 4,000-step noise phase (40 % of the paper's). A "
         "per-sample ADC range is an ideal auto-ranging converter (nothing saturates); "
         "aihwkit's iterative bound management (re-reading a saturated sample with halved "
         "inputs) is not modelled, and `periphery_aihwkit` clips instead. DACs are multi-bit, "
-        "not bit-serial. The energy of the conversions is in each run's ledger "
-        "(`runs/periphery/*/seed*/`), not compared here.",
+        "not bit-serial.",
         "",
     ]
     write_text(doc, "\n".join(lines))
