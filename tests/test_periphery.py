@@ -459,3 +459,35 @@ def test_torch_reads_of_a_population_are_each_chips_own_read(config, transposed,
         alone = read_tensor(torch.as_tensor(w, device=device), torch.as_tensor(x, device=device),
                             config, key, transposed, tiles).cpu().numpy()
         np.testing.assert_array_equal(together[c], alone, err_msg=f"chip {c}")
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("tiles", [(256, 256), (16, 8), (7, 40)], ids=str)
+def test_the_ledger_charges_the_conversions_the_read_makes(monkeypatch, tiles, transposed):
+    """Every value the ADC model rounds is one conversion the ledger charges
+    (ledger.array_read_counts), and the ledger's partial-sum additions are the merges the
+    read makes: the energy and the simulated read describe the same tiles."""
+    from neurosim.ledger import COUNTER_INDEX, array_read_counts
+
+    batch, n_in, n_out = 5, 33, 20  # forward geometry of the array
+    w, x = operands(batch, n_in, n_out, seed=18)
+    if transposed:
+        x = x[:, :n_out]
+    adc_bits, dac_bits = 6, 7
+    config = P.PeripheryConfig(dac_bits=dac_bits, adc_bits=adc_bits, adc_bound="managed")
+    rounded = {"adc": 0, "reads": 0}
+    quantize = P.quantize
+
+    def counting(v, bits, bound):
+        if bits == adc_bits:
+            rounded["adc"] += v.size
+            rounded["reads"] += 1
+        return quantize(v, bits, bound)
+
+    monkeypatch.setattr(P, "quantize", counting)
+    read = P.transposed_read if transposed else P.read
+    y = read(w, x, config, KEY, tiles=tiles)
+    counts = array_read_counts(batch, n_in, n_out, *tiles, 8, transposed=transposed)
+    assert rounded["adc"] == counts[COUNTER_INDEX["adc_conversions"]]
+    merges = (rounded["reads"] - 1) * y.size  # every row tile after the first adds once
+    assert merges == counts[COUNTER_INDEX["partial_sum_adds"]]
