@@ -11,17 +11,21 @@ turns it into :mod:`neurosim.ledger` count vectors; the ledger itself is pure bo
   though the simulated numbers come from the transposed read); FA, a read of the stored
   feedback array ``B_l`` (``n_{l-1}`` outputs, ``n_l`` inputs); DFA, a read of ``B_{l-1}``
   with the output error as input; regenerated feedback, a digital product and the PRNG
-  draws of ``B``. Backward counts are booked on the layer whose array is read. Each read
-  with read noise also draws one normal per output per noise term. The derivative
-  ``f'(a)`` is one digital operation per hidden unit.
+  draws of ``B``. Backward counts are booked on the layer whose array is read. The
+  derivative ``f'(a)`` is one digital operation per hidden unit.
 * :func:`update_counts`: batch modes (ideal, pulsed) form the gradient digitally
   (:func:`neurosim.ledger.gradient_counts`) and run the optimizer
   (:func:`neurosim.ledger.optimizer_counts`); pulsed updates draw one uniform per weight for
   the stochastic rounding. In-array (stochastic) updates send per-sample pulse trains: ``BL``
   Bernoulli draws per row and column line and the signals moved to the line drivers; the
-  digital bias takes one operation per output per sample. Pulses themselves (and the
-  cycle-to-cycle noise draws, one per pulse) are counted by the update kernels
-  (``chip.pulses``) and moved into the ledger by :class:`StepAccounting`.
+  digital bias takes one operation per output per sample. Pulses themselves are counted
+  by the update kernels (``chip.pulses``) and moved into the ledger by
+  :class:`StepAccounting`.
+
+``random_numbers`` counts the numbers the chip's digital logic generates (stochastic
+rounding, pulse trains, regenerated feedback, noise inputs), each priced as one PRNG step.
+Physical noise (read noise, cycle-to-cycle write noise, device spread) is drawn by the
+simulator to model the devices, but the chip spends no energy making it: it is not counted.
 
 ``ideal`` update mode has no device model, so it programs no pulses and costs no write
 energy: use ``pulsed`` devices to price writes.
@@ -45,30 +49,22 @@ from neurosim.ledger import (
     optimizer_counts,
     weight_transport_counts,
 )
-from neurosim.periphery import PeripheryConfig
 from neurosim.rules import RuleCode
 
 FORWARD, BACKWARD, UPDATE = (OPERATION_INDEX[name] for name in ("forward", "backward", "update"))
 
 
-def _noise_draws(config: PeripheryConfig, batch: int, n_outputs: int) -> int:
-    """Normals one read draws: ``batch * n_outputs`` per noise term that is on."""
-    return batch * n_outputs * ((config.w_noise > 0) + (config.out_noise > 0))
-
-
-def _array_read(chip: Chip, batch: int, n_in: int, n_out: int, config: PeripheryConfig,
+def _array_read(chip: Chip, batch: int, n_in: int, n_out: int,
                 transposed: bool = False, traffic: str = "bytes_activations") -> np.ndarray:
-    tiles = chip.config.tiles
-    counts = array_read_counts(batch, n_in, n_out, tiles.rows, tiles.cols,
-                               chip.dtype.itemsize, transposed, traffic)
-    counts[COUNTER_INDEX["random_numbers"]] += _noise_draws(
-        config, batch, n_in if transposed else n_out)
-    return counts
+    """Counts of one read of a ``n_out x n_in`` array by the chip's tiles. Its read noise
+    is physical: the simulator draws it, the chip spends nothing on it."""
+    return array_read_counts(batch, n_in, n_out, *chip.tiles, chip.dtype.itemsize,
+                             transposed, traffic)
 
 
 def forward_counts(chip: Chip, batch: int) -> np.ndarray:
     """Counts ``[layer, counter]`` of one forward pass of ``batch`` samples."""
-    return np.stack([_array_read(chip, batch, int(n_in), int(n_out), chip.forward_periphery)
+    return np.stack([_array_read(chip, batch, int(n_in), int(n_out))
                      for _, n_out, n_in, _ in chip.layout])
 
 
@@ -81,8 +77,8 @@ def backward_counts(chip: Chip, batch: int, rule_code: int) -> np.ndarray:
         _, n_out, n_in, _ = (int(v) for v in chip.layout[l])
         counts[l - 1] += count_vector(digital_ops=batch * n_in)  # times f'(a_{l-1})
         if rule_code == RuleCode.BP:
-            counts[l] += _array_read(chip, batch, n_in, n_out, chip.forward_periphery,
-                                     transposed=True, traffic="bytes_errors")
+            counts[l] += _array_read(chip, batch, n_in, n_out, transposed=True,
+                                     traffic="bytes_errors")
             counts[l] += weight_transport_counts(n_in, n_out, size)
             continue
         index = l if rule_code == RuleCode.FA else l - 1
@@ -90,8 +86,7 @@ def backward_counts(chip: Chip, batch: int, rule_code: int) -> np.ndarray:
         if chip.feedback_kind == "regenerated":
             counts[index] += digital_matmul_counts(batch, cols, rows, size, regenerated=True)
         else:  # a read of B (rows outputs, cols inputs)
-            counts[index] += _array_read(chip, batch, cols, rows, chip.feedback_periphery,
-                                         traffic="bytes_errors")
+            counts[index] += _array_read(chip, batch, cols, rows, traffic="bytes_errors")
     return counts
 
 
@@ -171,9 +166,6 @@ class StepAccounting:
             update = self.ledger.counts[STAGE_INDEX[self.stage], UPDATE]
             update[:, COUNTER_INDEX["pulses_up"]] += new[:, 0]
             update[:, COUNTER_INDEX["pulses_down"]] += new[:, 1]
-            device = self.chip.config.forward.device
-            if device.dw_min_ctoc > 0 or device.write_noise > 0:  # one normal per pulse
-                update[:, COUNTER_INDEX["random_numbers"]] += new.sum(axis=1)
             self.pulses_seen = self.chip.pulses.copy()
 
 

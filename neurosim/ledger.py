@@ -17,7 +17,8 @@ Axes of :attr:`Ledger.counts` (int64):
   ``cells_read`` cells read (one per analog MAC); ``dac_conversions`` / ``adc_conversions``
   converter operations (one per value per tile); ``partial_sum_adds`` digital additions
   merging the partial sums of row tiles; ``pulses_up`` / ``pulses_down`` programming pulses;
-  ``random_numbers`` numbers drawn from a PRNG; ``digital_ops`` other elementwise digital
+  ``random_numbers`` numbers the chip's digital logic draws from a PRNG (not the simulator's
+  draws of physical noise); ``digital_ops`` other elementwise digital
   operations; ``bytes_*`` bytes moved between digital memory and the arrays or digital logic:
   activations, errors, gradients, optimizer state, and weight transport (forward weights
   moved for the backward pass, which only BP needs).

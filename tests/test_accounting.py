@@ -107,12 +107,13 @@ def test_pulses_in_the_ledger_equal_the_kernels_pulses(tmp_path, noise):
             in_ledger = sum(counts(summary, stage, "update", direction, layer)
                             for stage in ("precondition", "train"))
             assert in_ledger == applied[layer, column]
-    # the pulse noise draws one normal per pulse; stochastic rounding one uniform per weight
+    # stochastic rounding draws one uniform per weight and step in the chip's logic; the
+    # pulses' cycle-to-cycle noise is physical: the chip draws nothing for it
     weights = 784 * 24 + 24 * 10
     steps = NOISE_STEPS + TRAIN_STEPS
     draws = sum(counts(summary, stage, "update", "random_numbers")
                 for stage in ("precondition", "train"))
-    assert draws == applied.sum() + steps * weights
+    assert draws == steps * weights
     assert summary["ledger"]["energy_pj"]["components"]["write"] == pytest.approx(
         applied.sum() * 1.6 ** 2 * 10e-6 * 50e-9 * 1e12)
 
@@ -156,3 +157,26 @@ def test_simulator_analyses_are_not_booked(fa_run):
     assert sum(counts(fa_run, stage, "backward", "bytes_weight_transport")
                for stage in ("precondition", "train", "eval")) == 0
     assert counts(fa_run, "eval", "forward", "macs") > 0
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa"])
+def test_read_noise_is_physical_and_costs_no_random_numbers(ideal_chip_config, rule):
+    """Read noise is drawn by the simulator, not by the chip: a noisy chip's passes cost
+    what a noiseless chip's with the same converters cost."""
+    from conftest import make_chip
+
+    from neurosim.accounting import backward_counts, forward_counts
+    from neurosim.periphery import PeripheryConfig
+
+    def chip(periphery):
+        config = dataclasses.replace(
+            ideal_chip_config,
+            forward=dataclasses.replace(ideal_chip_config.forward, periphery=periphery),
+            feedback=dataclasses.replace(ideal_chip_config.feedback, periphery=periphery))
+        return make_chip(config, rule=rule)
+
+    quiet = chip(PeripheryConfig(adc_bits=6))
+    noisy = chip(PeripheryConfig(adc_bits=6, w_noise=0.05, out_noise=0.02))
+    np.testing.assert_array_equal(forward_counts(noisy, 16), forward_counts(quiet, 16))
+    np.testing.assert_array_equal(backward_counts(noisy, 16, noisy.rule.code),
+                                  backward_counts(quiet, 16, quiet.rule.code))

@@ -214,9 +214,9 @@ def assumptions_section(presets: dict, target: float, points_per_epoch: int) -> 
         "unit;",
         "- **update**: the weight gradient `δ hᵀ` is formed digitally (batch × n_in × n_out "
         "fp32 MACs), Adam runs in digital logic (12 ops and two state tensors per "
-        "parameter), pulsed chips draw one uniform per weight for the stochastic rounding and "
-        "one normal per pulse for cycle-to-cycle noise, and every pulse costs a write "
-        "pulse. The `ideal` chip updates its weights exactly (`update.mode: ideal`): it "
+        "parameter), pulsed chips draw one uniform per weight for the stochastic rounding "
+        "(cycle-to-cycle and read noise are physical: the chip draws nothing for them), "
+        "and every pulse costs a write pulse. The `ideal` chip updates its weights exactly (`update.mode: ideal`): it "
         "programs no pulses and is charged **no write energy**;",
         "- **precondition**: the noise phase's steps are charged like training steps, plus "
         "the PRNG draws of the fixed noise set;",
