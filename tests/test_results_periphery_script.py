@@ -13,6 +13,7 @@ from neurosim.config import load_chip, load_experiment, resolve_chip_path
 from neurosim.periphery import PeripheryConfig
 
 sys.path.insert(0, str(REPO / "docs" / "scripts"))
+import results_devices  # noqa: E402
 import results_periphery  # noqa: E402
 
 EXPERIMENT = REPO / "experiments" / "periphery.yaml"
@@ -43,7 +44,7 @@ def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
     assert "| periphery_adc4_one_tile | 7 bits, per-sample range | 4 bits, per-sample range " \
            "| none | 1024 × 1024 | same |" in text
     # the tiled and the one-tile chip are different chips: their runs differ
-    runs = results_periphery.study_runs(tmp_path / "runs")
+    runs = results_devices.study_runs(tmp_path / "runs")
     accuracy = {name: runs[name]["fa"][0].summary["train"]["test_accuracy"]
                 for name in ("periphery_adc4", "periphery_adc4_one_tile")}
     losses = {name: runs[name]["fa"][0].summary["train"]["test_loss"]
@@ -60,7 +61,7 @@ def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
 def test_periphery_chips_are_the_ideal_chip_read_differently(condition):
     """Same devices, updates, feedback and energy as hw_configs/ideal.yaml: only names,
     periphery and tiles differ, so the study compares reads alone."""
-    chip = results_periphery.study_chip(condition, load_experiment(EXPERIMENT), EXPERIMENT)
+    chip = results_devices.study_chip(condition, load_experiment(EXPERIMENT), EXPERIMENT)
     ideal = load_chip(resolve_chip_path("ideal"))
     assert chip.forward.periphery != PeripheryConfig()
     assert chip.feedback.periphery == chip.forward.periphery

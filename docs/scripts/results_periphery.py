@@ -19,15 +19,7 @@ from neurosim.config import ChipConfig
 from neurosim.report import markdown_table
 from neurosim.runio import write_text
 from results_core import fmt, paired
-from results_devices import (
-    RULES,
-    generated_text,
-    result_sections,
-    run_minutes,
-    study_chip,
-    study_main,
-    study_runs,
-)
+from results_devices import RULES, result_sections, study_header, study_main
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = REPO / "experiments" / "periphery.yaml"
@@ -120,18 +112,14 @@ def tiling_section(presets: dict) -> list[str]:
 
 
 def write_doc(out: Path, doc: Path, command: str, experiment) -> None:
-    presets = study_runs(out)
-    chips = {p: study_chip(p, experiment, EXPERIMENT) for p in presets}
+    presets, chips, header = study_header(
+        "Does noise preconditioning survive quantized, noisy reads?",
+        "Devices and updates are ideal on every chip; what differs is how the arrays are "
+        "read: every forward read, BP's transposed read and every feedback read goes through "
+        "the DAC, read noise and ADC of its tile (`neurosim/periphery.py`).",
+        command, out, EXPERIMENT, experiment)
     lines = [
-        "# Does noise preconditioning survive quantized, noisy reads?",
-        "",
-        generated_text(command, out, presets, EXPERIMENT, experiment)
-        + " Devices and updates are ideal on every chip; what "
-        f"differs is how the arrays are read: every forward read, BP's transposed read and "
-        f"every feedback read goes through the DAC, read noise and ADC of its tile "
-        f"(`neurosim/periphery.py`). Time measured inside the runs: "
-        f"{run_minutes(presets):.1f} min.",
-        "",
+        *header,
         "## Chips",
         "",
         "Chip files in `experiments/chips/` (each cites its source); the feedback arrays have "
