@@ -108,7 +108,9 @@ def _read_tile(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, transp
     if config.adc_bits is not None:
         bound = scalar(config.adc_range, x)
         if config.adc_bound == "managed":  # each sample's own range in each column tile
-            bound = torch.cat([_largest_or(y[..., lo:hi], bound) for lo, hi in out_tiles], -1)
+            ranges = [_largest_or(y[..., lo:hi], bound) for lo, hi in out_tiles]
+            bound = ranges[0] if len(ranges) == 1 else torch.cat(
+                [r.expand(*r.shape[:-1], hi - lo) for r, (lo, hi) in zip(ranges, out_tiles)], -1)
         y = quantize(y, config.adc_bits, bound)
 
     # 6. undo the DAC scaling
@@ -118,10 +120,10 @@ def _read_tile(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, transp
 
 
 def _largest_or(y: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """Each sample's ``max |y|`` over the last dimension (``fallback`` where it is 0),
-    repeated across that dimension: the managed ADC range of a column tile."""
+    """Each sample's ``max |y|`` over the last dimension, kept as a dimension of 1
+    (``fallback`` where it is 0): the managed ADC range of a column tile."""
     largest = torch.amax(torch.abs(y), dim=-1, keepdim=True)
-    return torch.where(largest > 0, largest, fallback).expand(y.shape)
+    return torch.where(largest > 0, largest, fallback)
 
 
 def _normals(key: int | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
