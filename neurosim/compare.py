@@ -253,6 +253,20 @@ def _relative(path: Path, root: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
 
 
+def _diverged_runs(groups) -> list[str]:
+    """``condition seed S (where)`` of every run that diverged (:func:`summary.diverged_at`)."""
+    found = []
+    for condition, runs in groups.items():
+        for run in runs:
+            step = dig(run.summary, "precondition", "diverged_at_step")
+            epoch = dig(run.summary, "train", "diverged_at_epoch")
+            where = ([f"noise phase, step {step}"] if step is not None else []) + (
+                [f"data training, epoch {epoch:.3g}"] if epoch is not None else [])
+            if where:
+                found.append(f"{condition} seed {run.summary.get('seed')} ({', '.join(where)})")
+    return found
+
+
 def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skipped) -> str:
     kinds = {key: kind for key, _, kind in METRICS}
     labels = {key: label for key, label, _ in METRICS}
@@ -280,6 +294,11 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
     text += ["\n## Summary\n\n", markdown_table(
         ["condition"] + [label for _, label, _ in REPORT_METRICS],
         [[c] + [_cell(summaries[c][k], kinds[k]) for k, _, _ in REPORT_METRICS] for c in groups])]
+    diverged = _diverged_runs(groups)
+    if diverged:
+        text.append("\nDiverged (the chip's outputs stopped being finite numbers; the run's "
+                    "metrics from there on are blank and left out of the means): "
+                    + "; ".join(diverged) + ".\n")
     if ood_names:
         text += ["\n## Out-of-distribution accuracy\n\n", markdown_table(
             ["condition"] + ood_names,

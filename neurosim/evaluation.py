@@ -123,7 +123,10 @@ def loss_and_accuracy(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray
 
 def readout_of(out: np.ndarray) -> dict:
     """Mean softmax output per class of logits ``out`` on a probe set, and its largest
-    distance from 1/C."""
+    distance from 1/C; ``nan`` for a chip whose outputs are not all finite (diverged)."""
+    if not np.all(np.isfinite(out)):
+        return {"readout_probability": [float("nan")] * out.shape[1],
+                "readout_max_deviation": float("nan")}
     probs = metrics.softmax(out)
     return {"readout_probability": metrics.readout_probability(probs).tolist(),
             "readout_max_deviation": metrics.readout_deviation_from_chance(probs)}

@@ -246,7 +246,8 @@ def test_accuracy_auc(epochs, accuracy, start: float | None = None, end: float |
     gives ``c``. ``start``/``end`` default to the first/last epoch; when they fall between
     points the curve is linearly interpolated there. They must lie within the evaluated range
     (no extrapolation), so the first-epoch AUC ``test_accuracy_auc(e, a, 0, 1)`` needs an
-    evaluation at epoch 0 (before training) and at or after epoch 1.
+    evaluation at epoch 0 (before training) and at or after epoch 1. An accuracy that is
+    ``nan`` (a diverged chip's, :func:`accuracy`) makes the area ``nan``.
     """
     x = _f64(epochs)
     y = _f64(accuracy)
@@ -256,10 +257,12 @@ def test_accuracy_auc(epochs, accuracy, start: float | None = None, end: float |
         )
     if x.size < 2:
         raise ValueError("test_accuracy_auc: need at least two evaluation points")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    if not np.all(np.isfinite(x)) or np.any(np.isinf(y)):
         raise ValueError("test_accuracy_auc: epochs and accuracy must be finite")
     if np.any(np.diff(x) <= 0):
         raise ValueError("test_accuracy_auc: epochs must be strictly increasing")
+    if np.any(np.isnan(y)):
+        return float("nan")
     if np.any(y < 0) or np.any(y > 1):
         raise ValueError("test_accuracy_auc: accuracy must be a fraction in [0, 1] (not percent)")
     lo = x[0] if start is None else float(start)
@@ -337,10 +340,14 @@ def accuracy(logits, labels) -> float:
     """Fraction of rows whose arg-max logit is the label, in [0, 1].
 
     ``labels``: ``(n,)`` class indices or ``(n, C)`` targets (their arg-max is the class).
-    Ties go to the lowest class index (``np.argmax``).
+    Ties go to the lowest class index (``np.argmax``). Logits that are not all finite (a
+    diverged network) predict nothing: the accuracy is ``nan``, not the share of the class
+    ``np.argmax`` happens to pick for a ``nan`` row.
     """
     z = _f64(logits)
     lab = _check_logits_labels(z, labels, "accuracy")
+    if not np.all(np.isfinite(z)):
+        return float("nan")
     if lab.ndim == 2:
         lab = np.argmax(lab, axis=1)
     return float(np.mean(np.argmax(z, axis=1) == lab))

@@ -4,9 +4,17 @@ throughput of its training phases and what produced it (:mod:`neurosim.provenanc
 Test-accuracy AUC is the trapezoid area under test accuracy vs epoch divided by the epoch
 span (1.0 means 100 % from the start), over the whole run and over the first epoch
 (evaluated at the fractional epochs early on).
+
+``train.initial_alignment_deg`` is the alignment when data training starts, so after the
+noise phase in a preconditioned run (the angle before it is ``precondition.before``).
+A run whose chip's outputs stop being finite numbers (diverged) records where:
+``precondition.diverged_at_step`` and ``train.diverged_at_epoch`` (``null`` otherwise); its
+metrics from there on are ``null``.
 """
 
 from __future__ import annotations
+
+import math
 
 from neurosim.config import RunSpec
 from neurosim.metrics import test_accuracy_auc
@@ -16,10 +24,22 @@ from neurosim.schema import to_plain
 
 def _auc(records: list[dict], end: float | None) -> float | None:
     epochs = [r["epoch"] for r in records]
-    accuracy = [r["test_accuracy"] for r in records]
+    accuracy = [float("nan") if r["test_accuracy"] is None else r["test_accuracy"]
+                for r in records]  # null in a reloaded log: a diverged chip's
     if len(epochs) < 2 or (end is not None and epochs[-1] < end):
         return None
     return test_accuracy_auc(epochs, accuracy, 0.0, end)
+
+
+def diverged_at(records: list[dict], loss: str, position: str) -> float | None:
+    """``position`` (``step`` or ``epoch``) of the first record whose ``loss`` is not a
+    finite number (a chip whose outputs overflowed: its later metrics are blank), or
+    ``None`` if every record has one."""
+    for record in records:
+        value = record.get(loss)
+        if value is None or not math.isfinite(value):
+            return record[position]
+    return None
 
 
 def _last(records: list[dict], keys: tuple[str, ...]) -> dict:
@@ -71,6 +91,7 @@ def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
             "before": results.get("precondition_before"),
             "after": results.get("precondition_after"),
             "final_probe_loss": noise[-1]["probe_loss"] if noise else None,
+            "diverged_at_step": diverged_at(noise, "probe_loss", "step"),
         })
     if train:
         summary["train"].update({
@@ -81,6 +102,7 @@ def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
                             "neuron_alignment_mean_deg", "update_vs_bp_deg",
                             "effective_rank")),
             "initial_alignment_deg": train[0]["alignment_deg"],
+            "diverged_at_epoch": diverged_at(train, "test_loss", "epoch"),
         })
     summary["final"] = results.get("final")
     summary["ledger"] = results.get("ledger")

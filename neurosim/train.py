@@ -59,12 +59,13 @@ def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, 
                      per_epoch: int = 1, every_epochs: int = 1) -> list[int]:
     """Sorted distinct step counts at which data training is evaluated (0 included):
     ``per_epoch`` evenly spaced points (its end included) in every ``every_epochs``-th
-    epoch and in the last one, and the ``fractions`` of epoch 1."""
+    epoch and in the last one, and the ``fractions`` and the end of epoch 1 (the first-epoch
+    AUC is measured there, whatever ``every_epochs``, never interpolated across a gap)."""
     last = epochs * per_epoch
     points = {0} | {int(round(k * steps_per_epoch / per_epoch)) for k in range(1, last + 1)
                     if -(-k // per_epoch) % every_epochs == 0 or k == last}
     if epochs >= 1:
-        points |= {int(round(f * steps_per_epoch)) for f in fractions}
+        points |= {int(round(f * steps_per_epoch)) for f in fractions} | {steps_per_epoch}
     return sorted(points)
 
 

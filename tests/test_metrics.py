@@ -323,6 +323,13 @@ def test_auc_invalid_inputs():
         M.test_accuracy_auc([0.0, 1.0], [0.1, 0.2], 0.5, 0.5)
     with pytest.raises(ValueError):
         M.test_accuracy_auc([0.0], [0.1])
+    with pytest.raises(ValueError):
+        M.test_accuracy_auc([0.0, np.nan], [0.1, 0.2])  # epochs must be numbers
+
+
+def test_auc_of_a_diverged_curve_is_nan():
+    # a chip whose outputs overflowed has no accuracy (nan): the area is undefined
+    assert np.isnan(M.test_accuracy_auc([0.0, 0.5, 1.0], [0.1, 0.4, np.nan]))
 
 
 @settings(max_examples=100, deadline=None)
@@ -376,6 +383,13 @@ def test_accuracy():
     assert M.accuracy(logits, [0, 2, 1, 1]) == 0.75
     assert M.accuracy(logits, [1, 1, 1, 0]) == 0.0
     assert M.accuracy(logits, np.eye(3)[[0, 2, 0, 1]]) == 1.0
+
+
+def test_accuracy_of_non_finite_outputs_is_nan():
+    # np.argmax picks class 0 for a nan row: that is not a prediction
+    logits = np.array([[np.nan] * 3, [0.0, 1.0, 3.0]])
+    assert np.isnan(M.accuracy(logits, [0, 2]))
+    assert np.isnan(M.accuracy(np.array([[np.inf, 0.0, 0.0]]), [0]))
 
 
 def test_readout_probability_uniform_is_chance():

@@ -61,10 +61,41 @@ def test_evaluation_steps_include_fractional_points():
                                                               175, 200]
 
 
-def test_evaluation_every_kth_epoch_keeps_the_last_and_the_fractional_points():
-    assert evaluation_steps(10, 7, (0.5,), every_epochs=3) == [0, 5, 30, 60, 70]
-    assert evaluation_steps(10, 4, (), per_epoch=2, every_epochs=2) == [0, 15, 20, 35, 40]
+def test_evaluation_every_kth_epoch_keeps_the_last_the_fractional_points_and_epoch_1():
+    # epoch 1's end is always measured: the first-epoch AUC ends there (never interpolated)
+    assert evaluation_steps(10, 7, (0.5,), every_epochs=3) == [0, 5, 10, 30, 60, 70]
+    assert evaluation_steps(10, 4, (), per_epoch=2, every_epochs=2) == [0, 10, 15, 20, 35, 40]
     assert evaluation_steps(10, 5, (), every_epochs=1) == evaluation_steps(10, 5, ())
+
+
+def test_a_diverged_run_finishes_and_says_where_it_diverged(tmp_path):
+    """Noise inputs of std 1e37 overflow the chip's outputs in the noise phase: the run
+    still finishes (its metrics null, not a traceback and not an accuracy counted from
+    nan outputs), the next condition still runs, and the report names the diverged run."""
+    from neurosim.runner import run_experiment
+    data = json.loads(json.dumps(TINY))
+    data["precondition"]["input"] = {"std": 1.0e37}
+    data["optimizer"] = {"name": "sgd", "lr": 1e-3}  # (Adam normalizes the huge gradients)
+    data["conditions"] = {"overflow": {}, "clean": {"precondition.enabled": False}}
+    data["evaluation"]["ood"] = []
+    data["train"]["epochs"] = 1
+    data["seeds"] = [0]
+    run_experiment(build(ExperimentConfig, data, "test"), None, tmp_path / "out",
+                   run_reports=False)
+    bad = json.loads((tmp_path / "out" / "overflow" / "seed0" / SUMMARY).read_text())
+    good = json.loads((tmp_path / "out" / "clean" / "seed0" / SUMMARY).read_text())
+    assert bad["precondition"]["diverged_at_step"] == 20  # the first logging point
+    assert bad["train"]["diverged_at_epoch"] == 0.0
+    for value in (bad["train"]["test_accuracy"], bad["train"]["auc"],
+                  bad["final"]["readout_max_deviation"], bad["precondition"]["after"]
+                  ["readout_max_deviation"]):
+        assert value is None
+    noise = [r for r in metric_records(tmp_path / "out" / "overflow" / "seed0")
+             if r["phase"] == "precondition" and r["step"] >= 20]
+    assert noise and all(r["probe_accuracy"] is None for r in noise)
+    assert good["train"]["diverged_at_epoch"] is None and good["train"]["auc"] > 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Diverged" in report and "overflow seed 0 (noise phase, step 20" in report
 
 
 def test_same_seed_same_backend_gives_identical_runs(tmp_path):
