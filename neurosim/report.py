@@ -228,6 +228,15 @@ def figure_loss(run: Run, path: Path) -> Path | None:
     return plots.save_png(fig, path)
 
 
+def compared_matrices(rule: str | None, layer: str) -> str:
+    """What alignment angle ``layer`` (a key of ``alignment_deg``) compares
+    (:func:`neurosim.evaluation.feedback_targets`): FA's feedback array of layer ``l`` with
+    ``W_l``; DFA's array of hidden layer ``l`` with the path from that layer to the output."""
+    if rule == "dfa":
+        return f"W_L⋯W_{int(layer) + 1} vs B_{layer}ᵀ"
+    return f"W_{layer} vs B_{layer}ᵀ"
+
+
 def figure_alignment(run: Run, path: Path) -> Path | None:
     """Alignment angle between W_l and B_l^T per layer (solid), mean per-neuron angle ± std
     (dashed, band), and the angle between the rule's update and the BP gradient, vs
@@ -237,12 +246,13 @@ def figure_alignment(run: Run, path: Path) -> Path | None:
     if not layers and not update_layers:
         return None
     line = plots.timeline(run.noise, run.train)
+    rule = run.summary.get("rule")
     fig, axes = plots.new_figure(2, 1, width=8, height=7, sharex=True)
     top, bottom = axes[0, 0], axes[1, 0]
     for i, layer in enumerate(layers):
         c = plots.color(i)
         plots.plot_phased(top, line, run.noise, run.train, "alignment_deg", layer, color=c,
-                          label=f"θ layer {layer} (W vs Bᵀ)")
+                          label=f"θ layer {layer} ({compared_matrices(rule, layer)})")
         x, mean = plots.phased(line, run.noise, run.train, "neuron_alignment_mean_deg", layer)
         _, std = plots.phased(line, run.noise, run.train, "neuron_alignment_std_deg", layer)
         keep = np.isfinite(x) & np.isfinite(mean)
@@ -269,8 +279,9 @@ def figure_alignment(run: Run, path: Path) -> Path | None:
 
 def figure_neuron_angles(run: Run, path: Path) -> Path | None:
     """Histogram of per-neuron alignment angles (outgoing forward weights W_{l+1}[:, j] vs
-    feedback weights B_{l+1}[j, :]) before and after noise preconditioning and after
-    training, one panel per feedback layer."""
+    feedback weights B_{l+1}[j, :]; for DFA, hidden layer l's neuron's path to the output vs
+    its row of B_l) before and after noise preconditioning and after training, one panel
+    per feedback array."""
     sets = [(label, dig(run.summary, *keys)) for label, keys in (
         ("before noise", ("precondition", "before", "neuron_angles")),
         ("after noise", ("precondition", "after", "neuron_angles")),
@@ -290,7 +301,9 @@ def figure_neuron_angles(run: Run, path: Path) -> Path | None:
                         label=f"{label} (mean {values.mean():.1f}°)")
         ax.axvline(90, color="0.5", linewidth=0.8, linestyle=":")
         ax.set(xlabel="per-neuron angle (degrees)", ylabel="number of neurons", xlim=(0, 180),
-               title=f"Hidden neurons projecting to layer {layer}")
+               title=(f"Neurons of hidden layer {layer} (their paths to the output)"
+                      if run.summary.get("rule") == "dfa"
+                      else f"Hidden neurons projecting to layer {layer}"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{run.label}: per-neuron alignment angles")
@@ -397,6 +410,15 @@ def _angles(snapshot, layer: str) -> str:
     if math.isfinite(mean):
         theta += f" (neurons {mean:.1f}" + (f" ± {std:.1f}°)" if math.isfinite(std) else "°)")
     return theta
+
+
+def alignment_definition(rule: str | None) -> str:
+    """One sentence saying what the alignment table's angles compare."""
+    if rule == "dfa":
+        return ("DFA: layer l is hidden layer l; θ_l is the angle between B_lᵀ (its feedback "
+                "from the output error) and the product W_L⋯W_{l+1} of the forward weights "
+                "from that layer to the output (ReLU derivatives left out).\n\n")
+    return "θ_l is the angle between W_l and B_lᵀ, layer l's feedback array.\n\n"
 
 
 def alignment_table(run: Run) -> str:
@@ -584,7 +606,7 @@ def write_run_report(run_dir: Path) -> Path:
             "Inputs: `config.yaml` (the experiment, overrides applied) and `chip.yaml`; every "
             "evaluation point: `metrics.jsonl`; the numbers below: `summary.json`.\n\n",
             "## Headline numbers\n\n", markdown_table(["quantity", "value"], headline_rows(s)),
-            "\n## Alignment angle θ_l (W_l vs B_l^T), degrees\n\n",
+            "\n## Alignment angle θ_l, degrees\n\n", alignment_definition(s.get("rule")),
             ("BP does not use the feedback arrays: its angles are to the matrices B its seed's "
              "other conditions use, a control (about 90° when W ignores B).\n\n"
              if s.get("rule") == "bp" else ""), alignment_table(run)]

@@ -228,6 +228,21 @@ def test_run_without_noise_phase(tmp_path):
     assert "noise preconditioning" in report.read_text()  # "no noise preconditioning"
 
 
+def test_alignment_is_described_for_the_rule_that_made_it(tmp_path):
+    # FA's θ_2 compares W_2 with B_2ᵀ; DFA's key "1" is hidden layer 1 against its path
+    # W_L⋯W_2 to the output (evaluation.feedback_targets), not "W_1 vs B_1ᵀ"
+    from neurosim.report import compared_matrices
+    fa = write_run_report(write_run(tmp_path, "fa", 0)).read_text()
+    assert "θ_l is the angle between W_l and B_lᵀ" in fa and "DFA" not in fa
+    run_dir = write_run(tmp_path, "dfa", 0)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "rule": "dfa"}))
+    dfa = write_run_report(run_dir).read_text()
+    assert "DFA: layer l is hidden layer l" in dfa and "W_L⋯W_{l+1}" in dfa
+    assert compared_matrices("fa", "2") == "W_2 vs B_2ᵀ"
+    assert compared_matrices("dfa", "1") == "W_L⋯W_2 vs B_1ᵀ"
+
+
 def test_zero_epoch_run_without_final(tmp_path):
     records = noise_records(0) + train_records(0, epochs=(0.0,))
     run_dir = write_run(tmp_path, "fa_noise", 0, records=records, epochs=0, final=False)
