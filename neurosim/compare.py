@@ -29,8 +29,8 @@ import numpy as np
 from neurosim import plots
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, last_layer, layers_in
-from neurosim.report import (SUMMARY, Run, dig, figure_section, load_run, markdown_table,
-                             number, percent, provenance_line, write_csv)
+from neurosim.report import (SUMMARY, Run, data_notes_line, dig, figure_section, load_run,
+                             markdown_table, number, percent, provenance_line, write_csv)
 from neurosim.runio import write_json, write_text
 from neurosim.stats import mean_std, paired_ttest
 
@@ -284,6 +284,7 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
                     f"optimizer {optimizer.get('name', '?')} (lr {optimizer.get('lr', '?')}), "
                     f"backend `{s.get('backend', '?')}`, seeds "
                     f"{[r.summary.get('seed') for r in runs]}\n")
+    text += ["\n", data_notes_line([r.summary for runs in groups.values() for r in runs])]
     environments = {json.dumps(r.summary.get("environment"), sort_keys=True): r.summary
                     for group in groups.values() for r in group}
     if len(environments) == 1:

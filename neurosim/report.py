@@ -559,6 +559,13 @@ def _setup_line(s: dict, chip: dict | None) -> str:
             f"{s.get('seed', '?')}")
 
 
+def data_notes_line(summaries: list[dict]) -> str:
+    """The datasets' notes of runs (``summary.json``'s ``data_notes``), each once, as a
+    paragraph; empty when there are none."""
+    notes = dict.fromkeys(note for s in summaries for note in s.get("data_notes") or [])
+    return f"Data: {'; '.join(notes)}.\n\n" if notes else ""
+
+
 def provenance_line(summary: dict) -> str:
     """Which code made the run (:mod:`neurosim.provenance`), as a paragraph; empty for a
     summary written before neurosim recorded it."""
@@ -602,7 +609,7 @@ def write_run_report(run_dir: Path) -> Path:
     chip_file = run_dir / "chip.yaml"
     chip = yaml.safe_load(chip_file.read_text()) if chip_file.exists() else None
     text = [f"# Run {s.get('name', run_dir.name)}: {run.label}\n\n", _setup_line(s, chip),
-            ".\n\n", provenance_line(s),
+            ".\n\n", data_notes_line([s]), provenance_line(s),
             "Inputs: `config.yaml` (the experiment, overrides applied) and `chip.yaml`; every "
             "evaluation point: `metrics.jsonl`; the numbers below: `summary.json`.\n\n",
             "## Headline numbers\n\n", markdown_table(["quantity", "value"], headline_rows(s)),

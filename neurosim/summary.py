@@ -9,7 +9,9 @@ span (1.0 means 100 % from the start), over the whole run and over the first epo
 noise phase in a preconditioned run (the angle before it is ``precondition.before``).
 A run whose chip's outputs stop being finite numbers (diverged) records where:
 ``precondition.diverged_at_step`` and ``train.diverged_at_epoch`` (``null`` otherwise); its
-metrics from there on are ``null``.
+metrics from there on are ``null``. ``data_notes`` are the dataset's notes
+(:attr:`neurosim.data.loaders.Dataset.notes`: how its images were made, and where a split
+is not the official one).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ def summarize(spec: RunSpec, records: list[dict], results: dict, seconds: dict,
             "initial_alignment_deg": train[0]["alignment_deg"],
             "diverged_at_epoch": diverged_at(train, "test_loss", "epoch"),
         })
+    summary["data_notes"] = results.get("data_notes", [])
     summary["final"] = results.get("final")
     summary["ledger"] = results.get("ledger")
     summary["config"] = to_plain(experiment)

@@ -30,7 +30,8 @@ import numpy as np
 from neurosim import plots
 from neurosim.compare import (_cell, _show, _summarize, difference_kind, group_runs, pair_test,
                               run_metrics, write_comparison)
-from neurosim.report import Run, dig, figure_section, load_run, markdown_table, write_csv
+from neurosim.report import (Run, data_notes_line, dig, figure_section, load_run, markdown_table,
+                             write_csv)
 from neurosim.runio import SUMMARY, write_text
 from neurosim.sweep_manifest import read_manifest
 
@@ -131,7 +132,7 @@ def _tests(cell: str, pairs, groups: dict[str, list[Run]], table: dict, metrics)
 
 
 def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Path,
-            compared: list[str], targets: list[float]) -> str:
+            compared: list[str], targets: list[float], data_notes: str) -> str:
     counts, baseline = manifest["counts"], manifest["baseline"]
     seeds = sorted({t["seed"] for t in manifest["trials"]})
     text = [f"# Sweep {manifest['name']}\n\n",
@@ -142,7 +143,7 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
             "Mean ± std over seeds (sample std, ddof=1); n = trials with a value. Energy "
             "from the ledger: total, and to target = noise phase + data training until the "
             f"test accuracy first reaches {' / '.join(f'{t:.0%}' for t in targets) or '—'} "
-            "(n = trials that reached it).\n\n",
+            "(n = trials that reached it).\n\n", data_notes,
             "## Results per cell\n\n"]
     rows = [[cell, condition] + [_entry_text(stats[cell, condition][k], KINDS[k])
                                  for k, _, _ in METRICS] for cell, condition in stats]
@@ -223,5 +224,6 @@ def write_sweep_report(folder: Path) -> Path:
     targets = sorted({dig(run.summary, "ledger", "to_target", "target")
                       for _, run in loaded} - {None})
     write_text(report, _report(manifest, stats, against_baseline, figures, folder,
-                               list(runs_by_cell), targets))
+                               list(runs_by_cell), targets,
+                               data_notes_line([run.summary for _, run in loaded])))
     return report

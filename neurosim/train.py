@@ -440,6 +440,7 @@ class Trainer:
                                             data.y_test,
                                             self.experiment.evaluation.drift_times_s),
             }
+            results["data_notes"] = list(data.notes)
             self.accounting.flush()
             results["ledger"] = ledger_summary(
                 self.chip.ledger, self.chip.config.energy, *converter_bits(self.chip),

@@ -286,6 +286,11 @@ def test_report_shows_the_energy_ledger_of_a_real_run(tmp_path):
     assert_png(tmp_path / "figures" / "energy.png")
     # the unit costs it priced with: the defaults here (TaOx's 1.28 pJ pulse, both ways)
     assert "A cell read costs 0.025 pJ, a write pulse 1.28 pJ up and 1.28 pJ down." in text
+    # how the data were made is recorded and said (a test-split fallback is said this way)
+    from neurosim.data import load_dataset
+    notes = list(load_dataset("digits").notes)
+    assert notes and summary["data_notes"] == notes
+    assert f"Data: {notes[0]}." in text
 
 
 def test_report_names_the_chips_own_write_pulses(tmp_path):

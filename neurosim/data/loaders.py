@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def _load_idx(spec: DatasetSpec, root: Path) -> Dataset:
             f"train/test are the first {n_train} / last {len(x_test) - n_train} images of the official test "
             f"split, so results are not comparable with published {spec.name} numbers"
         )
+        warnings.warn(note, stacklevel=3)  # and every run's summary and report record it
         return _dataset(spec, x_test[:n_train], y_test[:n_train], x_test[n_train:], y_test[n_train:], (note,))
     return _dataset(spec, x_train, y_train, x_test, y_test)
 
