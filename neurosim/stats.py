@@ -33,14 +33,14 @@ def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation of ``values`` (same units as the values).
 
     ``mean = (1/n) sum x_i``; ``std = sqrt( sum (x_i - mean)^2 / (n - 1) )`` (ddof = 1), the
-    "mean ± std over seeds" of the paper. One value gives ``std = 0.0``; no values give
-    ``(nan, nan)``.
+    "mean ± std over seeds" of the paper. One value has no sample std: ``(x, nan)``, not a
+    spread of 0; no values give ``(nan, nan)``.
     """
     v = _vec(values, "mean_std")
     if v.size == 0:
         return float("nan"), float("nan")
     mean = float(np.mean(v))
-    std = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
+    std = float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
     return mean, std
 
 

@@ -120,6 +120,7 @@ def test_every_device_preset_gets_the_headline_comparison_and_energy(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["reproduce", "fig9"], "FIGURE"),
     (["reproduce", "--seeds", "0"], "--seeds"),
+    (["reproduce", "--seeds", "1"], "every verdict is a test over seeds"),  # no t-test of 1
     (["reproduce", "--chip", "no_such_chip"], "chip"),
 ])
 def test_bad_reproduce_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path):

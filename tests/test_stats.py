@@ -24,7 +24,8 @@ def test_mean_std():
     m, s = S.mean_std([1.0, 2.0, 3.0, 4.0])
     assert m == 2.5
     assert s == pytest.approx(math.sqrt((1.5**2 + 0.5**2 + 0.5**2 + 1.5**2) / 3), rel=1e-15)
-    assert S.mean_std([5.0]) == (5.0, 0.0)
+    m, s = S.mean_std([5.0])  # one seed has no spread to report, not a spread of 0
+    assert m == 5.0 and math.isnan(s)
     m, s = S.mean_std(np.array([0.9, 0.9], dtype=np.float32))
     assert type(m) is float and type(s) is float and s == 0.0
     assert all(math.isnan(x) for x in S.mean_std([]))

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--chip", default="ideal",
                         help="chip preset in hw_configs/ or a chip YAML (default: ideal)")
     parser.add_argument("--seeds", type=int, default=3, metavar="N",
-                        help="seeds 0 .. N-1 (default: 3)")
+                        help="seeds 0 .. N-1, N >= 2 (default: 3)")
     parser.add_argument("--quick", action="store_true",
                         help="shrunk data and schedules (minutes on 2 cores)")
     parser.add_argument("--backend", choices=BACKENDS, default="numba",
@@ -49,8 +49,9 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("neurosim reproduce", "FIGURE", unknown[0],
                           f"must be one of {', '.join(FIGURES)}")
-    if args.seeds < 1:
-        raise ConfigError("neurosim reproduce", "--seeds", args.seeds, "must be >= 1")
+    if args.seeds < 2:
+        raise ConfigError("neurosim reproduce", "--seeds", args.seeds,
+                          "must be >= 2 (every verdict is a test over seeds)")
     resolve_chip_path(args.chip)  # a clear error for an unknown preset, before anything runs
     settings = QUICK if args.quick else FULL
     chip_name = Path(args.chip).stem

@@ -84,7 +84,10 @@ def describe(test: stats.TestResult) -> str:
 
 
 def mean_std_text(values, digits: int = 3, unit: str = "") -> str:
+    """``mean ± std`` over seeds; one value has no std: ``mean (n=1)``."""
     mean, std = stats.mean_std(values)
+    if math.isnan(std) and math.isfinite(mean):
+        return f"{mean:.{digits}f}{unit} (n=1)"
     return f"{mean:.{digits}f} ± {std:.{digits}f}{unit}"
 
 

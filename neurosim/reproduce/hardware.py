@@ -65,7 +65,8 @@ def finite_mean_text(values, fmt) -> str:
     if not finite:
         return "not reached"
     mean, std = stats.mean_std(finite)
-    return f"{fmt(mean)} ± {fmt(std)} ({len(finite)}/{len(values)} reached)"
+    spread = f" ± {fmt(std)}" if len(finite) > 1 else ""
+    return f"{fmt(mean)}{spread} ({len(finite)}/{len(values)} reached)"
 
 
 def bars(path, names, values: dict[str, list[list[float]]], ylabel: str, title: str,
