@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import data_dir
+from conftest import REPO, data_dir
 
 from neurosim.cli import main
 from neurosim.data import store
@@ -218,6 +218,20 @@ def test_a_chip_file_that_sets_only_chip_fields_outside_the_arrays_is_a_chip(tmp
     path.write_text("name: costs\nenergy:\n  read_voltage_v: -1\n")
     assert main(["config", "validate", str(path)]) == 2
     assert "energy.read_voltage_v" in capsys.readouterr().err
+
+
+def test_config_show_and_fields_take_sweep_files(capsys):
+    """A sweep file was parsed as an experiment by ``config show`` ('baseline: unknown
+    field'), and ``config fields`` listed no sweep fields."""
+    sweep = REPO / "experiments" / "sweep_preconditioning.yaml"
+    assert main(["config", "show", str(sweep)]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["name"] == "sweep_preconditioning" and shown["baseline"] == "fa"
+    assert main(["config", "fields", "sweep"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"experiment", "grid", "cases", "baseline", "overrides"} <= set(listed)
+    assert main(["config", "show", str(sweep), "--set", "train.epochs=1"]) == 2
+    assert "a sweep takes no --set" in capsys.readouterr().err
 
 
 def test_output_into_a_closed_pipe_ends_quietly():

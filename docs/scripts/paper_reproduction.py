@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "paper-reproduction.md"
 ASSETS = REPO / "docs" / "paper-reproduction"
-KEEP = ("report.md", "results.json", "*/*.png", "*/*.csv")
+KEEP = ("report.md", "results.json", "*/*.png", "*/*.csv", "*/*.json")  # what reports link
 QUICK_LIMIT_MIN = 15.0
 
 

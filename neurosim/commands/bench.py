@@ -60,7 +60,8 @@ def register(subparsers) -> None:
                         help=f"about S seconds per timed repeat of each measurement (default: "
                              f"{default.repeat_seconds}; --quick: {QUICK.repeat_seconds})")
     parser.add_argument("--quick", action="store_true",
-                        help="small settings (populations 1,4; 3 short repeats)")
+                        help=f"small settings (populations 1,4; 3 short repeats; inference "
+                             f"batch {QUICK.eval_batch}, so not comparable with a full run)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"folder for bench.md and bench.json (default: {DEFAULT_OUT})")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -12,11 +12,14 @@ from neurosim.commands.run import add_override_arguments
 from neurosim.config import ChipConfig, ExperimentConfig, expand_runs, load_chip, load_experiment, read_yaml
 from neurosim.errors import NeurosimError
 from neurosim.schema import field_docs, to_plain
-from neurosim.sweep_plan import load_sweep
+from neurosim.sweep_plan import SweepConfig, load_sweep
 
 
 CHIP_ONLY_FIELDS = frozenset(f.name for f in dataclasses.fields(ChipConfig)) - frozenset(
     f.name for f in dataclasses.fields(ExperimentConfig))
+
+
+KINDS = {"experiment": ExperimentConfig, "chip": ChipConfig, "sweep": SweepConfig}
 
 
 def _is_chip(path: Path) -> bool:
@@ -36,13 +39,20 @@ def register(subparsers) -> None:
     validate.add_argument("file", type=Path)
     add_override_arguments(validate)
     validate.set_defaults(func=run_validate)
-    show = sub.add_parser("show", help="print an experiment with every default filled in")
+    show = sub.add_parser("show", help="print an experiment, chip or sweep with every "
+                                       "default filled in")
     show.add_argument("file", type=Path)
     add_override_arguments(show)
     show.set_defaults(func=run_show)
     fields = sub.add_parser("fields", help="list every field with its default and meaning")
-    fields.add_argument("kind", choices=("experiment", "chip"))
+    fields.add_argument("kind", choices=tuple(KINDS))
     fields.set_defaults(func=run_fields)
+
+
+def _no_overrides_for_a_sweep(args: argparse.Namespace) -> None:
+    if args.overrides:
+        raise NeurosimError(f"{args.file}: a sweep takes no --set; put overrides in its "
+                            "overrides field")
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -51,9 +61,7 @@ def run_validate(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid chip '{chip.name}'")
         return 0
     if _is_sweep(args.file):
-        if args.overrides:
-            raise NeurosimError(f"{args.file}: a sweep takes no --set; put overrides in its "
-                                "overrides field")
+        _no_overrides_for_a_sweep(args)
         plan = load_sweep(args.file)
         seeds = len({trial.spec.seed for trial in plan.trials})
         print(f"{args.file}: valid sweep '{plan.config.name}' ({len(plan.trials)} trials: "
@@ -68,14 +76,17 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    config = (load_chip(args.file, args.overrides) if _is_chip(args.file)
-              else load_experiment(args.file, args.overrides))
+    if _is_sweep(args.file):
+        _no_overrides_for_a_sweep(args)
+        config = load_sweep(args.file).config
+    else:
+        config = (load_chip(args.file, args.overrides) if _is_chip(args.file)
+                  else load_experiment(args.file, args.overrides))
     print(yaml.safe_dump(to_plain(config), sort_keys=False), end="")
     return 0
 
 
 def run_fields(args: argparse.Namespace) -> int:
-    cls = ExperimentConfig if args.kind == "experiment" else ChipConfig
-    for path, default, doc in field_docs(cls):
+    for path, default, doc in field_docs(KINDS[args.kind]):
         print(f"{path:40s} {default:20s} {doc}")
     return 0

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     listing.set_defaults(func=run_list)
     show = sub.add_parser("show", help="a preset's response curve (pulses -> weight) as PNG + CSV")
     show.add_argument("name", help="preset name or chip YAML path")
-    show.add_argument("--out", type=Path, default=Path("device_curves"), help="output folder")
+    show.add_argument("--out", type=Path, default=Path("device_curves"),
+                      help="output folder (default: ./device_curves)")
     show.add_argument("--devices", type=positive_int, default=200,
                       help="devices in the population")
     show.add_argument("--pulses", type=positive_int,
