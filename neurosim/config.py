@@ -66,6 +66,22 @@ class DeviceConfig:
     ``sigmaCtoC`` of the conductance range per pulse); device-to-device spread (``*_dtod``, relative std, drawn once per device from the
     chip seed) of ``dw_min``, ``up_down``, ``w_min``, ``w_max``; clipping to each device's own
     bounds; stuck devices that ignore every pulse.
+
+    Where this departs from its references:
+
+    * ``up_down`` scales both directions, symmetrically. aihwkit's ``up_down`` shrinks one
+      side only (``u > 0``: ``dw_down *= 1 - u``, ``dw_up`` unchanged; ``u < 0``: ``dw_up
+      *= 1 + u``). An aihwkit device with ``u_a > 0`` and step ``dw_a`` is ``up_down =
+      u_a / (2 - u_a)`` and ``dw_min = dw_a / (1 + up_down)`` here.
+    * A device whose drawn ``dw_min`` is negative (``dw_min_dtod`` large) gets step 0: it
+      never moves, though its pulses are counted. aihwkit takes the magnitude instead.
+    * ``exp_step`` is NeuroSim's conductance-vs-pulse curve, not aihwkit's ``ExpStepDevice``
+      (a step that depends exponentially on ``w``). Its device-to-device spread is that of
+      ``dw_min`` along the pulse axis; NeuroSim instead spreads the nonlinearity label.
+    * Drift scales the signed weight towards 0, as a differential pair whose two devices
+      drift alike would, not the single-device conductance that ``g_min`` / ``g_max`` and
+      ``exp_step`` map onto ``w``; its exponent does not depend on the programmed state
+      (aihwkit's PCM model has ``nu`` grow with the conductance).
     """
 
     model: str = spec("ideal", choices=DEVICE_MODELS, doc="pulse response model")
@@ -110,7 +126,9 @@ class DeviceConfig:
                                 doc="device-to-device std of drift_nu (absolute; nu_i >= 0)")
     drift_t0_s: float = spec(20.0, gt=0.0,
                              doc="seconds after programming at which a weight reads exactly "
-                                 "as programmed (aihwkit's t0 = 20 s)")
+                                 "as programmed (aihwkit's t0 = 20 s); times are counted from "
+                                 "programming, so aihwkit's t_inference (counted from t0) "
+                                 "is t - t0 here")
 
     def check(self, source: str, path: str) -> None:
         if self.dw_min_ctoc > 0 and self.write_noise > 0:
@@ -125,6 +143,15 @@ class DeviceConfig:
         if not self.g_max > self.g_min:
             raise ConfigError(source, f"{path}.g_max", self.g_max,
                               f"must be > {path}.g_min ({self.g_min})")
+
+
+DEFAULT_DEVICE = DeviceConfig()
+# What only a pulsed device model simulates (an ideal device keeps its defaults; it does
+# drift, drift_* being evaluation-time reads).
+PULSED_DEVICE_FIELDS = ("dw_min", "dw_min_dtod", "dw_min_ctoc", "write_noise", "up_down",
+                        "up_down_dtod", "w_min_dtod", "w_max_dtod", "gamma_up", "gamma_down",
+                        "nonlinearity_ltp", "nonlinearity_ltd", "stuck_at_min",
+                        "stuck_at_max", "stuck_at_initial")
 
 
 @dataclass(frozen=True)
@@ -175,6 +202,16 @@ class ForwardArrayConfig:
             raise ConfigError(source, f"{path}.device.dw_min", self.device.dw_min,
                               f"exp_step's pulse step is (w_max - w_min) / levels = {step:g}; "
                               "leave dw_min unset")
+        if self.device.model == "ideal":
+            for name in PULSED_DEVICE_FIELDS:
+                value = getattr(self.device, name)
+                if value != getattr(DEFAULT_DEVICE, name):
+                    raise ConfigError(
+                        source, f"{path}.device.{name}", value,
+                        "an ideal device is updated exactly and draws nothing per device: "
+                        "pulse responses, their noise and device-to-device spread, and stuck "
+                        "devices need a device model such as constant_step, with "
+                        "update.mode: pulsed")
         if self.update.mode == "ideal" and self.device.model != "ideal":
             raise ConfigError(source, f"{path}.device.model", self.device.model,
                               "a device model other than ideal is programmed by pulses: "

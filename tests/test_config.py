@@ -131,6 +131,13 @@ BAD_CHIPS = [
      "forward.device.stuck_at_min + stuck_at_max + stuck_at_initial", "add up to <= 1"),
     ("pulsed ideal device", {"forward": {"update": {"mode": "pulsed"}}},
      "forward.update.mode", "need a device model"),
+    # an ideal device has no device state: these were accepted and silently not simulated
+    ("stuck ideal devices", {"forward": {"device": {"stuck_at_max": 0.2}}},
+     "forward.device.stuck_at_max", "an ideal device is updated exactly"),
+    ("spread of ideal devices", {"forward": {"device": {"w_max_dtod": 0.3}}},
+     "forward.device.w_max_dtod", "device-to-device spread"),
+    ("noisy ideal devices", {"forward": {"device": {"write_noise": 0.02}}},
+     "forward.device.write_noise", "constant_step"),
     ("unknown update mode", {"forward": {"update": {"mode": "magic"}}},
      "forward.update.mode", "must be one of ideal, pulsed"),
     ("zero tile rows", {"tiles": {"rows": 0}}, "tiles.rows", "must be >= 1"),
