@@ -300,7 +300,7 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
         text.append("\nDiverged (the chip's outputs stopped being finite numbers; the run's "
                     "metrics from there on are blank and left out of the means): "
                     + "; ".join(diverged) + ".\n")
-    if ood_names:
+    if set(ood_names) - {"in_distribution"} or skipped:  # not the test set's column alone
         text += ["\n## Out-of-distribution accuracy\n\n", markdown_table(
             ["condition"] + ood_names,
             [[c] + [_cell(summaries[c][f"ood_{n}"], "pct") for n in ood_names] for c in groups])]

@@ -97,6 +97,7 @@ def test_a_diverged_run_finishes_and_says_where_it_diverged(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Diverged" in report and "overflow seed 0 (noise phase, step 20" in report
     assert "Data: digits: " in report  # the datasets' notes, once
+    assert "Out-of-distribution" not in report  # ood: [] leaves only the test set's column
 
 
 def test_same_seed_same_backend_gives_identical_runs(tmp_path):
