@@ -32,7 +32,7 @@ from neurosim.plots import column, last_layer, layers_in
 from neurosim.report import (SUMMARY, Run, data_notes_line, dig, figure_section, load_run,
                              markdown_table, number, percent, provenance_line, write_csv)
 from neurosim.runio import write_json, write_text
-from neurosim.stats import mean_std, paired_ttest
+from neurosim.stats import holm_adjusted, mean_std, paired_ttest
 
 # key, label in report.md, how it is shown ("pct": fraction as %, "deg": degrees, "num")
 METRICS = (
@@ -132,6 +132,13 @@ def pair_test(a: list[Run], b: list[Run], metric: str, table: dict[Path, dict]) 
     result = paired_ttest([x for _, x, _ in pairs], [y for _, _, y in pairs])
     return {**out, "statistic": result.statistic, "pvalue": result.pvalue,
             "mean_difference": result.mean_difference, "df": result.df, "text": str(result)}
+
+
+def with_holm(tests: list[dict]) -> list[dict]:
+    """``tests`` with ``holm_pvalue``: each p adjusted for all of them as one family
+    (:func:`neurosim.stats.holm_adjusted`), since a report makes many tests at once."""
+    adjusted = holm_adjusted([t["pvalue"] for t in tests])
+    return [{**t, "holm_pvalue": p} for t, p in zip(tests, adjusted)]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -312,10 +319,14 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
                 f"- {name} in {', '.join(runs)}: {why}\n" for (name, why), runs in reasons.items()))
     text.append("\n## Paired t-tests (pairing by seed; difference = first − second)\n\n")
     if tests:
+        text.append(f"Holm p: the p-value adjusted for all {len(tests)} tests of this report "
+                    "(Holm-Bonferroni), to read when asking whether any of them is "
+                    "significant.\n\n")
         text.append(markdown_table(
-            ["conditions", "metric", "seeds", "mean difference", "result"],
+            ["conditions", "metric", "seeds", "mean difference", "result", "Holm p"],
             [[f"{t['a']} vs {t['b']}", labels[t["metric"]], str(t["seeds"]),
-              _show(t["mean_difference"], difference_kind(kinds[t["metric"]])), t["text"]]
+              _show(t["mean_difference"], difference_kind(kinds[t["metric"]])), t["text"],
+              f"{t['holm_pvalue']:.3g}" if math.isfinite(t["holm_pvalue"]) else "—"]
              for t in tests]))
     else:
         text.append("Only one condition: no tests.\n")
@@ -348,8 +359,8 @@ def write_comparison(run_dirs: list[Path], out_dir: Path, title: str) -> Path:
             for c, runs in groups.items() for r in runs]
     summaries = {c: {k: _summarize([table[r.path].get(k, math.nan) for r in runs])
                      for k in metric_keys} for c, runs in groups.items()}
-    tests = [{"a": a, "b": b, **pair_test(groups[a], groups[b], metric, table)}
-             for a, b in itertools.combinations(groups, 2) for metric in TEST_METRICS]
+    tests = with_holm([{"a": a, "b": b, **pair_test(groups[a], groups[b], metric, table)}
+                       for a, b in itertools.combinations(groups, 2) for metric in TEST_METRICS])
 
     write_csv(out_dir / "comparison.csv", rows)
     write_csv(out_dir / "comparison_summary.csv",

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _sps
 
-__all__ = ["mean_std", "TestResult", "paired_ttest", "two_sample_ttest", "one_sample_ttest"]
+__all__ = ["mean_std", "TestResult", "paired_ttest", "two_sample_ttest", "one_sample_ttest",
+           "holm_adjusted"]
 
 
 def _vec(values, fn: str) -> np.ndarray:
@@ -165,3 +166,24 @@ def one_sample_ttest(values, popmean: float) -> TestResult:
         return TestResult(name, n, math.nan, math.nan, md, float(n - 1) if n >= 2 else math.nan, (n,))
     r = _scipy(_sps.ttest_1samp, v, popmean)
     return _from_scipy(name, n, r, md, float(n - 1), (n,))
+
+
+def holm_adjusted(pvalues) -> list[float]:
+    """Holm-Bonferroni adjusted p-values of a family of tests, in the given order.
+
+    With the ``m`` finite p-values sorted, ``p_(1) <= ... <= p_(m)``:
+    ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``. Rejecting where ``adj < alpha``
+    keeps the family-wise error rate at ``alpha`` (Holm, Scand. J. Statist. 1979). A ``nan``
+    p (a test that could not be made) stays ``nan`` and does not count in ``m``.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p[index])))
+        adjusted[index] = running
+    return adjusted.tolist()
+

@@ -6,7 +6,8 @@ finished trial's ``summary.json``, and writes into the sweep folder::
     sweep_trials.csv          one row per trial: cell, its overrides, condition, seed,
                               status, error, metrics
     sweep_summary.csv         per cell, condition and metric: n, mean, std (ddof=1) over seeds
-    sweep_tests.csv           paired t-tests (by seed) between every two conditions of a cell
+    sweep_tests.csv           paired t-tests (by seed) between every two conditions of a cell,
+                              with p Holm-adjusted over all of them
     figures/sweep_*.png       per metric: mean ± std per cell, a bar per condition
     report.md                 the table, the tests against the baseline condition, failures,
                               figures
@@ -29,7 +30,7 @@ import numpy as np
 
 from neurosim import plots
 from neurosim.compare import (_cell, _show, _summarize, difference_kind, group_runs, pair_test,
-                              run_metrics, write_comparison)
+                              run_metrics, with_holm, write_comparison)
 from neurosim.report import (Run, data_notes_line, dig, figure_section, load_run, markdown_table,
                              write_csv)
 from neurosim.runio import SUMMARY, write_text
@@ -151,10 +152,14 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
                 if rows else "No finished trials yet.\n")
     text.append(f"\n## Paired t-tests against {baseline} (pairing by seed; difference = "
                 f"condition − {baseline})\n\n")
+    if shown:
+        text.append(f"Holm p: the p-value adjusted for all {len(shown)} tests of this table "
+                    "(Holm-Bonferroni).\n\n")
     text.append(markdown_table(
-        ["cell", "condition", "metric", "seeds", "mean difference", "result"],
+        ["cell", "condition", "metric", "seeds", "mean difference", "result", "Holm p"],
         [[t["cell"], t["a"], LABELS[t["metric"]], str(t["seeds"]),
-          _difference_text(t["mean_difference"], KINDS[t["metric"]]), t["text"]] for t in shown])
+          _difference_text(t["mean_difference"], KINDS[t["metric"]]), t["text"],
+          f"{t['holm_pvalue']:.3g}" if math.isfinite(t["holm_pvalue"]) else "—"] for t in shown])
         if shown else "No condition shares seeds with the baseline in any cell.\n")
     text.append("\nEvery pair of conditions and more metrics: `sweep_tests.csv`.\n")
     failed = [t for t in manifest["trials"] if t["status"] == "failed"]
@@ -211,7 +216,8 @@ def write_sweep_report(folder: Path) -> Path:
     write_csv(folder / "sweep_tests.csv", [
         {"cell": t["cell"], "a": t["a"], "b": t["b"], "metric": t["metric"], "n": t["n"],
          "seeds": t["seeds"], "mean_difference": t["mean_difference"],
-         "statistic": t["statistic"], "pvalue": t["pvalue"], "df": t["df"]} for t in tests])
+         "statistic": t["statistic"], "pvalue": t["pvalue"], "df": t["df"],
+         "holm_pvalue": t["holm_pvalue"]} for t in with_holm(tests)])
     cells = [c["name"] for c in manifest["cells"] if c["name"] in runs_by_cell]
     conditions = [c for c in manifest["conditions"] if any((cell, c) in stats for cell in cells)]
     figures = []
@@ -223,7 +229,7 @@ def write_sweep_report(folder: Path) -> Path:
     report = folder / "report.md"
     targets = sorted({dig(run.summary, "ledger", "to_target", "target")
                       for _, run in loaded} - {None})
-    write_text(report, _report(manifest, stats, against_baseline, figures, folder,
+    write_text(report, _report(manifest, stats, with_holm(against_baseline), figures, folder,
                                list(runs_by_cell), targets,
                                data_notes_line([run.summary for _, run in loaded])))
     return report

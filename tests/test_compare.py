@@ -125,6 +125,18 @@ def test_paired_ttests_equal_scipy(experiment):
             assert single["statistic"] is None and single["pvalue"] is None
     report = (experiment / "report.md").read_text()
     assert by_key["fa", "fa_noise", "auc"]["text"] in report and "n<2: no test" in report
+    # Holm over the report's tests: here the three made ones (the others have no p)
+    made = [t for t in tests if t["pvalue"] is not None]
+    ranked = sorted(made, key=lambda t: t["pvalue"])
+    expected, running = {}, 0.0
+    for rank, t in enumerate(ranked):
+        running = max(running, min(1.0, (len(made) - rank) * t["pvalue"]))
+        expected[t["metric"]] = running
+    for t in made:
+        assert t["holm_pvalue"] == pytest.approx(expected[t["metric"]], rel=1e-12)
+        assert t["holm_pvalue"] >= t["pvalue"]
+    assert all(t["holm_pvalue"] is None for t in tests if t["pvalue"] is None)
+    assert "Holm p" in report and "all 9 tests of this report" in report
 
 
 def test_figures_exist_and_are_embedded(experiment):

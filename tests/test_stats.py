@@ -163,3 +163,13 @@ def test_paired_matches_scipy_property(ab):
     assert r.statistic == pytest.approx(ref.statistic, rel=1e-9, abs=1e-12)
     assert r.pvalue == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-12)
     assert 0.0 <= r.pvalue <= 1.0
+
+
+def test_holm_adjusted_by_hand():
+    # sorted 0.01, 0.02, 0.04 of m = 3 (the nan is no test): 0.03, max(0.03, 0.04), 0.04
+    adjusted = S.holm_adjusted([0.04, 0.01, math.nan, 0.02])
+    assert adjusted[1] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.04)
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[2])
+    assert S.holm_adjusted([0.6, 0.5]) == [1.0, 1.0]  # capped at 1, monotone in p
+    assert S.holm_adjusted([]) == []
+
