@@ -291,7 +291,9 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
                     f"optimizer {optimizer.get('name', '?')} (lr {optimizer.get('lr', '?')}), "
                     f"backend `{s.get('backend', '?')}`, seeds "
                     f"{[r.summary.get('seed') for r in runs]}\n")
-    text += ["\n", data_notes_line([r.summary for runs in groups.values() for r in runs])]
+    notes = data_notes_line([r.summary for runs in groups.values() for r in runs])
+    if notes:
+        text += ["\n", notes]
     environments = {json.dumps(r.summary.get("environment"), sort_keys=True): r.summary
                     for group in groups.values() for r in group}
     if len(environments) == 1:

@@ -44,13 +44,16 @@ class Manifest:
 
     def __init__(self, plan: SweepPlan, out: Path):
         self.out = Path(out)
+        previous = _previous_manifest(self.out)
         self.header = {
             "name": plan.config.name, "sweep_file": str(plan.source),
             "experiment_file": str(plan.experiment_path), "started": _now(),
-            "updated": None, "finished": None, "scheduler": None, "workers": None,
+            "updated": None, "finished": None,
+            # the last cluster that computed trials, until this run starts one
+            "scheduler": previous.get("scheduler"), "workers": previous.get("workers"),
             "conditions": list(plan.conditions), "baseline": plan.baseline,
             "cells": [{"name": c.name, "overrides": c.overrides} for c in plan.cells]}
-        before = _previous_trials(self.out)
+        before = {t["id"]: t for t in previous.get("trials", [])}
         self.trials = {}
         for trial in plan.trials:
             done = (trial.run_dir(self.out) / SUMMARY).is_file()
@@ -87,10 +90,10 @@ class Manifest:
                                          "trials": list(self.trials.values())})
 
 
-def _previous_trials(folder: Path) -> dict[str, dict]:
-    """The trials of the folder's manifest from an earlier run (none if there is none)."""
+def _previous_manifest(folder: Path) -> dict:
+    """The folder's manifest from an earlier run (empty if there is none)."""
     try:
-        return {t["id"]: t for t in read_manifest(folder)["trials"]}
+        return read_manifest(folder)
     except NeurosimError:
         return {}
 

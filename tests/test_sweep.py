@@ -230,6 +230,12 @@ def test_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, reference, 
                  "figures/sweep_test_accuracy.png", "chip=ideal/report.md"):
         assert (out / name).is_file(), name
     assert len((out / "sweep_trials.csv").read_text().splitlines()) == 1 + 8
+    # run again: nothing to compute, no cluster; the manifest still names the one that did
+    again = run_sweep(load_sweep(sweep_file), out)
+    assert again.counts == outcome.counts and again.reused == 8
+    kept = manifest(out)
+    assert kept["scheduler"] == saved["scheduler"] == client.scheduler.address
+    assert kept["workers"] == saved["workers"] == 2
 
 
 @pytest.fixture
