@@ -44,8 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--no-run-reports", action="store_true",
-                        help="skip each run's figures and report.md (large studies); the "
-                             "comparison of all runs is still written")
+                        help="skip each run's CSV curves, figures and report.md (large "
+                             "studies); the comparison of all runs is still written")
     parser.add_argument("--report-processes", type=positive_int, default=available_cores(),
                         metavar="N",
                         help="write the run reports N at a time, in worker processes "

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                              "simulation as populations of at most N chips, one task each "
                              "(the sweep's population.max_chips)")
     parser.add_argument("--run-reports", action="store_true",
-                        help="also write each trial's figures and report.md (seconds per trial)")
+                        help="also write each trial's CSV curves, figures and report.md "
+                             "(seconds per trial)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the sweep and list its trials; run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
