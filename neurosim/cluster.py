@@ -13,6 +13,7 @@ what became of every trial is in the sweep's manifest. Workers started by other 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +39,8 @@ class IgnoreInterrupt(WorkerPlugin):
 @contextmanager
 def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator:
     """A ``distributed.Client`` connected to ``scheduler``, or (no scheduler) to a new
-    local cluster of ``workers`` processes (default: one per core)."""
+    local cluster of ``workers`` processes (default: one per core), each with
+    :data:`THREAD_LIMITS` (:func:`inherited_environment`)."""
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
@@ -49,10 +51,31 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             yield client
         return
     # No dashboard (it needs bokeh); the scheduler's HTTP endpoints on a free loopback port.
-    with LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
-                      processes=True, dashboard_address=None,
-                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                      env=THREAD_LIMITS, silence_logs=logging.CRITICAL) as cluster, \
+    with inherited_environment(THREAD_LIMITS), \
+            LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                         processes=True, dashboard_address=None,
+                         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                         env=THREAD_LIMITS, silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster) as client:
         client.register_plugin(IgnoreInterrupt())
         yield client
+
+
+@contextmanager
+def inherited_environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` in this process's environment while the context lasts, so that the
+    worker processes started (or restarted after a death) meanwhile inherit them from their
+    first instruction. Dask's ``env=`` alone comes too late: a spawned worker first
+    re-imports the parent's main module (the ``neurosim`` command imports Numba and NumPy),
+    and Numba and OpenBLAS read their thread counts when they are imported. This process's
+    own libraries, loaded already, keep theirs."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -358,6 +358,34 @@ def test_a_killed_driver_is_continued_without_recomputing_finished_trials(sweep_
     assert not (out / LOCK).exists()
 
 
+def test_local_workers_run_numba_and_blas_on_one_thread_under_the_neurosim_command(tmp_path):
+    """A spawned worker re-imports its parent's main module first; the ``neurosim`` command
+    imports Numba there, which read its thread count before Dask's ``env=`` applied (an
+    audit found 2-thread Numba in every worker: populations 4x slower, cores oversubscribed).
+    A main module that imports the command, as the console script does, reproduces it."""
+    script = tmp_path / "command.py"
+    script.write_text(
+        "from neurosim.cli import main  # what the neurosim console script imports first\n"
+        "if __name__ == '__main__':\n"
+        "    import json, os\n"
+        "    from neurosim.cluster import open_client\n"
+        "    def threads():\n"
+        "        import numba\n"
+        "        from threadpoolctl import threadpool_info\n"
+        "        return [numba.config.NUMBA_NUM_THREADS, numba.get_num_threads(),\n"
+        "                max([p['num_threads'] for p in threadpool_info()] or [1])]\n"
+        "    with open_client(workers=1) as client:\n"
+        "        print(json.dumps(list(client.run(threads).values())))\n"
+        "    print(json.dumps(os.environ.get('NUMBA_NUM_THREADS')))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS",
+                                                             "OMP_NUM_THREADS",
+                                                             "OPENBLAS_NUM_THREADS")}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=env, timeout=300, check=True).stdout.splitlines()
+    assert json.loads(out[-2]) == [[1, 1, 1]]
+    assert json.loads(out[-1]) is None  # the driver's own environment is restored
+
+
 # ----------------------------------------------------------------------------- the lock
 def test_a_second_sweep_on_a_locked_folder_fails_fast(sweep_file, tmp_path, capsys):
     out = tmp_path / "out"
