@@ -28,6 +28,7 @@ import yaml
 
 from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs, read_yaml
 from neurosim.errors import CheckpointError, NeurosimError
+from neurosim.locking import FolderLock
 from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
 from neurosim.runio import METRICS, SUMMARY, write_json, write_text
@@ -62,6 +63,7 @@ def _same_configuration(run_dir: Path, spec: RunSpec) -> bool:
 # What a folder neurosim wrote holds at its top (an experiment, a reproduction), or a run
 # folder's record a few levels down (an interrupted experiment or reproduction).
 OUTPUT_MARKERS = ("experiment.yaml", "results.json")
+RUN_LOCK = "run.lock"  # held by a run_experiment writing into the folder
 RUN_RECORD_DEPTH = 4
 
 
@@ -74,16 +76,22 @@ def looks_like_output(folder: Path) -> bool:
                for depth in range(RUN_RECORD_DEPTH + 1))
 
 
-def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Make the output folder ``out``: refused when it holds something and neither
-    ``resume`` nor ``overwrite`` is given; ``overwrite`` deletes it first, only if it is
-    neurosim's output (:func:`looks_like_output`), never any other folder."""
+def check_out_arguments(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse ``resume`` with ``overwrite``, and an output folder that is a file."""
     if resume and overwrite:
         raise NeurosimError("--resume and --overwrite exclude each other: continue the "
                             "folder, or replace it")
     if out.exists() and not out.is_dir():
         raise NeurosimError(f"{out}: output folder is a file")
-    if out.exists() and any(out.iterdir()):
+
+
+def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Make the output folder ``out``: refused when it holds something and neither
+    ``resume`` nor ``overwrite`` is given; ``overwrite`` deletes it first, only if it is
+    neurosim's output (:func:`looks_like_output`), never any other folder."""
+    check_out_arguments(out, resume, overwrite)
+    contents = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []
+    if contents:
         if not (resume or overwrite):
             raise NeurosimError(f"{out}: output folder is not empty; pass --resume to "
                                 f"continue it or --overwrite to replace it")
@@ -92,8 +100,12 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
                                 f"{', '.join(OUTPUT_MARKERS)} and no run records): "
                                 "--overwrite deletes only neurosim output; remove it "
                                 "yourself or choose another --out")
-    if overwrite and out.exists():
-        shutil.rmtree(out)
+    if overwrite:
+        for path in contents:  # not the lock this command may hold
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -196,7 +208,19 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     """Run every condition x seed of ``experiment`` into ``out``; returns the report path.
     The runs' reports are written once every run is done, ``report_processes`` at a time
     (worker processes, :func:`neurosim.report.write_run_reports`; their figures take
-    seconds each, while the runs themselves already use every core)."""
+    seconds each, while the runs themselves already use every core). ``out`` is locked
+    meanwhile (:data:`RUN_LOCK`): a second command into it is refused at once rather than
+    writing the same run records (a "resume after a crash" while the first still runs)."""
+    out = Path(out)
+    check_out_arguments(out, resume, overwrite)
+    with FolderLock(out / RUN_LOCK, what="another neurosim run"):
+        return _run_experiment(experiment, source, out, resume, overwrite, progress, data_dir,
+                               run_reports, report_processes)
+
+
+def _run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
+                    resume: bool, overwrite: bool, progress: bool, data_dir: str | None,
+                    run_reports: bool, report_processes: int) -> Path:
     runs = expand_runs(experiment, source)
     prepare_out_dir(out, resume, overwrite)
     run_dirs = [run_dir_of(out, spec) for spec in runs]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ import yaml
 from conftest import REPO, data_dir
 
 from neurosim.cli import main
+from neurosim.locking import FolderLock
+from neurosim.runner import RUN_LOCK
 from neurosim.data import store
 
 TINY = {
@@ -167,6 +170,23 @@ def test_overwrite_deletes_only_neurosim_output(tmp_path, capsys):
     assert "exclude each other" in capsys.readouterr().err
     assert main(["run", str(experiment), "--out", str(tmp_path / "precious" / "thesis.tex")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
+    """Two commands into one --out interleaved their records in metrics.jsonl (an audit:
+    "resume after a crash" while the first was still running); the folder is locked."""
+    experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
+    out = tmp_path / "out"
+    with FolderLock(out / RUN_LOCK):  # this process, alive: another command writing there
+        assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "locked by another neurosim run" in err
+    assert not list((out).glob("*/seed*"))  # nothing was written
+    # a lock left by a killed command is stale: taken over; the finished folder keeps none
+    (out / RUN_LOCK).write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(),
+                                            "started": 0.0, "token": "gone"}))
+    assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert not (out / RUN_LOCK).exists() and (out / "fa" / "seed0" / "summary.json").is_file()
 
 
 def test_a_condition_section_mapping_sets_only_its_fields(tmp_path):
