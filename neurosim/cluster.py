@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,12 +43,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     local cluster of ``workers`` processes (default: one per core), each with
     :data:`THREAD_LIMITS` (:func:`inherited_environment`)."""
     if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as error:
-            raise NeurosimError(f"cannot connect to the Dask scheduler at {scheduler}: "
-                                f"{error}") from None
-        with client:
+        with connect(scheduler) as client:
             yield client
         return
     # No dashboard (it needs bokeh); the scheduler's HTTP endpoints on a free loopback port.
@@ -59,6 +55,32 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             Client(cluster) as client:
         client.register_plugin(IgnoreInterrupt())
         yield client
+
+
+def connect(scheduler: str) -> Client:
+    """A client of the scheduler at ``scheduler``, or one line saying why there is none
+    within :data:`CONNECT_TIMEOUT_S`: nothing listening, or something that is not a Dask
+    scheduler (an HTTP server, e.g. the dashboard's port, answers garbage that Dask reads
+    as a frame length of exbibytes, or nothing, and Dask's own timeout covers only the
+    TCP connection). The attempt runs in a daemon thread, abandoned if it hangs."""
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["client"] = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except BaseException as error:  # noqa: BLE001 (re-raised below as one line)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=attempt, name="neurosim-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 5)
+    if "client" in outcome:
+        return outcome["client"]
+    why = (" ".join(f"{type(outcome['error']).__name__}: {outcome['error']}".split())
+           if "error" in outcome else f"no Dask scheduler answered within {CONNECT_TIMEOUT_S} s")
+    raise NeurosimError(f"cannot connect to the Dask scheduler at {scheduler} ({why}); is "
+                        "it a Dask scheduler's address (tcp://host:8786), not its "
+                        "dashboard's?")
 
 
 @contextmanager

@@ -386,6 +386,45 @@ def test_local_workers_run_numba_and_blas_on_one_thread_under_the_neurosim_comma
     assert json.loads(out[-1]) is None  # the driver's own environment is restored
 
 
+@pytest.mark.parametrize("answer", [b"HTTP/1.0 426 Upgrade Required\r\n\r\n", None],
+                         ids=["http", "silent"])
+def test_a_scheduler_address_where_no_dask_scheduler_listens_is_one_line(monkeypatch, answer):
+    """An HTTP server there made Dask read a frame length of exbibytes (a MemoryError
+    traceback); a silent one hung the command past its connect timeout (an audit)."""
+    import threading
+
+    from neurosim import cluster
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 2)
+    server = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connections.append(connection)
+            if answer is not None:
+                connection.sendall(answer)
+                connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    start = time.monotonic()
+    try:
+        with pytest.raises(cluster.NeurosimError) as error:
+            with open_client(address):
+                pass
+    finally:
+        server.close()
+        for connection in connections:
+            connection.close()
+    assert time.monotonic() - start < 2 + 5 + 5
+    message = str(error.value)
+    assert "\n" not in message and f"cannot connect to the Dask scheduler at {address}" in message
+
+
 # ----------------------------------------------------------------------------- the lock
 def test_a_second_sweep_on_a_locked_folder_fails_fast(sweep_file, tmp_path, capsys):
     out = tmp_path / "out"
