@@ -45,6 +45,11 @@ class Manifest:
     def __init__(self, plan: SweepPlan, out: Path):
         self.out = Path(out)
         previous = _previous_manifest(self.out)
+        if previous and previous.get("name") != plan.config.name:
+            raise NeurosimError(
+                f"{self.out}: holds the sweep '{previous.get('name')}' "
+                f"({previous.get('sweep_file')}); the sweep '{plan.config.name}' would "
+                "replace its manifest and report: give it another --out")
         self.header = {
             "name": plan.config.name, "sweep_file": str(plan.source),
             "experiment_file": str(plan.experiment_path), "started": _now(),

@@ -25,7 +25,7 @@ import yaml
 
 from neurosim.cli import main
 from neurosim.cluster import open_client
-from neurosim.errors import CheckpointError, ConfigError
+from neurosim.errors import CheckpointError, ConfigError, NeurosimError
 from neurosim.locking import FolderLock, LockedError
 from neurosim.runio import to_json, write_text
 from neurosim.runner import run_one
@@ -167,6 +167,18 @@ def test_a_trial_saved_with_another_configuration_is_refused(sweep_file, tmp_pat
     with pytest.raises(CheckpointError, match="saved with a different configuration"):
         run_sweep(plan, out, scheduler="tcp://127.0.0.1:9")  # refused before connecting
     assert not (out / LOCK).exists()
+
+
+def test_another_sweep_into_a_sweep_folder_is_refused(sweep_file, tmp_path):
+    """A different sweep run into a sweep's folder replaced its manifest and report, its
+    trials orphaned (an audit); the same sweep continues there (new cells, new seeds)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    other = {"name": "other_sweep", "sweep_file": "sweeps/other.yaml", "trials": []}
+    (out / MANIFEST).write_text(json.dumps(other))
+    with pytest.raises(NeurosimError, match="holds the sweep 'other_sweep'.*another --out"):
+        run_sweep(load_sweep(sweep_file), out, scheduler="tcp://127.0.0.1:9")
+    assert json.loads((out / MANIFEST).read_text()) == other and not (out / LOCK).exists()
 
 
 def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_file, tmp_path,
