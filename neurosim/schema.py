@@ -76,7 +76,7 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
-def _yaml11_number(value: Any) -> Any:
+def yaml11_number(value: Any) -> Any:
     """A number written as YAML 1.2 allows but PyYAML (YAML 1.1) reads as text, such as
     ``1e-3`` (1.1 wants ``1.0e-3``), as the float it is; anything else unchanged."""
     if isinstance(value, str):
@@ -133,7 +133,7 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: st
         _check_number(value, meta, source, path)
         return value
     if tp is float:
-        value = _yaml11_number(value)
+        value = yaml11_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, path, value, "must be a number")
         _check_number(float(value), meta, source, path)

@@ -49,7 +49,7 @@ from typing import Any
 from neurosim.config import ExperimentConfig, RunSpec, apply_overrides, expand_runs, read_yaml
 from neurosim.errors import ConfigError
 from neurosim.runner import run_dir_of
-from neurosim.schema import build, spec
+from neurosim.schema import build, spec, yaml11_number
 
 RESERVED = ("conditions", "seeds", "seed")  # set by the sweep's own fields
 MAX_NAME = 120
@@ -176,18 +176,35 @@ def cell_name(overrides: Mapping[str, Any]) -> str:
     return f"{readable}-{digest}"
 
 
+def _same_value_key(value: Any) -> str:
+    """What a value means, for finding repeats: ``1e-3`` (text to PyYAML) is 0.001."""
+    return json.dumps(yaml11_number(value), sort_keys=True, default=str)
+
+
 def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
     grid = config.grid or {}
+    for key, values in grid.items():
+        seen = set()
+        for value in values:
+            if _same_value_key(value) in seen:
+                raise ConfigError(source, f"grid.{key}", list(values),
+                                  f"repeats the value {yaml11_number(value)!r}: each value "
+                                  "once (equal numbers written differently are one value)")
+            seen.add(_same_value_key(value))
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     cells: dict[str, Cell] = {}
+    meanings: dict[str, str] = {}  # what a cell's overrides mean -> its name
     for index, case in enumerate(config.cases or ({},)):
         for point in points:
             overrides = {**case, **point}
             name = cell_name(overrides)
-            if name in cells:
+            meaning = json.dumps({k: _same_value_key(v) for k, v in overrides.items()},
+                                 sort_keys=True)
+            if name in cells or meaning in meanings:
                 raise ConfigError(source, f"cases[{index}]", case,
-                                  f"repeats the cell {name}")
+                                  f"repeats the cell {meanings.get(meaning, name)}")
             cells[name] = Cell(name, overrides)
+            meanings[meaning] = name
     return tuple(cells.values())
 
 

@@ -217,6 +217,13 @@ def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_fil
     ({"grid": {"optimizer.lr": [-1.0]}}, "optimizer.lr", "must be > 0.0"),
     ({"baseline": "bp"}, "baseline", "must be one of the conditions: fa, fa_noise"),
     ({"experiment": "missing.yaml"}, "experiment", "does not exist"),
+    # a repeated grid value was blamed on a cases[0] the file did not have, and 0.001 and
+    # 1e-3 (text to PyYAML) made two cells training the same rate (audit)
+    ({"grid": {"chip": ["ideal", "ideal"]}}, "grid.chip", "repeats the value 'ideal'"),
+    ({"grid": {"optimizer.lr": [0.001, "1e-3"]}}, "grid.optimizer.lr",
+     "repeats the value 0.001"),
+    ({"cases": [{"optimizer.lr": 0.001}, {"optimizer.lr": "1e-3"}]}, "cases[1]",
+     "repeats the cell optimizer.lr=0.001"),
 ])
 def test_bad_sweep_files_are_refused_with_file_field_and_allowed_values(tmp_path, changes,
                                                                         field, allowed):
