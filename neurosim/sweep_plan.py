@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neurosim.config import ExperimentConfig, RunSpec, apply_overrides, expand_runs, read_yaml
+from neurosim.config import (ExperimentConfig, RunSpec, apply_overrides, check_folder_name,
+                             expand_runs, read_yaml)
 from neurosim.errors import ConfigError
 from neurosim.runner import run_dir_of
 from neurosim.schema import build, spec, yaml11_number
@@ -102,6 +103,11 @@ class SweepConfig:
                   "{max_chips: N}")
 
     def check(self, source: str, path: str) -> None:
+        check_folder_name(source, "name", self.name, "the sweep's name")  # runs/<name>
+        if self.conditions is not None and not self.conditions:
+            raise ConfigError(source, "conditions", self.conditions,
+                              "at least one condition (leave the field out for the "
+                              "experiment's conditions)")
         _check_overrides(source, "overrides", self.overrides or {})
         for key, values in (self.grid or {}).items():
             _check_overrides(source, "grid", {key: values})
@@ -217,7 +223,10 @@ def _base_data(config: SweepConfig, experiment_path: Path) -> dict:
     return data
 
 
-def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str) -> list[RunSpec]:
+def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
+               sweep_conditions: bool) -> list[RunSpec]:
+    """The runs of one cell; an error in a condition the sweep file gives (``sweep_conditions``)
+    is named as its ``conditions.<name>.<field>``, not as the base experiment's."""
     where = f"{source} (cell {cell.name})"
     try:
         experiment = build(ExperimentConfig, apply_overrides(data, list(cell.overrides.items())),
@@ -226,6 +235,11 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str) -> li
     except ConfigError as error:
         if error.source.startswith(source):
             raise
+        condition = re.fullmatch(rf"{re.escape(str(experiment_path))} \(condition (.+)\)",
+                                 error.source)
+        if sweep_conditions and condition:
+            raise ConfigError(where, f"conditions.{condition[1]}.{error.path}", error.value,
+                              error.allowed) from None
         raise ConfigError(f"{where}, {error.source}", error.path, error.value,
                           error.allowed) from None
 
@@ -241,8 +255,13 @@ def load_sweep(path: str | Path) -> SweepPlan:
                           f"must be an experiment YAML relative to the sweep file "
                           f"({experiment_path} does not exist)")
     data = _base_data(config, experiment_path)
-    base = build(ExperimentConfig, data,
-                 f"{experiment_path} (with the overrides of {source})")
+    try:
+        base = build(ExperimentConfig, data,
+                     f"{experiment_path} (with the overrides of {source})")
+    except ConfigError as error:
+        if config.conditions is not None and error.path.split(".")[0] == "conditions":
+            raise ConfigError(source, error.path, error.value, error.allowed) from None
+        raise
     conditions = tuple(base.conditions or {"default": {}})
     baseline = config.baseline or conditions[0]
     if baseline not in conditions:
@@ -250,7 +269,8 @@ def load_sweep(path: str | Path) -> SweepPlan:
                           f"must be one of the conditions: {', '.join(conditions)}")
     cells = _cells(config, source)
     trials = tuple(Trial(cell, run) for cell in cells
-                   for run in _cell_runs(data, cell, experiment_path, source))
+                   for run in _cell_runs(data, cell, experiment_path, source,
+                                         config.conditions is not None))
     return SweepPlan(config, path, experiment_path, cells, conditions, baseline, trials)
 
 

@@ -220,6 +220,11 @@ def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_fil
     # a repeated grid value was blamed on a cases[0] the file did not have, and 0.001 and
     # 1e-3 (text to PyYAML) made two cells training the same rate (audit)
     ({"grid": {"chip": ["ideal", "ideal"]}}, "grid.chip", "repeats the value 'ideal'"),
+    ({"name": "../../escape"}, "name", "the sweep's name names a results folder"),
+    ({"conditions": {}}, "conditions", "at least one condition"),
+    # errors in the sweep file's own conditions were attributed to the base experiment
+    ({"conditions": {"fa": {"rulez": "fa"}}}, "conditions.fa.rulez", "unknown field"),
+    ({"conditions": {"bad/name": {}}}, "conditions", "a condition's name"),
     ({"grid": {"optimizer.lr": [0.001, "1e-3"]}}, "grid.optimizer.lr",
      "repeats the value 0.001"),
     ({"cases": [{"optimizer.lr": 0.001}, {"optimizer.lr": "1e-3"}]}, "cases[1]",
