@@ -46,18 +46,39 @@ def _run_config_text(spec: RunSpec) -> tuple[str, str]:
             yaml.safe_dump(to_plain(spec.chip), sort_keys=False))
 
 
-def _same_configuration(run_dir: Path, spec: RunSpec) -> bool:
-    """Whether the run saved in ``run_dir`` has ``spec``'s experiment and chip, compared as
-    parsed by the current schema: a field added since (with its default) or a change of
-    formatting is not a difference; a changed value, or a saved field the schema no longer
-    knows, is."""
-    try:
-        saved = [build(kind, read_yaml(run_dir / name), str(run_dir / name))
-                 for kind, name in ((ExperimentConfig, "config.yaml"), (ChipConfig, "chip.yaml"))]
-    except (OSError, NeurosimError):
-        return False
-    return [to_plain(config) for config in saved] == [to_plain(spec.experiment),
-                                                      to_plain(spec.chip)]
+def configuration_differences(run_dir: Path, spec: RunSpec) -> list[str]:
+    """How the run saved in ``run_dir`` differs from ``spec``'s experiment and chip, as
+    ``file: field saved -> now`` lines (empty when it is the same run), compared as parsed by
+    the current schema: a field added since (with its default) or a change of formatting is
+    not a difference; a changed value, or a saved field the schema no longer knows, is."""
+    differences = []
+    for kind, name, now in ((ExperimentConfig, "config.yaml", spec.experiment),
+                            (ChipConfig, "chip.yaml", spec.chip)):
+        try:
+            saved = to_plain(build(kind, read_yaml(run_dir / name), str(run_dir / name)))
+        except (OSError, NeurosimError) as error:
+            differences.append(f"{name}: cannot be read as this version's {kind.__name__} "
+                               f"({' '.join(str(error).split())})")
+            continue
+        differences += [f"{name}: {field} {old!r} -> {new!r}"
+                        for field, old, new in _differing(saved, to_plain(now))]
+    return differences
+
+
+def _differing(saved, now, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(dotted field, saved value, current value)`` where two plain configs differ."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [item for key in dict.fromkeys([*saved, *now])
+                for item in _differing(saved.get(key), now.get(key),
+                                       f"{prefix}{key}" if not prefix else f"{prefix}.{key}")]
+    return [] if saved == now else [(prefix, saved, now)]
+
+
+def differences_text(differences: list[str], most: int = 3) -> str:
+    """The first ``most`` differences in one line, and how many more there are."""
+    shown = "; ".join(differences[:most])
+    more = len(differences) - most
+    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 # What a folder neurosim wrote holds at its top (an experiment, a reproduction), or a run
@@ -116,9 +137,11 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
 def check_saved_configuration(spec: RunSpec, run_dir: Path) -> None:
     """Refuse to continue ``run_dir`` when it holds a run of another configuration."""
     config_path = run_dir / "config.yaml"
-    if config_path.exists() and not _same_configuration(run_dir, spec):
+    differences = configuration_differences(run_dir, spec) if config_path.exists() else []
+    if differences:
         raise CheckpointError(f"{config_path}: the saved run was made with a different "
-                              f"configuration; use a new --out folder or --overwrite")
+                              f"configuration ({differences_text(differences)}); use a new "
+                              "--out folder or --overwrite")
 
 
 def _prepare(spec: RunSpec, run_dir: Path, resume: bool) -> None:

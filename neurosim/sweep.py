@@ -40,7 +40,8 @@ from neurosim.cluster import open_client
 from neurosim.errors import CheckpointError
 from neurosim.locking import FolderLock
 from neurosim.report import write_run_reports
-from neurosim.runner import _same_configuration, population_members, run_one, run_together
+from neurosim.runner import (configuration_differences, differences_text, population_members,
+                             run_one, run_together)
 from neurosim.runio import SUMMARY, write_text
 from neurosim.sweep_manifest import Manifest
 from neurosim.sweep_plan import SweepPlan, Trial
@@ -131,10 +132,11 @@ def check_saved_configs(plan: SweepPlan, out: Path) -> None:
     for trial in plan.trials:
         run_dir = trial.run_dir(out)
         saved = (run_dir / "config.yaml").is_file()
-        if saved and not _same_configuration(run_dir, trial.spec):
+        differences = configuration_differences(run_dir, trial.spec) if saved else []
+        if differences:
             raise CheckpointError(f"{run_dir}: this trial was saved with a different "
-                                  f"configuration than {plan.source} gives it now; use a new "
-                                  f"--out folder")
+                                  f"configuration than {plan.source} gives it now "
+                                  f"({differences_text(differences)}); use a new --out folder")
 
 
 def _task_failure(future, task: list[Trial], out: Path) -> list[dict]:

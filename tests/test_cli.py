@@ -84,11 +84,14 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, capsys):
     saved = (out / "experiment.yaml").read_text()
     assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume",
                  "--set", "optimizer.lr=0.1"]) == 2
-    assert "different configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different configuration" in err
+    lr = json.loads(json.dumps(TINY))["optimizer"]["lr"]
+    assert f"config.yaml: optimizer.lr {lr!r} -> 0.1" in err  # which field, saved -> now
     assert (out / "experiment.yaml").read_text() == saved  # the refused resume wrote nothing
 
 
-def test_resume_accepts_a_saved_config_without_a_newer_defaulted_field(tmp_path):
+def test_resume_accepts_a_saved_config_without_a_newer_defaulted_field(tmp_path, capsys):
     """A run saved before a field existed resumes (the field takes its default); a changed
     chip is a different configuration."""
     import yaml
@@ -103,6 +106,7 @@ def test_resume_accepts_a_saved_config_without_a_newer_defaulted_field(tmp_path)
     chip = out / "fa" / "seed0" / "chip.yaml"
     chip.write_text(chip.read_text().replace("kind: stored", "kind: sign"))
     assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume"]) == 2
+    assert "chip.yaml: feedback.kind 'sign' -> 'stored'" in capsys.readouterr().err
 
 
 def test_train_size_larger_than_the_dataset_is_refused(tmp_path, capsys):
