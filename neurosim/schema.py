@@ -61,11 +61,14 @@ def _check_number(value: float, meta: Mapping[str, Any], source: str, path: str)
         raise ConfigError(source, path, value, _allowed_range(meta))
 
 
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (tuple, list):
         (inner, *_) = typing.get_args(tp) or (Any,)
-        return f"a list of {_type_name(inner)}"
+        return f"a list of {_PLURAL.get(inner, _type_name(inner))}"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
