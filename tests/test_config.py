@@ -162,6 +162,7 @@ def test_bad_chip_is_refused(tmp_path, capsys, description, data, field, rule):
     ("rule=xfa", "rule", "must be one of"),
     ("train.epochz=1", "train.epochz", "unknown field"),
     ("noequals", "noequals", "dotted.key=value"),
+    ("seeds=0,1", "seeds", "must be a list of integers or null"),
 ])
 def test_bad_override_is_refused(tmp_path, capsys, override, field, rule):
     path = write(tmp_path, BASE)
