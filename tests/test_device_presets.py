@@ -103,3 +103,15 @@ def test_devices_list_says_whose_write_pulse_each_preset_is_charged(capsys):
              if line.startswith("| ") and not line.startswith("| preset")}
     assert "| 118 / 90.5 |" in lines["rram_agsi"]
     assert "| 1.28 / 1.28 (TaOx default) |" in lines["rram_taox"]
+
+
+def test_devices_list_shows_only_the_on_off_and_spreads_a_preset_gives(capsys):
+    """ECRAM's source gives no conductances: no on/off (the defaults showed 10.0 as its);
+    its d2d column lists every spread it draws, not only dw_min's (audit)."""
+    assert main(["devices", "list"]) == 0
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+             for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ") and not line.startswith("| preset")}
+    assert cells["ecram"][5] == "–" and cells["ideal"][5] == "–"
+    assert cells["rram_agsi"][5] == "12.5"
+    assert cells["ecram"][7] == "step 0.1, w_min 0.05, w_max 0.05, up_down 0.01"

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from neurosim.commands.run import positive_int
-from neurosim.config import HW_CONFIG_DIR, DeviceConfig, load_chip, resolve_chip_path
+from neurosim.config import (HW_CONFIG_DIR, DeviceConfig, load_chip, read_yaml,
+                             resolve_chip_path)
 from neurosim.device_curves import response_curve
 from neurosim.devices import nominal_step
 from neurosim.energy import EnergyConfig, write_pulse_pj
@@ -53,6 +54,26 @@ def write_pulses(energy: EnergyConfig) -> str:
     return text
 
 
+D2D_FIELDS = (("dw_min_dtod", "step"), ("w_min_dtod", "w_min"), ("w_max_dtod", "w_max"),
+              ("up_down_dtod", "up_down"), ("drift_nu_dtod", "ν"))
+
+
+def on_off(path, device) -> str:
+    """``g_max / g_min`` where the preset gives its conductances (else the defaults would
+    show 10.0 as if it were the technology's)."""
+    given = (read_yaml(path).get("forward") or {}).get("device") or {}
+    if not {"g_min", "g_max"} <= set(given):
+        return "–"
+    return f"{device.g_max / device.g_min:.1f}"
+
+
+def device_to_device(device) -> str:
+    """Every device-to-device spread a preset draws (``0`` for none)."""
+    spreads = [f"{label} {getattr(device, name):g}" for name, label in D2D_FIELDS
+               if getattr(device, name)]
+    return ", ".join(spreads) or "0"
+
+
 def run_list(args: argparse.Namespace) -> int:
     rows = []
     for path in sorted(HW_CONFIG_DIR.glob("*.yaml")):
@@ -65,10 +86,12 @@ def run_list(args: argparse.Namespace) -> int:
                      if device.model == "exp_step" else
                      f"γ {device.gamma_up:g} / {device.gamma_down:g}"
                      if device.model == "linear_step" else "–",
-                     f"{device.g_max / device.g_min:.1f}", cycle_to_cycle(device),
-                     f"{device.dw_min_dtod:g}", write_pulses(chip.energy), chip.source])
+                     on_off(path, device),
+                     cycle_to_cycle(device), device_to_device(device),
+                     write_pulses(chip.energy), chip.source])
     print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
-                          "c2c (per pulse)", "d2d", "write pulse up / down (pJ)", "source"],
+                          "c2c (per pulse)", "d2d (std)",
+                          "write pulse up / down (pJ)", "source"],
                          rows))
     return 0
 
