@@ -292,8 +292,8 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
                     f"backend `{s.get('backend', '?')}`, seeds "
                     f"{[r.summary.get('seed') for r in runs]}\n")
     notes = data_notes_line([r.summary for runs in groups.values() for r in runs])
-    if notes:
-        text += ["\n", notes]
+    if notes:  # a paragraph; the next one opens with its own blank line
+        text.append("\n" + notes.rstrip("\n") + "\n")
     environments = {json.dumps(r.summary.get("environment"), sort_keys=True): r.summary
                     for group in groups.values() for r in group}
     if len(environments) == 1:
