@@ -192,25 +192,26 @@ def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
     for key, values in grid.items():
         seen = set()
         for value in values:
-            if _same_value_key(value) in seen:
+            meaning = _same_value_key(value)
+            if meaning in seen:
                 raise ConfigError(source, f"grid.{key}", list(values),
                                   f"repeats the value {yaml11_number(value)!r}: each value "
                                   "once (equal numbers written differently are one value)")
-            seen.add(_same_value_key(value))
+            seen.add(meaning)
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    cells: dict[str, Cell] = {}
-    meanings: dict[str, str] = {}  # what a cell's overrides mean -> its name
+    cells: dict[str, Cell] = {}  # by what a cell's overrides mean
+    named: dict[str, Cell] = {}  # by its folder name
     for index, case in enumerate(config.cases or ({},)):
         for point in points:
             overrides = {**case, **point}
-            name = cell_name(overrides)
             meaning = json.dumps({k: _same_value_key(v) for k, v in overrides.items()},
                                  sort_keys=True)
-            if name in cells or meaning in meanings:
+            name = cell_name(overrides)
+            same = cells.get(meaning) or named.get(name)  # the same values, or folder
+            if same is not None:
                 raise ConfigError(source, f"cases[{index}]", case,
-                                  f"repeats the cell {meanings.get(meaning, name)}")
-            cells[name] = Cell(name, overrides)
-            meanings[meaning] = name
+                                  f"repeats the cell {same.name}")
+            cells[meaning] = named[name] = Cell(name, overrides)
     return tuple(cells.values())
 
 
