@@ -141,6 +141,12 @@ def with_holm(tests: list[dict]) -> list[dict]:
     return [{**t, "holm_pvalue": p} for t, p in zip(tests, adjusted)]
 
 
+def holm_text(test: dict) -> str:
+    """A test's Holm-adjusted p for a report table (``—`` where no test was made)."""
+    p = test["holm_pvalue"]
+    return f"{p:.3g}" if math.isfinite(p) else "—"
+
+
 # ----------------------------------------------------------------------------- figures
 def _curves(runs: list[Run], x_key: str, y_key: str, layer_of=None, phase: str = "train"):
     curves = []
@@ -328,7 +334,7 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
             ["conditions", "metric", "seeds", "mean difference", "result", "Holm p"],
             [[f"{t['a']} vs {t['b']}", labels[t["metric"]], str(t["seeds"]),
               _show(t["mean_difference"], difference_kind(kinds[t["metric"]])), t["text"],
-              f"{t['holm_pvalue']:.3g}" if math.isfinite(t["holm_pvalue"]) else "—"]
+              holm_text(t)]
              for t in tests]))
     else:
         text.append("Only one condition: no tests.\n")

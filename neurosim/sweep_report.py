@@ -30,7 +30,7 @@ import numpy as np
 
 from neurosim import plots
 from neurosim.compare import (_cell, _show, _summarize, difference_kind, group_runs, pair_test,
-                              run_metrics, with_holm, write_comparison)
+                              holm_text, run_metrics, with_holm, write_comparison)
 from neurosim.report import (Run, data_notes_line, dig, figure_section, load_run, markdown_table,
                              write_csv)
 from neurosim.runio import SUMMARY, write_text
@@ -159,7 +159,7 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
         ["cell", "condition", "metric", "seeds", "mean difference", "result", "Holm p"],
         [[t["cell"], t["a"], LABELS[t["metric"]], str(t["seeds"]),
           _difference_text(t["mean_difference"], KINDS[t["metric"]]), t["text"],
-          f"{t['holm_pvalue']:.3g}" if math.isfinite(t["holm_pvalue"]) else "—"] for t in shown])
+          holm_text(t)] for t in shown])
         if shown else "No condition shares seeds with the baseline in any cell.\n")
     text.append("\nEvery pair of conditions and more metrics: `sweep_tests.csv`.\n")
     failed = [t for t in manifest["trials"] if t["status"] == "failed"]
