@@ -33,6 +33,9 @@ energy: use ``pulsed`` devices to price writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from neurosim.chip import Chip
@@ -49,6 +52,7 @@ from neurosim.ledger import (
     optimizer_counts,
     weight_transport_counts,
 )
+from neurosim.periphery import REREAD_COUNTERS
 from neurosim.rules import RuleCode
 
 FORWARD, BACKWARD, UPDATE = (OPERATION_INDEX[name] for name in ("forward", "backward", "update"))
@@ -117,9 +121,37 @@ def step_counts(chip: Chip, batch: int, optimizer: OptimizerConfig) -> np.ndarra
                      update_counts(chip, batch, optimizer)])
 
 
+def book_rereads(chip: Chip, ledger: Ledger, stage: str, measurement: bool) -> None:
+    """Move the chip's unbooked re-reads of iterative bound management (:attr:`Chip.rereads`
+    of training or of ``measurement`` passes) into ``stage``: each re-read of a tile is a
+    read, its cells one MAC and one cell read each, and its DAC and ADC conversions."""
+    pending = chip.rereads[int(measurement)]
+    if not pending.any():
+        return
+    for axis, operation in enumerate((FORWARD, BACKWARD)):  # Chip.rereads' read kinds
+        counts = ledger.counts[STAGE_INDEX[stage], operation]
+        for k, name in enumerate(REREAD_COUNTERS):
+            counts[:, COUNTER_INDEX[name]] += pending[axis, :, k]
+        counts[:, COUNTER_INDEX["macs"]] += pending[axis, :, REREAD_COUNTERS.index("cells_read")]
+    pending[:] = 0
+
+
+@contextmanager
+def unbooked_reads(chip: Chip) -> Iterator[Chip]:
+    """Within the block the chip's measurement reads are not chip operations (analyses only
+    a simulator makes): the re-reads they make are dropped, not booked."""
+    saved = chip.rereads[1].copy()
+    try:
+        yield chip
+    finally:
+        chip.rereads[1][...] = saved
+
+
 def count_measurement(chip: Chip, ledger: Ledger, batch: int) -> None:
-    """Book an inference pass of ``batch`` samples made to measure (stage ``eval``)."""
+    """Book an inference pass of ``batch`` samples made to measure (stage ``eval``), with the
+    re-reads its reads made."""
     ledger.counts[STAGE_INDEX["eval"], FORWARD] += forward_counts(chip, batch)
+    book_rereads(chip, ledger, "eval", measurement=True)
 
 
 class StepAccounting:
@@ -161,6 +193,7 @@ class StepAccounting:
         for (stage, batch), steps in self.pending.items():
             self.ledger.counts[STAGE_INDEX[stage]] += steps * self.templates[(stage, batch)]
         self.pending.clear()
+        book_rereads(self.chip, self.ledger, self.stage, measurement=False)
         new = self.chip.pulses - self.pulses_seen
         if new.any():
             update = self.ledger.counts[STAGE_INDEX[self.stage], UPDATE]

@@ -56,7 +56,7 @@ from neurosim.devices import (
 )
 from neurosim.feedback import program
 from neurosim.ledger import Ledger
-from neurosim.periphery import PeripheryConfig
+from neurosim.periphery import REREAD_COUNTERS, PeripheryConfig
 from neurosim.rules import Rule, RuleCode
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
@@ -139,6 +139,10 @@ class Chip:
                 self.devices.append(state)
         self.update_count = 0  # programming events so far (keys the pulse noise)
         self.pulses = np.zeros((self.n_layers, 2), dtype=np.int64)  # up, down per layer
+        # Re-reads of iterative bound management not yet booked in the ledger (host memory
+        # on every backend): [training (0) or measurement (1) pass, forward (0) or backward
+        # (1) read, layer whose array was read, neurosim.periphery.REREAD_COUNTERS].
+        self.rereads = np.zeros((2, 2, self.n_layers, len(REREAD_COUNTERS)), dtype=np.int64)
         self.ledger = Ledger(self.n_layers)  # what the chip did (neurosim.accounting books it)
 
         self.feedback_specs: list[FeedbackSpec | None] = []
@@ -296,7 +300,7 @@ class Chip:
     def state(self) -> dict[str, np.ndarray]:
         """Everything that changes during training (the feedback never does)."""
         return {"params": self.params.copy(), "update_count": np.array(self.update_count),
-                "pulses": self.pulses.copy(),
+                "pulses": self.pulses.copy(), "rereads": self.rereads.copy(),
                 "measurement_reads": np.array(self.measurement_reads),
                 "ledger_counts": self.ledger.counts.copy()}
 
@@ -310,6 +314,7 @@ class Chip:
         self.params[:] = params
         self.update_count = int(state["update_count"])
         self.pulses[:] = state["pulses"]
+        self.rereads[:] = state.get("rereads", 0)  # checkpoints before iterative reads: none
         self.measurement_reads = int(state["measurement_reads"])
         self.ledger.load_state({"counts": state["ledger_counts"]})
 

@@ -14,7 +14,7 @@ from contextlib import ExitStack, nullcontext
 import numpy as np
 
 from neurosim import metrics, rng
-from neurosim.accounting import count_measurement
+from neurosim.accounting import count_measurement, unbooked_reads
 from neurosim.backends.base import Backend
 from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.chip import Chip
@@ -100,9 +100,10 @@ def _measure_together(population: Population, backend: Backend, members: list[in
         outputs = []
         for rule, exact in first.passes:
             with ExitStack() as reads:
-                if exact:
-                    for c in members:
+                for c in members:
+                    if exact:
                         reads.enter_context(population.chips[c].reading_exactly())
+                    reads.enter_context(unbooked_reads(population.chips[c]))
                 outputs.append(backend.population_gradients(population, members, x, y, rule))
     else:
         outputs = [population_logits(population, backend, members,
@@ -191,7 +192,7 @@ def gradients(chip: Chip, backend: Backend, x: np.ndarray, y: np.ndarray,
     periphery, or with ``exact`` are exact products (:meth:`Chip.reading_exactly`): BP's is
     then the true gradient of the loss of the weights the chip holds."""
     out = np.zeros(chip.n_params, dtype=chip.dtype)
-    with chip.reading_exactly() if exact else nullcontext():
+    with chip.reading_exactly() if exact else nullcontext(), unbooked_reads(chip):
         backend.gradients(chip, backend.feedback_buffer(chip), x, y, rule_code, out)
     return out
 
@@ -225,7 +226,8 @@ def weight_spectra(chip: Chip) -> dict:
 
 def hidden_representations(chip: Chip, x: np.ndarray) -> list[np.ndarray]:
     """Hidden activations ``h_1 .. h_{L-1}`` on ``x`` (float64), by the reference forward."""
-    _, post = NumpyBackend(chip.dtype.name).forward_layers(chip, x.astype(chip.dtype))
+    with unbooked_reads(chip):
+        _, post = NumpyBackend(chip.dtype.name).forward_layers(chip, x.astype(chip.dtype))
     return [h.astype(np.float64) for h in post[1:-1]]
 
 

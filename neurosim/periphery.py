@@ -19,14 +19,35 @@ noise and ADC, as DNN+NeuroSim's subarrays and aihwkit's split tiles do. Per row
 3. **Weight read noise** ``+ w_noise * sqrt((x_q * x_q)[:, J_r] @ (w * w)[:, J_r].T) * xi``.
 4. **Output noise** ``+ out_noise * adc_range * zeta`` (every tile's converter adds its own).
 5. **ADC.** If ``adc_bits`` is set, ``y_bi = quantize(y_bi, adc_bits, R_bc)`` for ``i`` in
-   column tile ``c`` (outputs ``I_c``), with ``R_bc = adc_range`` (``fixed``) or
-   ``R_bc = max_{i in I_c} |y_bi|``, the largest of the sample's outputs this tile
-   digitizes, after the noise (``managed``; ``R_bc = adc_range`` if that maximum is 0):
-   each sample is its own read, so a managed range never depends on the other samples of a
-   batch (or on how an evaluation splits its inputs into chunks). ``adc_bits = None`` is
-   an ideal ADC (no clipping, no rounding).
+   column tile ``c`` (outputs ``I_c``), with ``R_bc = adc_range`` (``fixed`` and
+   ``iterative``) or ``R_bc = max_{i in I_c} |y_bi|``, the largest of the sample's outputs
+   this tile digitizes, after the noise (``managed``; ``R_bc = adc_range`` if that maximum
+   is 0): each sample is its own read, so a managed range never depends on the other
+   samples of a batch (or on how an evaluation splits its inputs into chunks). ``adc_bits =
+   None`` is an ideal ADC (no clipping, no rounding).
 6. **Undo the DAC scaling**: ``y_bi * s_b`` (``managed`` DAC only).
 7. **Merge the partial sums** digitally: ``y = y_0 + y_1 + ...`` (in tile order).
+
+**Iterative bound management** (``adc_bound: iterative``, aihwkit's
+``BoundManagementType.ITERATIVE``). Steps 1-5 are *round* ``k = 0``. Where a sample's
+column tile saturates (any of its outputs ``|y_bi| > adc_range`` before the ADC, either
+sign), that tile reads the sample again in round ``k + 1`` with its inputs halved once
+more: round ``k`` reads ``x_b / (s_b 2^k)`` (step 1's scaling, then the reduction
+``rho_k = 2^k``; exact in floating point), adds fresh noise, converts with the fixed range,
+and the outputs are multiplied back by ``rho_k`` before step 6. A tile keeps the first round
+in which it does not saturate, or the last round allowed: rounds stop after the one whose
+``rho_k`` exceeds ``rho_max = min(bm_max_factor, bm_max_resolution * levels_DAC)``
+(``levels_DAC = 2**(dac_bits-1) - 1``; ``bm_max_factor`` alone with an ideal DAC), whose
+outputs are clipped. aihwkit's defaults (max_bm_factor 1000, max_bm_res 0.25, 7-bit DAC)
+give ``rho_max = 15.75``: at most 5 reads, the last at ``rho = 16``. Where aihwkit differs:
+it tests for saturation after rounding the output to its ADC grid (here before: the two
+differ only for an output within half an ADC step beyond the range) and it manages bounds
+on forward reads only, while here every read through a periphery configured so does (BP's
+transposed reads of the forward arrays included). Every round computes the whole batch (so
+that every backend computes the same products); the re-reads a chip makes are those of the
+tiles still saturated, and the caller's ``rereads`` counts them: per sample, row tile
+``r`` and column tile ``c`` read again, the tile's ``|J_r| |I_c|`` cells, ``|J_r|`` DAC
+and ``|I_c|`` ADC conversions (:data:`REREAD_COUNTERS`; the ledger books them as reads).
 
 A fixed-range ADC therefore clips and rounds each tile's partial sum, not the whole column
 sum: with ``R`` row tiles an output carries ``R`` rounding errors and ``R`` output-noise
@@ -41,9 +62,10 @@ layer's ``alpha`` and adds the bias. With the default :class:`PeripheryConfig` (
 converters, no noise) a read is exactly ``x @ w.T``.
 
 **Random numbers.** ``xi`` and ``zeta`` are standard normals of the counter-based stream
-``key_noise`` (:mod:`neurosim.rng`): in row tile ``r``, with ``o = 2 r batch n_out``,
-``xi[b, i]`` is draw ``o + b * n_out + i`` and ``zeta[b, i]`` is draw
-``o + batch * n_out + b * n_out + i``. Noise is "redrawn on every read"
+``key_noise`` (:mod:`neurosim.rng`): in row tile ``r`` of ``R`` and round ``k`` (``0``
+without iterative bound management), with ``o = 2 (k R + r) batch n_out``, ``xi[b, i]`` is
+draw ``o + b * n_out + i`` and ``zeta[b, i]`` is draw ``o + batch * n_out + b * n_out + i``.
+Noise is "redrawn on every read"
 because every read gets its own key: the caller must derive a fresh key per read (e.g.
 from (seed, step, layer, purpose)); the same key reproduces the same read exactly.
 
@@ -75,10 +97,15 @@ from typing import Callable
 import numpy as np
 
 from neurosim import rng
+from neurosim.errors import ConfigError
 from neurosim.schema import spec
 
 BOUND_MODES = ("fixed", "managed")
+ADC_BOUND_MODES = BOUND_MODES + ("iterative",)
 MAX_BITS = 24  # 2**23 - 1 levels per side: exact in float32
+# What iterative bound management's re-reads cost, in this order (``rereads`` arrays):
+# cells read (one analog MAC each), DAC conversions, ADC conversions.
+REREAD_COUNTERS = ("cells_read", "dac_conversions", "adc_conversions")
 
 
 @dataclass(frozen=True)
@@ -132,11 +159,23 @@ class PeripheryConfig:
         doc="ADC full scale in array output units (w * x): with adc_bits set and a fixed "
             "bound, outputs are clipped to [-adc_range, adc_range]; also the unit of out_noise")
     adc_bound: str = spec(
-        "fixed", choices=BOUND_MODES,
+        "fixed", choices=ADC_BOUND_MODES,
         doc="fixed: the ADC range is adc_range; managed: each sample's range is its own max "
-            "|y| after the noise (an ideal auto-ranging ADC per read: nothing saturates; more "
-            "optimistic than aihwkit's iterative bound management, which re-reads a sample "
-            "with its input halved until its output no longer saturates)")
+            "|y| after the noise (an ideal auto-ranging ADC per read: nothing saturates); "
+            "iterative: aihwkit's iterative bound management: the range is adc_range, and a "
+            "sample whose outputs in a tile saturate is read again by that tile with its "
+            "inputs halved, until nothing saturates or the reduction passes bm_max_factor or "
+            "bm_max_resolution (needs adc_bits; the re-reads are charged in the ledger)")
+    bm_max_factor: int = spec(
+        1000, ge=1,
+        doc="iterative bound management: rounds stop after the one whose input reduction "
+            "2**k exceeds this (aihwkit's max_bm_factor)")
+    bm_max_resolution: float = spec(
+        0.25, gt=0.0, le=1.0,
+        doc="iterative bound management: rounds also stop after the one whose reduction "
+            "exceeds bm_max_resolution * (2**(dac_bits-1) - 1), i.e. once a sample's "
+            "largest input spans fewer than 1 / bm_max_resolution DAC steps (aihwkit's "
+            "max_bm_res; no limit with an ideal DAC)")
     out_noise: float = spec(
         0.0, ge=0.0,
         doc="additive Gaussian output noise, std out_noise * adc_range (relative to the ADC "
@@ -148,6 +187,41 @@ class PeripheryConfig:
         doc="weight-proportional read noise: every read uses w_ij + w_noise * |w_ij| * xi_ij; "
             "simulated exactly in distribution as w_noise * sqrt((w*w) @ (x*x)) * xi_i per "
             "output (see the class docstring)")
+
+    def check(self, source: str, path: str) -> None:
+        if self.adc_bound == "iterative" and self.adc_bits is None:
+            raise ConfigError(source, f"{path}.adc_bound", self.adc_bound,
+                              "iterative bound management re-reads what saturates the ADC: "
+                              "set adc_bits (an ideal ADC never saturates)")
+        for name in ("bm_max_factor", "bm_max_resolution"):
+            default = self.__dataclass_fields__[name].default
+            if self.adc_bound != "iterative" and getattr(self, name) != default:
+                raise ConfigError(source, f"{path}.{name}", getattr(self, name),
+                                  "applies to adc_bound: iterative only")
+
+    @property
+    def iterative(self) -> bool:
+        """Whether saturated tiles are read again (``adc_bound: iterative``)."""
+        return self.adc_bound == "iterative"
+
+    @property
+    def reduction_limit(self) -> float:
+        """``rho_max``: iterative rounds stop after the one whose reduction exceeds it."""
+        if self.dac_bits is None:
+            return float(self.bm_max_factor)
+        return min(float(self.bm_max_factor),
+                   self.bm_max_resolution * quantization_levels(self.dac_bits))
+
+    @property
+    def rounds(self) -> int:
+        """The most reads one tile makes of one sample: 1, or with iterative bound
+        management 1 + the first ``k`` with ``2**k > rho_max``."""
+        if not self.iterative:
+            return 1
+        k = 0
+        while 2 ** k <= self.reduction_limit:
+            k += 1
+        return k + 1
 
     @property
     def is_ideal(self) -> bool:
@@ -217,7 +291,8 @@ def spans(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int, *,
-         tiles: tuple[int, int] | None = None, matmul: Matmul = np.matmul) -> np.ndarray:
+         tiles: tuple[int, int] | None = None, matmul: Matmul = np.matmul,
+         rereads: np.ndarray | None = None) -> np.ndarray:
     """One read ``y ~ x @ w.T`` through the periphery of an array cut into ``tiles``
     (``(rows, cols)`` of a tile; ``None``: one tile), by the module docstring's model, shape
     ``(batch, n_out)``, in array units.
@@ -226,62 +301,94 @@ def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int, 
     ``x_q**2 @ (w**2).T``, per row tile). Tests pass the product the Numba kernel uses:
     NumPy and SciPy (whose BLAS Numba calls) ship different OpenBLAS builds whose float32
     GEMMs round differently, and everything else is bit-identical between the two
-    implementations.
+    implementations. ``rereads``: an int64 array over :data:`REREAD_COUNTERS` to which the
+    re-reads of iterative bound management are added (``None``: not counted).
     """
-    return _read(w, x, config, key_noise, False, tiles, matmul)
+    return _read(w, x, config, key_noise, False, tiles, matmul, rereads)
 
 
 def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig, key_noise: int, *,
-                    tiles: tuple[int, int] | None = None, matmul: Matmul = np.matmul) -> np.ndarray:
+                    tiles: tuple[int, int] | None = None, matmul: Matmul = np.matmul,
+                    rereads: np.ndarray | None = None) -> np.ndarray:
     """A read of ``w.T`` (``d @ w``, shape ``(batch, n_in)``): BP's backward pass through the
     forward array, same periphery model, the same physical tiles driven from the columns.
     Counting it as weight transport is the caller's job (DESIGN §2)."""
-    return _read(w, d, config, key_noise, True, tiles, matmul)
+    return _read(w, d, config, key_noise, True, tiles, matmul, rereads)
 
 
-def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, tiles, matmul: Matmul):
+def _read(w, x, config: PeripheryConfig, key: int, transposed: bool, tiles, matmul: Matmul,
+          rereads):
     dtype = common_dtype(w, x)
     w = np.asarray(w, dtype=dtype)
     x = np.asarray(x, dtype=dtype)
     n_in, n_out = check_shapes(w, x, transposed)
     tile_in, tile_out = tile_sizes(n_in, n_out, tiles, transposed)
     row_tiles = spans(n_in, tile_in)
-    z = None
-    if config.w_noise > 0 or config.out_noise > 0:
-        z = rng.normal(key, 2 * len(row_tiles) * x.shape[0] * n_out).astype(dtype)
+    block = 2 * len(row_tiles) * x.shape[0] * n_out  # the normals of one round
+    drawn: dict[int, np.ndarray] = {}
+
+    def normals(k: int) -> np.ndarray | None:
+        """Round ``k``'s normals (draws ``k block .. (k + 1) block - 1``), ``None`` without
+        noise."""
+        if config.w_noise == 0 and config.out_noise == 0:
+            return None
+        if k not in drawn:
+            drawn[k] = (rng.normal(key, block) if k == 0 else
+                        rng.normal_at(key, np.arange(k * block, (k + 1) * block))).astype(dtype)
+        return drawn[k]
+
     y = None
     for r, (lo, hi) in enumerate(row_tiles):
         # the tile's cells as a contiguous block (the same operands the fast kernels use)
         w_tile = np.ascontiguousarray(w[lo:hi] if transposed else w[:, lo:hi])
         part = _read_tile(w_tile, np.ascontiguousarray(x[:, lo:hi]), config, transposed,
-                          spans(n_out, tile_out), z, r, matmul)
+                          spans(n_out, tile_out), normals, r, matmul, rereads)
         y = part if y is None else y + part  # 7. partial sums merged digitally
     return y
 
 
-def _read_tile(w, x, config: PeripheryConfig, transposed: bool, out_tiles, z, r: int,
-               matmul: Matmul):
-    """Steps 1-6 of the module docstring for row tile ``r``: ``w`` its cells, ``x`` the
-    inputs it receives, ``out_tiles`` the spans of its column tiles, ``z`` the read's
-    normals (``None`` without noise)."""
+def _read_tile(w, x, config: PeripheryConfig, transposed: bool, out_tiles, normals, r: int,
+               matmul: Matmul, rereads):
+    """Steps 1-6 of the module docstring for row tile ``r``, with iterative bound
+    management's rounds: ``w`` its cells, ``x`` the inputs it receives, ``out_tiles`` the
+    spans of its column tiles, ``normals(k)`` round ``k``'s normals (``None`` without
+    noise)."""
     t = x.dtype.type
-    batch = x.shape[0]
-    n_out = w.shape[1] if transposed else w.shape[0]
-    w_read = w if transposed else w.T  # (tile inputs, n_out): y = x @ w_read
-
-    # 1. DAC, with per-sample scaling (noise management)
+    # 1. per-sample scaling of the DAC (noise management)
     managed_dac = config.dac_bound == "managed"
     if managed_dac:
         abs_max = np.max(np.abs(x), axis=1, initial=t(0))
         scale = np.where(abs_max > 0, abs_max / t(config.dac_range), t(1))
         x = x / scale[:, None]
+    y = _read_round(w, x, config, transposed, normals(0), r, matmul)
+    if config.iterative:  # 5. with re-reads of what saturates
+        y = _manage_bounds(y, w, x, config, transposed, out_tiles, normals, r, matmul,
+                           rereads)
+    elif config.adc_bits is not None:  # 5.
+        y = _convert(y, config, out_tiles)
+
+    # 6. undo the DAC scaling
+    if managed_dac:
+        y = y * scale[:, None]
+    return y
+
+
+def _read_round(w, x, config: PeripheryConfig, transposed: bool, z, r: int, matmul: Matmul):
+    """Steps 1-4 of one round for row tile ``r``: the DAC (``x`` already scaled), the
+    array's partial sums and the read noise, before the ADC; ``z`` the round's normals."""
+    t = x.dtype.type
+    batch = x.shape[0]
+    n_out = w.shape[1] if transposed else w.shape[0]
+    w_read = w if transposed else w.T  # (tile inputs, n_out): y = x @ w_read
+
+    # 1. the DAC
     x_q = quantize(x, config.dac_bits, config.dac_range)
 
     # 2. the ideal partial sums in the array
     y = matmul(x_q, w_read)
 
     # 3-4. read noise: draws o + [0, batch*n_out) for xi, o + [batch*n_out, 2*batch*n_out)
-    # for zeta, o = 2 r batch n_out
+    # for zeta, o = 2 r batch n_out within the round's normals
     if z is not None:
         o = 2 * r * batch * n_out
         xi = z[o:o + batch * n_out].reshape(batch, n_out)
@@ -292,18 +399,48 @@ def _read_tile(w, x, config: PeripheryConfig, transposed: bool, out_tiles, z, r:
             y = y + (t(config.w_noise) * np.sqrt(variance)) * xi
         if config.out_noise > 0:
             y = y + (t(config.out_noise) * t(config.adc_range)) * zeta
-
-    # 5. ADC, one per column tile
-    if config.adc_bits is not None:
-        bound = t(config.adc_range)
-        if config.adc_bound == "managed":  # each sample's own range in each column tile
-            bound = np.empty_like(y)
-            for lo, hi in out_tiles:
-                largest = np.max(np.abs(y[:, lo:hi]), axis=1, initial=t(0), keepdims=True)
-                bound[:, lo:hi] = np.where(largest > 0, largest, t(config.adc_range))
-        y = quantize(y, config.adc_bits, bound)
-
-    # 6. undo the DAC scaling
-    if managed_dac:
-        y = y * scale[:, None]
     return y
+
+
+def _convert(y, config: PeripheryConfig, out_tiles):
+    """5. The ADC, one per column tile (:func:`quantize` with each range)."""
+    t = y.dtype.type
+    bound = t(config.adc_range)
+    if config.adc_bound == "managed":  # each sample's own range in each column tile
+        bound = np.empty_like(y)
+        for lo, hi in out_tiles:
+            largest = np.max(np.abs(y[:, lo:hi]), axis=1, initial=t(0), keepdims=True)
+            bound[:, lo:hi] = np.where(largest > 0, largest, t(config.adc_range))
+    return quantize(y, config.adc_bits, bound)
+
+
+def _manage_bounds(y, w, x, config: PeripheryConfig, transposed: bool, out_tiles, normals,
+                   r: int, matmul: Matmul, rereads):
+    """Step 5 with iterative bound management, for row tile ``r`` (module docstring): ``y``
+    round 0's outputs before the ADC, ``x`` the inputs after step 1's scaling. Returns, per
+    sample and column tile, the converted outputs of the first round that does not saturate
+    (or of the last round), multiplied by that round's reduction; adds the re-reads to
+    ``rereads``."""
+    t = y.dtype.type
+    limit = t(config.adc_range)
+
+    def saturated(v):  # (batch, column tiles): an output of the tile beyond the range
+        return np.stack([np.any(np.abs(v[:, lo:hi]) > limit, axis=1) for lo, hi in out_tiles],
+                        axis=1)
+
+    pending = saturated(y)
+    kept = _convert(y, config, out_tiles)
+    k = 0
+    while pending.any() and 2 ** k <= config.reduction_limit:
+        k += 1
+        reduction = t(2 ** k)
+        y = _read_round(w, x / reduction, config, transposed, normals(k), r, matmul)
+        converted = _convert(y, config, out_tiles) * reduction
+        for c, (lo, hi) in enumerate(out_tiles):
+            again = pending[:, c]
+            kept[again, lo:hi] = converted[again, lo:hi]
+            if rereads is not None:  # the tile reads these samples again
+                rereads += int(again.sum()) * np.array([x.shape[1] * (hi - lo), x.shape[1],
+                                                         hi - lo], dtype=np.int64)
+        pending &= saturated(y)
+    return kept

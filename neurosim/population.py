@@ -110,6 +110,10 @@ class Population:
         self.params = adopt(chips, "params")
         self.grads = np.zeros_like(self.params)
         self.deltas = np.zeros_like(self.params)
+        # every chip's unbooked re-reads (Chip.rereads), its own a view of its row
+        self.rereads = np.stack([chip.rereads for chip in chips])
+        for chip, row in zip(chips, self.rereads):
+            chip.rereads = row
         self.alphas = np.stack([chip.alphas_typed for chip in chips])
         self.inverse_alphas = np.stack([chip.inverse_alphas_typed for chip in chips])
         # Feedback without drift never changes: crossbars are the chips' own buffers,

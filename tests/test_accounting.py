@@ -8,12 +8,17 @@ import math
 
 import numpy as np
 import pytest
-from conftest import interrupted_then_resumed
+from conftest import batch, interrupted_then_resumed, make_chip
 from test_train import spec_for
 
-from neurosim.config import DeviceConfig
+from neurosim import evaluation
+from neurosim.accounting import book_rereads
+from neurosim.backends.numpy_ref import NumpyBackend
+from neurosim.config import DeviceConfig, TileConfig
 from neurosim.energy import EnergyConfig
 from neurosim.ledger import COUNTER_INDEX, STAGE_INDEX, OPERATION_INDEX, Ledger
+from neurosim.periphery import PeripheryConfig
+from neurosim.rules import RuleCode
 from neurosim.train import Trainer, run_spec
 
 DIMS = [784, 24, 10]
@@ -180,3 +185,96 @@ def test_read_noise_is_physical_and_costs_no_random_numbers(ideal_chip_config, r
     np.testing.assert_array_equal(forward_counts(noisy, 16), forward_counts(quiet, 16))
     np.testing.assert_array_equal(backward_counts(noisy, 16, noisy.rule.code),
                                   backward_counts(quiet, 16, quiet.rule.code))
+
+
+# ------------------------------------------------- iterative bound management
+ITERATIVE = PeripheryConfig(dac_bits=7, dac_bound="managed", adc_bits=8, adc_range=0.5,
+                            adc_bound="iterative", out_noise=0.01)
+
+
+def iterative_spec(rule="fa", backend="numba", **overrides):
+    """A tiled chip whose every array manages its ADC bounds iteratively, with a range
+    small enough that reads saturate."""
+    spec = tiled_spec(rule, simulation__backend=backend, **overrides)
+    chip = dataclasses.replace(
+        spec.chip,
+        forward=dataclasses.replace(spec.chip.forward, periphery=ITERATIVE),
+        feedback=dataclasses.replace(spec.chip.feedback, periphery=ITERATIVE))
+    return dataclasses.replace(spec, chip=chip)
+
+
+def test_re_reads_are_booked_in_their_stage_operation_and_layer(ideal_chip_config):
+    """Chip.rereads[pass, read kind, layer] moves into the ledger as reads of that layer:
+    its cells as MACs and cell reads, its conversions; training passes into the stage being
+    trained, measurement passes into eval; then it is empty."""
+    chip = make_chip(ideal_chip_config, rule="fa")
+    ledger = Ledger(chip.n_layers)
+    chip.rereads[0, 1, 1] = (600, 30, 20)  # a training step's backward re-reads, layer 2
+    chip.rereads[1, 0, 0] = (7000, 70, 100)  # a measurement's forward re-reads, layer 1
+    book_rereads(chip, ledger, "precondition", measurement=False)
+    book_rereads(chip, ledger, "eval", measurement=True)
+    assert not chip.rereads.any()
+    booked = {(stage, operation, layer, counter): int(ledger.counts[
+        STAGE_INDEX[stage], OPERATION_INDEX[operation], layer, COUNTER_INDEX[counter]])
+        for stage in STAGE_INDEX for operation in OPERATION_INDEX for layer in range(2)
+        for counter in COUNTER_INDEX}
+    expected = {("precondition", "backward", 1, "macs"): 600,
+                ("precondition", "backward", 1, "cells_read"): 600,
+                ("precondition", "backward", 1, "dac_conversions"): 30,
+                ("precondition", "backward", 1, "adc_conversions"): 20,
+                ("eval", "forward", 0, "macs"): 7000, ("eval", "forward", 0, "cells_read"): 7000,
+                ("eval", "forward", 0, "dac_conversions"): 70,
+                ("eval", "forward", 0, "adc_conversions"): 100}
+    assert {key: value for key, value in booked.items() if value} == expected
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+def test_a_pass_counts_its_re_reads_by_pass_kind_and_layer(ideal_chip_config, any_backend,
+                                                           rule):
+    """Every backend routes each read's re-reads to the row of Chip.rereads of its pass
+    (training or measurement), read kind and layer, and the analyses' reads are dropped."""
+    reads = dataclasses.replace(ITERATIVE, adc_range=0.05)  # the errors' reads saturate too
+    config = dataclasses.replace(
+        ideal_chip_config, tiles=TileConfig(100, 8),
+        forward=dataclasses.replace(ideal_chip_config.forward, periphery=reads),
+        feedback=dataclasses.replace(ideal_chip_config.feedback, periphery=reads))
+    x, y = batch(16)
+    found = []
+    for backend in (NumpyBackend("float64"), any_backend.backend("float64")):
+        chip = make_chip(config, (784, 30, 20, 10), rule)
+        out = np.zeros(chip.n_params)
+        backend.gradients(chip, backend.feedback_buffer(chip), x, y, chip.rule.code, out,
+                          training=True)
+        backend.logits(chip, x)
+        evaluation.gradients(chip, backend, x, y, RuleCode.BP)  # an analysis: not booked
+        found.append(chip.rereads.copy())
+    reference, got = found
+    assert reference[0, 0].all() and reference[1, 0].all()  # every layer's forward reads
+    assert reference[0, 1].any() and not reference[1, 1].any()  # backward: training only
+    np.testing.assert_array_equal(got, reference)
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa"])
+def test_runs_charge_their_re_reads_on_every_backend(tmp_path, rule):
+    """A run's ledger holds the closed-form reads plus the re-reads (more reads than a
+    fixed range would make), identically on the reference and on Numba (in float64: in
+    float32 the two BLAS builds' products round differently, and a read at the edge of the
+    range may saturate on one and not on the other)."""
+    ledgers = [run_spec(iterative_spec(rule, backend, simulation__dtype="float64"),
+                        tmp_path / backend)["ledger"]["counts"]
+               for backend in ("numpy", "numba")]
+    assert ledgers[0] == ledgers[1]
+    summary = {"ledger": {"counts": ledgers[0]}}
+    samples = TRAIN_STEPS * BATCH
+    pairs = list(zip(DIMS[:-1], DIMS[1:]))
+    closed_form = samples * sum(a * b for a, b in pairs)
+    assert counts(summary, "train", "forward", "macs") > closed_form
+    assert counts(summary, "train", "forward", "cells_read") == \
+        counts(summary, "train", "forward", "macs")
+
+
+def test_re_reads_resume_to_the_identical_ledger(tmp_path, monkeypatch):
+    spec = iterative_spec(train__checkpoint_every=1)
+    reference = run_spec(spec, tmp_path / "whole")
+    resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", 75)
+    assert resumed["ledger"] == reference["ledger"]

@@ -276,6 +276,11 @@ CONFIGS = [
     P.PeripheryConfig(dac_bound="managed", out_noise=0.05),
     P.PeripheryConfig(w_noise=0.2),
     P.PeripheryConfig(dac_bits=2, adc_bits=2, adc_range=0.5, out_noise=0.3),
+    P.PeripheryConfig(dac_bits=7, dac_bound="managed", adc_bits=9, adc_range=1.0,
+                      adc_bound="iterative", out_noise=0.01, w_noise=0.05),
+    P.PeripheryConfig(dac_bits=5, adc_bits=5, adc_range=0.5, adc_bound="iterative",
+                      bm_max_factor=4),  # rho <= 3.75 (15 DAC levels): 3 reads
+    P.PeripheryConfig(adc_bits=6, adc_range=2.0, adc_bound="iterative", out_noise=0.02),
 ]
 SHAPES = [(1, 30, 7), (17, 33, 10), (64, 200, 50)]
 TILINGS = [None, (16, 8), (64, 256)]  # one tile; row and column tiles; row tiles only
@@ -491,3 +496,105 @@ def test_the_ledger_charges_the_conversions_the_read_makes(monkeypatch, tiles, t
     assert rounded["adc"] == counts[COUNTER_INDEX["adc_conversions"]]
     merges = (rounded["reads"] - 1) * y.size  # every row tile after the first adds once
     assert merges == counts[COUNTER_INDEX["partial_sum_adds"]]
+
+
+# ------------------------------------------------- iterative bound management
+def test_iterative_bound_management_is_validated():
+    assert P.PeripheryConfig(dac_bits=7, adc_bits=9, adc_bound="iterative").rounds == 5
+    assert P.PeripheryConfig(dac_bits=7, adc_bits=9, adc_bound="iterative").reduction_limit \
+        == 0.25 * 63  # aihwkit's max_bm_res / inp_res: at most 5 reads, the last at 16
+    assert P.PeripheryConfig(adc_bits=9, adc_bound="iterative").rounds == 11  # 1000: 1024
+    assert P.PeripheryConfig(adc_bits=9, adc_bound="iterative", bm_max_factor=4).rounds == 4
+    assert P.PeripheryConfig(adc_bits=9).rounds == 1
+    for bad, field in (({"adc_bound": "iterative"}, "adc_bound"),
+                       ({"adc_bits": 8, "bm_max_factor": 10}, "bm_max_factor"),
+                       ({"adc_bits": 8, "adc_bound": "managed", "bm_max_resolution": 0.5},
+                        "bm_max_resolution"),
+                       ({"adc_bits": 8, "adc_bound": "iterative", "bm_max_factor": 0},
+                        "bm_max_factor")):
+        with pytest.raises(ConfigError, match=field):
+            build(P.PeripheryConfig, bad, "test")
+
+
+@pytest.mark.parametrize("tiles", [None, (16, 8)], ids=str)
+def test_iterative_reads_that_never_saturate_are_the_fixed_reads(tiles):
+    """Round 0 is the fixed-range read, draw for draw: with a range nothing reaches,
+    nothing is read again and the results are identical."""
+    w, x = operands(17, 33, 10, seed=4)
+    fixed = P.PeripheryConfig(dac_bits=7, adc_bits=9, adc_range=100.0, out_noise=0.001,
+                              w_noise=0.05)
+    iterative = dataclasses.replace(fixed, adc_bound="iterative")
+    counts = np.zeros(3, dtype=np.int64)
+    np.testing.assert_array_equal(P.read(w, x, iterative, KEY, tiles=tiles, rereads=counts),
+                                  P.read(w, x, fixed, KEY, tiles=tiles))
+    assert not counts.any()
+
+
+@pytest.mark.parametrize("bm_max_factor", [1000, 4])
+def test_a_saturated_sample_is_read_again_halved_until_it_fits(bm_max_factor):
+    """Noiseless, ideal DAC, one tile: sample b is read at the smallest reduction
+    ``rho = 2^k`` that brings its largest output within the range (capped by the limit:
+    the last round allowed is kept, clipped), converted, and multiplied back by rho; every
+    round after the first costs the tile's cells and conversions again."""
+    w, x = operands(40, 30, 7, seed=6)
+    x[::3] *= 20  # some samples far beyond the range, some within it
+    bits, adc_range = 8, 2.0
+    config = P.PeripheryConfig(adc_bits=bits, adc_range=adc_range, adc_bound="iterative",
+                               bm_max_factor=bm_max_factor)
+    counts = np.zeros(3, dtype=np.int64)
+    y = P.read(w, x, config, KEY, rereads=counts)
+    exact = x @ w.T
+    largest = np.abs(exact).max(axis=1)
+    k = np.maximum(np.ceil(np.log2(largest / adc_range)), 0).astype(int)
+    k = np.minimum(k, config.rounds - 1)
+    rho = (2.0 ** k)[:, None]
+    # (x / rho) @ w.T is exact @ / rho bit for bit: rho is a power of two
+    np.testing.assert_array_equal(y, P.quantize(exact / rho, bits, adc_range) * rho)
+    assert k.max() > 0 and (k == 0).any()
+    if bm_max_factor == 4:
+        assert (k == config.rounds - 1).any()  # some samples stay clipped at rho = 8
+        assert np.abs(y).max() == adc_range * 8
+    else:
+        assert np.abs(y - exact).max() <= (rho * adc_range / (2 ** (bits - 1) - 1)).max()
+    n_in, n_out = 30, 7
+    np.testing.assert_array_equal(counts, k.sum() * np.array([n_in * n_out, n_in, n_out]))
+
+
+def test_iterative_bound_management_reads_each_tile_on_its_own():
+    """Per sample, each column tile re-reads only while its own outputs saturate, and each
+    row tile's partial sums are managed apart: the counts are those tiles' cells."""
+    w, x = operands(12, 40, 20, seed=8)
+    w[:10] *= 10  # outputs 0-9 (column tile 0) saturate, 10-19 rarely do
+    config = P.PeripheryConfig(adc_bits=8, adc_range=3.0, adc_bound="iterative")
+    tiles = (16, 10)  # row tiles of 16, 16, 8 inputs; column tiles of 10 outputs
+    counts = np.zeros(3, dtype=np.int64)
+    y = P.read(w, x, config, KEY, tiles=tiles, rereads=counts)
+    expected, reread = np.zeros_like(y), np.zeros(3, dtype=np.int64)
+    for lo, hi in P.spans(40, 16):
+        for c_lo, c_hi in P.spans(20, 10):
+            part = x[:, lo:hi] @ w[c_lo:c_hi, lo:hi].T
+            k = np.maximum(np.ceil(np.log2(np.abs(part).max(axis=1) / 3.0)), 0)
+            k = np.minimum(k, config.rounds - 1)
+            rho = (2.0 ** k)[:, None]
+            expected[:, c_lo:c_hi] += P.quantize(part / rho, 8, 3.0) * rho
+            reread += int(k.sum()) * np.array([(hi - lo) * (c_hi - c_lo), hi - lo, c_hi - c_lo])
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(counts, reread)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("tiles", [None, (16, 8)], ids=str)
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.iterative], ids=range(3))
+def test_fast_reads_count_the_re_reads_of_the_reference(fast, config, tiles, transposed):
+    """The fast backends re-read the same tiles as the specification (so the ledger
+    charges the same re-reads on every backend)."""
+    reads = fast.periphery
+    w, x = operands(64, 200, 50, np.float32, seed=9)
+    if transposed:
+        x = x[:, :50] * 2
+    model = (P.transposed_read, reads.transposed_read) if transposed else (P.read, reads.read)
+    counts = [np.zeros(3, dtype=np.int64) for _ in model]
+    for read, count in zip(model, counts):
+        read(w, x, config, KEY, tiles=tiles, rereads=count)
+    assert counts[0].any()
+    np.testing.assert_array_equal(counts[1], counts[0])

@@ -137,10 +137,13 @@ def test_population_of_device_chips_gives_the_separate_runs(tmp_path, mode, n_ch
     assert all(sum(s["final"]["pulses_up"]) > 0 for s in separate[1])
 
 
-def read_hardware_chip(feedback_kind: str):
-    """Noisy, quantized reads of every array; regenerated or drifting stored feedback."""
+def read_hardware_chip(feedback_kind: str, adc_bound: str = "fixed"):
+    """Noisy, quantized reads of every array; regenerated or drifting stored feedback;
+    with ``adc_bound: iterative``, a range that the forward reads exceed (re-reads)."""
     chip = load_chip(REPO / "hw_configs" / "ideal.yaml")
-    reads = PeripheryConfig(adc_bits=6, dac_bits=5, w_noise=0.05, out_noise=0.02)
+    reads = PeripheryConfig(adc_bits=6, dac_bits=5, w_noise=0.05, out_noise=0.02,
+                            adc_bound=adc_bound,
+                            adc_range=0.5 if adc_bound == "iterative" else 10.0)
     feedback = dataclasses.replace(chip.feedback, kind=feedback_kind, periphery=reads,
                                    drift_nu=0.05 if feedback_kind == "stored" else 0.0)
     return dataclasses.replace(chip, name="reads", feedback=feedback, forward=dataclasses.replace(
@@ -148,14 +151,17 @@ def read_hardware_chip(feedback_kind: str):
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-@pytest.mark.parametrize("feedback_kind", ["regenerated", "stored"])
+@pytest.mark.parametrize("feedback_kind, adc_bound", [("regenerated", "fixed"),
+                                                      ("stored", "fixed"),
+                                                      ("stored", "iterative")])
 def test_population_with_read_noise_and_feedback_hardware(tmp_path, monkeypatch, feedback_kind,
-                                                         backend):
+                                                         adc_bound, backend):
     """Noisy, quantized reads: each chip its own read-noise streams, in one call of all
-    chips (the chip-by-chip loop of the reference is not taken)."""
+    chips (the chip-by-chip loop of the reference is not taken); with iterative bound
+    management, each chip its own re-reads (its ledger)."""
     if backend == "torch":
         backend_under_test("torch")
-    specs = specs_of(range(4), read_hardware_chip(feedback_kind), backend=backend,
+    specs = specs_of(range(4), read_hardware_chip(feedback_kind, adc_bound), backend=backend,
                      rule="dfa" if feedback_kind == "stored" else "fa")
     separate = separately(specs, tmp_path / "separate")
     with monkeypatch.context() as patch:

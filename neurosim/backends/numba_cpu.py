@@ -45,19 +45,21 @@ _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
 
 # ---------------------------------------------------------------- network kernels
 @kernel
-def _read(w, x, periph, key, transposed, max_parts):
+def _read(w, x, periph, key, transposed, max_parts, rereads):
     """A read of array ``w`` (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery
-    (``periph``: :func:`numba_periphery.kernel_scalars`, ``None`` for an ideal read)."""
+    (``periph``: :func:`numba_periphery.kernel_scalars`, ``None`` for an ideal read), its
+    re-reads added to ``rereads`` (a row of :attr:`Chip.rereads`)."""
     if periph is None:
         return dot(x, w, max_parts) if transposed else dot(x, w.T, max_parts)
     return read_kernel(w, x, periph[0], periph[1], periph[2], periph[3], periph[4],
-                       periph[5], periph[6], periph[7], periph[8], periph[9], key,
-                       transposed, max_parts)
+                       periph[5], periph[6], periph[7], periph[8], periph[9], periph[10],
+                       periph[11], key, transposed, max_parts, rereads)
 
 
 @kernel
-def _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts):
-    """Lists of pre-activations (``pre[l+1] = a_l``) and inputs (``post[l] = h_{l}``)."""
+def _forward(params, layout, alphas, zero, x, act, periph, keys, rereads, max_parts):
+    """Lists of pre-activations (``pre[l+1] = a_l``) and inputs (``post[l] = h_{l}``);
+    ``rereads``: the pass's :attr:`Chip.rereads` (``2 x n_layers x 3``)."""
     n_layers = layout.shape[0]
     batch = x.shape[0]
     pre = [x]
@@ -65,7 +67,7 @@ def _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts):
     for l in range(n_layers):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        a = _read(w, post[l], periph, keys[l, 0], False, max_parts)
+        a = _read(w, post[l], periph, keys[l, 0], False, max_parts, rereads[0, l])
         alpha = alphas[l]
         bias = params[b_off:b_off + n_out]
         for i in range(batch):
@@ -122,15 +124,15 @@ def outer_into(d, h, g, max_parts):
 
 
 @kernel
-def logits_kernel(params, layout, alphas, x, act, periph, keys, max_parts):
+def logits_kernel(params, layout, alphas, x, act, periph, keys, rereads, max_parts):
     zero = scalar_like(params, 0)
-    pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
+    pre, _ = _forward(params, layout, alphas, zero, x, act, periph, keys, rereads, max_parts)
     return pre[-1]
 
 
 @kernel
 def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
-                   periph, fb_periph, keys, max_parts):
+                   periph, fb_periph, keys, rereads, max_parts):
     """Forward pass, softmax cross-entropy and the rule's backward pass: (summed loss,
     correct predictions, layer inputs ``post[l] = h_l``, errors ``deltas[l]``, each sample's
     through the reads, divided by the batch size after them as in
@@ -142,7 +144,8 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
     batch = x.shape[0]
     zero, one = scalar_like(params, 0), scalar_like(params, 1)
     batch_count = scalar_like(params, batch)
-    pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys, max_parts)
+    pre, post = _forward(params, layout, alphas, zero, x, act, periph, keys, rereads,
+                         max_parts)
     logits = pre[n_layers]
     n_classes = logits.shape[1]
     e = np.empty_like(logits)
@@ -170,7 +173,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
         w_off, n_out, n_in = layout[l, 0], layout[l, 1], layout[l, 2]
         if rule == _BP:  # weight transport: the forward array, read transposed
             w = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-            signal = _read(w, delta, periph, keys[l, 1], True, max_parts)
+            signal = _read(w, delta, periph, keys[l, 1], True, max_parts, rereads[1, l])
             alpha = alphas[l]
             for i in range(batch):
                 for k in range(n_in):
@@ -180,7 +183,7 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
             offset, rows, cols = fb_layout[index, 0], fb_layout[index, 1], fb_layout[index, 2]
             B = feedback[offset:offset + rows * cols].reshape((rows, cols))
             signal = _read(B, delta if rule == _FA else e, fb_periph, keys[index, 2], False,
-                           max_parts)
+                           max_parts, rereads[1, index])
         a_prev = pre[l]
         h_prev = post[l]
         if act == 0:  # one loop per activation (vectorized)
@@ -204,11 +207,11 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
 
 @kernel
 def gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, periph,
-                     fb_periph, keys, max_parts, out):
+                     fb_periph, keys, rereads, max_parts, out):
     """The rule's gradients ``delta_l^T h_{l-1}`` (and bias sums) from :func:`signals_kernel`."""
     loss, correct, post, deltas = signals_kernel(params, layout, alphas, feedback, fb_layout,
                                                  x, y, rule, act, periph, fb_periph, keys,
-                                                 max_parts)
+                                                 rereads, max_parts)
     batch = x.shape[0]
     for l in range(layout.shape[0]):
         w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
@@ -363,15 +366,15 @@ def optimizer_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, m
 
 @kernel
 def train_step_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act, periph,
-                      fb_periph, keys, max_parts, grads, code, lr, b1, one_minus_b1, b2,
-                      one_minus_b2, eps, momentum, step_size, inverse_sqrt_c2, m, v, deltas,
+                      fb_periph, keys, rereads, max_parts, grads, code, lr, b1, one_minus_b1,
+                      b2, one_minus_b2, eps, momentum, step_size, inverse_sqrt_c2, m, v, deltas,
                       inverse_alphas, bounds):
     """One training step of one chip with the ideal update, in one call:
     :func:`gradients_kernel`, then :func:`optimizer_update_kernel` (the optimizer and the
     update fused), the arithmetic of :meth:`Backend.train_step` (one dispatch instead of
     three: at batch 1 the calls, not the arithmetic, are most of a step)."""
     loss, hits = gradients_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
-                                  periph, fb_periph, keys, max_parts, grads)
+                                  periph, fb_periph, keys, rereads, max_parts, grads)
     optimizer_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps, momentum,
                             step_size, inverse_sqrt_c2, m, v, grads, deltas, params, layout,
                             inverse_alphas, bounds, True, max_parts)
@@ -406,9 +409,10 @@ def pulsed_layers_kernel(params, layout, inverse_alphas, deltas, dw_min, max_pul
 
 @kernel(parallel=True)
 def population_step_kernel(active, params, layout, alphas, inverse_alphas, bounds, feedback,
-                           fb_layout, x, y, rule, act, periph, fb_periph, keys, max_parts,
-                           grads, deltas, code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
-                           momentum, step_size, inverse_sqrt_c2, m, v, pulsed, pulse_keys,
+                           fb_layout, x, y, rule, act, periph, fb_periph, keys, rereads,
+                           max_parts, grads, deltas, code, lr, b1, one_minus_b1, b2,
+                           one_minus_b2, eps, momentum, step_size, inverse_sqrt_c2, m, v,
+                           pulsed, pulse_keys,
                            dw_min, max_pulses, device_offsets, step_up, step_down, w_min,
                            w_max, stuck, model_code, ctoc, gamma_up, gamma_down, c_up,
                            c_down, levels, device_dw_min, losses, correct, pulses, workers):
@@ -434,7 +438,7 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
             c = active[k]
             loss, hits = gradients_kernel(params[c], layout, alphas[c], feedback[c],
                                           fb_layout, x[k], y[k], rule, act, periph,
-                                          fb_periph, keys[k], max_parts, grads[t])
+                                          fb_periph, keys[k], rereads[k], max_parts, grads[t])
             optimizer_update_kernel(code, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
                                     momentum, step_size[k], inverse_sqrt_c2[k], m[c], v[c],
                                     grads[t], deltas[t], params[c], layout,
@@ -453,7 +457,7 @@ def population_step_kernel(active, params, layout, alphas, inverse_alphas, bound
 @kernel(parallel=True)
 def population_stochastic_kernel(active, params, layout, alphas, inverse_alphas, feedback,
                                  fb_layout, x, y, rule, act, periph, fb_periph, keys,
-                                 max_parts, lr, bl, update_keys, device_offsets, step_up,
+                                 rereads, max_parts, lr, bl, update_keys, device_offsets, step_up,
                                  step_down, w_min, w_max, stuck, model_code, ctoc,
                                  gamma_up, gamma_down, c_up, c_down, levels, device_dw_min,
                                  losses, correct, pulses):
@@ -469,7 +473,7 @@ def population_stochastic_kernel(active, params, layout, alphas, inverse_alphas,
         c = active[k]
         loss, hits, inputs, errors = signals_kernel(params[c], layout, alphas[c], feedback[c],
                                                     fb_layout, x[k], y[k], rule, act, periph,
-                                                    fb_periph, keys[k], max_parts)
+                                                    fb_periph, keys[k], rereads[k], max_parts)
         step = scalar_like(params, lr)
         for l in range(layout.shape[0]):
             w_off, n_out, n_in, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
@@ -573,14 +577,14 @@ class NumbaBackend(Backend):
         periph, _ = self._periphery(chip)
         return logits_kernel(chip.params, chip.layout, chip.alphas_typed, x,
                              chip.activation_code, periph, chip.read_keys(training=False),
-                             self.max_parts)
+                             chip.rereads[1], self.max_parts)
 
     def _signal_args(self, chip, feedback, x, y, rule_code, training) -> tuple:
         x = np.ascontiguousarray(x, dtype=chip.dtype)
         y = np.ascontiguousarray(y, dtype=np.int64)
         return (chip.params, chip.layout, chip.alphas_typed, feedback, chip.feedback_layout, x,
                 y, int(rule_code), chip.activation_code, *self._periphery(chip),
-                chip.read_keys(training), self.max_parts)
+                chip.read_keys(training), chip.rereads[int(not training)], self.max_parts)
 
     def local_signals(self, chip, feedback, x, y, rule_code, training=False):
         loss, correct, inputs, deltas = signals_kernel(
@@ -653,12 +657,12 @@ class NumbaBackend(Backend):
             device = (empty, empty, empty, empty, empty.astype(np.int8), np.int64(0),
                       np.zeros(2), *np.zeros(6))  # unused: device_args' types
             pulse_keys = np.zeros((n, chip.n_layers, 2), dtype=np.uint64)
-        losses, correct, pulses = self._population_outputs(chip, n)
+        losses, correct, pulses, rereads = self._population_outputs(chip, n)
         with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
             population_step_kernel(
                 index, population.params, chip.layout, population.alphas,
                 population.inverse_alphas, chip.bounds_typed,
-                *self._population_signal_args(population, active, x, y),
+                *self._population_signal_args(population, active, x, y, rereads),
                 population.grads, population.deltas,
                 *_optimizer_constants(shared_optimizer(states, active), chip.dtype.type),
                 scalars[:, 0].astype(chip.dtype),
@@ -667,54 +671,59 @@ class NumbaBackend(Backend):
                 np.int64(chip.config.forward.update.max_pulses), population.device_offsets,
                 *device, losses, correct, pulses, min(numba.get_num_threads(), n))
         return self._population_stepped(population, states, active, losses, correct,
-                                        pulses if pulsed else None)
+                                        pulses if pulsed else None, rereads)
 
     def _stochastic_population_step(self, population, states, active, x, y):
         """:meth:`launch_population_step` of in-array (stochastic) updates: plain SGD, each chip
         with its optimizer's learning rate (one per call, :func:`shared_optimizer`)."""
         chip = population.chips[0]
         devices = population.devices
-        losses, correct, pulses = self._population_outputs(chip, len(active))
+        losses, correct, pulses, rereads = self._population_outputs(chip, len(active))
         with (nullcontext() if self.max_parts > 1 else self.blas.limit(limits=1)):
             population_stochastic_kernel(
                 np.asarray(active, dtype=np.int64), population.params, chip.layout,
                 population.alphas, population.inverse_alphas,
-                *self._population_signal_args(population, active, x, y),
+                *self._population_signal_args(population, active, x, y, rereads),
                 np.float64(shared_optimizer(states, active).lr),
                 np.int64(chip.config.forward.update.bl),
                 population.pulse_keys(active, rng.Purpose.PULSE_LINES),
                 population.device_offsets, *(devices[name] for name in DEVICE_ARRAYS),
                 *numba_devices.device_args(chip.devices[0])[len(DEVICE_ARRAYS):],
                 losses, correct, pulses)
-        return self._population_stepped(population, states, active, losses, correct, pulses)
+        return self._population_stepped(population, states, active, losses, correct, pulses,
+                                        rereads)
 
-    def _population_signal_args(self, population, active, x, y) -> tuple:
+    def _population_signal_args(self, population, active, x, y, rereads) -> tuple:
         """The population kernels' arguments of the chips' local signals (after the
         stacked parameters and scales): feedback, batches, rule, activation, periphery,
-        the active chips' read keys and serial products (``-max_parts``)."""
+        the active chips' read keys, ``rereads`` (:meth:`_population_rereads`) and serial
+        products (``-max_parts``)."""
         chip = population.chips[0]
         return (population.feedback(self), chip.feedback_layout,
                 np.ascontiguousarray(x, dtype=chip.dtype),
                 np.ascontiguousarray(y, dtype=np.int64), int(chip.rule.code),
                 chip.activation_code, *self._periphery(chip), population.read_keys(active),
-                -self.max_parts)
+                rereads, -self.max_parts)
 
     @staticmethod
     def _population_outputs(chip: Chip, n: int) -> tuple:
         """The population kernels' outputs for ``n`` chips: summed losses, correct
-        predictions, pulses sent per layer (up, down)."""
+        predictions, pulses sent per layer (up, down), re-reads of the training step's
+        reads (a row of each chip's :attr:`Chip.rereads`)."""
         return (np.empty(n), np.empty(n, dtype=np.int64),
-                np.zeros((n, chip.n_layers, 2), dtype=np.int64))
+                np.zeros((n, chip.n_layers, 2), dtype=np.int64),
+                np.zeros((n, *chip.rereads.shape[1:]), dtype=np.int64))
 
     @staticmethod
-    def _population_stepped(population, states, active, losses, correct,
-                            pulses) -> tuple[np.ndarray, np.ndarray]:
+    def _population_stepped(population, states, active, losses, correct, pulses,
+                            rereads) -> tuple[np.ndarray, np.ndarray]:
         """After a population kernel: each active chip's programming event and optimizer
-        step counted, its pulses (``None``: ideal updates) added to its host buffer (this
-        backend holds no state elsewhere); the chips' summed losses and correct
-        predictions."""
+        step counted, its pulses (``None``: ideal updates) and re-reads added to its host
+        buffers (this backend holds no state elsewhere); the chips' summed losses and
+        correct predictions."""
         for k, c in enumerate(active):
             population.chips[c].update_count += 1
+            population.chips[c].rereads[0] += rereads[k]
             if pulses is not None:
                 population.chips[c]._pulses += pulses[k]
             states[c].step += 1

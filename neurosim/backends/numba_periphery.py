@@ -17,8 +17,9 @@ import numpy as np
 from numba import njit, prange
 
 from neurosim.backends.numba_gemm import MAX_PARTS, dot
-from neurosim.backends.numba_rng import kernel, normal_at
+from neurosim.backends.numba_rng import kernel, normal_at, scalar_like
 from neurosim.periphery import (
+    REREAD_COUNTERS,
     PeripheryConfig,
     check_shapes,
     common_dtype,
@@ -43,13 +44,16 @@ def _quantize(v, bound, levels):
 
 @kernel
 def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
-                w_noise, out_noise, tile_rows, tile_cols, key, transposed, max_parts):
+                adc_iterative, reduction_limit, w_noise, out_noise, tile_rows, tile_cols, key,
+                transposed, max_parts, rereads):
     """One periphery read of ``w`` (``transposed``: of ``w.T``) with inputs ``x``, by the
     array's tiles of ``tile_rows x tile_cols`` cells (``0``: one tile).
 
     ``w`` (n_out, n_in) and ``x`` (batch, n_in) C-contiguous in one float dtype; float
-    scalars in that dtype; ``*_levels = 0`` for an ideal converter; ``key`` a uint64;
-    ``max_parts`` as in :mod:`neurosim.backends.numba_gemm`.
+    scalars in that dtype (``reduction_limit`` a float64); ``*_levels = 0`` for an ideal
+    converter; ``key`` a uint64; ``max_parts`` as in :mod:`neurosim.backends.numba_gemm`;
+    the re-reads of iterative bound management added to ``rereads`` (int64, over
+    :data:`neurosim.periphery.REREAD_COUNTERS`).
     """
     n_in = x.shape[1]
     n_out = w.shape[1] if transposed else w.shape[0]
@@ -59,16 +63,17 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
     row_tiles = (n_in + tile_in - 1) // tile_in
     if row_tiles == 1:
         return _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
-                          adc_managed, w_noise, out_noise, tile_out, key, 0, transposed,
-                          max_parts)
+                          adc_managed, adc_iterative, reduction_limit, w_noise, out_noise,
+                          tile_out, key, 0, 1, transposed, max_parts, rereads)
     y = np.empty((0, n_out), dtype=x.dtype)  # replaced by row tile 0's partial sums
     for r in range(row_tiles):
         # the tile's cells as a contiguous block, as the reference
         lo, hi = r * tile_in, min((r + 1) * tile_in, n_in)
         w_tile = np.ascontiguousarray(w[lo:hi] if transposed else w[:, lo:hi])
         part = _read_tile(w_tile, np.ascontiguousarray(x[:, lo:hi]), dac_levels, dac_range,
-                          dac_managed, adc_levels, adc_range, adc_managed, w_noise, out_noise,
-                          tile_out, key, r, transposed, max_parts)
+                          dac_managed, adc_levels, adc_range, adc_managed, adc_iterative,
+                          reduction_limit, w_noise, out_noise, tile_out, key, r, row_tiles,
+                          transposed, max_parts, rereads)
         if r == 0:
             y = part
         else:  # 7. partial sums merged digitally
@@ -80,18 +85,20 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
 
 @kernel
 def _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, adc_managed,
-               w_noise, out_noise, tile_out, key, r, transposed, max_parts):
-    """Steps 1-6 of :mod:`neurosim.periphery`'s model for row tile ``r``: ``w`` its cells,
-    ``x`` the inputs it receives, its column tiles ``tile_out`` outputs wide."""
+               adc_iterative, reduction_limit, w_noise, out_noise, tile_out, key, r,
+               row_tiles, transposed, max_parts, rereads):
+    """Steps 1-6 of :mod:`neurosim.periphery`'s model for row tile ``r`` of ``row_tiles``,
+    with iterative bound management's rounds: ``w`` its cells, ``x`` the inputs it
+    receives, its column tiles ``tile_out`` outputs wide."""
     batch = x.shape[0]
     n_in = x.shape[1]
     n_out = w.shape[1] if transposed else w.shape[0]
 
-    # 1. DAC, with per-sample scaling (noise management)
+    # 1. per-sample scaling of the DAC (noise management)
     scale = np.ones(batch, dtype=x.dtype)
-    x_q = np.empty_like(x)
-    for b in range(batch):
-        if dac_managed:
+    if dac_managed:
+        x = x.copy()
+        for b in range(batch):
             abs_max = scale[b] - scale[b]  # zero in the dtype
             for j in range(n_in):
                 v = abs(x[b, j])
@@ -100,35 +107,16 @@ def _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, 
             if abs_max > 0:
                 scale[b] = abs_max / dac_range
             for j in range(n_in):
-                x_q[b, j] = x[b, j] / scale[b]
-        else:
-            for j in range(n_in):
-                x_q[b, j] = x[b, j]
-        if dac_levels > 0:
-            for j in range(n_in):
-                x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
+                x[b, j] = x[b, j] / scale[b]
+    y = _read_round(w, x, scalar_like(x, 1), dac_levels, dac_range, adc_range, w_noise,
+                    out_noise, key, 2 * r * batch * n_out, transposed, max_parts)
 
-    # 2. the ideal partial sums in the array
-    y = dot(x_q, w, max_parts) if transposed else dot(x_q, w.T, max_parts)
-
-    # 3-4. read noise (draws: :func:`_add_noise`), the samples split between threads unless
-    # this read already runs on one of them (max_parts < 0)
-    if w_noise > 0 or out_noise > 0:
-        variance = np.empty((0, 0), dtype=y.dtype)
-        if w_noise > 0:
-            x2 = x_q * x_q
-            w2 = w * w
-            variance = dot(x2, w2, max_parts) if transposed else dot(x2, w2.T, max_parts)
-        out_std = out_noise * adc_range
-        o = 2 * r * batch * n_out
-        if max_parts < 0:
-            for b in range(batch):
-                _add_noise(y, variance, w_noise, out_std, np.uint64(key), o, b)
-        else:
-            _add_noise_parallel(y, variance, w_noise, out_std, np.uint64(key), o)
-
-    # 5. ADC, one per column tile
-    if adc_levels > 0:
+    # 5. ADC, one per column tile (with re-reads of what saturates)
+    if adc_iterative:
+        y = _manage_bounds(y, w, x, dac_levels, dac_range, adc_levels, adc_range,
+                           reduction_limit, w_noise, out_noise, tile_out, key, r, row_tiles,
+                           transposed, max_parts, rereads)
+    elif adc_levels > 0:
         for b in range(batch):
             for lo in range(0, n_out, tile_out):
                 hi = min(lo + tile_out, n_out)
@@ -150,6 +138,93 @@ def _read_tile(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range, 
             for i in range(n_out):
                 y[b, i] = y[b, i] * scale[b]
     return y
+
+
+@kernel
+def _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise, out_noise, key,
+                o, transposed, max_parts):
+    """Steps 1-4 of one round: the DAC on ``x / reduction`` (``x`` after step 1's
+    scaling), the array's partial sums, the read noise from draws ``o + ...``; before the
+    ADC."""
+    batch = x.shape[0]
+    n_in = x.shape[1]
+    x_q = np.empty_like(x)
+    for b in range(batch):
+        for j in range(n_in):
+            x_q[b, j] = x[b, j] / reduction
+        if dac_levels > 0:
+            for j in range(n_in):
+                x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
+
+    # 2. the ideal partial sums in the array
+    y = dot(x_q, w, max_parts) if transposed else dot(x_q, w.T, max_parts)
+
+    # 3-4. read noise (draws: :func:`_add_noise`), the samples split between threads unless
+    # this read already runs on one of them (max_parts < 0)
+    if w_noise > 0 or out_noise > 0:
+        variance = np.empty((0, 0), dtype=y.dtype)
+        if w_noise > 0:
+            x2 = x_q * x_q
+            w2 = w * w
+            variance = dot(x2, w2, max_parts) if transposed else dot(x2, w2.T, max_parts)
+        out_std = out_noise * adc_range
+        if max_parts < 0:
+            for b in range(batch):
+                _add_noise(y, variance, w_noise, out_std, np.uint64(key), o, b)
+        else:
+            _add_noise_parallel(y, variance, w_noise, out_std, np.uint64(key), o)
+    return y
+
+
+@kernel
+def _saturated(y, b, lo, hi, adc_range):
+    """Whether an output ``lo .. hi-1`` of sample ``b`` lies beyond the ADC's range."""
+    for i in range(lo, hi):
+        if abs(y[b, i]) > adc_range:
+            return True
+    return False
+
+
+@kernel
+def _manage_bounds(y, w, x, dac_levels, dac_range, adc_levels, adc_range, reduction_limit,
+                   w_noise, out_noise, tile_out, key, r, row_tiles, transposed, max_parts,
+                   rereads):
+    """Step 5 with iterative bound management (:func:`neurosim.periphery._manage_bounds`):
+    ``y`` round 0's outputs before the ADC, ``x`` the inputs after step 1's scaling."""
+    batch = x.shape[0]
+    n_in = x.shape[1]
+    n_out = y.shape[1]
+    col_tiles = (n_out + tile_out - 1) // tile_out
+    pending = np.zeros((batch, col_tiles), dtype=np.bool_)
+    any_pending = False
+    kept = np.empty_like(y)
+    for b in range(batch):
+        for c in range(col_tiles):
+            lo, hi = c * tile_out, min((c + 1) * tile_out, n_out)
+            pending[b, c] = _saturated(y, b, lo, hi, adc_range)
+            any_pending = any_pending or pending[b, c]
+            for i in range(lo, hi):
+                kept[b, i] = _quantize(y[b, i], adc_range, adc_levels)
+    k = 0
+    while any_pending and 2.0 ** k <= reduction_limit:
+        k += 1
+        reduction = scalar_like(x, 2.0 ** k)  # exact, in the dtype
+        y = _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise, out_noise,
+                        key, 2 * (k * row_tiles + r) * batch * n_out, transposed, max_parts)
+        any_pending = False
+        for b in range(batch):
+            for c in range(col_tiles):
+                if not pending[b, c]:
+                    continue
+                lo, hi = c * tile_out, min((c + 1) * tile_out, n_out)
+                for i in range(lo, hi):  # converted, then scaled back by the reduction
+                    kept[b, i] = _quantize(y[b, i], adc_range, adc_levels) * reduction
+                rereads[0] += n_in * (hi - lo)  # the tile reads the sample again
+                rereads[1] += n_in
+                rereads[2] += hi - lo
+                pending[b, c] = _saturated(y, b, lo, hi, adc_range)
+                any_pending = any_pending or pending[b, c]
+    return kept
 
 
 @kernel
@@ -191,26 +266,33 @@ def kernel_scalars(config: PeripheryConfig, dtype, tiles: tuple[int, int] | None
     rows, cols = (0, 0) if tiles is None else tiles
     return (levels(config.dac_bits), t(config.dac_range), config.dac_bound == "managed",
             levels(config.adc_bits), t(config.adc_range), config.adc_bound == "managed",
-            t(config.w_noise), t(config.out_noise), np.int64(rows), np.int64(cols))
+            config.iterative, np.float64(config.reduction_limit), t(config.w_noise),
+            t(config.out_noise), np.int64(rows), np.int64(cols))
 
 
 def _call(w, x, config: PeripheryConfig, key_noise: int, transposed: bool,
-          tiles: tuple[int, int] | None) -> np.ndarray:
+          tiles: tuple[int, int] | None, rereads: np.ndarray | None) -> np.ndarray:
     dtype = common_dtype(w, x)
     w = np.ascontiguousarray(w, dtype=dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
     check_shapes(w, x, transposed)
-    return read_kernel(w, x, *kernel_scalars(config, dtype, tiles), np.uint64(key_noise),
-                       transposed, MAX_PARTS)
+    counts = np.zeros(len(REREAD_COUNTERS), dtype=np.int64)
+    y = read_kernel(w, x, *kernel_scalars(config, dtype, tiles), np.uint64(key_noise),
+                    transposed, MAX_PARTS, counts)
+    if rereads is not None:
+        rereads += counts
+    return y
 
 
 def read(w: np.ndarray, x: np.ndarray, config: PeripheryConfig, key_noise: int, *,
-         tiles: tuple[int, int] | None = None) -> np.ndarray:
+         tiles: tuple[int, int] | None = None,
+         rereads: np.ndarray | None = None) -> np.ndarray:
     """:func:`neurosim.periphery.read` through :func:`read_kernel`."""
-    return _call(w, x, config, key_noise, False, tiles)
+    return _call(w, x, config, key_noise, False, tiles, rereads)
 
 
 def transposed_read(w: np.ndarray, d: np.ndarray, config: PeripheryConfig, key_noise: int, *,
-                    tiles: tuple[int, int] | None = None) -> np.ndarray:
+                    tiles: tuple[int, int] | None = None,
+                    rereads: np.ndarray | None = None) -> np.ndarray:
     """:func:`neurosim.periphery.transposed_read` through :func:`read_kernel`."""
-    return _call(w, d, config, key_noise, True, tiles)
+    return _call(w, d, config, key_noise, True, tiles, rereads)

@@ -31,14 +31,16 @@ def log_softmax(a: np.ndarray) -> np.ndarray:
 
 
 def read(w: np.ndarray, x: np.ndarray, config: periphery.PeripheryConfig, key,
-         tiles: tuple[int, int], transposed: bool = False) -> np.ndarray:
+         tiles: tuple[int, int], transposed: bool = False,
+         rereads: np.ndarray | None = None) -> np.ndarray:
     """A read of array ``w`` (cut into ``tiles``: rows x cols of a tile) with inputs ``x``
     (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery; a plain product when
-    the periphery is ideal."""
+    the periphery is ideal. Re-reads of iterative bound management are added to
+    ``rereads`` (a row of :attr:`Chip.rereads`)."""
     if config.is_ideal:
         return x @ w if transposed else x @ w.T
     model = periphery.transposed_read if transposed else periphery.read
-    return model(w, x, config, int(key), tiles=tiles)
+    return model(w, x, config, int(key), tiles=tiles, rereads=rereads)
 
 
 class NumpyBackend(Backend):
@@ -55,16 +57,20 @@ class NumpyBackend(Backend):
         out[:] = draw_feedback_numpy(chip.feedback_specs, out.size)
 
     def forward_layers(self, chip: Chip, x: np.ndarray,
-                       keys: np.ndarray | None = None) -> tuple[list, list]:
+                       keys: np.ndarray | None = None,
+                       rereads: np.ndarray | None = None) -> tuple[list, list]:
         """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``).
-        ``keys``: :meth:`Chip.read_keys` of this pass (default: a measurement pass)."""
+        ``keys``: :meth:`Chip.read_keys` of this pass (default: a measurement pass);
+        ``rereads``: where its re-reads are counted (``Chip.rereads[pass]``; default: a
+        measurement pass's, with the default keys; else not counted)."""
         if keys is None:
             keys = chip.read_keys(training=False)
+            rereads = chip.rereads[1] if rereads is None else rereads
         pre, post = [], [x]
         for l in range(chip.n_layers):
             # The array computes w x in its own units; the periphery scales by alpha.
             y = read(chip.weights(l), post[-1], chip.forward_periphery, keys[l, 0],
-                     chip.tiles)
+                     chip.tiles, rereads=None if rereads is None else rereads[0, l])
             a = chip.alphas_typed[l] * y + chip.bias(l)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
@@ -76,7 +82,8 @@ class NumpyBackend(Backend):
     def local_signals(self, chip, feedback, x, y, rule_code, training=False):
         x = x.astype(chip.dtype, copy=False)
         keys = chip.read_keys(training)
-        pre, post = self.forward_layers(chip, x, keys)
+        rereads = chip.rereads[int(not training), 1]  # the backward reads'
+        pre, post = self.forward_layers(chip, x, keys, chip.rereads[int(not training)])
         batch = x.shape[0]
         logp = log_softmax(pre[-1])
         loss = -float(logp[np.arange(batch), y].sum())
@@ -93,7 +100,8 @@ class NumpyBackend(Backend):
             if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
                 signal = chip.alphas_typed[l] * read(chip.weights(l), delta,
                                                      chip.forward_periphery, keys[l, 1],
-                                                     chip.tiles, transposed=True)
+                                                     chip.tiles, transposed=True,
+                                                     rereads=rereads[l])
             else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
                 index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
                 B = self._feedback(chip, feedback, index)
@@ -101,7 +109,7 @@ class NumpyBackend(Backend):
                     signal = source @ B.T
                 else:
                     signal = read(B, source, chip.feedback_periphery, keys[index, 2],
-                                  chip.tiles)
+                                  chip.tiles, rereads=rereads[index])
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
         count = chip.dtype.type(batch)
