@@ -15,8 +15,9 @@ from test_pulsed_training import pulsed_chip, stochastic_chip
 
 from neurosim.backends.torch_population import ResidentPopulation
 from neurosim.bench import Workload, constant_step_chip
-from neurosim.config import HW_CONFIG_DIR, load_chip, load_experiment
+from neurosim.config import HW_CONFIG_DIR, TileConfig, load_chip, load_experiment
 from neurosim.optimizers import OptimizerState
+from neurosim.periphery import PeripheryConfig
 
 QUICKSTART = HW_CONFIG_DIR.parent / "experiments" / "quickstart.yaml"
 DEVICE = dict(dw_min=0.002, dw_min_ctoc=0.2, dw_min_dtod=0.3, stuck_at_initial=0.1)
@@ -132,6 +133,52 @@ def test_the_chips_of_a_step_may_come_in_any_order(chip):
             alone.backend.train_step(alone.chips[c], alone.states[c], x[k], y[k],
                                      alone.grads[c], alone.deltas[c])
     assert_same_chips(population, alone)
+
+
+@pytest.mark.parametrize("rule", ["bp", "dfa"])
+def test_each_chip_counts_its_own_re_reads(rule):
+    """Iterative bound management over a population: every chip's saturated tiles are read
+    again on their own (the chips' ranges differ), and the re-reads of each pass (training
+    steps of all chips or of a subset, batched measurements) land in that chip's
+    Chip.rereads, as its single-chip passes count them."""
+    reads = PeripheryConfig(dac_bits=7, dac_bound="managed", adc_bits=8, adc_range=0.05,
+                            adc_bound="iterative", out_noise=0.01)
+    ideal = CHIPS["ideal"]()
+    config = dataclasses.replace(
+        ideal, tiles=TileConfig(100, 8),
+        forward=dataclasses.replace(ideal.forward, periphery=reads),
+        feedback=dataclasses.replace(ideal.feedback, periphery=reads))
+    backend = backend_under_test("torch").backend("float32")
+    experiment = dataclasses.replace(load_experiment(QUICKSTART), rule=rule)
+    population, alone = (Workload(experiment, config, backend, 4, 16, together=together)
+                         for together in (True, False))
+    for _ in range(2):
+        population.train()
+        alone.train()
+    active = [2, 0]
+    x, y = population.x[1][active], population.y[1][active]
+    backend.population_step(population.population, population.states, active, x, y)
+    for k, c in enumerate(active):
+        backend.train_step(alone.chips[c], alone.states[c], x[k], y[k], alone.grads[c],
+                           alone.deltas[c])
+    members = [3, 1, 0, 2]
+    inputs, labels = population.x[2][members], population.y[2][members]
+    logits = backend.population_logits(population.population, members, list(inputs))
+    grads = backend.population_gradients(population.population, members, list(inputs),
+                                         list(labels), int(alone.chips[0].rule.code))
+    for k, c in enumerate(members):
+        chip = alone.chips[c]
+        np.testing.assert_array_equal(logits[k], backend.logits(chip, inputs[k]))
+        out = np.zeros(chip.n_params, dtype=chip.dtype)
+        backend.gradients(chip, backend.feedback_buffer(chip), inputs[k], labels[k],
+                          chip.rule.code, out)
+        np.testing.assert_array_equal(grads[k], out)
+    assert_same_chips(population, alone)
+    counted = [chip.rereads for chip in population.chips]
+    for c, expected in enumerate(chip.rereads for chip in alone.chips):
+        np.testing.assert_array_equal(counted[c], expected, err_msg=str(c))
+    assert all(rereads[:, 0].all() and rereads[:, 1].any() for rereads in counted)
+    assert len({rereads.tobytes() for rereads in counted}) == len(counted)
 
 
 def test_new_optimizers_of_a_new_phase_are_uploaded():

@@ -6,7 +6,10 @@ same operations in the same order and the chip's dtype:
 * the forward pass, softmax cross-entropy and the rule's backward pass (BP's transposed
   read, FA/DFA feedback reads, regenerated feedback multiplied digitally), every array read
   through :mod:`neurosim.backends.torch_periphery`: equal to the reference to the rounding
-  of the matrix products and of ``exp``/``log``/``tanh`` (torch's, not NumPy's);
+  of the matrix products and of ``exp``/``log``/``tanh`` (torch's, not NumPy's); the
+  re-reads of iterative bound management are counted into the chips' :attr:`Chip.rereads`
+  as the reference counts them (training step or measurement pass, forward or backward
+  read, layer of the array read);
 * the optimizer (SGD, momentum, Adam in PyTorch's form) and the ideal update: element-wise
   IEEE operations and a correctly rounded ``sqrt``, so bit-identical to the reference on
   the CPU and on CUDA;
@@ -33,8 +36,9 @@ the device between steps (:mod:`neurosim.backends.torch_population`): batched re
 through the periphery (each chip's own read-noise streams), the optimizer, the ideal or
 pulsed or in-array update of all chips together, no copies of the state per step; the
 steps' losses come back when a driver asks for them (:meth:`TorchBackend.step_values`),
-so the GPU is not waited for after every step. On a GPU the optimizer, the ideal update and
-the pulse counts of a population step are Triton kernels
+so the GPU is not waited for after every step (but by iterative bound management, whose
+every round waits to learn which tiles still saturate). On a GPU the optimizer, the ideal
+update and the pulse counts of a population step are Triton kernels
 (:mod:`neurosim.backends.torch_fused`, ``simulation.fused_update``), bit-identical to the
 separate operations. This is the fast GPU path.
 
@@ -46,6 +50,9 @@ be much faster: each parallel region waits for all of its threads.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -66,16 +73,18 @@ MEASURED_ROWS = 1 << 16  # inputs of a batched measurement call (of 784 floats: 
 
 
 def read(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig, key,
-         tiles: tuple[int, int], transposed: bool = False) -> torch.Tensor:
+         tiles: tuple[int, int], rereads: np.ndarray, transposed: bool = False) -> torch.Tensor:
     """A read of array ``w`` (cut into ``tiles``: rows x cols of a tile) with inputs ``x``
     (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery (a plain product when it
     is ideal). ``w`` and ``x`` may have a leading chip dimension, ``key`` then being the
-    chips' keys (an int64 tensor)."""
+    chips' keys (an int64 tensor). Re-reads of iterative bound management are added to
+    ``rereads`` (a row of :attr:`Chip.rereads`; ``A x 3``, a row per chip, with a leading
+    chip dimension)."""
     if config.is_ideal:
         return x @ w if transposed else x @ w.mT
     return torch_periphery.read_tensor(w, x, config,
                                        key if isinstance(key, torch.Tensor) else int(key),
-                                       transposed, tiles)
+                                       transposed, tiles, rereads)
 
 
 def activation(a: torch.Tensor, code: int) -> torch.Tensor:
@@ -173,14 +182,17 @@ class TorchBackend(Backend):
 
     # --------------------------------------------------------------- the network
     def _forward(self, chip: Chip, params: torch.Tensor, x: torch.Tensor, keys: np.ndarray,
-                 alphas: list) -> tuple[list, list]:
+                 alphas: list, rereads: np.ndarray) -> tuple[list, list]:
         """Pre-activations ``a_l`` and activations ``h_l`` (``h_0 = x``; ``h_L = a_L``).
         ``alphas[l]``: layer ``l``'s scale, a float, or ``M x 1 x 1`` with a leading chip
-        dimension on ``params`` (``M x n_params``) and ``x`` (``M x batch x n_0``)."""
+        dimension on ``params`` (``M x n_params``) and ``x`` (``M x batch x n_0``).
+        ``rereads``: where the pass's re-reads are counted, :attr:`Chip.rereads` of the pass
+        (``2 x n_layers x 3``), or ``M x 2 x n_layers x 3`` with a leading chip dimension."""
         pre, post = [], [x]
         for l in range(chip.n_layers):
             w, b = self._layer(chip, params, l)
-            y = read(w, post[-1], chip.forward_periphery, keys[l, 0], chip.tiles)
+            y = read(w, post[-1], chip.forward_periphery, keys[l, 0], chip.tiles,
+                     rereads[..., 0, l, :])
             a = alphas[l] * y + b.unsqueeze(-2)
             pre.append(a)
             post.append(a if l == chip.n_layers - 1 else activation(a, chip.activation_code))
@@ -188,7 +200,8 @@ class TorchBackend(Backend):
 
     def logits(self, chip: Chip, x: np.ndarray) -> np.ndarray:
         pre, _ = self._forward(chip, self._tensor(chip.params), self._batch(chip, x),
-                               chip.read_keys(training=False), self._scales(chip.alphas_typed))
+                               chip.read_keys(training=False), self._scales(chip.alphas_typed),
+                               chip.rereads[1])
         return pre[-1].cpu().numpy()
 
     def _scales(self, values: np.ndarray) -> list:
@@ -205,16 +218,17 @@ class TorchBackend(Backend):
         loss, correct, inputs, deltas = self._signal_tensors(
             chip, self._tensor(chip.params), self._tensor(feedback), self._batch(chip, x),
             torch.tensor(np.asarray(y, dtype=np.int64), device=self.device),
-            chip.read_keys(training), self._scales(chip.alphas_typed), rule_code)
+            chip.read_keys(training), self._scales(chip.alphas_typed), rule_code,
+            chip.rereads[int(not training)])
         return float(loss), int(correct), inputs, deltas
 
     def _signal_tensors(self, chip: Chip, params: torch.Tensor, feedback: torch.Tensor,
                         x: torch.Tensor, y: torch.Tensor, keys: np.ndarray, alphas: list,
-                        rule_code: int) -> tuple:
+                        rule_code: int, rereads: np.ndarray) -> tuple:
         """Forward pass, loss and the rule's backward pass of one chip, or of every chip
-        with a leading chip dimension (see :meth:`_forward`): (summed loss, correct
-        predictions) per chip as tensors, the layer inputs and the errors."""
-        pre, post = self._forward(chip, params, x, keys, alphas)
+        with a leading chip dimension (see :meth:`_forward`, also for ``rereads``): (summed
+        loss, correct predictions) per chip as tensors, the layer inputs and the errors."""
+        pre, post = self._forward(chip, params, x, keys, alphas, rereads)
         batch = x.shape[-2]
         labels = y.unsqueeze(-1)
         logits = pre[-1]
@@ -232,7 +246,7 @@ class TorchBackend(Backend):
             if rule_code == RuleCode.BP:  # weight transport: the forward array, transposed
                 w, _ = self._layer(chip, params, l)
                 signal = alphas[l] * read(w, delta, chip.forward_periphery, keys[l, 1],
-                                          chip.tiles, transposed=True)
+                                          chip.tiles, rereads[..., 1, l, :], transposed=True)
             else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
                 index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
                 B = self._feedback(chip, feedback, index)
@@ -240,7 +254,7 @@ class TorchBackend(Backend):
                     signal = source @ B.mT
                 else:
                     signal = read(B, source, chip.feedback_periphery, keys[index, 2],
-                                  chip.tiles)
+                                  chip.tiles, rereads[..., 1, index, :])
             deltas.insert(0, signal * activation_derivative(pre[l - 1], post[l],
                                                             chip.activation_code))
         return loss, correct, post[:-1], [divide(delta, batch) for delta in deltas]
@@ -403,6 +417,18 @@ class TorchBackend(Backend):
         return upload(keys.view(np.int64).transpose(1, 2, 0), self.device)
 
     @staticmethod
+    @contextmanager
+    def population_rereads(population, active: list[int], training: bool) -> Iterator[np.ndarray]:
+        """Where one pass of the chips ``active`` counts its re-reads: a zeroed ``A x 2 x
+        n_layers x 3`` array (chip ``active[k]``'s :attr:`Chip.rereads` of the pass in row
+        ``k``), added at the end of the block to the chips' re-reads of a training step
+        (``training``) or of a measurement pass (:attr:`Population.rereads`)."""
+        counted = np.zeros((len(active), *population.rereads.shape[2:]), dtype=np.int64)
+        yield counted
+        np.add.at(population.rereads, (np.asarray(active, dtype=np.int64), int(not training)),
+                  counted)
+
+    @staticmethod
     def _measured_groups(members: list[int], rows: int) -> list[tuple[slice, list[int]]]:
         """``members`` in groups of at most ``MEASURED_ROWS`` inputs (``rows`` per chip),
         each with its slice of ``members``."""
@@ -434,9 +460,11 @@ class TorchBackend(Backend):
             x = (x_all.expand(len(group), *x_all.shape) if shared else
                  torch.as_tensor(self.stack_batches(inputs[part], chip.dtype),
                                  device=self.device))
-            pre, _ = self._forward(chip, self._measured_params(population, group), x,
-                                   self.population_read_keys(population, group, training=False),
-                                   self._scales(population.alphas[group]))
+            with self.population_rereads(population, group, training=False) as rereads:
+                pre, _ = self._forward(chip, self._measured_params(population, group), x,
+                                       self.population_read_keys(population, group,
+                                                                 training=False),
+                                       self._scales(population.alphas[group]), rereads)
             outputs.extend(pre[-1].cpu().numpy())
         return outputs
 
@@ -450,13 +478,15 @@ class TorchBackend(Backend):
         out = []
         for part, group in self._measured_groups(members, len(x[0])):
             params = self._measured_params(population, group)
-            _, _, inputs, deltas = self._signal_tensors(
-                chip, params, torch.as_tensor(feedback[group], device=self.device),
-                torch.as_tensor(self.stack_batches(x[part], chip.dtype), device=self.device),
-                torch.as_tensor(self.stack_batches(y[part], np.dtype(np.int64)),
-                                device=self.device),
-                self.population_read_keys(population, group, training=False),
-                self._scales(population.alphas[group]), rule_code)
+            with self.population_rereads(population, group, training=False) as rereads:
+                _, _, inputs, deltas = self._signal_tensors(
+                    chip, params, torch.as_tensor(feedback[group], device=self.device),
+                    torch.as_tensor(self.stack_batches(x[part], chip.dtype),
+                                    device=self.device),
+                    torch.as_tensor(self.stack_batches(y[part], np.dtype(np.int64)),
+                                    device=self.device),
+                    self.population_read_keys(population, group, training=False),
+                    self._scales(population.alphas[group]), rule_code, rereads)
             grads = torch.empty_like(params)
             self._gradient_tensors(chip, inputs, deltas, grads)
             out.append(grads.cpu().numpy())

@@ -12,7 +12,9 @@ every chip together (:func:`neurosim.backends.torch_devices._pulse_trains` over 
 rows: the same draws by index as chip by chip) and the in-array update of every chip
 together (:func:`neurosim.backends.torch_devices.population_stochastic_update`). The only
 transfers of a step are the batch (unless it already lies on the device), the per-chip
-keys and Adam scalars when they differ between chips, and the losses and correct counts.
+keys and Adam scalars when they differ between chips, and the losses and correct counts;
+with iterative bound management also, per round of a read, the count of the samples each
+chip's tiles read again (added to the chips' host :attr:`Chip.rereads` at once).
 
 The host buffers of :class:`neurosim.population.Population` stay the state's home for
 everything else (evaluation, metrics, checkpoints): after a step they are marked stale, and
@@ -119,12 +121,13 @@ class ResidentPopulation:
             alphas = backend._scales(population.alphas[active])
             inverse_alphas = backend._scales(population.inverse_alphas[active])
             grads, updates = torch.empty_like(params), torch.empty_like(params)
-        loss, correct, inputs, deltas = backend._signal_tensors(
-            chip, params, take(feedback),
-            torch.as_tensor(x, dtype=params.dtype, device=device),
-            torch.as_tensor(y, dtype=torch.int64, device=device),
-            backend.population_read_keys(population, active, training=True), alphas,
-            int(chip.rule.code))
+        with backend.population_rereads(population, active, training=True) as rereads:
+            loss, correct, inputs, deltas = backend._signal_tensors(
+                chip, params, take(feedback),
+                torch.as_tensor(x, dtype=params.dtype, device=device),
+                torch.as_tensor(y, dtype=torch.int64, device=device),
+                backend.population_read_keys(population, active, training=True), alphas,
+                int(chip.rule.code), rereads)
         if chip.update_mode == "stochastic":
             self._stochastic_update(params, inputs, deltas, inverse_alphas,
                                     shared_optimizer(states, active).lr, active, rows)
