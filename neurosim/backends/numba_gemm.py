@@ -327,6 +327,25 @@ def dot_into(a, b, out, max_parts):
 
 
 @kernel
+def reads_by_tiles(x, w, out, max_parts):
+    """Whether :func:`dot_into` computes the read ``out = x @ w.T`` (``x``, ``w``
+    C-contiguous) by read tiles (:data:`READ_TILES`)."""
+    parts = parts_for(out.shape[0], out.shape[1], x.shape[1], abs(max_parts))
+    return max_parts != 1 and method_for(x, w.T, out, parts) == READ_TILES
+
+
+@kernel
+def tiled_read(x, w):
+    """``x @ w.T`` (``x`` at least :data:`TILE_ROWS` rows, ``w`` at least :data:`TILE_COLS`,
+    both C-contiguous) by read tiles: every element bit-identical to the same element of
+    any product :func:`dot_into` computes by read tiles (for reading a few rows of such a
+    product again)."""
+    out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    _tiled_read(x, w, out, 0, x.shape[0], 0, w.shape[0])
+    return out
+
+
+@kernel
 def dot(a, b, max_parts):
     """``a @ b`` as a new C-contiguous array (see :func:`dot_into`)."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from neurosim.backends.numba_gemm import MAX_PARTS, dot
+from neurosim.backends.numba_gemm import (MAX_PARTS, TILE_ROWS, dot, reads_by_tiles,
+                                          tiled_read)
 from neurosim.backends.numba_rng import kernel, normal_at, scalar_like
 from neurosim.periphery import (
     REREAD_COUNTERS,
@@ -177,6 +178,46 @@ def _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise, out_
 
 
 @kernel
+def _read_rows(w, x, rows, reduction, dac_levels, dac_range, adc_range, w_noise, out_noise,
+               key, o, transposed, max_parts):
+    """:func:`_read_round` of the samples ``rows`` only (the rows of the result not in
+    ``rows`` are undefined), bit for bit those rows of the whole batch's round: where the
+    batch's products are computed by read tiles (:func:`numba_gemm.method_for`), whose every
+    element is the same instructions wherever it lies, the gathered samples (repeated up to
+    a tile's 4 rows) are read by the same tiles; otherwise the whole batch is read."""
+    batch = x.shape[0]
+    n_in = x.shape[1]
+    n_out = w.shape[1] if transposed else w.shape[0]
+    y = np.empty((batch, n_out), dtype=x.dtype)
+    if transposed or not reads_by_tiles(x, w, y, max_parts):
+        return _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise,
+                           out_noise, key, o, transposed, max_parts)
+    n = rows.shape[0]
+    m = max(n, TILE_ROWS)
+    x_q = np.empty((m, n_in), dtype=x.dtype)
+    for k in range(m):
+        b = rows[min(k, n - 1)]
+        for j in range(n_in):
+            x_q[k, j] = x[b, j] / reduction
+        if dac_levels > 0:
+            for j in range(n_in):
+                x_q[k, j] = _quantize(x_q[k, j], dac_range, dac_levels)
+    part = tiled_read(x_q, w)
+    for k in range(n):
+        y[rows[k]] = part[k]
+    if w_noise > 0 or out_noise > 0:
+        variance = np.empty((0, 0), dtype=y.dtype)
+        if w_noise > 0:
+            variance = np.empty_like(y)
+            part = tiled_read(x_q * x_q, w * w)
+            for k in range(n):
+                variance[rows[k]] = part[k]
+        for k in range(n):
+            _add_noise(y, variance, w_noise, out_noise * adc_range, np.uint64(key), o, rows[k])
+    return y
+
+
+@kernel
 def _saturated(y, b, lo, hi, adc_range):
     """Whether an output ``lo .. hi-1`` of sample ``b`` lies beyond the ADC's range."""
     for i in range(lo, hi):
@@ -209,8 +250,15 @@ def _manage_bounds(y, w, x, dac_levels, dac_range, adc_levels, adc_range, reduct
     while any_pending and 2.0 ** k <= reduction_limit:
         k += 1
         reduction = scalar_like(x, 2.0 ** k)  # exact, in the dtype
-        y = _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise, out_noise,
-                        key, 2 * (k * row_tiles + r) * batch * n_out, transposed, max_parts)
+        rows = np.empty(batch, dtype=np.int64)  # the samples a tile reads again
+        n = 0
+        for b in range(batch):
+            if pending[b].any():
+                rows[n] = b
+                n += 1
+        y = _read_rows(w, x, rows[:n], reduction, dac_levels, dac_range, adc_range, w_noise,
+                       out_noise, key, 2 * (k * row_tiles + r) * batch * n_out, transposed,
+                       max_parts)
         any_pending = False
         for b in range(batch):
             for c in range(col_tiles):
