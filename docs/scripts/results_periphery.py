@@ -30,8 +30,9 @@ TILED, ONE_TILE = "periphery_adc4", "periphery_adc4_one_tile"
 def converter(bits, bound: str, full_scale: float) -> str:
     if bits is None:
         return "ideal"
-    return f"{bits} bits, " + ("per-sample range" if bound == "managed"
-                               else f"fixed ±{full_scale:g}")
+    return f"{bits} bits, " + {"managed": "per-sample range",
+                               "fixed": f"fixed ±{full_scale:g}",
+                               "iterative": f"±{full_scale:g}, iterative re-reads"}[bound]
 
 
 def periphery_rows(chips: dict[str, ChipConfig]) -> list[list[str]]:
@@ -133,9 +134,10 @@ def write_doc(out: Path, doc: Path, command: str, experiment) -> None:
         *tiling_section(presets),
         "Read with care: one epoch with a 4,000-step noise phase (40 % of the paper's). A "
         "per-sample ADC range is an ideal auto-ranging converter (nothing saturates); "
-        "aihwkit's iterative bound management (re-reading a saturated sample with halved "
-        "inputs) is not modelled, and `periphery_aihwkit` clips instead. DACs are multi-bit, "
-        "not bit-serial.",
+        "`periphery_aihwkit` manages its fixed range as aihwkit does, re-reading a saturated "
+        "tile with halved inputs (at most 5 reads; the ledger charges the re-reads), on "
+        "every read where aihwkit does it on forward reads only. The fixed-range chips clip. "
+        "DACs are multi-bit, not bit-serial.",
         "",
     ]
     write_text(doc, "\n".join(lines))
