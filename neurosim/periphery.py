@@ -43,9 +43,10 @@ give ``rho_max = 15.75``: at most 5 reads, the last at ``rho = 16``. Where aihwk
 it tests for saturation after rounding the output to its ADC grid (here before: the two
 differ only for an output within half an ADC step beyond the range) and it manages bounds
 on forward reads only, while here every read through a periphery configured so does (BP's
-transposed reads of the forward arrays included). Every round computes the whole batch (so
-that every backend computes the same products); the re-reads a chip makes are those of the
-tiles still saturated, and the caller's ``rereads`` counts them: per sample, row tile
+transposed reads of the forward arrays included). This specification computes every round
+for the whole batch and keeps the rows it needs (a backend may compute only the samples read
+again where that gives the same numbers: Numba's read tiles do); the re-reads a chip makes
+are those of the tiles still saturated, and the caller's ``rereads`` counts them: per sample, row tile
 ``r`` and column tile ``c`` read again, the tile's ``|J_r| |I_c|`` cells, ``|J_r|`` DAC
 and ``|I_c|`` ADC conversions (:data:`REREAD_COUNTERS`; the ledger books them as reads).
 
