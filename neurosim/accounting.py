@@ -52,7 +52,6 @@ from neurosim.ledger import (
     optimizer_counts,
     weight_transport_counts,
 )
-from neurosim.periphery import REREAD_COUNTERS
 from neurosim.rules import RuleCode
 
 FORWARD, BACKWARD, UPDATE = (OPERATION_INDEX[name] for name in ("forward", "backward", "update"))
@@ -123,16 +122,13 @@ def step_counts(chip: Chip, batch: int, optimizer: OptimizerConfig) -> np.ndarra
 
 def book_rereads(chip: Chip, ledger: Ledger, stage: str, measurement: bool) -> None:
     """Move the chip's unbooked re-reads of iterative bound management (:attr:`Chip.rereads`
-    of training or of ``measurement`` passes) into ``stage``: each re-read of a tile is a
-    read, its cells one MAC and one cell read each, and its DAC and ADC conversions."""
+    of training or of ``measurement`` passes) into ``stage`` of the ledger
+    (:meth:`Ledger.add_rereads`)."""
     pending = chip.rereads[int(measurement)]
     if not pending.any():
         return
-    for axis, operation in enumerate((FORWARD, BACKWARD)):  # Chip.rereads' read kinds
-        counts = ledger.counts[STAGE_INDEX[stage], operation]
-        for k, name in enumerate(REREAD_COUNTERS):
-            counts[:, COUNTER_INDEX[name]] += pending[axis, :, k]
-        counts[:, COUNTER_INDEX["macs"]] += pending[axis, :, REREAD_COUNTERS.index("cells_read")]
+    for axis, operation in enumerate(("forward", "backward")):  # Chip.rereads' read kinds
+        ledger.add_rereads(stage, operation, pending[axis])
     pending[:] = 0
 
 

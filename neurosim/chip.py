@@ -302,7 +302,8 @@ class Chip:
         return {"params": self.params.copy(), "update_count": np.array(self.update_count),
                 "pulses": self.pulses.copy(), "rereads": self.rereads.copy(),
                 "measurement_reads": np.array(self.measurement_reads),
-                "ledger_counts": self.ledger.counts.copy()}
+                "ledger_counts": self.ledger.counts.copy(),
+                "ledger_rereads": self.ledger.rereads.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         if self.population is not None:
@@ -316,7 +317,9 @@ class Chip:
         self.pulses[:] = state["pulses"]
         self.rereads[:] = state.get("rereads", 0)  # checkpoints before iterative reads: none
         self.measurement_reads = int(state["measurement_reads"])
-        self.ledger.load_state({"counts": state["ledger_counts"]})
+        self.ledger.load_state({"counts": state["ledger_counts"],
+                                **({"rereads": state["ledger_rereads"]}
+                                   if "ledger_rereads" in state else {})})
 
 
 def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:

@@ -286,9 +286,12 @@ def ledger_summary(ledger: Ledger, config: EnergyConfig, adc_bits: ByBits = None
     """The ``"ledger"`` entry of a run's ``summary.json``:
 
     ``{"counts": Ledger.to_json(), "energy_pj": energy_breakdown(...),
-    "to_target": energy_to_target(records, target, <precondition stage totals>)}``."""
+    "to_target": energy_to_target(records, target, <precondition stage totals>)}``, and
+    ``"rereads": Ledger.rereads_json()`` when iterative bound management read anything
+    again (what of ``counts`` its re-reads are)."""
     precondition = stage_totals(ledger.counts, "precondition", config, adc_bits, dac_bits)
     return {"counts": ledger.to_json(),
+            **({"rereads": ledger.rereads_json()} if ledger.rereads.any() else {}),
             "energy_pj": energy_breakdown(ledger.counts, config, adc_bits, dac_bits),
             "to_target": energy_to_target(records, target, precondition)}
 

@@ -33,6 +33,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from neurosim.periphery import REREAD_COUNTERS
+
 STAGES = ("precondition", "train", "eval")
 OPERATIONS = ("forward", "backward", "update")
 COUNTERS = ("macs", "digital_macs", "cells_read", "dac_conversions", "adc_conversions",
@@ -63,11 +65,28 @@ def count_vector(**counts: int) -> np.ndarray:
 
 
 class Ledger:
-    """Counts ``counts[stage, operation, layer, counter]`` (int64), added as the chip runs."""
+    """Counts ``counts[stage, operation, layer, counter]`` (int64), added as the chip runs.
+
+    ``rereads[stage, operation, layer, k]`` (int64, ``k`` over :data:`REREAD_COUNTERS`)
+    keeps apart what iterative bound management's re-reads added to ``counts`` (their
+    cells, each one MAC and one cell read, and their DAC and ADC conversions), so that a
+    reader can tell them from the reads every pass makes (:meth:`add_rereads`)."""
 
     def __init__(self, n_layers: int):
         self.counts = np.zeros((len(STAGES), len(OPERATIONS), n_layers, len(COUNTERS)),
                                dtype=np.int64)
+        self.rereads = np.zeros((len(STAGES), len(OPERATIONS), n_layers,
+                                 len(REREAD_COUNTERS)), dtype=np.int64)
+
+    def add_rereads(self, stage: str, operation: str, rereads: np.ndarray) -> None:
+        """Book re-reads ``rereads[layer, k]`` (over :data:`REREAD_COUNTERS`) as reads:
+        their cells as MACs and cell reads, their conversions; and keep them apart."""
+        s, o = STAGE_INDEX[stage], OPERATION_INDEX[operation]
+        self.rereads[s, o] += rereads
+        for k, name in enumerate(REREAD_COUNTERS):
+            self.counts[s, o, :, COUNTER_INDEX[name]] += rereads[:, k]
+        self.counts[s, o, :, COUNTER_INDEX["macs"]] += rereads[:, REREAD_COUNTERS.index(
+            "cells_read")]
 
     def add(self, stage: str, operation: str, layer: int, vector: np.ndarray) -> None:
         """Add an int64 vector over :data:`COUNTERS` (e.g. from :func:`array_read_counts`)."""
@@ -86,7 +105,7 @@ class Ledger:
 
     def state(self) -> dict[str, np.ndarray]:
         """The checkpoint arrays."""
-        return {"counts": self.counts.copy()}
+        return {"counts": self.counts.copy(), "rereads": self.rereads.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         counts = np.asarray(state["counts"])
@@ -94,6 +113,14 @@ class Ledger:
             raise ValueError(f"checkpoint ledger {counts.shape} does not match the ledger's "
                              f"{self.counts.shape} (stage, operation, layer, counter)")
         self.counts[:] = counts
+        self.rereads[:] = state.get("rereads", 0)  # checkpoints before iterative reads: none
+
+    def rereads_json(self) -> dict:
+        """``{stage: {operation: [{REREAD_COUNTERS: int} per layer]}}`` (see :attr:`rereads`)."""
+        return {stage: {operation: [dict(zip(REREAD_COUNTERS, map(int, row)))
+                                    for row in self.rereads[s, o]]
+                        for o, operation in enumerate(OPERATIONS)}
+                for s, stage in enumerate(STAGES)}
 
     def to_json(self) -> dict:
         """``{stage: {operation: [{counter: int} per layer]}}``."""

@@ -498,6 +498,19 @@ def unit_cost_text(chip: dict | None) -> str:
             "down. ")
 
 
+def rereads_text(ledger: dict, counts: np.ndarray) -> str:
+    """What iterative bound management read again (``ledger["rereads"]``): its ADC
+    conversions and cells, and their shares of all of the run's (``counts``)."""
+    rows = [row for operations in ledger["rereads"].values()
+            for layers in operations.values() for row in layers]
+    parts = []
+    for name, what in (("adc_conversions", "ADC conversions"), ("cells_read", "cells read")):
+        part = sum(row[name] for row in rows)
+        share = part / max(int(counts[..., COUNTER_INDEX[name]].sum()), 1)
+        parts.append(f"{part:,} {what} ({percent(share)} of all)")
+    return ", ".join(parts)
+
+
 def energy_section(summary: dict, chip: dict | None = None) -> str:
     """The run's ledger: energy per phase and component, pulses, bytes, energy to target."""
     ledger = summary.get("ledger")
@@ -517,6 +530,8 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
               ["bytes moved (digital memory <-> arrays)", bytes_text(int(bytes_moved(counts).sum()))],
               ["of which weight transport (BP)",
                bytes_text(int(counts[..., COUNTER_INDEX["bytes_weight_transport"]].sum()))]]
+    if "rereads" in ledger:
+        totals.append(["re-reads of iterative bound management", rereads_text(ledger, counts)])
     if target:
         reached = (f"{energy_text(target['energy_pj'])}, {target['pulses']:,} pulses, "
                    f"{bytes_text(target['bytes'])} (step {target['step']}; noise phase: "

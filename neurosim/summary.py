@@ -51,10 +51,13 @@ def _last(records: list[dict], keys: tuple[str, ...]) -> dict:
 def trained_samples(ledger: dict | None, phase: str, dims: list[int]) -> int:
     """The samples the training steps of ``phase`` (``precondition`` or ``train``) went
     through, short batches counted as they were: the ledger's multiply-accumulates of the
-    first layer's forward reads in that phase, ``n_0 * n_1`` per sample."""
+    first layer's forward reads in that phase, ``n_0 * n_1`` per sample, but for those of
+    iterative bound management's re-reads."""
     if not isinstance(ledger, dict):
         return 0
     macs = ledger["counts"][phase]["forward"][0]["macs"]
+    if "rereads" in ledger:
+        macs -= ledger["rereads"][phase]["forward"][0]["cells_read"]
     return macs // (dims[0] * dims[1])
 
 

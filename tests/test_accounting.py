@@ -19,6 +19,8 @@ from neurosim.energy import EnergyConfig
 from neurosim.ledger import COUNTER_INDEX, STAGE_INDEX, OPERATION_INDEX, Ledger
 from neurosim.periphery import PeripheryConfig
 from neurosim.rules import RuleCode
+from neurosim.report import energy_section
+from neurosim.summary import trained_samples
 from neurosim.train import Trainer, run_spec
 
 DIMS = [784, 24, 10]
@@ -261,16 +263,27 @@ def test_runs_charge_their_re_reads_on_every_backend(tmp_path, rule):
     float32 the two BLAS builds' products round differently, and a read at the edge of the
     range may saturate on one and not on the other)."""
     ledgers = [run_spec(iterative_spec(rule, backend, simulation__dtype="float64"),
-                        tmp_path / backend)["ledger"]["counts"]
-               for backend in ("numpy", "numba")]
-    assert ledgers[0] == ledgers[1]
-    summary = {"ledger": {"counts": ledgers[0]}}
+                        tmp_path / backend)["ledger"] for backend in ("numpy", "numba")]
+    assert ledgers[0]["counts"] == ledgers[1]["counts"]
+    assert ledgers[0]["rereads"] == ledgers[1]["rereads"]
+    summary = {"ledger": ledgers[0]}
     samples = TRAIN_STEPS * BATCH
     pairs = list(zip(DIMS[:-1], DIMS[1:]))
-    closed_form = samples * sum(a * b for a, b in pairs)
-    assert counts(summary, "train", "forward", "macs") > closed_form
-    assert counts(summary, "train", "forward", "cells_read") == \
-        counts(summary, "train", "forward", "macs")
+    for layer, (n_in, n_out) in enumerate(pairs):
+        rereads = ledgers[0]["rereads"]["train"]["forward"][layer]
+        assert counts(summary, "train", "forward", "macs", layer) == \
+            samples * n_in * n_out + rereads["cells_read"]  # the closed form + the re-reads
+        assert counts(summary, "train", "forward", "cells_read", layer) == \
+            counts(summary, "train", "forward", "macs", layer)
+        row_tiles, col_tiles = math.ceil(n_in / 100), math.ceil(n_out / 8)
+        assert counts(summary, "train", "forward", "adc_conversions", layer) == \
+            samples * n_out * row_tiles + rereads["adc_conversions"]
+        assert counts(summary, "train", "forward", "dac_conversions", layer) == \
+            samples * n_in * col_tiles + rereads["dac_conversions"]
+    assert ledgers[0]["rereads"]["train"]["forward"][0]["cells_read"] > 0
+    assert trained_samples(ledgers[0], "train", DIMS) == samples  # re-reads are not samples
+    assert "re-reads of iterative bound management" in energy_section(summary | {
+        "ledger": ledgers[0]})
 
 
 def test_re_reads_resume_to_the_identical_ledger(tmp_path, monkeypatch):
