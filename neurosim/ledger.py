@@ -140,6 +140,17 @@ class Ledger:
         return ledger
 
 
+def reread_totals(ledger: Mapping) -> dict[str, tuple[int, int]]:
+    """From a run summary's ``ledger`` entry (:func:`neurosim.energy.ledger_summary`): per
+    counter of :data:`REREAD_COUNTERS`, (what iterative bound management's re-reads counted,
+    the whole run's count), over every stage, operation and layer."""
+    def total(counts: Mapping, name: str) -> int:
+        return sum(row[name] for operations in counts.values()
+                   for layers in operations.values() for row in layers)
+    return {name: (total(ledger.get("rereads", {}), name), total(ledger["counts"], name))
+            for name in REREAD_COUNTERS}
+
+
 def phase_totals(array: np.ndarray) -> dict[str, np.ndarray]:
     """Group an array indexed ``[stage, operation, ...]`` (counts or energies) into
     :data:`PHASES`: ``precondition`` and ``eval`` sum their stage over operations;

@@ -32,7 +32,7 @@ import yaml
 from neurosim import plots
 from neurosim.energy import (EnergyConfig, bytes_text, cell_read_pj, energy_text,
                              write_pulse_pj)
-from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved
+from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved, reread_totals
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, finite, layer_keys, layers_in
 from neurosim.runio import METRICS, SUMMARY, write_text
@@ -498,17 +498,14 @@ def unit_cost_text(chip: dict | None) -> str:
             "down. ")
 
 
-def rereads_text(ledger: dict, counts: np.ndarray) -> str:
-    """What iterative bound management read again (``ledger["rereads"]``): its ADC
-    conversions and cells, and their shares of all of the run's (``counts``)."""
-    rows = [row for operations in ledger["rereads"].values()
-            for layers in operations.values() for row in layers]
-    parts = []
-    for name, what in (("adc_conversions", "ADC conversions"), ("cells_read", "cells read")):
-        part = sum(row[name] for row in rows)
-        share = part / max(int(counts[..., COUNTER_INDEX[name]].sum()), 1)
-        parts.append(f"{part:,} {what} ({percent(share)} of all)")
-    return ", ".join(parts)
+def rereads_text(ledger: dict) -> str:
+    """What iterative bound management read again (:func:`neurosim.ledger.reread_totals`):
+    its ADC conversions and cells, and their shares of all of the run's."""
+    totals = reread_totals(ledger)
+    return ", ".join(f"{totals[name][0]:,} {what} "
+                     f"({percent(totals[name][0] / max(totals[name][1], 1))} of all)"
+                     for name, what in (("adc_conversions", "ADC conversions"),
+                                        ("cells_read", "cells read")))
 
 
 def energy_section(summary: dict, chip: dict | None = None) -> str:
@@ -531,7 +528,7 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
               ["of which weight transport (BP)",
                bytes_text(int(counts[..., COUNTER_INDEX["bytes_weight_transport"]].sum()))]]
     if "rereads" in ledger:
-        totals.append(["re-reads of iterative bound management", rereads_text(ledger, counts)])
+        totals.append(["re-reads of iterative bound management", rereads_text(ledger)])
     if target:
         reached = (f"{energy_text(target['energy_pj'])}, {target['pulses']:,} pulses, "
                    f"{bytes_text(target['bytes'])} (step {target['step']}; noise phase: "

@@ -34,13 +34,16 @@ def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
     assert results_periphery.main() == 0
     text = doc.read_text()
     for heading in ("## Chips", "## First-epoch test-accuracy AUC", "## Verdict per chip",
-                    "## What the converters cost", "## Tiling: the same converters"):
+                    "## What the converters cost", "## Tiling: the same converters",
+                    "## Bound management: aihwkit's re-reads or clipping"):
         assert heading in text
-    for chip in ("ideal", "periphery_aihwkit", "periphery_adc6", "periphery_adc4",
-                 "periphery_adc4_one_tile"):
+    for chip in ("ideal", "periphery_aihwkit", "periphery_aihwkit_clipped", "periphery_adc6",
+                 "periphery_adc4", "periphery_adc4_one_tile"):
         assert f"- **{chip}** (" in text
     # the chips table is read from the chip files
-    assert "| periphery_aihwkit | 7 bits, per-sample range | 9 bits, fixed ±20 |" in text
+    assert "| periphery_aihwkit | 7 bits, per-sample range | 9 bits, ±20, iterative re-reads |" \
+        in text
+    assert "| periphery_aihwkit_clipped | 7 bits, per-sample range | 9 bits, fixed ±20 |" in text
     assert "| periphery_adc4_one_tile | 7 bits, per-sample range | 4 bits, per-sample range " \
            "| none | 1024 × 1024 | same |" in text
     # the tiled and the one-tile chip are different chips: their runs differ
