@@ -318,8 +318,7 @@ class Chip:
         self.rereads[:] = state.get("rereads", 0)  # checkpoints before iterative reads: none
         self.measurement_reads = int(state["measurement_reads"])
         self.ledger.load_state({"counts": state["ledger_counts"],
-                                **({"rereads": state["ledger_rereads"]}
-                                   if "ledger_rereads" in state else {})})
+                                "rereads": state.get("ledger_rereads", 0)})
 
 
 def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:

@@ -117,17 +117,11 @@ class Ledger:
 
     def rereads_json(self) -> dict:
         """``{stage: {operation: [{REREAD_COUNTERS: int} per layer]}}`` (see :attr:`rereads`)."""
-        return {stage: {operation: [dict(zip(REREAD_COUNTERS, map(int, row)))
-                                    for row in self.rereads[s, o]]
-                        for o, operation in enumerate(OPERATIONS)}
-                for s, stage in enumerate(STAGES)}
+        return _by_stage(self.rereads, REREAD_COUNTERS)
 
     def to_json(self) -> dict:
         """``{stage: {operation: [{counter: int} per layer]}}``."""
-        return {stage: {operation: [dict(zip(COUNTERS, map(int, row)))
-                                    for row in self.counts[s, o]]
-                        for o, operation in enumerate(OPERATIONS)}
-                for s, stage in enumerate(STAGES)}
+        return _by_stage(self.counts, COUNTERS)
 
     @classmethod
     def from_json(cls, data: Mapping) -> Ledger:
@@ -138,6 +132,14 @@ class Ledger:
                 for layer, row in enumerate(data[stage][operation]):
                     ledger.counts[s, o, layer] = count_vector(**row)
         return ledger
+
+
+def _by_stage(array: np.ndarray, names: tuple[str, ...]) -> dict:
+    """``array[stage, operation, layer, k]`` as ``{stage: {operation: [{names[k]: int} per
+    layer]}}``."""
+    return {stage: {operation: [dict(zip(names, map(int, row))) for row in array[s, o]]
+                    for o, operation in enumerate(OPERATIONS)}
+            for s, stage in enumerate(STAGES)}
 
 
 def reread_totals(ledger: Mapping) -> dict[str, tuple[int, int]]:
