@@ -386,28 +386,40 @@ def test_local_workers_run_numba_and_blas_on_one_thread_under_the_neurosim_comma
     """A spawned worker re-imports its parent's main module first; the ``neurosim`` command
     imports Numba there, which read its thread count before Dask's ``env=`` applied (an
     audit found 2-thread Numba in every worker: populations 4x slower, cores oversubscribed).
-    A main module that imports the command, as the console script does, reproduces it."""
+    A main module that imports the command, as the console script does, reproduces it.
+    The driver's own Numba keeps its thread count and can compile while the cluster runs
+    and after it: the limits once sat in the driver's environment, and a Numba that had
+    started its threads there raised at its next compilation."""
     script = tmp_path / "command.py"
     script.write_text(
         "from neurosim.cli import main  # what the neurosim console script imports first\n"
         "if __name__ == '__main__':\n"
         "    import json, os\n"
+        "    import numba, numpy\n"
         "    from neurosim.cluster import open_client\n"
         "    def threads():\n"
-        "        import numba\n"
         "        from threadpoolctl import threadpool_info\n"
         "        return [numba.config.NUMBA_NUM_THREADS, numba.get_num_threads(),\n"
         "                max([p['num_threads'] for p in threadpool_info()] or [1])]\n"
+        "    def compiled_here(n):\n"
+        "        total = numba.njit(parallel=True)(lambda a: a.sum())  # a new compilation\n"
+        "        return float(total(numpy.ones(n)))\n"
         "    with open_client(workers=1) as client:\n"
         "        print(json.dumps(list(client.run(threads).values())))\n"
+        "        compiled_here(10)  # starts the driver's Numba threads\n"
+        "    compiled_here(20)\n"
+        "    print(json.dumps([numba.config.NUMBA_NUM_THREADS, numba.get_num_threads(),\n"
+        "                      numba.config.NUMBA_DEFAULT_NUM_THREADS]))\n"
         "    print(json.dumps(os.environ.get('NUMBA_NUM_THREADS')))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS",
                                                              "OMP_NUM_THREADS",
                                                              "OPENBLAS_NUM_THREADS")}
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          env=env, timeout=300, check=True).stdout.splitlines()
-    assert json.loads(out[-2]) == [[1, 1, 1]]
-    assert json.loads(out[-1]) is None  # the driver's own environment is restored
+    assert json.loads(out[-3]) == [[1, 1, 1]]
+    driver = json.loads(out[-2])
+    assert driver[0] == driver[1] == driver[2]  # the driver's default thread count
+    assert json.loads(out[-1]) is None  # the driver's environment was not changed
 
 
 @pytest.mark.parametrize("answer", [b"HTTP/1.0 426 Upgrade Required\r\n\r\n", None],
