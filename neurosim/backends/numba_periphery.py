@@ -148,14 +148,9 @@ def _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise, out_
     scaling), the array's partial sums, the read noise from draws ``o + ...``; before the
     ADC."""
     batch = x.shape[0]
-    n_in = x.shape[1]
     x_q = np.empty_like(x)
     for b in range(batch):
-        for j in range(n_in):
-            x_q[b, j] = x[b, j] / reduction
-        if dac_levels > 0:
-            for j in range(n_in):
-                x_q[b, j] = _quantize(x_q[b, j], dac_range, dac_levels)
+        _dac(x, b, reduction, dac_levels, dac_range, x_q, b)
 
     # 2. the ideal partial sums in the array
     y = dot(x_q, w, max_parts) if transposed else dot(x_q, w.T, max_parts)
@@ -177,6 +172,17 @@ def _read_round(w, x, reduction, dac_levels, dac_range, adc_range, w_noise, out_
     return y
 
 
+@kernel(inline="always")
+def _dac(x, b, reduction, dac_levels, dac_range, x_q, k):
+    """Step 1's DAC of sample ``b`` of ``x`` (after the scaling) at ``reduction``, into row
+    ``k`` of ``x_q``."""
+    for j in range(x.shape[1]):
+        x_q[k, j] = x[b, j] / reduction
+    if dac_levels > 0:
+        for j in range(x.shape[1]):
+            x_q[k, j] = _quantize(x_q[k, j], dac_range, dac_levels)
+
+
 @kernel
 def _read_rows(w, x, rows, reduction, dac_levels, dac_range, adc_range, w_noise, out_noise,
                key, o, transposed, max_parts):
@@ -196,12 +202,7 @@ def _read_rows(w, x, rows, reduction, dac_levels, dac_range, adc_range, w_noise,
     m = max(n, TILE_ROWS)
     x_q = np.empty((m, n_in), dtype=x.dtype)
     for k in range(m):
-        b = rows[min(k, n - 1)]
-        for j in range(n_in):
-            x_q[k, j] = x[b, j] / reduction
-        if dac_levels > 0:
-            for j in range(n_in):
-                x_q[k, j] = _quantize(x_q[k, j], dac_range, dac_levels)
+        _dac(x, rows[min(k, n - 1)], reduction, dac_levels, dac_range, x_q, k)
     part = tiled_read(x_q, w)
     for k in range(n):
         y[rows[k]] = part[k]
