@@ -21,8 +21,11 @@ $(TORCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/neurosim run experiments/quickstart.yaml --out runs/quickstart --overwrite
 
+# The suite on TEST_WORKERS processes (pytest-xdist; each holds its own compiled kernels and
+# datasets, about 3 GB), the slowest tests listed at the end.
+TEST_WORKERS ?= 2
 test: $(TORCH_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 bench: $(TORCH_STAMP)
 	$(BIN)/python benchmarks/bench_core.py
