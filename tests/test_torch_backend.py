@@ -77,12 +77,25 @@ def test_missing_torch_is_one_line_saying_how_to_install_it(monkeypatch, tmp_pat
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'neurosim[torch]'" in err, err
+    assert err.startswith(f"error: {experiment}: ")
+    assert not list((tmp_path / "out").glob("*/seed*"))  # refused before any run
 
 
-def test_cuda_without_a_gpu_is_one_clear_line():
+def test_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
+    """From the API, and from the command before any run starts, naming the file (the
+    condition that asks for the GPU is not the first run)."""
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     with pytest.raises(NeurosimError, match="sees no CUDA GPU") as error:
         create_backend(SimulationConfig(backend="torch", device="cuda"))
     assert "\n" not in str(error.value) and "simulation.device" in str(error.value)
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text("name: t\ndata: {dataset: digits}\ntrain: {epochs: 1}\n"
+                          "conditions: {cpu: {}, gpu: {simulation.backend: torch, "
+                          "simulation.device: cuda}}\n")
+    assert main(["run", str(experiment), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {experiment}: simulation.device = 'cuda': ") and \
+        len(err.splitlines()) == 1, err
+    assert not list((tmp_path / "out").glob("*/seed*"))

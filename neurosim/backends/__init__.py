@@ -11,6 +11,8 @@ backend state.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from neurosim.backends.base import Backend
 from neurosim.config import SimulationConfig
 from neurosim.errors import NeurosimError
@@ -36,3 +38,15 @@ def create_backend(simulation: SimulationConfig) -> Backend:
     from neurosim.backends.numba_cpu import NumbaBackend
 
     return NumbaBackend(simulation.dtype, simulation.threads, simulation.deterministic)
+
+
+def check_available(simulation: SimulationConfig, source: Path | str | None) -> None:
+    """Raise :func:`create_backend`'s error, prefixed by the configuration's ``source``
+    file, if the backend cannot run here (torch missing, no CUDA GPU): for a command to
+    refuse before it starts any run. NumPy and Numba always can."""
+    if simulation.backend != "torch":
+        return
+    try:
+        create_backend(simulation)
+    except NeurosimError as error:
+        raise NeurosimError(f"{source}: {error}" if source else str(error)) from None
