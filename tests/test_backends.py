@@ -11,6 +11,8 @@ from conftest import batch, make_chip
 from neurosim.backends.numba_cpu import (
     NumbaBackend,
     chunks_for,
+    gradients_kernel,
+    logits_kernel,
     optimizer_update_kernel,
     outer_into,
 )
@@ -273,3 +275,22 @@ def test_local_signals_agree_and_give_the_gradient(ideal_chip_config, fast, rule
     for l, (h, delta) in enumerate(zip(ref[2], ref[3])):
         w_off, n_out, n_in, _ = chip.layout[l]
         np.testing.assert_allclose(grads[w_off:w_off + n_out * n_in], (delta.T @ h).ravel())
+
+
+def test_read_only_and_writable_batches_share_one_compiled_kernel(ideal_chip_config):
+    """Data and noise sets are read-only, gathered batches writable; Numba compiles a kernel
+    once per argument type, so the backend passes every batch read-only (a first run's
+    compilation took a minute longer when both kinds reached the kernels)."""
+    chip = make_chip(ideal_chip_config, dims=(784, 12, 10))
+    backend = NumbaBackend("float64")
+    x, y = batch(8)
+    frozen_x, frozen_y = x.copy(), y.copy()
+    frozen_x.flags.writeable = frozen_y.flags.writeable = False
+    out = np.zeros(chip.n_params)
+    backend.logits(chip, x)
+    backend.gradients(chip, backend.feedback_buffer(chip), x, y, RuleCode.FA, out)
+    compiled = len(logits_kernel.signatures), len(gradients_kernel.signatures)
+    np.testing.assert_array_equal(backend.logits(chip, frozen_x), backend.logits(chip, x))
+    backend.gradients(chip, backend.feedback_buffer(chip), frozen_x, frozen_y, RuleCode.FA, out)
+    assert (len(logits_kernel.signatures), len(gradients_kernel.signatures)) == compiled
+    assert x.flags.writeable  # the caller's array is left as it was
