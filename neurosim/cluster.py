@@ -118,8 +118,8 @@ def inherited_environment(variables: dict[str, str]) -> Iterator[None]:
     start (:func:`open_client`): a Numba whose threads are running raises when it compiles
     while ``NUMBA_NUM_THREADS`` differs from their count, so a driver that kept the limits
     while it computed failed at its next compilation (the tests' sweep fixture did; this
-    process's own libraries keep their thread counts). A worker restarted after a death gets them from
-    ``env=`` only: the same results, on its libraries' default threads."""
+    process's own libraries keep their thread counts). A worker restarted after a death
+    gets them from ``env=`` only: the same results, on its libraries' default threads."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     try:
