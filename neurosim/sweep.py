@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from neurosim.backends import check_available
 from neurosim.cluster import open_client
 from neurosim.errors import CheckpointError
 from neurosim.locking import FolderLock
@@ -209,8 +210,13 @@ def _execute(client, tasks: list[list[Trial]], manifest: Manifest, out: Path,
 def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
               workers: int | None = None, data_dir: str | None = None,
               run_reports: bool = False, progress: bool = False) -> SweepOutcome:
-    """Run (or continue) every trial of ``plan`` into ``out``; see the module docstring."""
+    """Run (or continue) every trial of ``plan`` into ``out``; see the module docstring. A
+    local cluster's trials need their backends here (checked before any starts); a
+    scheduler's workers may have what this machine lacks (a GPU)."""
     out = Path(out)
+    if scheduler is None:
+        for simulation in dict.fromkeys(t.spec.experiment.simulation for t in plan.trials):
+            check_available(simulation, plan.source)
     with FolderLock(out / LOCK, what="another sweep"):
         check_saved_configs(plan, out)
         manifest = Manifest(plan, out)

@@ -99,3 +99,14 @@ def test_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
     assert err.startswith(f"error: {experiment}: simulation.device = 'cuda': ") and \
         len(err.splitlines()) == 1, err
     assert not list((tmp_path / "out").glob("*/seed*"))
+    # a sweep on a local cluster: refused before it starts one (a scheduler's workers may
+    # have the GPU this machine lacks)
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"name: s\nexperiment: {experiment.name}\nseeds: [0]\n"
+                     "conditions: {cpu: {}, gpu: {simulation.backend: torch, "
+                     "simulation.device: cuda}}\nbaseline: cpu\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "sweep"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {sweep}: simulation.device = 'cuda': ") and \
+        len(err.splitlines()) == 1, err
+    assert not (tmp_path / "sweep").exists()
