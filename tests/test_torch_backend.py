@@ -5,6 +5,7 @@ numpy reference by the shared suites (the ``fast`` fixture of conftest.py)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,23 +91,25 @@ def test_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(NeurosimError, match="sees no CUDA GPU") as error:
         create_backend(SimulationConfig(backend="torch", device="cuda"))
     assert "\n" not in str(error.value) and "simulation.device" in str(error.value)
+    gpu_condition = ("conditions: {cpu: {}, gpu: {simulation.backend: torch, "
+                     "simulation.device: cuda}}\n")
+
+    def refused(command: str, config: Path) -> None:
+        """``neurosim command config`` says so in one line naming ``config``."""
+        assert main([command, str(config), "--out", str(tmp_path / command), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {config}: simulation.device = 'cuda': ") and \
+            len(err.splitlines()) == 1, err
+
     experiment = tmp_path / "exp.yaml"
     experiment.write_text("name: t\ndata: {dataset: digits}\ntrain: {epochs: 1}\n"
-                          "conditions: {cpu: {}, gpu: {simulation.backend: torch, "
-                          "simulation.device: cuda}}\n")
-    assert main(["run", str(experiment), "--out", str(tmp_path / "out"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {experiment}: simulation.device = 'cuda': ") and \
-        len(err.splitlines()) == 1, err
-    assert not list((tmp_path / "out").glob("*/seed*"))
+                          + gpu_condition)
+    refused("run", experiment)
+    assert not list((tmp_path / "run").glob("*/seed*"))
     # a sweep on a local cluster: refused before it starts one (a scheduler's workers may
     # have the GPU this machine lacks)
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"name: s\nexperiment: {experiment.name}\nseeds: [0]\n"
-                     "conditions: {cpu: {}, gpu: {simulation.backend: torch, "
-                     "simulation.device: cuda}}\nbaseline: cpu\n")
-    assert main(["sweep", str(sweep), "--out", str(tmp_path / "sweep"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {sweep}: simulation.device = 'cuda': ") and \
-        len(err.splitlines()) == 1, err
+    sweep.write_text(f"name: s\nexperiment: {experiment.name}\nseeds: [0]\nbaseline: cpu\n"
+                     + gpu_condition)
+    refused("sweep", sweep)
     assert not (tmp_path / "sweep").exists()
