@@ -246,8 +246,7 @@ def _run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path
                     resume: bool, overwrite: bool, progress: bool, data_dir: str | None,
                     run_reports: bool, report_processes: int) -> Path:
     runs = expand_runs(experiment, source)
-    for simulation in dict.fromkeys(spec.experiment.simulation for spec in runs):
-        check_available(simulation, source)
+    check_available((spec.experiment.simulation for spec in runs), source)
     prepare_out_dir(out, resume, overwrite)
     run_dirs = [run_dir_of(out, spec) for spec in runs]
     if resume:  # every saved run checked before the folder's experiment.yaml is replaced

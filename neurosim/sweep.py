@@ -215,8 +215,7 @@ def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
     scheduler's workers may have what this machine lacks (a GPU)."""
     out = Path(out)
     if scheduler is None:
-        for simulation in dict.fromkeys(t.spec.experiment.simulation for t in plan.trials):
-            check_available(simulation, plan.source)
+        check_available((t.spec.experiment.simulation for t in plan.trials), plan.source)
     with FolderLock(out / LOCK, what="another sweep"):
         check_saved_configs(plan, out)
         manifest = Manifest(plan, out)

@@ -11,6 +11,7 @@ backend state.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from neurosim.backends.base import Backend
@@ -40,13 +41,14 @@ def create_backend(simulation: SimulationConfig) -> Backend:
     return NumbaBackend(simulation.dtype, simulation.threads, simulation.deterministic)
 
 
-def check_available(simulation: SimulationConfig, source: Path | str | None) -> None:
+def check_available(simulations: Iterable[SimulationConfig], source: Path | str | None) -> None:
     """Raise :func:`create_backend`'s error, prefixed by the configuration's ``source``
-    file, if the backend cannot run here (torch missing, no CUDA GPU): for a command to
-    refuse before it starts any run. NumPy and Numba always can."""
-    if simulation.backend != "torch":
-        return
-    try:
-        create_backend(simulation)
-    except NeurosimError as error:
-        raise NeurosimError(f"{source}: {error}" if source else str(error)) from None
+    file, if one of ``simulations``' backends cannot run here (torch missing, no CUDA GPU):
+    for a command to refuse before it starts any run. NumPy and Numba always can."""
+    for simulation in dict.fromkeys(simulations):
+        if simulation.backend != "torch":
+            continue
+        try:
+            create_backend(simulation)
+        except NeurosimError as error:
+            raise NeurosimError(f"{source}: {error}" if source else str(error)) from None
