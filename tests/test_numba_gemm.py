@@ -112,6 +112,41 @@ def test_products_of_views_read_in_place(dtype, rtol, max_parts):
         assert np.all(np.abs(result - expected) <= rtol * scale), (a.shape, b.shape)
 
 
+def read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def test_product_kernels_are_compiled_once_per_dtype_whatever_the_operands_type():
+    """A batch reaches the products read-only, activations and errors writable, ``W.T``
+    column-major, a column block strided: each a type of its own to Numba. The tile and
+    BLAS kernels behind :func:`dot_into` take every one as the same type (a first run
+    compiled each of them five times before), and the result is the same bits whatever
+    the operands' type, a strided operand copied for the tiles included."""
+    from neurosim.backends import numba_gemm
+
+    def compiled(dispatcher):
+        return [s for s in dispatcher.signatures if s[0].dtype == numba.float32]
+
+    with threadpool_limits(1, user_api="blas"):
+        for a_shape, b_shape, transposed, _ in SHAPES:
+            a, b = operands(a_shape, b_shape, transposed, np.float32)
+            wide = np.zeros((a.shape[0], a.shape[1] + 5), dtype=np.float32)
+            wide[:, :a.shape[1]] = a
+            block = wide[:, :a.shape[1]]  # rows contiguous, not C-contiguous
+            assert not block.flags.c_contiguous or a.shape[0] == 1
+            expected = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+            dot_into(a, b, expected, MAX_PARTS)
+            for left, right in ((read_only(a), b), (a, read_only(b)), (block, b),
+                                (read_only(block), read_only(b))):
+                out = np.full_like(expected, np.nan)
+                dot_into(left, right, out, MAX_PARTS)
+                np.testing.assert_array_equal(out, expected)
+    for kernel in ("_tiled_blocks", "_blocks", "_tiles", "_blas"):  # on threads, and not
+        assert len(compiled(getattr(numba_gemm, kernel))) == 1, kernel
+
+
 def test_dot_into_writes_only_its_output():
     generator = np.random.default_rng(3)
     a = generator.standard_normal((64, 784)).astype(np.float32)

@@ -48,7 +48,11 @@ _BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
 def _read(w, x, periph, key, transposed, max_parts, rereads):
     """A read of array ``w`` (``x @ w.T``; ``transposed``: ``x @ w``) through the periphery
     (``periph``: :func:`numba_periphery.kernel_scalars`, ``None`` for an ideal read), its
-    re-reads added to ``rereads`` (a row of :attr:`Chip.rereads`)."""
+    re-reads added to ``rereads`` (a row of :attr:`Chip.rereads`). The operands are typed
+    as writable C arrays (the same memory when contiguous), so each product and periphery
+    kernel below is compiled once, whether the caller's inputs are read-only (a batch) or
+    not (a hidden layer's activations, an error)."""
+    w, x = np.ascontiguousarray(w), np.ascontiguousarray(x)
     if periph is None:
         return dot(x, w, max_parts) if transposed else dot(x, w.T, max_parts)
     return read_kernel(w, x, periph[0], periph[1], periph[2], periph[3], periph[4],

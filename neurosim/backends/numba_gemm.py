@@ -52,6 +52,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 from numba.core import types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
 
 from neurosim.backends import numba_simd as simd
 from neurosim.backends.numba_rng import kernel, scalar_like
@@ -275,19 +277,32 @@ def _block_range(rows, cols, parts, p):
 
 
 @kernel
-def _tiled_block(a, b, out, parts, p, method):
-    """Block ``p`` of ``parts`` of ``out = a @ b`` by the tiles of ``method``."""
+def _tiled_block(x, y, out, parts, p, method):
+    """Block ``p`` of ``parts`` of a product by the tiles of ``method``: the read ``out =
+    x @ y.T`` (:data:`READ_TILES`) or the weight gradient ``out = x.T @ y``
+    (:data:`OUTER_TILES`), ``x`` and ``y`` C-contiguous."""
     row_lo, row_hi, col_lo, col_hi = _block_range(out.shape[0], out.shape[1], parts, p)
     if method == READ_TILES:
-        _tiled_read(a, b.T, out, row_lo, row_hi, col_lo, col_hi)
+        _tiled_read(x, y, out, row_lo, row_hi, col_lo, col_hi)
     else:
-        _outer_block(a.T, b, out, row_lo, row_hi, col_lo, col_hi)
+        _outer_block(x, y, out, row_lo, row_hi, col_lo, col_hi)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _tiled_blocks(a, b, out, parts, method):
+def _tiled_blocks(x, y, out, parts, method):
     for p in prange(parts):
-        _tiled_block(a, b, out, parts, p, method)
+        _tiled_block(x, y, out, parts, p, method)
+
+
+@kernel
+def _tiles(x, y, out, parts, serial, method):
+    """The product of :func:`_tiled_block` in ``parts`` blocks, on Numba's threads unless
+    ``serial`` (or one block)."""
+    if parts == 1 or serial:
+        for p in range(parts):
+            _tiled_block(x, y, out, parts, p, method)
+    else:
+        _tiled_blocks(x, y, out, parts, method)
 
 
 @kernel
@@ -304,26 +319,49 @@ def _blocks(a, b, out, parts):
 
 
 @kernel
-def dot_into(a, b, out, max_parts):
-    """``out = a @ b`` (``a``, ``b`` 2-d with contiguous rows or columns, ``out``
-    C-contiguous): reads and weight gradients by tiles (:func:`method_for`), other products
-    by BLAS; ``max_parts < 0``: the same blocks, serially (see the module docstring)."""
-    serial = max_parts < 0
-    parts = parts_for(out.shape[0], out.shape[1], a.shape[1], abs(max_parts))
-    method = BLAS if max_parts == 1 else method_for(a, b, out, parts)
-    if method != BLAS:
-        if parts == 1 or serial:
-            for p in range(parts):
-                _tiled_block(a, b, out, parts, p, method)
-        else:
-            _tiled_blocks(a, b, out, parts, method)
-    elif parts == 1:
+def _blas(a, b, out, parts, serial):
+    """``out = a @ b`` by BLAS in ``parts`` blocks, on Numba's threads unless ``serial``."""
+    if parts == 1:
         _gemm(a, b, out)
     elif serial:
         for p in range(parts):
             _block(a, b, out, parts, p)
     else:
         _blocks(a, b, out, parts)
+
+
+@intrinsic
+def _strided(typingctx, array):
+    """``array`` typed as a writable array of any layout (``'A'``: indexed through its
+    strides), the same array: BLAS reads its operands through their strides whatever
+    their type, so one compiled :func:`_blas` serves every layout and read-only flag."""
+    strided = array.copy(layout="A", readonly=False)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, strided, args[0])
+    return strided(array), codegen
+
+
+@kernel
+def dot_into(a, b, out, max_parts):
+    """``out = a @ b`` (``a``, ``b`` 2-d with contiguous rows or columns, ``out``
+    C-contiguous): reads and weight gradients by tiles (:func:`method_for`), other products
+    by BLAS; ``max_parts < 0``: the same blocks, serially (see the module docstring).
+
+    The tiles take their operands as C-contiguous arrays (``np.ascontiguousarray``: the
+    same memory, typed writable, when it is contiguous) and BLAS as strided ones
+    (:func:`_strided`), so the heavy kernels are compiled once per dtype, not once per
+    combination of the callers' layouts and read-only flags (a first run compiles a
+    third less)."""
+    serial = max_parts < 0
+    parts = parts_for(out.shape[0], out.shape[1], a.shape[1], abs(max_parts))
+    method = BLAS if max_parts == 1 else method_for(a, b, out, parts)
+    if method == READ_TILES:
+        _tiles(np.ascontiguousarray(a), np.ascontiguousarray(b.T), out, parts, serial, method)
+    elif method == OUTER_TILES:
+        _tiles(np.ascontiguousarray(a.T), np.ascontiguousarray(b), out, parts, serial, method)
+    else:
+        _blas(_strided(a), _strided(b), out, parts, serial)
 
 
 @kernel

@@ -56,6 +56,9 @@ def read_kernel(w, x, dac_levels, dac_range, dac_managed, adc_levels, adc_range,
     the re-reads of iterative bound management added to ``rereads`` (int64, over
     :data:`neurosim.periphery.REREAD_COUNTERS`).
     """
+    # typed as writable C arrays, the same memory: the tiles' kernels are compiled once,
+    # whatever the callers' read-only flags
+    w, x = np.ascontiguousarray(w), np.ascontiguousarray(x)
     n_in = x.shape[1]
     n_out = w.shape[1] if transposed else w.shape[0]
     tile_in, tile_out = n_in, n_out
