@@ -419,9 +419,11 @@ class EvaluationConfig:
                              doc="evaluate in every k-th epoch only (and in the last): long "
                                  "runs on small training sets (checkpoints are taken at "
                                  "evaluation points)")
-    train_probe_size: int = spec(10000, ge=1, doc="training examples used for train loss")
+    train_probe_size: int = spec(10000, ge=1, doc="training examples used for train loss "
+                                                  "(all of them when there are fewer)")
     gradient_probe_size: int = spec(256, ge=1,
-                                    doc="examples used for the update-vs-BP-gradient angle")
+                                    doc="training examples used for the update-vs-BP-gradient "
+                                        "angle (all of them when there are fewer)")
     noise_probe_size: int = spec(10000, ge=1,
                                  doc="noise examples used for the readout probability")
     ood: tuple[str, ...] = spec(("translate", "rotate", "scale"),
@@ -518,6 +520,14 @@ class ExperimentConfig:
         if dims[-1] != DATASET_CLASSES:
             raise ConfigError(source, f"network.dims[{len(dims) - 1}]", dims[-1],
                               f"must equal the dataset's {DATASET_CLASSES} classes")
+        self._check_sizes(source, dataset)
+        for index, kind in enumerate(self.evaluation.ood):
+            if kind in DATASET_NAMES and kind != dataset.name \
+                    and get_spec(kind).features != dataset.features:
+                raise ConfigError(source, f"evaluation.ood[{index}]", kind,
+                                  f"an OOD dataset must have the network's {dataset.features} "
+                                  f"input features ({self.data.dataset}'s); {kind} images have "
+                                  f"{get_spec(kind).features}")
         if self.population is not None and self.seeds is not None:
             raise ConfigError(source, "seeds", list(self.seeds),
                               "a population gives the seeds (population.seeds or "
@@ -539,6 +549,28 @@ class ExperimentConfig:
                     raise ConfigError(source, f"conditions.{name}.{key}", overrides[key],
                                       "a condition cannot set "
                                       f"{', '.join(CONDITION_FIXED)}: they span conditions")
+
+
+    def _check_sizes(self, source: str, dataset) -> None:
+        """Data sizes the dataset (its published split sizes) and the noise set can give:
+        the splits' prefixes, a training batch at most the training examples, a fixed noise
+        set's batch at most its examples (a larger batch would silently be the whole set)."""
+        for split, size, available in (("train", self.data.train_size, dataset.n_train),
+                                       ("test", self.data.test_size, dataset.n_test)):
+            if size is not None and size > available:
+                raise ConfigError(source, f"data.{split}_size", size,
+                                  f"must be in 1..{available} ({dataset.name} has {available} "
+                                  f"{split} images) or null (all of them)")
+        examples = self.data.train_size or dataset.n_train
+        if self.train.batch_size > examples:
+            raise ConfigError(source, "train.batch_size", self.train.batch_size,
+                              f"must be in 1..{examples}, the training examples "
+                              f"({'data.train_size' if self.data.train_size else dataset.name})")
+        pre = self.precondition
+        if pre.enabled and pre.regime == "fixed_set" and pre.batch_size > pre.n_examples:
+            raise ConfigError(source, "precondition.batch_size", pre.batch_size,
+                              f"must be in 1..{pre.n_examples}, the fixed noise set's "
+                              "examples (precondition.n_examples)")
 
 
 # What a condition may not override: the experiment's name, its runs and conditions.

@@ -9,6 +9,8 @@ the reason, never silently dropped; so are the transforms when the images are no
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from neurosim import evaluation
@@ -57,7 +59,8 @@ def ood_test_sets(dataset: Dataset, config: EvaluationConfig, data_dir: str | No
                 continue
             try:
                 other = load_dataset(kind, data_dir)
-            except DataError as error:
+            except DataError as error:  # said now, not only in the summary
+                warnings.warn(f"evaluation.ood: {kind} skipped: {error}", stacklevel=2)
                 yield kind, None, f"skipped: {error}"
                 continue
             yield kind, other.x_test, other.y_test

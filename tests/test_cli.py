@@ -116,6 +116,21 @@ def test_train_size_larger_than_the_dataset_is_refused(tmp_path, capsys):
     assert "data.train_size" in err and "10000000" in err
 
 
+def test_an_ood_dataset_that_cannot_be_loaded_is_said_at_once(tmp_path, capsys, monkeypatch,
+                                                               offline):
+    """The run completes (the OOD set is an extra), its summary records the skip, and the
+    user hears of it while the run ends, not only from the summary file."""
+    monkeypatch.setenv("NEUROSIM_DATA", str(tmp_path / "empty"))
+    experiment = write_experiment(tmp_path, evaluation={**TINY["evaluation"], "ood": ["usps"]},
+                                  conditions={"fa": {"rule": "fa"}})
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="evaluation.ood: usps skipped: usps: 1 file"):
+        assert main(["run", str(experiment), "--out", str(out), "--quiet",
+                     "--no-run-reports"]) == 0
+    summary = json.loads((out / "fa" / "seed0" / "summary.json").read_text())
+    assert summary["final"]["ood"]["usps"].startswith("skipped: usps")
+
+
 def test_missing_dataset_offline_says_where_to_put_it(tmp_path, capsys, monkeypatch, offline):
     monkeypatch.setenv("NEUROSIM_DATA", str(tmp_path / "empty"))
     experiment = write_experiment(tmp_path, data={"dataset": "usps", "train_size": None,

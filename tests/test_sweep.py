@@ -25,6 +25,8 @@ import yaml
 
 from neurosim.cli import main
 from neurosim.cluster import open_client
+from neurosim.data.registry import get_spec
+from neurosim.data.store import file_path
 from neurosim.errors import CheckpointError, ConfigError, NeurosimError
 from neurosim.locking import FolderLock, LockedError
 from neurosim.runio import to_json, write_text
@@ -321,27 +323,35 @@ def test_population_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, 
 @pytest.mark.parametrize("population", [None, 8])
 def test_a_failing_trial_is_reported_and_the_others_complete(client, tmp_path, capsys,
                                                              population):
-    """Alone, or in a population with the trials that complete (one task of 8 chips)."""
-    path = write_sweep(tmp_path, grid={"data.train_size": [64, 100000]},
+    """Alone, or in a population with the trials that complete (one task of 8 chips). The
+    failure comes at run time, on the worker: a data folder whose USPS files are corrupt
+    (refused, never fetched again), which no validation of the sweep file can see."""
+    data = tmp_path / "data"
+    usps = get_spec("usps")
+    for file in usps.train + usps.test:
+        corrupt = file_path(usps, file, data)
+        corrupt.parent.mkdir(parents=True, exist_ok=True)
+        corrupt.write_bytes(b"not the USPS data")
+    path = write_sweep(tmp_path, grid={"data.dataset": ["digits", "usps"]},
                        population=population and {"max_chips": population})
     out = tmp_path / "out"
-    status = main(["sweep", str(path), "--out", str(out), "--quiet",
+    status = main(["sweep", str(path), "--out", str(out), "--quiet", "--data-dir", str(data),
                    "--scheduler", client.scheduler.address])
     printed = capsys.readouterr().out
     assert status == 1
     assert "8 trials: 4 done (0 already done before), 4 failed, 0 unfinished" in printed
-    assert "4 x ConfigError: experiment tiny_sweep: data.train_size = 100000" in printed
+    assert f"4 x DataError: {data / usps.dirname}" in printed
     saved = manifest(out)
     assert saved["counts"] == {"done": 4, "failed": 4, "pending": 0}
     for trial in saved["trials"]:
-        failed = trial["cell"] == "data.train_size=100000"
+        failed = trial["cell"] == "data.dataset=usps"
         assert trial["status"] == ("failed" if failed else "done")
         assert trial["chips"] == (population or 1)
         if failed:
-            assert trial["error"]["type"] == "ConfigError"
+            assert trial["error"]["type"] == "DataError"
             assert "Traceback" in (out / trial["path"] / TRACEBACK).read_text()
     report = (out / "report.md").read_text()
-    assert "## Failed trials (4)" in report and "data.train_size=100000/fa/seed0" in report
+    assert "## Failed trials (4)" in report and "data.dataset=usps/fa/seed0" in report
 
 
 # ------------------------------------------------------------------- the driver crashes
