@@ -57,12 +57,18 @@ from neurosim.rules import RuleCode
 FORWARD, BACKWARD, UPDATE = (OPERATION_INDEX[name] for name in ("forward", "backward", "update"))
 
 
+def word_bytes(chip: Chip) -> int:
+    """Bytes of one digital value the chip moves (its ``energy.digital_word_bits`` / 8),
+    whatever float type simulates it."""
+    return chip.config.energy.digital_word_bits // 8
+
+
 def _array_read(chip: Chip, batch: int, n_in: int, n_out: int,
                 transposed: bool = False, traffic: str = "bytes_activations") -> np.ndarray:
     """Counts of one read of a ``n_out x n_in`` array by the chip's tiles. Its read noise
     is physical: the simulator draws it, the chip spends nothing on it."""
-    return array_read_counts(batch, n_in, n_out, *chip.tiles, chip.dtype.itemsize,
-                             transposed, traffic)
+    return array_read_counts(batch, n_in, n_out, *chip.tiles, word_bytes(chip), transposed,
+                             traffic)
 
 
 def forward_counts(chip: Chip, batch: int) -> np.ndarray:
@@ -75,7 +81,7 @@ def backward_counts(chip: Chip, batch: int, rule_code: int) -> np.ndarray:
     """Counts ``[layer, counter]`` of one backward pass of ``batch`` samples (see the module
     docstring for what each rule reads)."""
     counts = np.zeros((chip.n_layers, len(COUNTER_INDEX)), dtype=np.int64)
-    size = chip.dtype.itemsize
+    size = word_bytes(chip)
     for l in range(1, chip.n_layers):
         _, n_out, n_in, _ = (int(v) for v in chip.layout[l])
         counts[l - 1] += count_vector(digital_ops=batch * n_in)  # times f'(a_{l-1})
@@ -95,7 +101,7 @@ def backward_counts(chip: Chip, batch: int, rule_code: int) -> np.ndarray:
 
 def update_counts(chip: Chip, batch: int, optimizer: OptimizerConfig) -> np.ndarray:
     """Counts ``[layer, counter]`` of one update from ``batch`` samples, pulses excluded."""
-    size = chip.dtype.itemsize
+    size = word_bytes(chip)
     rows = []
     for _, n_out, n_in, _ in chip.layout:
         n_out, n_in = int(n_out), int(n_in)

@@ -97,6 +97,13 @@ class EnergyConfig:
                                                    "DRAM.cpp (GDDR5: 14)")
     memory: str = spec("buffer", choices=("buffer", "dram"),
                        doc="the digital memory that the counted bytes move to and from")
+    digital_word_bits: int = spec(
+        32, choices=(8, 16, 32, 64),
+        doc="bits of one digital value (an activation, error, gradient, optimizer state or "
+            "transported weight) moved between the digital memory and the arrays: the "
+            "bytes_* counters are values x digital_word_bits / 8. A property of the chip, "
+            "not of the simulation's float type (simulation.dtype); 32 matches the fp32 "
+            "digital_mac_pj and digital_op_pj")
     rng_pj_per_number: float = spec(
         0.4, ge=0.0,
         doc="one 32-bit pseudo-random number (pJ). An estimate, not a measurement: a "

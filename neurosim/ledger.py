@@ -176,7 +176,7 @@ def bytes_moved(counts: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------ per-call counts
 def array_read_counts(batch: int, n_in: int, n_out: int, tile_rows: int, tile_cols: int,
-                      dtype_bytes: int, transposed: bool = False,
+                      word_bytes: int, transposed: bool = False,
                       traffic: str = "bytes_activations") -> np.ndarray:
     """Counts of one batched read of a crossbar array with ``n_in`` rows (inputs of a forward
     read) and ``n_out`` columns, cut into tiles of ``tile_rows x tile_cols`` cells.
@@ -188,7 +188,7 @@ def array_read_counts(batch: int, n_in: int, n_out: int, tile_rows: int, tile_co
     * ``dac_conversions = batch n_in C``: every tile drives its own rows;
     * ``adc_conversions = batch n_out R``: every tile digitizes its own columns;
     * ``partial_sum_adds = batch n_out (R - 1)``: the R partial sums of an output are merged;
-    * ``<traffic> = batch (n_in + n_out) dtype_bytes`` bytes: inputs from digital memory
+    * ``<traffic> = batch (n_in + n_out) word_bytes`` bytes: inputs from digital memory
       into the array, outputs back (``traffic`` names the counter: ``bytes_activations`` for
       forward reads, ``bytes_errors`` for reads propagating errors).
 
@@ -207,50 +207,50 @@ def array_read_counts(batch: int, n_in: int, n_out: int, tile_rows: int, tile_co
                         dac_conversions=batch * n_drive * drive_copies,
                         adc_conversions=batch * n_sense * sense_copies,
                         partial_sum_adds=batch * n_sense * (sense_copies - 1),
-                        **{traffic: batch * (n_in + n_out) * dtype_bytes})
+                        **{traffic: batch * (n_in + n_out) * word_bytes})
 
 
-def digital_matmul_counts(batch: int, n_in: int, n_out: int, dtype_bytes: int,
+def digital_matmul_counts(batch: int, n_in: int, n_out: int, word_bytes: int,
                           regenerated: bool = False,
                           traffic: str = "bytes_errors") -> np.ndarray:
     """Counts of one batched product ``(batch x n_in) @ (n_in x n_out)`` in digital logic
     (feedback that is not an array, e.g. regenerated feedback):
-    ``digital_macs = batch n_in n_out``; ``<traffic> = batch (n_in + n_out) dtype_bytes``
+    ``digital_macs = batch n_in n_out``; ``<traffic> = batch (n_in + n_out) word_bytes``
     bytes in and out; with ``regenerated``, the matrix is re-drawn from its seed once per
     call (each entry used for the whole batch): ``random_numbers = n_in n_out``."""
     return count_vector(digital_macs=batch * n_in * n_out,
                         random_numbers=n_in * n_out if regenerated else 0,
-                        **{traffic: batch * (n_in + n_out) * dtype_bytes})
+                        **{traffic: batch * (n_in + n_out) * word_bytes})
 
 
-def gradient_counts(batch: int, n_in: int, n_out: int, dtype_bytes: int) -> np.ndarray:
+def gradient_counts(batch: int, n_in: int, n_out: int, word_bytes: int) -> np.ndarray:
     """Counts of the digital gradient of one layer, ``G = delta.T @ x`` (``n_out x n_in``)
     and the bias gradient ``sum_b delta_b``:
     ``digital_macs = batch n_in n_out``; ``digital_ops = batch n_out`` (bias sums);
-    ``bytes_activations = batch n_in dtype_bytes`` and ``bytes_errors = batch n_out
-    dtype_bytes`` read; ``bytes_gradients = (n_in + 1) n_out dtype_bytes`` written.
+    ``bytes_activations = batch n_in word_bytes`` and ``bytes_errors = batch n_out
+    word_bytes`` read; ``bytes_gradients = (n_in + 1) n_out word_bytes`` written.
     In-array (stochastic) updates form the outer product in the array and skip this."""
     return count_vector(digital_macs=batch * n_in * n_out, digital_ops=batch * n_out,
-                        bytes_activations=batch * n_in * dtype_bytes,
-                        bytes_errors=batch * n_out * dtype_bytes,
-                        bytes_gradients=(n_in + 1) * n_out * dtype_bytes)
+                        bytes_activations=batch * n_in * word_bytes,
+                        bytes_errors=batch * n_out * word_bytes,
+                        bytes_gradients=(n_in + 1) * n_out * word_bytes)
 
 
-def optimizer_counts(n_params: int, name: str, momentum: float, dtype_bytes: int) -> np.ndarray:
+def optimizer_counts(n_params: int, name: str, momentum: float, word_bytes: int) -> np.ndarray:
     """Counts of one optimizer step over ``n_params`` parameters (``name``: sgd or adam):
     ``digital_ops = n_params ops`` with ``ops`` = 1 (SGD), 3 (SGD with momentum), 12 (Adam)
-    (see :data:`OPTIMIZER_OPS`); ``bytes_gradients = 2 n_params dtype_bytes`` (the gradient
+    (see :data:`OPTIMIZER_OPS`); ``bytes_gradients = 2 n_params word_bytes`` (the gradient
     read, the desired update ``dW`` written); ``bytes_optimizer_state = 2 n_params k
-    dtype_bytes`` (each of ``k`` state tensors read and written: 0 SGD, 1 momentum, 2 Adam)."""
+    word_bytes`` (each of ``k`` state tensors read and written: 0 SGD, 1 momentum, 2 Adam)."""
     kind = "sgd_momentum" if name == "sgd" and momentum > 0 else name
     return count_vector(
         digital_ops=n_params * OPTIMIZER_OPS[kind],
-        bytes_gradients=2 * n_params * dtype_bytes,
-        bytes_optimizer_state=2 * n_params * OPTIMIZER_STATE_TENSORS[kind] * dtype_bytes)
+        bytes_gradients=2 * n_params * word_bytes,
+        bytes_optimizer_state=2 * n_params * OPTIMIZER_STATE_TENSORS[kind] * word_bytes)
 
 
-def weight_transport_counts(n_in: int, n_out: int, dtype_bytes: int) -> np.ndarray:
+def weight_transport_counts(n_in: int, n_out: int, word_bytes: int) -> np.ndarray:
     """Weight transport of one BP backward call: the ``n_in x n_out`` forward weights moved to
     where the backward product is formed, ``bytes_weight_transport = n_in n_out
-    dtype_bytes`` (once per call, shared by the batch). FA and DFA never add it."""
-    return count_vector(bytes_weight_transport=n_in * n_out * dtype_bytes)
+    word_bytes`` (once per call, shared by the batch). FA and DFA never add it."""
+    return count_vector(bytes_weight_transport=n_in * n_out * word_bytes)

@@ -89,6 +89,29 @@ def test_bp_pays_weight_transport(bp_run, fa_run):
     assert bp_backward["memory"] > fa_backward["memory"]
 
 
+@pytest.mark.parametrize("rule", ["fa", "bp"])
+def test_bytes_moved_are_the_chips_words_not_the_simulations_floats(ideal_chip_config, rule):
+    """The same chip simulated in float32 and float64 moves the same bytes (it was twice as
+    many, and twice the memory energy, in float64); a chip of 16-bit words moves half."""
+    from neurosim.accounting import backward_counts, forward_counts, update_counts
+    from neurosim.config import OptimizerConfig
+    from neurosim.ledger import BYTE_COUNTERS
+
+    def moved(config, dtype):
+        chip = make_chip(config, dims=DIMS, rule=rule, dtype=dtype)
+        rows = (forward_counts(chip, BATCH), backward_counts(chip, BATCH, chip.rule.code),
+                update_counts(chip, BATCH, OptimizerConfig()))
+        return np.array([[row[..., COUNTER_INDEX[name]].sum() for name in BYTE_COUNTERS]
+                         for row in rows])
+
+    fp32 = moved(ideal_chip_config, "float32")
+    assert fp32.sum() > 0 and fp32[1].sum() > 0  # the backward pass moves errors
+    np.testing.assert_array_equal(moved(ideal_chip_config, "float64"), fp32)
+    half = dataclasses.replace(ideal_chip_config, energy=dataclasses.replace(
+        ideal_chip_config.energy, digital_word_bits=16))
+    np.testing.assert_array_equal(2 * moved(half, "float64"), fp32)
+
+
 def test_records_carry_cumulative_energy_and_target(fa_run, tmp_path):
     to_target = fa_run["ledger"]["to_target"]
     assert to_target["target"] == 0.9

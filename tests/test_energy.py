@@ -33,7 +33,7 @@ def vector_dict(vector: np.ndarray) -> dict:
 # ------------------------------------------------------------------- counts
 def test_read_of_an_array_within_one_tile():
     counts = vector_dict(array_read_counts(batch=3, n_in=20, n_out=10, tile_rows=256,
-                                           tile_cols=256, dtype_bytes=4))
+                                           tile_cols=256, word_bytes=4))
     assert counts == {"macs": 3 * 20 * 10, "cells_read": 3 * 20 * 10,
                       "dac_conversions": 3 * 20, "adc_conversions": 3 * 10,
                       "bytes_activations": 3 * (20 + 10) * 4}  # no partial sums: one tile
