@@ -233,9 +233,17 @@ def energy_breakdown(counts: np.ndarray, config: EnergyConfig, adc_bits: ByBits 
     ``{"total": pJ, "components": {component: pJ}, "phases": {phase: {component: pJ}},
     "layers": [{component: pJ}], "detail": {stage: {operation: [{component: pJ} per
     layer]}}, "adc_bits": {operation: [bits per layer]}, "dac_bits": {...}}`` (the bits
-    charged, defaults filled in)."""
+    charged, defaults filled in; ``None`` where no conversion of that kind was counted, as
+    in every update)."""
     energy = energy_array(counts, config, adc_bits, dac_bits)
     n_layers = energy.shape[2]
+
+    def charged(kind: str, bits: ByBits, default: int) -> dict:
+        converted = np.asarray(counts)[..., COUNTER_INDEX[f"{kind}_conversions"]].sum(axis=0)
+        table = converter_bits(bits, default, n_layers)
+        return {operation: [int(b) if n else None for b, n in zip(table[o], converted[o])]
+                for o, operation in enumerate(OPERATIONS)}
+
     return {
         "total": float(energy.sum()),
         "components": _by_component(energy.sum(axis=(0, 1, 2))),
@@ -246,10 +254,8 @@ def energy_breakdown(counts: np.ndarray, config: EnergyConfig, adc_bits: ByBits 
         "detail": {stage: {operation: [_by_component(row) for row in energy[s, o]]
                            for o, operation in enumerate(OPERATIONS)}
                    for s, stage in enumerate(STAGES)},
-        "adc_bits": dict(zip(OPERATIONS, converter_bits(
-            adc_bits, config.adc_bits_default, n_layers).tolist())),
-        "dac_bits": dict(zip(OPERATIONS, converter_bits(
-            dac_bits, config.dac_bits_default, n_layers).tolist())),
+        "adc_bits": charged("adc", adc_bits, config.adc_bits_default),
+        "dac_bits": charged("dac", dac_bits, config.dac_bits_default),
     }
 
 

@@ -464,16 +464,18 @@ def headline_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-def converter_text(energy: dict, chip: dict | None) -> str:
+def converter_text(energy: dict, chip: dict | None, rule: str | None = None) -> str:
     """The converter resolutions the ledger charged, and whether the reads simulated them
     or ran with ideal converters (then the energy model's default resolutions are
-    charged)."""
+    charged); the feedback array's converters only where the run read it (not under BP,
+    nor with regenerated feedback)."""
     charged = {kind: sorted({b for bits in energy.get(f"{kind}_bits", {}).values()
-                             for b in bits}) for kind in ("adc", "dac")}
+                             for b in bits if b is not None}) for kind in ("adc", "dac")}
     text = (f"Converters are charged as {'/'.join(map(str, charged['adc'])) or '?'}-bit ADC and "
             f"{'/'.join(map(str, charged['dac'])) or '?'}-bit DAC conversions.")
-    ideal = [f"`{array}.periphery.{kind}_bits`" for array in ("forward", "feedback")
-             for kind in ("adc", "dac")
+    arrays = ("forward",) if rule == "bp" or (isinstance(chip, dict) and dig(
+        chip, "feedback", "kind") == "regenerated") else ("forward", "feedback")
+    ideal = [f"`{array}.periphery.{kind}_bits`" for array in arrays for kind in ("adc", "dac")
              if isinstance(chip, dict) and dig(chip, array, "periphery", f"{kind}_bits") is None]
     if ideal:
         verb = "is" if len(ideal) == 1 else "are"
@@ -537,7 +539,8 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
         totals.append([f"energy to {percent(target['target'], 0)} test accuracy", reached])
     return ("\n## Energy and memory traffic (ledger)\n\n"
             "Counted as the chip ran (`neurosim.accounting`), priced with the chip's `energy:` "
-            "unit costs. " + unit_cost_text(chip) + converter_text(energy, chip)
+            "unit costs. " + unit_cost_text(chip)
+            + converter_text(energy, chip, summary.get("rule"))
             + "`eval` holds the inference passes made to measure accuracy; it is not part of "
             "the energy to target.\n\n"
             + markdown_table(["phase", *components, "total"], rows) + "\n"

@@ -261,7 +261,7 @@ def test_breakdown_totals_are_consistent():
     assert sum(sum(layer.values()) for layer in breakdown["layers"]) == pytest.approx(total)
     assert sum(sum(cell.values()) for stage in breakdown["detail"].values()
                for operation in stage.values() for cell in operation) == pytest.approx(total)
-    assert breakdown["adc_bits"] == {op: [8, 8] for op in OPERATIONS}
+    assert breakdown["adc_bits"] == {op: [8, 8] for op in OPERATIONS}  # every cell counted
     eval_only = energy_array(ledger.counts, EnergyConfig())[STAGES.index("eval")].sum()
     assert sum(breakdown["phases"]["eval"].values()) == pytest.approx(eval_only)
 

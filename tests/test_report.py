@@ -293,6 +293,33 @@ def test_report_shows_the_energy_ledger_of_a_real_run(tmp_path):
     assert f"Data: {notes[0]}." in text
 
 
+def test_the_report_names_only_the_converters_the_ledger_charged():
+    """No update converts anything: its default resolution is not named (a chip of 9-bit
+    ADCs and 7-bit DACs was described as "8/9-bit ADC and 7/8-bit DAC"), and a feedback
+    array that BP or regenerated feedback never reads is not listed as ideal."""
+    from neurosim.energy import EnergyConfig, energy_breakdown
+    from neurosim.ledger import COUNTER_INDEX, OPERATION_INDEX, Ledger
+    from neurosim.report import converter_text
+
+    ledger = Ledger(2)
+    for operation in ("forward", "backward"):
+        for kind in ("adc", "dac"):
+            ledger.counts[:, OPERATION_INDEX[operation], :, COUNTER_INDEX[f"{kind}_conversions"]] = 5
+    ledger.counts[:, OPERATION_INDEX["backward"], 1, COUNTER_INDEX["adc_conversions"]] = 0
+    energy = json.loads(json.dumps(energy_breakdown(ledger.counts, EnergyConfig(), adc_bits=9,
+                                                    dac_bits=7)))
+    assert energy["adc_bits"] == {"forward": [9, 9], "backward": [9, None],
+                                  "update": [None, None]}
+    chip = {"forward": {"periphery": {"adc_bits": 9, "dac_bits": 7}},
+            "feedback": {"kind": "stored", "periphery": {"adc_bits": None, "dac_bits": 7}}}
+    text = converter_text(energy, chip, "fa")
+    assert "charged as 9-bit ADC and 7-bit DAC conversions" in text
+    assert "`feedback.periphery.adc_bits` is null" in text
+    assert "feedback" not in converter_text(energy, chip, "bp")
+    regenerated = {**chip, "feedback": {**chip["feedback"], "kind": "regenerated"}}
+    assert "feedback" not in converter_text(energy, regenerated, "fa")
+
+
 def test_report_names_the_chips_own_write_pulses(tmp_path):
     """A chip with its own LTP/LTD pulses (the Ag:a-Si preset's energy block) is reported
     with them, as the ledger priced them."""
