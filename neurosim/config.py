@@ -47,6 +47,20 @@ DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_st
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 
 
+def refuse_unused(source: str, path: str, config, fields: tuple[str, ...], used: bool,
+                  why: str) -> None:
+    """Fields of ``config`` that its chosen model or mode does not use (``used`` false) must
+    keep their defaults: a value set there would be silently ignored. ``why``: which
+    choice uses them."""
+    if used:
+        return
+    default = type(config)()
+    for name in fields:
+        value = getattr(config, name)
+        if value != getattr(default, name):
+            raise ConfigError(source, f"{path}.{name}" if path else name, value, why)
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """A resistive device as a response to programming pulses (DESIGN §2).
@@ -143,9 +157,14 @@ class DeviceConfig:
         if not self.g_max > self.g_min:
             raise ConfigError(source, f"{path}.g_max", self.g_max,
                               f"must be > {path}.g_min ({self.g_min})")
+        refuse_unused(source, path, self, ("gamma_up", "gamma_down"),
+                      self.model == "linear_step",
+                      f"only model linear_step uses it (model is {self.model})")
+        refuse_unused(source, path, self, ("nonlinearity_ltp", "nonlinearity_ltd"),
+                      self.model == "exp_step",
+                      f"only model exp_step uses it (model is {self.model})")
 
 
-DEFAULT_DEVICE = DeviceConfig()
 # What only a pulsed device model simulates (an ideal device keeps its defaults; it does
 # drift, drift_* being evaluation-time reads).
 PULSED_DEVICE_FIELDS = ("dw_min", "dw_min_dtod", "dw_min_ctoc", "write_noise", "up_down",
@@ -202,16 +221,17 @@ class ForwardArrayConfig:
             raise ConfigError(source, f"{path}.device.dw_min", self.device.dw_min,
                               f"exp_step's pulse step is (w_max - w_min) / levels = {step:g}; "
                               "leave dw_min unset")
-        if self.device.model == "ideal":
-            for name in PULSED_DEVICE_FIELDS:
-                value = getattr(self.device, name)
-                if value != getattr(DEFAULT_DEVICE, name):
-                    raise ConfigError(
-                        source, f"{path}.device.{name}", value,
-                        "an ideal device is updated exactly and draws nothing per device: "
-                        "pulse responses, their noise and device-to-device spread, and stuck "
-                        "devices need a device model such as constant_step, with "
-                        "update.mode: pulsed")
+        refuse_unused(source, f"{path}.device", self.device, PULSED_DEVICE_FIELDS,
+                      self.device.model != "ideal",
+                      "an ideal device is updated exactly and draws nothing per device: "
+                      "pulse responses, their noise and device-to-device spread, and stuck "
+                      "devices need a device model such as constant_step, with "
+                      "update.mode: pulsed")
+        mode = self.update.mode
+        refuse_unused(source, f"{path}.update", self.update, ("max_pulses",), mode == "pulsed",
+                      f"only update.mode pulsed uses it (mode is {mode})")
+        refuse_unused(source, f"{path}.update", self.update, ("bl",), mode == "stochastic",
+                      f"only update.mode stochastic uses it (mode is {mode})")
         if self.update.mode == "ideal" and self.device.model != "ideal":
             raise ConfigError(source, f"{path}.device.model", self.device.model,
                               "a device model other than ideal is programmed by pulses: "
@@ -273,6 +293,11 @@ class FeedbackArrayConfig:
                               "regenerated feedback is digital: programming_error, levels, "
                               "stuck cells, drift and a non-ideal periphery apply to stored, "
                               "sign and ternary arrays only")
+        refuse_unused(source, path, self, ("ternary_zero_fraction",), self.kind == "ternary",
+                      f"only kind ternary uses it (kind is {self.kind})")
+        refuse_unused(source, path, self, ("levels",), self.kind != "sign",
+                      "a sign array's cells are +-max|B|, its two end levels: levels applies "
+                      "to stored and ternary arrays")
 
 
 @dataclass(frozen=True)
@@ -358,6 +383,12 @@ class OptimizerConfig:
     eps: float = spec(1e-8, gt=0.0, doc="Adam denominator floor")
     momentum: float = spec(0.0, ge=0.0, lt=1.0, doc="SGD momentum")
 
+    def check(self, source: str, path: str) -> None:
+        refuse_unused(source, path, self, ("beta1", "beta2", "eps"), self.name == "adam",
+                      f"only adam uses it (name is {self.name})")
+        refuse_unused(source, path, self, ("momentum",), self.name == "sgd",
+                      f"only sgd uses it (name is {self.name}; Adam's momentum is beta1)")
+
 
 @dataclass(frozen=True)
 class NoiseInputConfig:
@@ -373,6 +404,10 @@ class NoiseInputConfig:
     def check(self, source: str, path: str) -> None:
         if self.distribution == "uniform" and not self.low < self.high:
             raise ConfigError(source, f"{path}.high", self.high, f"must be > {path}.low ({self.low})")
+        for fields, distribution in ((("mean", "std"), "gaussian"), (("low", "high"), "uniform")):
+            refuse_unused(source, path, self, fields, self.distribution == distribution,
+                          f"only distribution {distribution} uses it "
+                          f"(distribution is {self.distribution})")
 
 
 @dataclass(frozen=True)
