@@ -28,6 +28,7 @@ from neurosim.data.registry import DATASET_NAMES, get_spec
 from neurosim.energy import EnergyConfig
 from neurosim.errors import ConfigError
 from neurosim.periphery import PeripheryConfig
+from neurosim.rng import MAX_SEED
 from neurosim.schema import build, set_dotted, spec, to_plain
 
 HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
@@ -455,11 +456,13 @@ class PopulationConfig:
     backend call (one per optimizer and batch size among them: chips in different phases).
     Each chip's run folder holds what a separate run with its seed writes."""
 
-    seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
-                                         doc="the chips' seeds (distinct)")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, le=MAX_SEED, min_len=1,
+                                         doc="the chips' seeds (distinct; 0 .. 2**64 - 1)")
     size: int | None = spec(None, ge=1, doc="M chips with seeds first_seed .. first_seed + M "
                                             "- 1 (instead of seeds)")
-    first_seed: int = spec(0, ge=0, doc="seed of the first chip, with size")
+    first_seed: int = spec(0, ge=0, le=MAX_SEED,
+                           doc="seed of the first chip, with size (first_seed + size - 1 "
+                               "<= 2**64 - 1)")
     across_conditions: bool = spec(
         True, doc="one population for all the conditions that share the chip, network, rule "
                   "and simulation (e.g. preconditioning choices, optimizers, schedules: "
@@ -475,6 +478,10 @@ class PopulationConfig:
                               "give the population either seeds or a size, not both")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(source, f"{path}.seeds", list(self.seeds), "must be distinct")
+        if self.size is not None and self.first_seed + self.size - 1 > MAX_SEED:
+            raise ConfigError(source, f"{path}.first_seed", self.first_seed,
+                              f"the last seed, first_seed + size - 1, must be <= {MAX_SEED} "
+                              f"(2**64 - 1): first_seed <= {MAX_SEED - self.size + 1}")
         if self.seeds is not None and self.first_seed != 0:
             raise ConfigError(source, f"{path}.first_seed", self.first_seed,
                               "goes with size, not with seeds")
@@ -499,8 +506,9 @@ class ExperimentConfig:
     data: DataConfig = spec(factory=DataConfig, doc="dataset")
     train: TrainConfig = spec(factory=TrainConfig, doc="data training schedule")
     evaluation: EvaluationConfig = spec(factory=EvaluationConfig, doc="evaluation")
-    seed: int = spec(0, ge=0, doc="seed of a single run")
-    seeds: tuple[int, ...] | None = spec(None, ge=0, doc="seeds to run (overrides seed)")
+    seed: int = spec(0, ge=0, le=MAX_SEED, doc="seed of a single run (0 .. 2**64 - 1)")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, le=MAX_SEED,
+                                         doc="seeds to run (overrides seed; 0 .. 2**64 - 1)")
     population: PopulationConfig | None = spec(
         None, doc="run every condition's seeds as one population of chips simulated at once: "
                   "{seeds: [...]} or {size: M, first_seed: s} (replaces seeds)")

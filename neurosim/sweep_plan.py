@@ -49,6 +49,7 @@ from typing import Any
 from neurosim.config import (ExperimentConfig, RunSpec, apply_overrides, check_folder_name,
                              expand_runs, read_yaml)
 from neurosim.errors import ConfigError
+from neurosim.rng import MAX_SEED
 from neurosim.runner import run_dir_of
 from neurosim.schema import build, spec, yaml11_number
 
@@ -92,9 +93,9 @@ class SweepConfig:
     cases: tuple[dict, ...] | None = spec(None, min_len=1,
                                           doc="listed cells: mappings of dotted overrides, "
                                               "each crossed with the grid")
-    seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
-                                         doc="seeds of every condition (default: the "
-                                             "experiment's)")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, le=MAX_SEED, min_len=1,
+                                         doc="seeds of every condition, 0 .. 2**64 - 1 "
+                                             "(default: the experiment's)")
     baseline: str | None = spec(None, doc="condition that report.md tests the others "
                                           "against (default: the first)")
     population: SweepPopulationConfig | None = spec(

@@ -75,6 +75,16 @@ BAD_EXPERIMENTS = [
      "cannot set"),
     ("condition override key not text", merged(conditions={"x": {1: "fa"}}), "conditions.x",
      "dotted field names"),
+    # seeds are mixed mod 2**64: 2**64 was accepted and ran exactly as seed 0
+    ("seed of 2**64", merged(seed=2**64), "seed = 18446744073709551616",
+     "must be >= 0 and <= 18446744073709551615"),
+    ("seeds past 2**64 - 1", merged(seeds=[1, 2**64 + 1]), "seeds[1]",
+     "must be >= 0 and <= 18446744073709551615"),
+    ("population seed of 2**64", merged(population={"seeds": [2**64]}),
+     "population.seeds[0]", "must be >= 0 and <= 18446744073709551615"),
+    ("population seeds running past 2**64 - 1",
+     merged(population={"size": 3, "first_seed": 2**64 - 2}), "population.first_seed",
+     "first_seed + size - 1, must be <= 18446744073709551615 (2**64 - 1)"),
 ]
 
 
@@ -357,3 +367,17 @@ def test_fields_lists_the_fields_of_optional_sections(capsys):
         assert [f"{section}.{name}" for name in names] == [
             path for path in paths[start + 1:start + 7] if path.split(".")[-1] in names]
     assert "train.epochs" in paths and "train" not in paths  # a required section: fields only
+
+
+def test_a_sweep_seed_past_2_64_is_refused(tmp_path, capsys):
+    """A sweep's seeds are the experiment's: 2**64 was accepted (and ran as seed 0)."""
+    experiment = write(tmp_path, BASE)
+    sweep = write(tmp_path, {"name": "s", "experiment": str(experiment), "seeds": [0, 2**64]},
+                  "sweep.yaml")
+    assert main(["config", "validate", str(sweep)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {sweep}: seeds[1] = 18446744073709551616: "
+        "must be >= 0 and <= 18446744073709551615")
+    population = write(tmp_path, {**BASE, "population": {"size": 2,
+                                                        "first_seed": 2**64 - 2}})
+    assert main(["config", "validate", str(population)]) == 0  # the last seed is 2**64 - 1
