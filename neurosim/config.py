@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from neurosim.data.ood import SIDE as IMAGE_SIDE  # pixels per side of the 28x28 frame
 from neurosim.data.registry import DATASET_NAMES, get_spec
 from neurosim.energy import EnergyConfig
 from neurosim.errors import ConfigError
@@ -46,6 +47,9 @@ DATASET_CLASSES = 10
 # --------------------------------------------------------------------------- chip
 DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
+#: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
+#: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.
+MAX_PULSES = 2**16
 
 
 @dataclass(frozen=True)
@@ -165,8 +169,12 @@ class UpdateConfig:
                          "event per batch; stochastic: per sample, Bernoulli pulse trains of "
                          "length bl on rows and columns, a pulse per coincidence (in-array "
                          "SGD, aihwkit style)")
-    max_pulses: int = spec(31, ge=1, doc="pulsed: most pulses one weight gets per update")
-    bl: int = spec(31, ge=1, doc="stochastic: pulse-train length per sample")
+    max_pulses: int = spec(31, ge=1, le=MAX_PULSES,
+                           doc="pulsed: most pulses one weight gets per update (1 .. 65536; "
+                               "a device's whole range is levels pulses, typically 100-1000)")
+    bl: int = spec(31, ge=1, le=MAX_PULSES,
+                   doc="stochastic: pulse-train length per sample (1 .. 65536; aihwkit's "
+                       "default 31)")
 
 
 @dataclass(frozen=True)
@@ -316,9 +324,9 @@ class SimulationConfig:
     device: str = spec("cpu", choices=DEVICES,
                        doc="where the arithmetic runs: cpu, or cuda (a GPU; backend torch only)")
     dtype: str = spec("float32", choices=("float32", "float64"), doc="floating-point type")
-    threads: int | None = spec(None, ge=1,
-                               doc="CPU threads: Numba and BLAS, or torch's intra-op threads "
-                                   "(default: all cores)")
+    threads: int | None = spec(None, ge=1, le=1024,
+                               doc="CPU threads: Numba and BLAS, or torch's intra-op threads, "
+                                   "1 .. 1024 (default: all cores)")
     deterministic: bool = spec(True, doc="numba: results independent of the thread count "
                                          "(matrix products tiled and split by shape); false "
                                          "sends every product to the multithreaded BLAS "
@@ -343,8 +351,9 @@ class SimulationConfig:
 # --------------------------------------------------------------------- experiment
 @dataclass(frozen=True)
 class NetworkConfig:
-    dims: tuple[int, ...] = spec((784, 100, 10), ge=1, min_len=2,
-                                 doc="layer widths n_0 -> n_1 -> ... -> n_L")
+    dims: tuple[int, ...] = spec((784, 100, 10), ge=1, le=2**20, min_len=2,
+                                 doc="layer widths n_0 -> n_1 -> ... -> n_L, each 1 .. 2**20 "
+                                     "(1,048,576)")
     activation: str = spec("relu", choices=("relu", "tanh"), doc="hidden activation")
 
 
@@ -353,7 +362,8 @@ class OptimizerConfig:
     """Digital-periphery optimizer turning the rule's gradient into a desired dW."""
 
     name: str = spec("adam", choices=("sgd", "adam"), doc="sgd (hardware-native) or adam")
-    lr: float = spec(1e-4, gt=0.0, doc="learning rate eta")
+    lr: float = spec(1e-4, gt=0.0, le=1e3,
+                     doc="learning rate eta, > 0 and <= 1000 (Adam 1e-4, SGD 1e-2 here)")
     beta1: float = spec(0.9, ge=0.0, lt=1.0, doc="Adam first-moment decay")
     beta2: float = spec(0.999, ge=0.0, lt=1.0, doc="Adam second-moment decay")
     eps: float = spec(1e-8, gt=0.0, doc="Adam denominator floor")
@@ -384,7 +394,8 @@ class PreconditionConfig:
     regime: str = spec("fixed_set", choices=("fixed_set", "fresh_stream"),
                        doc="fixed_set: N examples drawn once and reused every epoch; "
                            "fresh_stream: new noise every step")
-    n_examples: int = spec(10000, ge=1, doc="size N of the fixed noise set")
+    n_examples: int = spec(10000, ge=1, le=2**26,
+                           doc="size N of the fixed noise set, 1 .. 2**26 (67,108,864)")
     steps: int = spec(10000, ge=0, doc="optimizer steps of the noise phase")
     batch_size: int = spec(64, ge=1, doc="noise mini-batch size")
     input: NoiseInputConfig = spec(factory=NoiseInputConfig, doc="noise input distribution")
@@ -434,8 +445,9 @@ class EvaluationConfig:
                                          "of data training (records gain ood_accuracy), e.g. "
                                          "to compare OOD accuracy at matched in-distribution "
                                          "accuracy")
-    ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0,
-                                            doc="translations (right and down), pixels")
+    ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0, le=IMAGE_SIDE,
+                                            doc="translations (right and down), pixels, "
+                                                "0 .. 28 (the image side)")
     ood_rotations_deg: tuple[float, ...] = spec((15.0, 30.0, 45.0), doc="rotations, degrees")
     ood_scales: tuple[float, ...] = spec((0.7, 1.3), gt=0.0, doc="scale factors")
     energy_target: float = spec(0.9, gt=0.0, le=1.0,

@@ -267,3 +267,21 @@ def test_output_into_a_closed_pipe_ends_quietly():
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_running_out_of_memory_is_one_line_naming_what_to_reduce(tmp_path, capsys, monkeypatch):
+    """numpy's MemoryError (sizes the config chose, too large for the machine) was a
+    traceback: it is one line with numpy's message and what to reduce, exit status 2."""
+    import numpy as np
+
+    from neurosim.commands import config
+
+    def allocate(*args, **kwargs):
+        return np.empty(2**62, dtype=np.uint8)  # more than any address space: always fails
+
+    monkeypatch.setattr(config, "load_experiment", allocate)
+    assert main(["config", "validate", str(write_experiment(tmp_path))]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("error: out of memory: Unable to allocate 4.00 EiB"), err
+    assert err.endswith("; reduce network.dims, the batch sizes, precondition.n_examples, the "
+                        "evaluation probe sizes or population.max_chips")

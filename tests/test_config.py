@@ -82,6 +82,18 @@ BAD_EXPERIMENTS = [
      "must be >= 0 and <= 18446744073709551615"),
     ("population seed of 2**64", merged(population={"seeds": [2**64]}),
      "population.seeds[0]", "must be >= 0 and <= 18446744073709551615"),
+    # sizes without an upper bound passed validation, then crashed the run with an
+    # OverflowError or MemoryError traceback
+    ("threads past 1024", merged(simulation={"backend": "numpy", "threads": 10**11}),
+     "simulation.threads = 100000000000", "must be >= 1 and <= 1024"),
+    ("layer wider than 2**20", merged(network={"dims": [784, 10**11, 10]}),
+     "network.dims[1] = 100000000000", "must be >= 1 and <= 1048576"),
+    ("noise set past 2**26", merged(precondition={"n_examples": 10**11}),
+     "precondition.n_examples = 100000000000", "must be >= 1 and <= 67108864"),
+    ("lr past 1000", merged(optimizer={"lr": 1e300}), "optimizer.lr = 1e+300",
+     "must be > 0.0 and <= 1000.0"),
+    ("shift past the image", merged(evaluation={"ood_shifts_px": [2.0, 1000.0]}),
+     "evaluation.ood_shifts_px[1] = 1000.0", "must be >= 0.0 and <= 28"),
     ("population seeds running past 2**64 - 1",
      merged(population={"size": 3, "first_seed": 2**64 - 2}), "population.first_seed",
      "first_seed + size - 1, must be <= 18446744073709551615 (2**64 - 1)"),
@@ -151,6 +163,16 @@ BAD_CHIPS = [
     ("unknown update mode", {"forward": {"update": {"mode": "magic"}}},
      "forward.update.mode", "must be one of ideal, pulsed"),
     ("zero tile rows", {"tiles": {"rows": 0}}, "tiles.rows", "must be >= 1"),
+    ("max_pulses past 2**16", {"forward": {"device": {"model": "constant_step"},
+                                           "update": {"mode": "pulsed", "max_pulses": 10**20}}},
+     "forward.update.max_pulses = 100000000000000000000", "must be >= 1 and <= 65536"),
+    ("bl past 2**16", {"forward": {"device": {"model": "constant_step"},
+                                   "update": {"mode": "stochastic", "bl": 10**20}}},
+     "forward.update.bl = 100000000000000000000", "must be >= 1 and <= 65536"),
+    ("adc_bits_default past the periphery's cap", {"energy": {"adc_bits_default": 100000}},
+     "energy.adc_bits_default = 100000", "must be >= 1 and <= 24"),
+    ("dac_bits_default past the periphery's cap", {"energy": {"dac_bits_default": 25}},
+     "energy.dac_bits_default = 25", "must be >= 1 and <= 24"),
 ]
 
 
