@@ -260,7 +260,7 @@ def test_cli_error_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}: optimizer.lr = -1.0: must be > 0.0"]
+        f"error: {path}: optimizer.lr = -1.0: must be > 0.0 and <= 1000.0"]
 
 
 def test_chip_paths_are_relative_to_the_experiment_and_presets_win_for_bare_names(
