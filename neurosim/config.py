@@ -736,10 +736,11 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
+def resolve_chip_path(name: str, relative_to: Path | None = None, field: str = "chip") -> Path:
     """A chip preset name (``ideal``) or a path: a bare name (no folder, no ``.yaml``) is
     a preset first; a path is taken relative to the experiment file ``relative_to``
-    first, then to the current folder (or as it is, when absolute)."""
+    first, then to the current folder (or as it is, when absolute). An error names the
+    field that gave it, ``field`` (``conditions.a.chip`` for a condition's)."""
     preset = HW_CONFIG_DIR / f"{name}.yaml"
     candidates = [Path(name)]
     if relative_to is not None:
@@ -753,7 +754,7 @@ def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
             return candidate
     presets = ", ".join(sorted(p.stem for p in HW_CONFIG_DIR.glob("*.yaml")))
     raise ConfigError(str(relative_to) if relative_to is not None else "chip argument",
-                      "chip", name, f"must be a preset ({presets}) or a path to a chip YAML")
+                      field, name, f"must be a preset ({presets}) or a path to a chip YAML")
 
 
 def load_chip(path: str | Path, overrides: list[str] = ()) -> ChipConfig:
@@ -796,10 +797,13 @@ def section_overrides(base: dict, overrides: dict, prefix: str = "") -> list[tup
     return flat
 
 
-def apply_overrides(data: dict, overrides: list[tuple[str, Any]]) -> dict:
+def apply_overrides(data: dict, overrides: list[tuple[str, Any]], source: str = "--set",
+                    prefix: str = "") -> dict:
+    """A copy of ``data`` with the dotted ``overrides`` set; an error names ``source`` and
+    the override's own path, ``prefix + key`` (:func:`~neurosim.schema.set_dotted`)."""
     data = copy.deepcopy(data)
     for key, value in overrides:
-        set_dotted(data, key, value)
+        set_dotted(data, key, value, source, prefix)
     return data
 
 
@@ -835,12 +839,14 @@ def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[
              else experiment.seeds if experiment.seeds is not None else (experiment.seed,))
     runs = []
     for name, overrides in conditions.items():
-        data = apply_overrides(base, section_overrides(base, overrides))
+        data = apply_overrides(base, section_overrides(base, overrides), source,
+                               f"conditions.{name}.")
         data["conditions"] = None
         data["seeds"] = None
         data["population"] = None  # a run of a population is configured as a run alone
         resolved = build(ExperimentConfig, data, f"{source} (condition {name})")
-        chip = load_chip(resolve_chip_path(resolved.chip, path))
+        chip_field = f"conditions.{name}.chip" if "chip" in overrides else "chip"
+        chip = load_chip(resolve_chip_path(resolved.chip, path, chip_field))
         check_update_mode(resolved, chip, f"{source} (condition {name})")
         for seed in seeds:
             runs.append(RunSpec(dataclasses.replace(resolved, seed=seed), chip, name, seed))

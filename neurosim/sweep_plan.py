@@ -216,8 +216,9 @@ def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
     return tuple(cells.values())
 
 
-def _base_data(config: SweepConfig, experiment_path: Path) -> dict:
-    data = apply_overrides(read_yaml(experiment_path), list((config.overrides or {}).items()))
+def _base_data(config: SweepConfig, experiment_path: Path, source: str) -> dict:
+    data = apply_overrides(read_yaml(experiment_path), list((config.overrides or {}).items()),
+                           source, "overrides.")
     if config.conditions is not None:
         data["conditions"] = dict(config.conditions)
     if config.seeds is not None:
@@ -231,8 +232,8 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
     is named as its ``conditions.<name>.<field>``, not as the base experiment's."""
     where = f"{source} (cell {cell.name})"
     try:
-        experiment = build(ExperimentConfig, apply_overrides(data, list(cell.overrides.items())),
-                           where)
+        experiment = build(ExperimentConfig,
+                           apply_overrides(data, list(cell.overrides.items()), where), where)
         return expand_runs(experiment, experiment_path)
     except ConfigError as error:
         if error.source.startswith(source):
@@ -242,6 +243,9 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
         if sweep_conditions and condition:
             raise ConfigError(where, f"conditions.{condition[1]}.{error.path}", error.value,
                               error.allowed) from None
+        if sweep_conditions and error.source == str(experiment_path) and \
+                error.path.startswith("conditions."):  # already the condition's own path
+            raise ConfigError(where, error.path, error.value, error.allowed) from None
         raise ConfigError(f"{where}, {error.source}", error.path, error.value,
                           error.allowed) from None
 
@@ -256,7 +260,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
         raise ConfigError(source, "experiment", config.experiment,
                           f"must be an experiment YAML relative to the sweep file "
                           f"({experiment_path} does not exist)")
-    data = _base_data(config, experiment_path)
+    data = _base_data(config, experiment_path, source)
     try:
         base = build(ExperimentConfig, data,
                      f"{experiment_path} (with the overrides of {source})")

@@ -403,3 +403,29 @@ def test_a_sweep_seed_past_2_64_is_refused(tmp_path, capsys):
     population = write(tmp_path, {**BASE, "population": {"size": 2,
                                                         "first_seed": 2**64 - 2}})
     assert main(["config", "validate", str(population)]) == 0  # the last seed is 2**64 - 1
+
+
+@pytest.mark.parametrize("experiment, sweep, line", [
+    ({"conditions": {"a": {"train.epochs.x": 1}}}, None,
+     "{experiment}: conditions.a.train.epochs.x = 1: train.epochs is not a mapping of fields"),
+    ({"conditions": {"a": {"chip": "no_such_chip"}}}, None,
+     "{experiment}: conditions.a.chip = 'no_such_chip': must be a preset"),
+    ({}, {"overrides": {"train.epochs.x": 1}},
+     "{sweep}: overrides.train.epochs.x = 1: train.epochs is not a mapping of fields"),
+    ({}, {"conditions": {"a": {"train.epochs.x": 1}}},
+     "{sweep} (cell base): conditions.a.train.epochs.x = 1: train.epochs is not a mapping"),
+    ({}, {"conditions": {"a": {"chip": "no_such_chip"}}},
+     "{sweep} (cell base): conditions.a.chip = 'no_such_chip': must be a preset"),
+])
+def test_an_error_in_a_condition_or_a_sweep_override_names_its_file_and_path(
+        tmp_path, capsys, experiment, sweep, line):
+    """Such errors were blamed on --set ('error: --set: train.epochs.x = 1'), and a bad
+    chip of a condition on the experiment's own chip field."""
+    experiment_path = write(tmp_path, {**BASE, "train": {"epochs": 1}, **experiment})
+    path = experiment_path
+    if sweep is not None:
+        path = write(tmp_path, {"name": "s", "experiment": str(experiment_path), **sweep},
+                     "sweep.yaml")
+    assert main(["config", "validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("error: " + line.format(experiment=experiment_path, sweep=path)), err
