@@ -285,3 +285,23 @@ def test_running_out_of_memory_is_one_line_naming_what_to_reduce(tmp_path, capsy
     assert err.startswith("error: out of memory: Unable to allocate 4.00 EiB"), err
     assert err.endswith("; reduce network.dims, the batch sizes, precondition.n_examples, the "
                         "evaluation probe sizes or population.max_chips")
+
+
+@pytest.mark.parametrize("stray, line", [
+    ({"tiles": {"rows": 3}}, "tiles = {'rows': 3}: unknown field; allowed fields: name, chip,"),
+    ({"experiment": "foo.yaml"}, "experiment = 'foo.yaml': unknown field; allowed fields: name,"),
+])
+def test_a_stray_field_of_another_kind_is_named_as_run_names_it(tmp_path, capsys, stray, line):
+    """An experiment with a stray chip key (tiles) was validated as a chip, one with a
+    stray sweep key (experiment) as a sweep, and the error blamed data or chip: the kind is
+    the one most keys belong to, the stray key is the error, and the kind assumed is said."""
+    path = write_experiment(tmp_path, **stray)
+    for command in (["config", "validate"], ["config", "show"]):
+        assert main([*command, str(path)]) == 2
+        (err,) = capsys.readouterr().err.strip().splitlines()
+        assert err.startswith(f"error: {path}: {line}"), err
+        assert err.endswith(f"(read as an experiment file, the kind most of its keys belong "
+                            f"to; {next(iter(stray))} is a {'chip' if 'tiles' in stray else 'sweep'}"
+                            "'s field)"), err
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert f"error: {path}: {line}" in capsys.readouterr().err
