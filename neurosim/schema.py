@@ -75,7 +75,8 @@ def _type_name(tp: Any) -> str:
         return "null"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+            dict: "a mapping"}.get(
         tp, getattr(tp, "__name__", str(tp)))
 
 

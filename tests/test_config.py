@@ -429,3 +429,20 @@ def test_an_error_in_a_condition_or_a_sweep_override_names_its_file_and_path(
     assert main(["config", "validate", str(path)]) == 2
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.startswith("error: " + line.format(experiment=experiment_path, sweep=path)), err
+
+
+@pytest.mark.parametrize("data, line", [
+    (merged(conditions=["a", "b"]), "conditions = ['a', 'b']: must be a mapping or null"),
+    ({"data": {"dataset": "digits"}}, "name = null: is required"),
+    (merged(population={"first_seed": 2}),
+     "population.size = null: give the population either seeds or a size, not both"),
+    (merged(train={"epochz": {"a": None, "b": [True, False]}}),
+     "train.epochz = {'a': null, 'b': [true, false]}: unknown field"),
+])
+def test_messages_speak_yaml_not_python(tmp_path, capsys, data, line):
+    """Messages said 'must be dict or null' and showed None, True, False: a YAML user
+    writes a mapping, null, true and false."""
+    path = write(tmp_path, data)
+    assert main(["config", "validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"error: {path}: {line}"), err
