@@ -3,7 +3,8 @@
 Each sub-command lives in its own module under :mod:`neurosim.commands` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
 parsed arguments and returning an exit status. User errors (:class:`NeurosimError`) are
-printed as one line on stderr with exit status 2, never as a traceback.
+printed as one line on stderr with exit status 2, never as a traceback; so is running out
+of memory (sizes in the config too large for this machine), with what to reduce.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from neurosim.commands import COMMANDS
 from neurosim.errors import NeurosimError
 
 EXIT_USER_ERROR = 2
+#: What sets the memory a run needs, named when an allocation fails.
+MEMORY_HINT = ("network.dims, the batch sizes, precondition.n_examples, the evaluation probe "
+               "sizes or population.max_chips")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NeurosimError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except MemoryError as error:  # numpy's _ArrayMemoryError too: sizes the config chose
+        print(f"error: out of memory: {str(error) or 'an allocation failed'}; reduce "
+              f"{MEMORY_HINT}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

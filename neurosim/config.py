@@ -24,10 +24,12 @@ from typing import Any
 
 import yaml
 
+from neurosim.data.ood import SIDE as IMAGE_SIDE  # pixels per side of the 28x28 frame
 from neurosim.data.registry import DATASET_NAMES, get_spec
 from neurosim.energy import EnergyConfig
 from neurosim.errors import ConfigError
 from neurosim.periphery import PeripheryConfig
+from neurosim.rng import MAX_SEED
 from neurosim.schema import build, set_dotted, spec, to_plain
 
 HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
@@ -45,6 +47,9 @@ DATASET_CLASSES = 10
 # --------------------------------------------------------------------------- chip
 DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
+#: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
+#: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.
+MAX_PULSES = 2**16
 
 
 def refuse_unused(source: str, path: str, config, fields: tuple[str, ...], used: bool,
@@ -183,8 +188,12 @@ class UpdateConfig:
                          "event per batch; stochastic: per sample, Bernoulli pulse trains of "
                          "length bl on rows and columns, a pulse per coincidence (in-array "
                          "SGD, aihwkit style)")
-    max_pulses: int = spec(31, ge=1, doc="pulsed: most pulses one weight gets per update")
-    bl: int = spec(31, ge=1, doc="stochastic: pulse-train length per sample")
+    max_pulses: int = spec(31, ge=1, le=MAX_PULSES,
+                           doc="pulsed: most pulses one weight gets per update (1 .. 65536; "
+                               "a device's whole range is levels pulses, typically 100-1000)")
+    bl: int = spec(31, ge=1, le=MAX_PULSES,
+                   doc="stochastic: pulse-train length per sample (1 .. 65536; aihwkit's "
+                       "default 31)")
 
 
 @dataclass(frozen=True)
@@ -340,9 +349,9 @@ class SimulationConfig:
     device: str = spec("cpu", choices=DEVICES,
                        doc="where the arithmetic runs: cpu, or cuda (a GPU; backend torch only)")
     dtype: str = spec("float32", choices=("float32", "float64"), doc="floating-point type")
-    threads: int | None = spec(None, ge=1,
-                               doc="CPU threads: Numba and BLAS, or torch's intra-op threads "
-                                   "(default: all cores)")
+    threads: int | None = spec(None, ge=1, le=1024,
+                               doc="CPU threads: Numba and BLAS, or torch's intra-op threads, "
+                                   "1 .. 1024 (default: all cores)")
     deterministic: bool = spec(True, doc="numba: results independent of the thread count "
                                          "(matrix products tiled and split by shape); false "
                                          "sends every product to the multithreaded BLAS "
@@ -367,8 +376,9 @@ class SimulationConfig:
 # --------------------------------------------------------------------- experiment
 @dataclass(frozen=True)
 class NetworkConfig:
-    dims: tuple[int, ...] = spec((784, 100, 10), ge=1, min_len=2,
-                                 doc="layer widths n_0 -> n_1 -> ... -> n_L")
+    dims: tuple[int, ...] = spec((784, 100, 10), ge=1, le=2**20, min_len=2,
+                                 doc="layer widths n_0 -> n_1 -> ... -> n_L, each 1 .. 2**20 "
+                                     "(1,048,576)")
     activation: str = spec("relu", choices=("relu", "tanh"), doc="hidden activation")
 
 
@@ -377,7 +387,8 @@ class OptimizerConfig:
     """Digital-periphery optimizer turning the rule's gradient into a desired dW."""
 
     name: str = spec("adam", choices=("sgd", "adam"), doc="sgd (hardware-native) or adam")
-    lr: float = spec(1e-4, gt=0.0, doc="learning rate eta")
+    lr: float = spec(1e-4, gt=0.0, le=1e3,
+                     doc="learning rate eta, > 0 and <= 1000 (Adam 1e-4, SGD 1e-2 here)")
     beta1: float = spec(0.9, ge=0.0, lt=1.0, doc="Adam first-moment decay")
     beta2: float = spec(0.999, ge=0.0, lt=1.0, doc="Adam second-moment decay")
     eps: float = spec(1e-8, gt=0.0, doc="Adam denominator floor")
@@ -418,7 +429,8 @@ class PreconditionConfig:
     regime: str = spec("fixed_set", choices=("fixed_set", "fresh_stream"),
                        doc="fixed_set: N examples drawn once and reused every epoch; "
                            "fresh_stream: new noise every step")
-    n_examples: int = spec(10000, ge=1, doc="size N of the fixed noise set")
+    n_examples: int = spec(10000, ge=1, le=2**26,
+                           doc="size N of the fixed noise set, 1 .. 2**26 (67,108,864)")
     steps: int = spec(10000, ge=0, doc="optimizer steps of the noise phase")
     batch_size: int = spec(64, ge=1, doc="noise mini-batch size")
     input: NoiseInputConfig = spec(factory=NoiseInputConfig, doc="noise input distribution")
@@ -470,8 +482,9 @@ class EvaluationConfig:
                                          "of data training (records gain ood_accuracy), e.g. "
                                          "to compare OOD accuracy at matched in-distribution "
                                          "accuracy")
-    ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0,
-                                            doc="translations (right and down), pixels")
+    ood_shifts_px: tuple[float, ...] = spec((2.0, 4.0), ge=0.0, le=IMAGE_SIDE,
+                                            doc="translations (right and down), pixels, "
+                                                "0 .. 28 (the image side)")
     ood_rotations_deg: tuple[float, ...] = spec((15.0, 30.0, 45.0), doc="rotations, degrees")
     ood_scales: tuple[float, ...] = spec((0.7, 1.3), gt=0.0, doc="scale factors")
     energy_target: float = spec(0.9, gt=0.0, le=1.0,
@@ -492,11 +505,13 @@ class PopulationConfig:
     backend call (one per optimizer and batch size among them: chips in different phases).
     Each chip's run folder holds what a separate run with its seed writes."""
 
-    seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
-                                         doc="the chips' seeds (distinct)")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, le=MAX_SEED, min_len=1,
+                                         doc="the chips' seeds (distinct; 0 .. 2**64 - 1)")
     size: int | None = spec(None, ge=1, doc="M chips with seeds first_seed .. first_seed + M "
                                             "- 1 (instead of seeds)")
-    first_seed: int = spec(0, ge=0, doc="seed of the first chip, with size")
+    first_seed: int = spec(0, ge=0, le=MAX_SEED,
+                           doc="seed of the first chip, with size (first_seed + size - 1 "
+                               "<= 2**64 - 1)")
     across_conditions: bool = spec(
         True, doc="one population for all the conditions that share the chip, network, rule "
                   "and simulation (e.g. preconditioning choices, optimizers, schedules: "
@@ -512,6 +527,10 @@ class PopulationConfig:
                               "give the population either seeds or a size, not both")
         if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(source, f"{path}.seeds", list(self.seeds), "must be distinct")
+        if self.size is not None and self.first_seed + self.size - 1 > MAX_SEED:
+            raise ConfigError(source, f"{path}.first_seed", self.first_seed,
+                              f"the last seed, first_seed + size - 1, must be <= {MAX_SEED} "
+                              f"(2**64 - 1): first_seed <= {MAX_SEED - self.size + 1}")
         if self.seeds is not None and self.first_seed != 0:
             raise ConfigError(source, f"{path}.first_seed", self.first_seed,
                               "goes with size, not with seeds")
@@ -536,8 +555,9 @@ class ExperimentConfig:
     data: DataConfig = spec(factory=DataConfig, doc="dataset")
     train: TrainConfig = spec(factory=TrainConfig, doc="data training schedule")
     evaluation: EvaluationConfig = spec(factory=EvaluationConfig, doc="evaluation")
-    seed: int = spec(0, ge=0, doc="seed of a single run")
-    seeds: tuple[int, ...] | None = spec(None, ge=0, doc="seeds to run (overrides seed)")
+    seed: int = spec(0, ge=0, le=MAX_SEED, doc="seed of a single run (0 .. 2**64 - 1)")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, le=MAX_SEED,
+                                         doc="seeds to run (overrides seed; 0 .. 2**64 - 1)")
     population: PopulationConfig | None = spec(
         None, doc="run every condition's seeds as one population of chips simulated at once: "
                   "{seeds: [...]} or {size: M, first_seed: s} (replaces seeds)")
@@ -783,10 +803,11 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
+def resolve_chip_path(name: str, relative_to: Path | None = None, field: str = "chip") -> Path:
     """A chip preset name (``ideal``) or a path: a bare name (no folder, no ``.yaml``) is
     a preset first; a path is taken relative to the experiment file ``relative_to``
-    first, then to the current folder (or as it is, when absolute)."""
+    first, then to the current folder (or as it is, when absolute). An error names the
+    field that gave it, ``field`` (``conditions.a.chip`` for a condition's)."""
     preset = HW_CONFIG_DIR / f"{name}.yaml"
     candidates = [Path(name)]
     if relative_to is not None:
@@ -800,7 +821,7 @@ def resolve_chip_path(name: str, relative_to: Path | None = None) -> Path:
             return candidate
     presets = ", ".join(sorted(p.stem for p in HW_CONFIG_DIR.glob("*.yaml")))
     raise ConfigError(str(relative_to) if relative_to is not None else "chip argument",
-                      "chip", name, f"must be a preset ({presets}) or a path to a chip YAML")
+                      field, name, f"must be a preset ({presets}) or a path to a chip YAML")
 
 
 def load_chip(path: str | Path, overrides: list[str] = ()) -> ChipConfig:
@@ -843,10 +864,13 @@ def section_overrides(base: dict, overrides: dict, prefix: str = "") -> list[tup
     return flat
 
 
-def apply_overrides(data: dict, overrides: list[tuple[str, Any]]) -> dict:
+def apply_overrides(data: dict, overrides: list[tuple[str, Any]], source: str = "--set",
+                    prefix: str = "") -> dict:
+    """A copy of ``data`` with the dotted ``overrides`` set; an error names ``source`` and
+    the override's own path, ``prefix + key`` (:func:`~neurosim.schema.set_dotted`)."""
     data = copy.deepcopy(data)
     for key, value in overrides:
-        set_dotted(data, key, value)
+        set_dotted(data, key, value, source, prefix)
     return data
 
 
@@ -882,12 +906,14 @@ def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[
              else experiment.seeds if experiment.seeds is not None else (experiment.seed,))
     runs = []
     for name, overrides in conditions.items():
-        data = apply_overrides(base, section_overrides(base, overrides))
+        data = apply_overrides(base, section_overrides(base, overrides), source,
+                               f"conditions.{name}.")
         data["conditions"] = None
         data["seeds"] = None
         data["population"] = None  # a run of a population is configured as a run alone
         resolved = build(ExperimentConfig, data, f"{source} (condition {name})")
-        chip = load_chip(resolve_chip_path(resolved.chip, path))
+        chip_field = f"conditions.{name}.chip" if "chip" in overrides else "chip"
+        chip = load_chip(resolve_chip_path(resolved.chip, path, chip_field))
         check_update_mode(resolved, chip, f"{source} (condition {name})")
         for seed in seeds:
             runs.append(RunSpec(dataclasses.replace(resolved, seed=seed), chip, name, seed))

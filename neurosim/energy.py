@@ -35,6 +35,7 @@ import numpy as np
 from neurosim.errors import ConfigError
 from neurosim.ledger import (COUNTER_INDEX, OPERATIONS, STAGES, Ledger, bytes_moved,
                              phase_totals, pulses)
+from neurosim.periphery import MAX_BITS
 from neurosim.schema import spec
 
 COMPONENTS = ("cell_read", "write", "adc", "dac", "shift_add", "memory", "rng", "digital")
@@ -80,14 +81,18 @@ class EnergyConfig:
             "2011); other resolutions are linear in bits through the two nearest entries "
             "(extrapolated from the end pair outside the table, floored at 0); a single "
             "entry is used for every resolution")
-    adc_bits_default: int = spec(8, ge=1, doc="ADC bits charged when the array's ADC is ideal "
-                                              "(periphery adc_bits null)")
+    adc_bits_default: int = spec(8, ge=1, le=MAX_BITS,
+                                 doc="ADC bits charged when the array's ADC is ideal "
+                                     "(periphery adc_bits null); 1 .. 24, the periphery's "
+                                     "own cap")
     dac_pj_per_bit: float = spec(0.417, ge=0.0,
                                  doc="DAC / row driver energy per bit of one conversion (pJ): "
                                      "ISAAC's 1-bit driver, " + ISAAC + "; a b-bit "
                                      "conversion is charged as b one-bit drives")
-    dac_bits_default: int = spec(8, ge=1, doc="DAC bits charged when the array's DAC is ideal "
-                                              "(periphery dac_bits null)")
+    dac_bits_default: int = spec(8, ge=1, le=MAX_BITS,
+                                 doc="DAC bits charged when the array's DAC is ideal "
+                                     "(periphery dac_bits null); 1 .. 24, the periphery's "
+                                     "own cap")
     shift_add_pj: float = spec(0.021, ge=0.0, doc="one partial-sum shift-add (pJ): ISAAC's "
                                                  "16-bit shift-and-add, " + ISAAC)
     buffer_pj_per_bit: float = spec(0.08, ge=0.0,

@@ -29,9 +29,27 @@ MAX_SHOWN_VALUE = 80
 
 
 def shown_value(value: object, limit: int = MAX_SHOWN_VALUE) -> str:
-    """``repr(value)``, cut to ``limit`` characters with an ellipsis when longer."""
-    text = repr(value)
+    """``value`` as the YAML user wrote it (:func:`yaml_repr`), cut to ``limit`` characters
+    with an ellipsis when longer."""
+    text = yaml_repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def yaml_repr(value: object, _seen: frozenset = frozenset()) -> str:
+    """``repr(value)`` with YAML's words for Python's: ``null``, ``true``, ``false``, also
+    inside lists and mappings (a recursive one, which YAML aliases can build, shows
+    ``...`` where it repeats)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, tuple, dict)):
+        if id(value) in _seen:
+            return "..."
+        seen = _seen | {id(value)}
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{yaml_repr(k, seen)}: {yaml_repr(v, seen)}"
+                                   for k, v in value.items()) + "}"
+        return "[" + ", ".join(yaml_repr(v, seen) for v in value) + "]"
+    return repr(value)
 
 
 class DataError(NeurosimError):

@@ -22,6 +22,10 @@ from enum import IntEnum
 
 import numpy as np
 
+#: Largest seed: seeds are mixed as uint64 (mod 2**64), so a larger one would silently
+#: repeat the streams of a smaller one; configs refuse it.
+MAX_SEED = 2**64 - 1
+
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 MUL1 = 0xBF58476D1CE4E5B9

@@ -75,7 +75,8 @@ def _type_name(tp: Any) -> str:
         return "null"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+            dict: "a mapping"}.get(
         tp, getattr(tp, "__name__", str(tp)))
 
 
@@ -203,16 +204,20 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def set_dotted(data: dict, dotted: str, value: Any) -> None:
-    """Set ``data['a']['b'] = value`` for ``dotted='a.b'``, creating mappings on the way."""
+def set_dotted(data: dict, dotted: str, value: Any, source: str = "--set",
+               prefix: str = "") -> None:
+    """Set ``data['a']['b'] = value`` for ``dotted='a.b'``, creating mappings on the way.
+    An error names ``source`` (the file, or ``--set``) and the override as written there,
+    ``prefix + dotted`` (e.g. ``conditions.a.train.epochs.x``)."""
     keys = dotted.split(".")
     node = data
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1], 1):
         child = node.get(key)
         if child is None:
             child = node[key] = {}
         elif not isinstance(child, dict):
-            raise ConfigError("--set", dotted, value, f"{key} is not a mapping of fields")
+            raise ConfigError(source, prefix + dotted, value,
+                              f"{'.'.join(keys[:depth])} is not a mapping of fields")
         node = child
     node[keys[-1]] = value
 

@@ -49,6 +49,7 @@ from typing import Any
 from neurosim.config import (ExperimentConfig, RunSpec, apply_overrides, check_folder_name,
                              expand_runs, read_yaml)
 from neurosim.errors import ConfigError
+from neurosim.rng import MAX_SEED
 from neurosim.runner import run_dir_of
 from neurosim.schema import build, spec, yaml11_number
 
@@ -92,9 +93,9 @@ class SweepConfig:
     cases: tuple[dict, ...] | None = spec(None, min_len=1,
                                           doc="listed cells: mappings of dotted overrides, "
                                               "each crossed with the grid")
-    seeds: tuple[int, ...] | None = spec(None, ge=0, min_len=1,
-                                         doc="seeds of every condition (default: the "
-                                             "experiment's)")
+    seeds: tuple[int, ...] | None = spec(None, ge=0, le=MAX_SEED, min_len=1,
+                                         doc="seeds of every condition, 0 .. 2**64 - 1 "
+                                             "(default: the experiment's)")
     baseline: str | None = spec(None, doc="condition that report.md tests the others "
                                           "against (default: the first)")
     population: SweepPopulationConfig | None = spec(
@@ -215,8 +216,9 @@ def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
     return tuple(cells.values())
 
 
-def _base_data(config: SweepConfig, experiment_path: Path) -> dict:
-    data = apply_overrides(read_yaml(experiment_path), list((config.overrides or {}).items()))
+def _base_data(config: SweepConfig, experiment_path: Path, source: str) -> dict:
+    data = apply_overrides(read_yaml(experiment_path), list((config.overrides or {}).items()),
+                           source, "overrides.")
     if config.conditions is not None:
         data["conditions"] = dict(config.conditions)
     if config.seeds is not None:
@@ -230,8 +232,8 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
     is named as its ``conditions.<name>.<field>``, not as the base experiment's."""
     where = f"{source} (cell {cell.name})"
     try:
-        experiment = build(ExperimentConfig, apply_overrides(data, list(cell.overrides.items())),
-                           where)
+        experiment = build(ExperimentConfig,
+                           apply_overrides(data, list(cell.overrides.items()), where), where)
         return expand_runs(experiment, experiment_path)
     except ConfigError as error:
         if error.source.startswith(source):
@@ -241,6 +243,9 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
         if sweep_conditions and condition:
             raise ConfigError(where, f"conditions.{condition[1]}.{error.path}", error.value,
                               error.allowed) from None
+        if sweep_conditions and error.source == str(experiment_path) and \
+                error.path.startswith("conditions."):  # already the condition's own path
+            raise ConfigError(where, error.path, error.value, error.allowed) from None
         raise ConfigError(f"{where}, {error.source}", error.path, error.value,
                           error.allowed) from None
 
@@ -255,7 +260,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
         raise ConfigError(source, "experiment", config.experiment,
                           f"must be an experiment YAML relative to the sweep file "
                           f"({experiment_path} does not exist)")
-    data = _base_data(config, experiment_path)
+    data = _base_data(config, experiment_path, source)
     try:
         base = build(ExperimentConfig, data,
                      f"{experiment_path} (with the overrides of {source})")

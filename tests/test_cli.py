@@ -282,3 +282,41 @@ def test_output_into_a_closed_pipe_ends_quietly():
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_running_out_of_memory_is_one_line_naming_what_to_reduce(tmp_path, capsys, monkeypatch):
+    """numpy's MemoryError (sizes the config chose, too large for the machine) was a
+    traceback: it is one line with numpy's message and what to reduce, exit status 2."""
+    import numpy as np
+
+    from neurosim.commands import config
+
+    def allocate(*args, **kwargs):
+        return np.empty(2**62, dtype=np.uint8)  # more than any address space: always fails
+
+    monkeypatch.setattr(config, "load_experiment", allocate)
+    assert main(["config", "validate", str(write_experiment(tmp_path))]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("error: out of memory: Unable to allocate 4.00 EiB"), err
+    assert err.endswith("; reduce network.dims, the batch sizes, precondition.n_examples, the "
+                        "evaluation probe sizes or population.max_chips")
+
+
+@pytest.mark.parametrize("stray, line", [
+    ({"tiles": {"rows": 3}}, "tiles = {'rows': 3}: unknown field; allowed fields: name, chip,"),
+    ({"experiment": "foo.yaml"}, "experiment = 'foo.yaml': unknown field; allowed fields: name,"),
+])
+def test_a_stray_field_of_another_kind_is_named_as_run_names_it(tmp_path, capsys, stray, line):
+    """An experiment with a stray chip key (tiles) was validated as a chip, one with a
+    stray sweep key (experiment) as a sweep, and the error blamed data or chip: the kind is
+    the one most keys belong to, the stray key is the error, and the kind assumed is said."""
+    path = write_experiment(tmp_path, **stray)
+    for command in (["config", "validate"], ["config", "show"]):
+        assert main([*command, str(path)]) == 2
+        (err,) = capsys.readouterr().err.strip().splitlines()
+        assert err.startswith(f"error: {path}: {line}"), err
+        assert err.endswith(f"(read as an experiment file, the kind most of its keys belong "
+                            f"to; {next(iter(stray))} is a {'chip' if 'tiles' in stray else 'sweep'}"
+                            "'s field)"), err
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert f"error: {path}: {line}" in capsys.readouterr().err

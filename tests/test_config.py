@@ -103,6 +103,28 @@ BAD_EXPERIMENTS = [
      "cannot set"),
     ("condition override key not text", merged(conditions={"x": {1: "fa"}}), "conditions.x",
      "dotted field names"),
+    # seeds are mixed mod 2**64: 2**64 was accepted and ran exactly as seed 0
+    ("seed of 2**64", merged(seed=2**64), "seed = 18446744073709551616",
+     "must be >= 0 and <= 18446744073709551615"),
+    ("seeds past 2**64 - 1", merged(seeds=[1, 2**64 + 1]), "seeds[1]",
+     "must be >= 0 and <= 18446744073709551615"),
+    ("population seed of 2**64", merged(population={"seeds": [2**64]}),
+     "population.seeds[0]", "must be >= 0 and <= 18446744073709551615"),
+    # sizes without an upper bound passed validation, then crashed the run with an
+    # OverflowError or MemoryError traceback
+    ("threads past 1024", merged(simulation={"backend": "numpy", "threads": 10**11}),
+     "simulation.threads = 100000000000", "must be >= 1 and <= 1024"),
+    ("layer wider than 2**20", merged(network={"dims": [784, 10**11, 10]}),
+     "network.dims[1] = 100000000000", "must be >= 1 and <= 1048576"),
+    ("noise set past 2**26", merged(precondition={"n_examples": 10**11}),
+     "precondition.n_examples = 100000000000", "must be >= 1 and <= 67108864"),
+    ("lr past 1000", merged(optimizer={"lr": 1e300}), "optimizer.lr = 1e+300",
+     "must be > 0.0 and <= 1000.0"),
+    ("shift past the image", merged(evaluation={"ood_shifts_px": [2.0, 1000.0]}),
+     "evaluation.ood_shifts_px[1] = 1000.0", "must be >= 0.0 and <= 28"),
+    ("population seeds running past 2**64 - 1",
+     merged(population={"size": 3, "first_seed": 2**64 - 2}), "population.first_seed",
+     "first_seed + size - 1, must be <= 18446744073709551615 (2**64 - 1)"),
 ]
 
 
@@ -189,6 +211,16 @@ BAD_CHIPS = [
     ("levels of a sign array", {"feedback": {"kind": "sign", "levels": 256}},
      "feedback.levels", "a sign array's cells are +-max|B|"),
     ("zero tile rows", {"tiles": {"rows": 0}}, "tiles.rows", "must be >= 1"),
+    ("max_pulses past 2**16", {"forward": {"device": {"model": "constant_step"},
+                                           "update": {"mode": "pulsed", "max_pulses": 10**20}}},
+     "forward.update.max_pulses = 100000000000000000000", "must be >= 1 and <= 65536"),
+    ("bl past 2**16", {"forward": {"device": {"model": "constant_step"},
+                                   "update": {"mode": "stochastic", "bl": 10**20}}},
+     "forward.update.bl = 100000000000000000000", "must be >= 1 and <= 65536"),
+    ("adc_bits_default past the periphery's cap", {"energy": {"adc_bits_default": 100000}},
+     "energy.adc_bits_default = 100000", "must be >= 1 and <= 24"),
+    ("dac_bits_default past the periphery's cap", {"energy": {"dac_bits_default": 25}},
+     "energy.dac_bits_default = 25", "must be >= 1 and <= 24"),
 ]
 
 
@@ -276,7 +308,7 @@ def test_cli_error_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}: optimizer.lr = -1.0: must be > 0.0"]
+        f"error: {path}: optimizer.lr = -1.0: must be > 0.0 and <= 1000.0"]
 
 
 def test_chip_paths_are_relative_to_the_experiment_and_presets_win_for_bare_names(
@@ -405,3 +437,60 @@ def test_fields_lists_the_fields_of_optional_sections(capsys):
         assert [f"{section}.{name}" for name in names] == [
             path for path in paths[start + 1:start + 7] if path.split(".")[-1] in names]
     assert "train.epochs" in paths and "train" not in paths  # a required section: fields only
+
+
+def test_a_sweep_seed_past_2_64_is_refused(tmp_path, capsys):
+    """A sweep's seeds are the experiment's: 2**64 was accepted (and ran as seed 0)."""
+    experiment = write(tmp_path, BASE)
+    sweep = write(tmp_path, {"name": "s", "experiment": str(experiment), "seeds": [0, 2**64]},
+                  "sweep.yaml")
+    assert main(["config", "validate", str(sweep)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {sweep}: seeds[1] = 18446744073709551616: "
+        "must be >= 0 and <= 18446744073709551615")
+    population = write(tmp_path, {**BASE, "population": {"size": 2,
+                                                        "first_seed": 2**64 - 2}})
+    assert main(["config", "validate", str(population)]) == 0  # the last seed is 2**64 - 1
+
+
+@pytest.mark.parametrize("experiment, sweep, line", [
+    ({"conditions": {"a": {"train.epochs.x": 1}}}, None,
+     "{experiment}: conditions.a.train.epochs.x = 1: train.epochs is not a mapping of fields"),
+    ({"conditions": {"a": {"chip": "no_such_chip"}}}, None,
+     "{experiment}: conditions.a.chip = 'no_such_chip': must be a preset"),
+    ({}, {"overrides": {"train.epochs.x": 1}},
+     "{sweep}: overrides.train.epochs.x = 1: train.epochs is not a mapping of fields"),
+    ({}, {"conditions": {"a": {"train.epochs.x": 1}}},
+     "{sweep} (cell base): conditions.a.train.epochs.x = 1: train.epochs is not a mapping"),
+    ({}, {"conditions": {"a": {"chip": "no_such_chip"}}},
+     "{sweep} (cell base): conditions.a.chip = 'no_such_chip': must be a preset"),
+])
+def test_an_error_in_a_condition_or_a_sweep_override_names_its_file_and_path(
+        tmp_path, capsys, experiment, sweep, line):
+    """Such errors were blamed on --set ('error: --set: train.epochs.x = 1'), and a bad
+    chip of a condition on the experiment's own chip field."""
+    experiment_path = write(tmp_path, {**BASE, "train": {"epochs": 1}, **experiment})
+    path = experiment_path
+    if sweep is not None:
+        path = write(tmp_path, {"name": "s", "experiment": str(experiment_path), **sweep},
+                     "sweep.yaml")
+    assert main(["config", "validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("error: " + line.format(experiment=experiment_path, sweep=path)), err
+
+
+@pytest.mark.parametrize("data, line", [
+    (merged(conditions=["a", "b"]), "conditions = ['a', 'b']: must be a mapping or null"),
+    ({"data": {"dataset": "digits"}}, "name = null: is required"),
+    (merged(population={"first_seed": 2}),
+     "population.size = null: give the population either seeds or a size, not both"),
+    (merged(train={"epochz": {"a": None, "b": [True, False]}}),
+     "train.epochz = {'a': null, 'b': [true, false]}: unknown field"),
+])
+def test_messages_speak_yaml_not_python(tmp_path, capsys, data, line):
+    """Messages said 'must be dict or null' and showed None, True, False: a YAML user
+    writes a mapping, null, true and false."""
+    path = write(tmp_path, data)
+    assert main(["config", "validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"error: {path}: {line}"), err

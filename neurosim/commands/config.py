@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -10,25 +11,29 @@ import yaml
 
 from neurosim.commands.run import add_override_arguments
 from neurosim.config import ChipConfig, ExperimentConfig, expand_runs, load_chip, load_experiment, read_yaml
-from neurosim.errors import NeurosimError
+from neurosim.errors import ConfigError, NeurosimError
 from neurosim.schema import field_docs, to_plain
 from neurosim.sweep_plan import SweepConfig, load_sweep
 
 
-CHIP_ONLY_FIELDS = frozenset(f.name for f in dataclasses.fields(ChipConfig)) - frozenset(
-    f.name for f in dataclasses.fields(ExperimentConfig))
-
-
 KINDS = {"experiment": ExperimentConfig, "chip": ChipConfig, "sweep": SweepConfig}
+A_KIND = {"experiment": "an experiment", "chip": "a chip", "sweep": "a sweep"}
+FIELDS = {kind: frozenset(f.name for f in dataclasses.fields(cls)) for kind, cls in KINDS.items()}
 
 
-def _is_chip(path: Path) -> bool:
-    """A chip file sets a field only a chip has (``forward``, ``energy``, ``source``, ...)."""
-    return not CHIP_ONLY_FIELDS.isdisjoint(read_yaml(path))
-
-
-def _is_sweep(path: Path) -> bool:
-    return "experiment" in read_yaml(path)  # an experiment has no such field
+def file_kind(data: dict) -> tuple[str, str]:
+    """The kind of a config file's top-level mapping ``data``: the one knowing most of its
+    keys (a stray key of another kind, such as an experiment's ``tiles:``, does not decide
+    it), ties going to the first of :data:`KINDS`; and, when the file also has keys that
+    only another kind has, a note saying which kind was assumed (else ``""``)."""
+    keys = set(data)
+    kind = max(KINDS, key=lambda k: len(keys & FIELDS[k]))  # max keeps the first of ties
+    foreign = [f"{key} is {A_KIND[next(k for k in KINDS if key in FIELDS[k])]}'s field"
+               for key in sorted(keys - FIELDS[kind], key=str)
+               if any(key in fields for fields in FIELDS.values())]
+    note = (f" (read as {A_KIND[kind]} file, the kind most of its keys belong to; "
+            f"{', '.join(foreign)})") if foreign else ""
+    return kind, note
 
 
 def register(subparsers) -> None:
@@ -56,34 +61,48 @@ def _no_overrides_for_a_sweep(args: argparse.Namespace) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    if _is_chip(args.file):
-        chip = load_chip(args.file, args.overrides)
-        print(f"{args.file}: valid chip '{chip.name}'")
-        return 0
-    if _is_sweep(args.file):
-        _no_overrides_for_a_sweep(args)
-        plan = load_sweep(args.file)
-        seeds = len({trial.spec.seed for trial in plan.trials})
-        print(f"{args.file}: valid sweep '{plan.config.name}' ({len(plan.trials)} trials: "
-              f"{len(plan.cells)} cells x {len(plan.conditions)} conditions x {seeds} seeds)")
-        return 0
-    experiment = load_experiment(args.file, args.overrides)
-    runs = expand_runs(experiment, args.file)
-    conditions = sorted({r.condition for r in runs})
-    print(f"{args.file}: valid experiment '{experiment.name}' "
-          f"({len(runs)} runs: conditions {', '.join(conditions)})")
+    with _named_kind(args.file) as kind:
+        if kind == "chip":
+            chip = load_chip(args.file, args.overrides)
+            print(f"{args.file}: valid chip '{chip.name}'")
+        elif kind == "sweep":
+            _no_overrides_for_a_sweep(args)
+            plan = load_sweep(args.file)
+            seeds = len({trial.spec.seed for trial in plan.trials})
+            print(f"{args.file}: valid sweep '{plan.config.name}' ({len(plan.trials)} trials: "
+                  f"{len(plan.cells)} cells x {len(plan.conditions)} conditions x {seeds} seeds)")
+        else:
+            experiment = load_experiment(args.file, args.overrides)
+            runs = expand_runs(experiment, args.file)
+            conditions = sorted({r.condition for r in runs})
+            print(f"{args.file}: valid experiment '{experiment.name}' "
+                  f"({len(runs)} runs: conditions {', '.join(conditions)})")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    if _is_sweep(args.file):
-        _no_overrides_for_a_sweep(args)
-        config = load_sweep(args.file).config
-    else:
-        config = (load_chip(args.file, args.overrides) if _is_chip(args.file)
-                  else load_experiment(args.file, args.overrides))
+    with _named_kind(args.file) as kind:
+        if kind == "sweep":
+            _no_overrides_for_a_sweep(args)
+            config = load_sweep(args.file).config
+        else:
+            config = (load_chip(args.file, args.overrides) if kind == "chip"
+                      else load_experiment(args.file, args.overrides))
     print(yaml.safe_dump(to_plain(config), sort_keys=False), end="")
     return 0
+
+
+@contextlib.contextmanager
+def _named_kind(path: Path):
+    """Yield the kind of the file at ``path`` (:func:`file_kind`); an error in the file
+    then says which kind was assumed where the file has keys of another kind too."""
+    kind, note = file_kind(read_yaml(path))
+    try:
+        yield kind
+    except ConfigError as error:
+        if not note:
+            raise
+        raise ConfigError(error.source, error.path, error.value, error.allowed + note) from None
 
 
 def run_fields(args: argparse.Namespace) -> int:
