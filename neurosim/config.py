@@ -605,7 +605,6 @@ class ExperimentConfig:
                                       "a condition cannot set "
                                       f"{', '.join(CONDITION_FIXED)}: they span conditions")
 
-
     def _check_sizes(self, source: str, dataset) -> None:
         """Data sizes the dataset (its published split sizes) and the noise set can give:
         the splits' prefixes, a training batch at most the training examples, a fixed noise
