@@ -17,6 +17,12 @@
 #                                           # -> $OUT/run.txt (population_gpu_run.md)
 #   bash benchmarks/gpu_session.sh runprofile  # the same run under cProfile: where its
 #                                           # time goes -> $OUT/run_profile.txt
+#   bash benchmarks/gpu_session.sh all      # tests, bench, the two fused profiles (one
+#                                           # file, profiles.txt) and run with the time left,
+#                                           # in one call under 10 minutes (a machine's start
+#                                           # costs minutes of the session's device time: one
+#                                           # call, not seven); each part has its own time
+#                                           # limit, its exit noted in parts.txt
 #
 # `run` and `runprofile` read MNIST from $NEUROSIM_DATA, which does not travel: here, once,
 #   mkdir -p .gpu-data && cp -r ../shared/datasets/mnist .gpu-data/ \
@@ -43,12 +49,27 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 print("python", platform.python_version(), "numpy", numpy.__version__, "numba",
       numba.__version__, "torch", torch.__version__, "cuda", torch.version.cuda)'
 } > "$out/machine.txt" 2>&1 || true  # a description, never a reason to stop
-case "${1:?which part: tests, bench, reads, inarray, profile, run or runprofile}" in
+if [ "${1:-}" = all ]; then  # parts in order of need, each under its own time limit
+    parts="$out/parts.txt"
+    PART_LIMIT_S=150 bash "$0" tests || echo "part tests: exit $?" >> "$parts"
+    PART_LIMIT_S=240 bash "$0" bench || echo "part bench: exit $?" >> "$parts"
+    for chip in ideal constant_step; do
+        timeout 45 "$python" benchmarks/profile_population.py --device cuda --chips 256 \
+            --chip "$chip" --fused-update on >> "$out/profiles.txt" 2>&1 \
+            || echo "profile $chip: exit $?" >> "$parts"
+    done
+    left=$((575 - SECONDS))  # the rest of the command's 10 minutes to the run
+    PART_LIMIT_S=$left bash "$0" run || echo "part run: exit $? after ${left} s" >> "$parts"
+    echo "all: ${SECONDS} s" >> "$parts"
+    exit 0
+fi
+limit() { timeout "${PART_LIMIT_S:-590}" "$@"; }
+case "${1:?which part: tests, bench, reads, inarray, profile, run, runprofile or all}" in
     tests)
-        "$python" -m pytest -q -m cuda -p no:cacheprovider --ignore=tests/test_sweep.py tests \
-            2>&1 | tee "$out/cuda_tests.txt" ;;
+        limit "$python" -m pytest -q -m cuda -p no:cacheprovider --ignore=tests/test_sweep.py \
+            tests 2>&1 | tee "$out/cuda_tests.txt" ;;
     bench)
-        "$python" -m neurosim.cli bench --backends torch-cuda --chips ideal,constant_step \
+        limit "$python" -m neurosim.cli bench --backends torch-cuda --chips ideal,constant_step \
             --configs experiments/paper_mnist.yaml --populations 1,16,64,256 \
             --fused-update off,on --out "$out" ;;
     reads)
@@ -67,7 +88,7 @@ case "${1:?which part: tests, bench, reads, inarray, profile, run or runprofile}
             done
         done ;;
     run)
-        "$python" - "$out/run.txt" <<'PYTHON'
+        limit "$python" - "$out/run.txt" <<'PYTHON'
 import json, subprocess, sys, time
 start = time.perf_counter()
 with open(sys.argv[1], "w") as log:
@@ -90,6 +111,6 @@ PYTHON
 pstats.Stats("/tmp/run.prof", stream=sys.stdout).sort_stats("cumulative").print_stats(80)' \
             >> "$out/run_profile.txt" ;;
     *)
-        echo "unknown part '$1': tests, bench, reads, inarray, profile, run or runprofile" >&2
+        echo "unknown part '$1': tests, bench, reads, inarray, profile, run, runprofile or all" >&2
         exit 2 ;;
 esac
