@@ -217,9 +217,11 @@ class ForwardArrayConfig:
         if not self.w_min < self.w_max:
             raise ConfigError(source, f"{path}.w_max", self.w_max,
                               f"must be > {path}.w_min ({self.w_min})")
-        if not (self.w_min < 0.0 < self.w_max):
-            raise ConfigError(source, f"{path}.w_min", self.w_min,
-                              "the range [w_min, w_max] must contain 0 (signed weights)")
+        if not (self.w_min < 0.0 < self.w_max):  # name the bound on the wrong side of 0
+            name, value = ("w_min", self.w_min) if self.w_min >= 0.0 else ("w_max", self.w_max)
+            raise ConfigError(source, f"{path}.{name}", value,
+                              "the range [w_min, w_max] must contain 0 (signed weights): "
+                              "w_min < 0 < w_max")
         if self.update.mode != "ideal" and self.device.model == "ideal":
             raise ConfigError(source, f"{path}.update.mode", self.update.mode,
                               "pulsed updates need a device model other than ideal "

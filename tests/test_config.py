@@ -153,6 +153,8 @@ BAD_CHIPS = [
     ("w_min >= w_max", {"forward": {"w_min": 1.0, "w_max": 1.0}}, "forward.w_max", "must be >"),
     ("range excludes zero", {"forward": {"w_min": 0.1, "w_max": 1.0}}, "forward.w_min",
      "must contain 0"),
+    ("range excludes zero from above", {"forward": {"w_max": -0.5, "w_min": -1.0}},
+     "forward.w_max = -0.5", "w_min < 0 < w_max"),
     ("init_fill > 1", {"forward": {"init_fill": 1.5}}, "forward.init_fill", "<= 1.0"),
     ("unknown feedback kind", {"feedback": {"kind": "magic"}}, "feedback.kind",
      "must be one of stored, regenerated, sign, ternary"),
