@@ -50,6 +50,9 @@ UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 #: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
 #: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.
 MAX_PULSES = 2**16
+#: Most conductance levels of a device or cell: a step of 2**-20 of the range is already far
+#: below any reported device (tens to thousands of levels); more only stalls training.
+MAX_LEVELS = 2**20
 
 
 def refuse_unused(source: str, path: str, config, fields: tuple[str, ...], used: bool,
@@ -128,8 +131,9 @@ class DeviceConfig:
                                        "(NeuroSim's table spans -9..9)")
     nonlinearity_ltd: float = spec(0.0, ge=-9.0, le=9.0,
                                    doc="exp_step: NeuroSim nonlinearity label of depression")
-    levels: int = spec(128, ge=2, doc="pulses from w_min to w_max (exp_step: P_max); sets "
-                                      "the default dw_min")
+    levels: int = spec(128, ge=2, le=MAX_LEVELS,
+                       doc="pulses from w_min to w_max (exp_step: P_max); sets the default "
+                           "dw_min; 2 .. 2**20 (devices report tens to thousands)")
     stuck_at_min: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of devices stuck at w_min")
     stuck_at_max: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of devices stuck at w_max")
     stuck_at_initial: float = spec(0.0, ge=0.0, le=1.0,
@@ -273,8 +277,9 @@ class FeedbackArrayConfig:
                                             "smallest |B|)")
     programming_error: float = spec(0.0, ge=0.0,
                                     doc="relative std of the programmed value of each cell")
-    levels: int | None = spec(None, ge=2, doc="conductance levels of a cell over "
-                                              "[-max|B|, max|B|] (none: continuous)")
+    levels: int | None = spec(None, ge=2, le=MAX_LEVELS,
+                              doc="conductance levels of a cell over [-max|B|, max|B|], "
+                                  "2 .. 2**20 (none: continuous)")
     stuck_at_min: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of cells stuck at -max|B|")
     stuck_at_max: float = spec(0.0, ge=0.0, le=1.0, doc="fraction of cells stuck at +max|B|")
     periphery: PeripheryConfig = spec(
