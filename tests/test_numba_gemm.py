@@ -118,17 +118,11 @@ def read_only(array):
     return view
 
 
-def test_product_kernels_are_compiled_once_per_dtype_whatever_the_operands_type():
-    """A batch reaches the products read-only, activations and errors writable, ``W.T``
-    column-major, a column block strided: each a type of its own to Numba. The tile and
-    BLAS kernels behind :func:`dot_into` take every one as the same type (a first run
-    compiled each of them five times before), and the result is the same bits whatever
-    the operands' type, a strided operand copied for the tiles included."""
-    from neurosim.backends import numba_gemm
-
-    def compiled(dispatcher):
-        return [s for s in dispatcher.signatures if s[0].dtype == numba.float32]
-
+def test_a_product_is_the_same_bits_whatever_the_operands_type():
+    """A batch reaches the products read-only, activations and errors writable, a column
+    block strided: each a type of its own to Numba. The tiles take every one as the same
+    type, so the result is the same bits (a strided operand gave other bits before: the
+    tiles were compiled for it as a strided type)."""
     with threadpool_limits(1, user_api="blas"):
         for a_shape, b_shape, transposed, _ in SHAPES:
             a, b = operands(a_shape, b_shape, transposed, np.float32)
@@ -143,8 +137,50 @@ def test_product_kernels_are_compiled_once_per_dtype_whatever_the_operands_type(
                 out = np.full_like(expected, np.nan)
                 dot_into(left, right, out, MAX_PARTS)
                 np.testing.assert_array_equal(out, expected)
-    for kernel in ("_tiled_blocks", "_blocks", "_tiles", "_blas"):  # on threads, and not
-        assert len(compiled(getattr(numba_gemm, kernel))) == 1, kernel
+
+
+COMPILED_ONCE = """
+import json
+import numpy as np
+from neurosim.backends import numba_gemm
+
+def read_only(array):
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+generator = np.random.default_rng(0)
+x, h = (generator.standard_normal((64, 784)).astype(np.float32) for _ in range(2))
+w = generator.standard_normal((100, 784)).astype(np.float32)
+delta = generator.standard_normal((64, 100)).astype(np.float32)
+big = generator.standard_normal((512, 300)).astype(np.float32)
+small = generator.standard_normal((300, 64)).astype(np.float32)
+for a, b, rows, cols in ((x, w.T, 64, 100), (delta.T, h, 100, 784), (big, small, 512, 64)):
+    for left, right in ((a, b), (read_only(a), b), (a, read_only(b))):
+        numba_gemm.dot_into(left, right, np.empty((rows, cols), np.float32),
+                            numba_gemm.MAX_PARTS)
+print(json.dumps({name: len(getattr(numba_gemm, name).signatures) for name in
+                  ("dot_into", "_tiled_blocks", "_blocks", "_tiles", "_blas")}))
+"""
+
+
+def test_product_kernels_are_compiled_once_per_dtype_whatever_the_operands_type(tmp_path):
+    """A read ``x @ W.T``, a weight gradient ``delta^T h`` and a BLAS product split into
+    blocks, each with read-only and writable operands (nine types of ``dot_into``'s
+    arguments): the tile and BLAS kernels behind it, and their parallel drivers, are
+    compiled once each (five times each in a first run before). In a process with an empty
+    kernel cache, as a kernel loaded from the cache does not compile its callees."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", COMPILED_ONCE], env=env, capture_output=True,
+                          text=True, check=True)
+    compiled = json.loads(done.stdout.splitlines()[-1])
+    assert compiled.pop("dot_into") == 9  # the thin entry: one per type of its arguments
+    assert compiled == {"_tiled_blocks": 1, "_blocks": 1, "_tiles": 1, "_blas": 1}
 
 
 def test_dot_into_writes_only_its_output():
