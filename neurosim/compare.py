@@ -147,6 +147,14 @@ def holm_text(test: dict) -> str:
     return f"{p:.3g}" if math.isfinite(p) else "—"
 
 
+def holm_note(tests: list[dict], family: str) -> str:
+    """The sentence that says what a table's Holm p is adjusted for: the tests of
+    ``family`` that could be made (:func:`holm_adjusted` counts no test without a p)."""
+    made = sum(1 for t in tests if math.isfinite(t["pvalue"]))
+    return (f"Holm p: the p-value adjusted for the {made} test{'s' * (made != 1)} of {family} "
+            f"that could be made (Holm-Bonferroni; rows without a test do not count)")
+
+
 # ----------------------------------------------------------------------------- figures
 def _curves(runs: list[Run], x_key: str, y_key: str, layer_of=None, phase: str = "train"):
     curves = []
@@ -327,9 +335,8 @@ def _report(title, groups, summaries, ood_names, tests, figures, out_dir, skippe
                 f"- {name} in {', '.join(runs)}: {why}\n" for (name, why), runs in reasons.items()))
     text.append("\n## Paired t-tests (pairing by seed; difference = first − second)\n\n")
     if tests:
-        text.append(f"Holm p: the p-value adjusted for all {len(tests)} tests of this report "
-                    "(Holm-Bonferroni), to read when asking whether any of them is "
-                    "significant.\n\n")
+        text.append(holm_note(tests, "this report") + ", to read when asking whether any of "
+                    "them is significant.\n\n")
         text.append(markdown_table(
             ["conditions", "metric", "seeds", "mean difference", "result", "Holm p"],
             [[f"{t['a']} vs {t['b']}", labels[t["metric"]], str(t["seeds"]),

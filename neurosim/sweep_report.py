@@ -30,7 +30,8 @@ import numpy as np
 
 from neurosim import plots
 from neurosim.compare import (_cell, _show, _summarize, difference_kind, group_runs, pair_test,
-                              holm_text, run_metrics, with_holm, write_comparison)
+                              holm_note, holm_text, run_metrics, with_holm,
+                              write_comparison)
 from neurosim.report import (Run, data_notes_line, dig, figure_section, load_run, markdown_table,
                              write_csv)
 from neurosim.runio import SUMMARY, write_text
@@ -153,8 +154,9 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
     text.append(f"\n## Paired t-tests against {baseline} (pairing by seed; difference = "
                 f"condition − {baseline})\n\n")
     if shown:
-        text.append(f"Holm p: the p-value adjusted for all {len(shown)} tests of this table "
-                    "(Holm-Bonferroni).\n\n")
+        text.append(holm_note(shown, "this table") + "; `sweep_tests.csv` adjusts over its "
+                    "own, larger family (every pair of conditions), so its Holm p can be "
+                    "larger.\n\n")
     text.append(markdown_table(
         ["cell", "condition", "metric", "seeds", "mean difference", "result", "Holm p"],
         [[t["cell"], t["a"], LABELS[t["metric"]], str(t["seeds"]),
