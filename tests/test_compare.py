@@ -212,6 +212,27 @@ def test_cli_on_experiment_and_run_folders(tmp_path, capsys):
         ("fa", "0"), ("fa_noise", "0"), ("fa_noise", "1")]
 
 
+def test_comparing_some_conditions_does_not_replace_the_experiments_comparison(tmp_path,
+                                                                              capsys):
+    """The default output folder of two conditions of an experiment is the experiment's
+    folder, where its comparison of every condition lies: that is kept, the command asks
+    for --out. The same runs again, or more, may replace it (a refreshed comparison)."""
+    root = tmp_path / "exp"
+    for condition in ("bp", "fa", "fa_noise"):
+        write_run(root, condition, 0, noise=condition == "fa_noise")
+    assert cli_main(["compare", str(root)]) == 0
+    capsys.readouterr()
+    before = (root / "comparison.json").read_text()
+    assert cli_main(["compare", str(root / "fa"), str(root / "fa_noise")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {root.resolve()}: holds a comparison that also covers 1 "
+                          "run(s) not given here") and "give --out" in err
+    assert (root / "comparison.json").read_text() == before
+    assert cli_main(["compare", str(root / "fa"), str(root / "fa_noise"),
+                     "--out", str(tmp_path / "two")]) == 0
+    assert cli_main(["compare", str(root)]) == 0  # the whole experiment again: refreshed
+
+
 def test_report_lists_each_skip_reason_once(experiment):
     report = (experiment / "report.md").read_text()
     skipped = report.split("Skipped:", 1)[1].split("##", 1)[0]

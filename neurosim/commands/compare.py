@@ -7,12 +7,15 @@ Each RUN_DIR is a run folder (it holds ``summary.json``), an experiment folder (
 
 ``--out`` defaults to the deepest folder holding every run's condition folder: the experiment
 folder when the runs come from one experiment (where ``neurosim run`` writes its comparison
-too), else ``./comparison`` when that folder would be the filesystem root.
+too), else ``./comparison`` when that folder would be the filesystem root. A default folder
+whose comparison covers runs this one leaves out (the experiment's own, when comparing some
+of its conditions) is not replaced: the command asks for ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -62,11 +65,30 @@ def default_out(run_dirs: list[Path]) -> Path:
     return common
 
 
+def compared_runs(out: Path) -> set[Path]:
+    """The run folders of the comparison already in ``out`` (its ``comparison.json``;
+    none when there is none or it cannot be read)."""
+    try:
+        saved = json.loads((out / "comparison.json").read_text())
+        return {(out / run).resolve() for condition in saved["conditions"].values()
+                for run in condition["runs"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
 def main(args: argparse.Namespace) -> int:
     from neurosim.compare import write_comparison
 
     run_dirs = list(dict.fromkeys(d for folder in args.run_dirs for d in find_runs(folder)))
-    out = args.out or default_out(run_dirs)
+    out = args.out
+    if out is None:
+        out = default_out(run_dirs)
+        left_out = compared_runs(out) - {d.resolve() for d in run_dirs}
+        if left_out:
+            raise NeurosimError(
+                f"{out}: holds a comparison that also covers {len(left_out)} run(s) not "
+                f"given here (e.g. {sorted(left_out)[0]}); comparing these alone would replace "
+                "it: give --out")
     title = args.title or f"Comparison: {out.resolve().name}"
     report = write_comparison(run_dirs, out, title=title)
     print(f"report: {report}")
