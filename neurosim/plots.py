@@ -158,7 +158,7 @@ def mean_std_curves(curves: list[tuple[np.ndarray, np.ndarray]]):
 
     ``curves`` are ``(x, y)`` pairs, possibly on different x grids. They are put on the union
     grid by linear interpolation inside each curve's own x range (no extrapolation); at each
-    x, the curves defined there are averaged (std 0 where only one is). Returns
+    x, the curves defined there are averaged (std nan, no band, where only one is). Returns
     ``(x, mean, std, n)``.
     """
     curves = [finite(np.asarray(x, float), np.asarray(y, float)) for x, y in curves]
@@ -178,12 +178,16 @@ def mean_std_curves(curves: list[tuple[np.ndarray, np.ndarray]]):
 
 
 def plot_band(ax, x, mean, std, n, label: str, color_: str, scale: float = 1.0) -> None:
-    """Mean curve with a shaded ±std band; the legend label carries the number of runs."""
+    """Mean curve with a shaded ±std band; the legend label carries the number of runs
+    averaged, as a range where it changes along the curve (runs that diverged or ended
+    early leave the mean: ``n=3→2``)."""
     if not len(x):
         return
-    runs = int(n.max())
+    runs, last = int(n.max()), int(n[-1])
+    count = f"{runs}" if int(n.min()) == runs else f"{runs}→{last}" if last < runs else (
+        f"{int(n.min())}–{runs}")
     ax.plot(x, mean * scale, color=color_, marker="." if len(x) < 40 else None,
-            label=f"{label} (n={runs})")
+            label=f"{label} (n={count})")
     if runs > 1:
         ax.fill_between(x, (mean - std) * scale, (mean + std) * scale, color=color_,
                         alpha=0.2, linewidth=0)

@@ -239,3 +239,23 @@ def test_report_lists_each_skip_reason_once(experiment):
     lines = [line for line in skipped.splitlines() if line.startswith("- ")]
     assert len(lines) == 1  # every run skipped usps for the same reason
     assert lines[0].startswith("- usps in ") and lines[0].endswith("skipped: usps not downloaded")
+
+
+def test_the_legend_says_when_runs_leave_the_mean():
+    """A seed that diverged leaves the mean from where it stopped: the legend said n=3 for a
+    curve that was the mean of 2 there (results audit finding 4)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurosim.plots import mean_std_curves, plot_band
+
+    x = np.arange(4.0)
+    curves = [(x, x), (x, x + 1), (x[:2], x[:2] + 2)]  # the third ends after x = 1
+    grid, mean, std, n = mean_std_curves(curves)
+    assert n.tolist() == [3, 3, 2, 2]
+    figure, ax = plt.subplots()
+    plot_band(ax, grid, mean, std, n, "fa", "C0")
+    plot_band(ax, grid, mean, std, np.full(4, 2), "bp", "C1")
+    assert [line.get_label() for line in ax.get_lines()] == ["fa (n=3→2)", "bp (n=2)"]
+    plt.close(figure)
