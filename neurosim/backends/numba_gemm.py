@@ -351,8 +351,8 @@ def dot_into(a, b, out, max_parts):
     The tiles take their operands as C-contiguous arrays (``np.ascontiguousarray``: the
     same memory, typed writable, when it is contiguous) and BLAS as strided ones
     (:func:`_strided`), so the heavy kernels are compiled once per dtype, not once per
-    combination of the callers' layouts and read-only flags (a first run compiles a
-    third less)."""
+    combination of the callers' layouts and read-only flags (a first run took about half
+    the CPU time)."""
     serial = max_parts < 0
     parts = parts_for(out.shape[0], out.shape[1], a.shape[1], abs(max_parts))
     method = BLAS if max_parts == 1 else method_for(a, b, out, parts)
