@@ -66,6 +66,23 @@ def ood_test_sets(dataset: Dataset, config: EvaluationConfig, data_dir: str | No
             yield kind, other.x_test, other.y_test
 
 
+def ood_notes(dataset: Dataset, config: EvaluationConfig, data_dir: str | None) -> list[str]:
+    """The notes of the other datasets the OOD evaluation reads (how their images were made,
+    e.g. KMNIST's test-split stand-in, whose OOD set is then the last 2,000 images of the
+    official test split), each marked as an OOD set's: for the run's ``data_notes``, as
+    the training set's own notes. Sets that cannot be loaded (skipped) have none."""
+    notes = []
+    for kind in config.ood:
+        if kind in _TRANSFORMS or kind == dataset.name \
+                or get_spec(kind).features != dataset.n_features:
+            continue
+        try:
+            notes += [f"OOD set {note}" for note in load_dataset(kind, data_dir).notes]
+        except DataError:
+            continue
+    return notes
+
+
 def ood_accuracies(chip: Chip, backend: Backend, dataset: Dataset, config: EvaluationConfig,
                    data_dir: str | None, sets: list | None = None) -> dict:
     """``{name: accuracy}`` (fraction) per OOD set, with ``in_distribution`` for reference;

@@ -49,7 +49,7 @@ from neurosim.precondition import NoiseSource
 from neurosim.rows import (EpochOrder, GradientProbe, Measurement, Request, Rows, Segment,
                            gathered, step_rows)
 from neurosim.rules import RuleCode, get_rule
-from neurosim.ood_eval import ood_accuracies, ood_test_sets
+from neurosim.ood_eval import ood_accuracies, ood_notes, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
 from neurosim.summary import summarize
 
@@ -440,7 +440,8 @@ class Trainer:
                                             data.y_test,
                                             self.experiment.evaluation.drift_times_s),
             }
-            results["data_notes"] = list(data.notes)
+            results["data_notes"] = list(data.notes) + ood_notes(
+                data, self.experiment.evaluation, self.data_dir)
             self.accounting.flush()
             results["ledger"] = ledger_summary(
                 self.chip.ledger, self.chip.config.energy, *converter_bits(self.chip),

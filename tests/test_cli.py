@@ -131,6 +131,35 @@ def test_an_ood_dataset_that_cannot_be_loaded_is_said_at_once(tmp_path, capsys, 
     assert summary["final"]["ood"]["usps"].startswith("skipped: usps")
 
 
+def test_an_ood_datasets_notes_are_recorded_with_the_runs(tmp_path, capsys, monkeypatch,
+                                                          offline):
+    """KMNIST without its training files is an 8,000 / 2,000 cut of its test split, so its
+    OOD set is 2,000 images: the run's data_notes say so, as they do when it is the
+    training set (before, only a warning said it, once per process)."""
+    from neurosim.data.registry import get_spec
+
+    kmnist = get_spec("kmnist")
+    data = tmp_path / "data"
+    (data / kmnist.dirname).mkdir(parents=True)
+    for file in kmnist.test:  # the test split only, as the shared datasets hold it
+        source = store.resolve_data_dir(None) / kmnist.dirname / file.filename
+        if not source.is_file():
+            pytest.skip(f"{source} not found (set NEUROSIM_DATA to the datasets directory)")
+        shutil.copy(source, data / kmnist.dirname / file.filename)
+    monkeypatch.setenv("NEUROSIM_DATA", str(data))
+    experiment = write_experiment(tmp_path, evaluation={**TINY["evaluation"], "ood": ["kmnist"]},
+                                  conditions={"fa": {"rule": "fa"}})
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="kmnist: official training files missing"):
+        assert main(["run", str(experiment), "--out", str(out), "--quiet",
+                     "--no-run-reports"]) == 0
+    summary = json.loads((out / "fa" / "seed0" / "summary.json").read_text())
+    assert isinstance(summary["final"]["ood"]["kmnist"], float)
+    [note] = [n for n in summary["data_notes"] if n.startswith("OOD set")]
+    assert note.startswith("OOD set kmnist: official training files missing")
+    assert "first 8000 / last 2000 images of the official test split" in note
+
+
 def test_missing_dataset_offline_says_where_to_put_it(tmp_path, capsys, monkeypatch, offline):
     monkeypatch.setenv("NEUROSIM_DATA", str(tmp_path / "empty"))
     experiment = write_experiment(tmp_path, data={"dataset": "usps", "train_size": None,
