@@ -2,8 +2,10 @@
 
 * ``neurosim data list``: each dataset's classes, split sizes and whether its files are
   present in the data directory (existence only; no hashing).
-* ``neurosim data verify [NAME...]``: checksum every file; exit 0 if all are intact, 1
-  otherwise, with one line per file.
+* ``neurosim data verify [NAME...]``: checksum every file, hashed again (loading a dataset
+  reuses a file's recorded digest while its size and mtime are unchanged; verify does not,
+  so it sees a change that kept them); exit 0 if all are intact, 1 otherwise, with one line
+  per file.
 * ``neurosim data fetch [NAME...]``: download missing or corrupt files; exit 0 if every
   dataset ends up intact, 1 otherwise.
 
@@ -69,7 +71,7 @@ def _list(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     all_ok = True
     for name in _names(args):
-        for status in store.verify(name, args.data_dir):
+        for status in store.verify(name, args.data_dir, rehash=True):
             print(f"{name:<14} {status.describe()}")
             all_ok &= status.ok
     return EXIT_OK if all_ok else EXIT_PROBLEM

@@ -134,16 +134,22 @@ def _write_sidecar(directory: Path, entries: dict) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def cached_digest(path: Path, file: FileSpec) -> str:
-    """:func:`compute_digest`, reusing an earlier result while size and mtime are unchanged."""
+def cached_digest(path: Path, file: FileSpec, refresh: bool = False) -> str:
+    """:func:`compute_digest`, reusing an earlier result while size and mtime are unchanged
+    (``refresh``: computed again, and recorded, whatever was recorded: a change that keeps
+    size and mtime, such as bit rot or a copy that keeps times, is seen only so)."""
     kind, _ = file.checksum
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, kind)
-    if key in _DIGESTS:
+    if key in _DIGESTS and not refresh:
         return _DIGESTS[key]
     entries = _read_sidecar(path.parent)
+    if refresh:  # a recorded digest that may be stale is dropped first, kept only if it holds
+        _DIGESTS.pop(key, None)
+        if entries.pop(path.name, None) is not None:
+            _write_sidecar(path.parent, entries)
     entry = entries.get(path.name)
-    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns and kind in entry:
+    if not refresh and isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns and kind in entry:
         digest = entry[kind]
     else:
         digest = compute_digest(path, file)
@@ -153,10 +159,11 @@ def cached_digest(path: Path, file: FileSpec) -> str:
     return digest
 
 
-def check_file(path: Path, file: FileSpec, *, cache: bool = True) -> FileStatus:
+def check_file(path: Path, file: FileSpec, *, cache: bool = True, rehash: bool = False) -> FileStatus:
     """Whether ``path`` exists and has the checksum ``file`` specifies.
 
-    ``cache=False`` always rehashes and records nothing (used for partial downloads).
+    ``cache=False`` always rehashes and records nothing (used for partial downloads);
+    ``rehash`` always rehashes and records the result (``neurosim data verify``).
     """
     if not path.is_file():
         return FileStatus(path, "missing")
@@ -165,7 +172,7 @@ def check_file(path: Path, file: FileSpec, *, cache: bool = True) -> FileStatus:
         short = " (truncated or incomplete download)" if size < file.size else ""
         return FileStatus(path, "corrupt", f"file is {size} bytes, expected {file.size}{short}")
     try:
-        actual = cached_digest(path, file) if cache else compute_digest(path, file)
+        actual = cached_digest(path, file, refresh=rehash) if cache else compute_digest(path, file)
     except DataError as error:
         return FileStatus(path, "corrupt", str(error).removeprefix(f"{path}: "))
     if actual != expected:
@@ -173,11 +180,14 @@ def check_file(path: Path, file: FileSpec, *, cache: bool = True) -> FileStatus:
     return FileStatus(path, "ok")
 
 
-def verify(name: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[FileStatus, ...]:
-    """The status of every file of dataset ``name`` (empty for datasets without files)."""
+def verify(name: str, data_dir: str | os.PathLike[str] | None = None, *,
+           rehash: bool = False) -> tuple[FileStatus, ...]:
+    """The status of every file of dataset ``name`` (empty for datasets without files);
+    ``rehash``: every file hashed again, not taken from the digests recorded for its size
+    and mtime."""
     spec = get_spec(name)
     root = resolve_data_dir(data_dir)
-    return tuple(check_file(file_path(spec, file, root), file) for file in spec.files)
+    return tuple(check_file(file_path(spec, file, root), file, rehash=rehash) for file in spec.files)
 
 
 def download(url: str, destination: Path) -> None:

@@ -176,6 +176,26 @@ def test_digest_cache_avoids_rehashing_and_notices_changes(monkeypatch, tmp_path
     assert len(calls) == 2
 
 
+def test_verify_hashes_again_and_sees_a_change_that_kept_size_and_mtime(tmp_path):
+    """Bit rot, or a bad copy that keeps times: the recorded digest still matches size and
+    mtime. Loading trusts it (the gzip CRC catches most changes there); ``neurosim data
+    verify`` hashes again, and then records the truth for the next load (before, it said
+    ok)."""
+    directory = populate(tmp_path)
+    path = directory / "train-labels-idx1-ubyte.gz"
+    assert store.verify("tiny", tmp_path) and store.check_file(path, TINY.train[1]).ok
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-9] ^= 0x01  # the gzip trailer's CRC: the file's sha256 changes, its size does not
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    store._DIGESTS.clear()  # a new process
+    assert store.check_file(path, TINY.train[1]).ok  # the recorded digest answers
+    assert store.check_file(path, TINY.train[1], rehash=True).state == "corrupt"
+    store._DIGESTS.clear()
+    assert store.check_file(path, TINY.train[1]).state == "corrupt"  # recorded by the rehash
+
+
 def test_read_only_directory_gets_no_sidecar_and_no_download(offline, tmp_path):
     directory = populate(tmp_path, names=("train-images-idx3-ubyte.gz",))
     directory.chmod(0o555)
