@@ -177,6 +177,29 @@ def test_a_corrupted_byte_is_a_checksum_error(monkeypatch, tmp_path, capsys):
     assert f"corrupt  {path}: sha256 of the .gz file is" in capsys.readouterr().out
 
 
+def test_an_archive_changed_after_its_digest_was_recorded_is_refused(monkeypatch, tmp_path):
+    """Loading takes other files' digests from the record kept for their size and mtime; the
+    CIFAR-10 archive holds pickles and is read only up to its last wanted batch (so the
+    gzip CRC is not reached), and is hashed at every load instead (a byte changed with
+    size and mtime kept was loaded as changed pixels)."""
+    import os
+
+    from neurosim.data import loaders
+
+    register(monkeypatch)
+    path = place(tmp_path)
+    load_dataset("cifar10", tmp_path)  # the digest is recorded
+    stat = path.stat()
+    damaged = bytearray(ARCHIVE)
+    damaged[len(damaged) // 2] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    store._DIGESTS.clear()
+    loaders._load_full.cache_clear()  # a new process
+    with pytest.raises(DataError, match="sha256 of the .gz file is"):
+        load_dataset("cifar10", tmp_path)
+
+
 def test_a_truncated_archive_is_named_as_such(monkeypatch, tmp_path):
     register(monkeypatch)
     path = place(tmp_path, ARCHIVE[:1000])

@@ -142,7 +142,9 @@ def _load_digits(spec: DatasetSpec) -> Dataset:
 
 
 def _load_cifar(spec: DatasetSpec, root: Path) -> Dataset:
-    (path,) = store.require(spec, spec.files, root)  # checksum verified before any unpickling
+    # hashed now before any unpickling, never taken from a record: the batches are pickles,
+    # and a changed archive can keep its size and mtime
+    (path,) = store.require(spec, spec.files, root, rehash=True)
     members = formats.CIFAR_TRAIN_MEMBERS + (formats.CIFAR_TEST_MEMBER,)
     batches = formats.read_cifar_batches(path, members)
     splits = []

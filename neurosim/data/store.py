@@ -264,8 +264,10 @@ def fetch(name: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[Fi
     return verify(name, root)
 
 
-def require(spec: DatasetSpec, files: tuple[FileSpec, ...], root: Path) -> tuple[Path, ...]:
-    """Paths of ``files`` after making sure each is present and intact.
+def require(spec: DatasetSpec, files: tuple[FileSpec, ...], root: Path, *,
+            rehash: bool = False) -> tuple[Path, ...]:
+    """Paths of ``files`` after making sure each is present and intact (``rehash``: hashed
+    now, not taken from the digest recorded for the file's size and mtime).
 
     Missing files are fetched; if that fails, :class:`MissingDataError` names the expected
     path(s) and :data:`ENV_VAR`. A file present with the wrong checksum raises
@@ -274,7 +276,7 @@ def require(spec: DatasetSpec, files: tuple[FileSpec, ...], root: Path) -> tuple
     paths = tuple(file_path(spec, file, root) for file in files)
     missing = []
     for path, file in zip(paths, files):
-        status = check_file(path, file)
+        status = check_file(path, file, rehash=rehash)
         if status.state == "corrupt":
             raise DataError(
                 f"{path}: {status.detail}; delete it or run `neurosim data fetch {spec.name}` to replace it"
