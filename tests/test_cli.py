@@ -116,23 +116,27 @@ def test_train_size_larger_than_the_dataset_is_refused(tmp_path, capsys):
     assert "data.train_size" in err and "10000000" in err
 
 
-def test_an_ood_dataset_that_cannot_be_loaded_is_said_at_once(tmp_path, capsys, monkeypatch,
-                                                               offline):
+def fa_run_with_ood(tmp_path, name: str, warning: str) -> dict:
+    """The summary of one FA run of TINY evaluating the OOD dataset ``name``, which must
+    warn ``warning`` (a regular expression)."""
+    experiment = write_experiment(tmp_path, evaluation={**TINY["evaluation"], "ood": [name]},
+                                  conditions={"fa": {"rule": "fa"}})
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match=warning):
+        assert main(["run", str(experiment), "--out", str(out), "--quiet",
+                     "--no-run-reports"]) == 0
+    return json.loads((out / "fa" / "seed0" / "summary.json").read_text())
+
+
+def test_an_ood_dataset_that_cannot_be_loaded_is_said_at_once(tmp_path, monkeypatch, offline):
     """The run completes (the OOD set is an extra), its summary records the skip, and the
     user hears of it while the run ends, not only from the summary file."""
     monkeypatch.setenv("NEUROSIM_DATA", str(tmp_path / "empty"))
-    experiment = write_experiment(tmp_path, evaluation={**TINY["evaluation"], "ood": ["usps"]},
-                                  conditions={"fa": {"rule": "fa"}})
-    out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="evaluation.ood: usps skipped: usps: 1 file"):
-        assert main(["run", str(experiment), "--out", str(out), "--quiet",
-                     "--no-run-reports"]) == 0
-    summary = json.loads((out / "fa" / "seed0" / "summary.json").read_text())
+    summary = fa_run_with_ood(tmp_path, "usps", "evaluation.ood: usps skipped: usps: 1 file")
     assert summary["final"]["ood"]["usps"].startswith("skipped: usps")
 
 
-def test_an_ood_datasets_notes_are_recorded_with_the_runs(tmp_path, capsys, monkeypatch,
-                                                          offline):
+def test_an_ood_datasets_notes_are_recorded_with_the_runs(tmp_path, monkeypatch, offline):
     """KMNIST without its training files is an 8,000 / 2,000 cut of its test split, so its
     OOD set is 2,000 images: the run's data_notes say so, as they do when it is the
     training set (before, only a warning said it, once per process)."""
@@ -147,13 +151,7 @@ def test_an_ood_datasets_notes_are_recorded_with_the_runs(tmp_path, capsys, monk
             pytest.skip(f"{source} not found (set NEUROSIM_DATA to the datasets directory)")
         shutil.copy(source, data / kmnist.dirname / file.filename)
     monkeypatch.setenv("NEUROSIM_DATA", str(data))
-    experiment = write_experiment(tmp_path, evaluation={**TINY["evaluation"], "ood": ["kmnist"]},
-                                  conditions={"fa": {"rule": "fa"}})
-    out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="kmnist: official training files missing"):
-        assert main(["run", str(experiment), "--out", str(out), "--quiet",
-                     "--no-run-reports"]) == 0
-    summary = json.loads((out / "fa" / "seed0" / "summary.json").read_text())
+    summary = fa_run_with_ood(tmp_path, "kmnist", "kmnist: official training files missing")
     assert isinstance(summary["final"]["ood"]["kmnist"], float)
     [note] = [n for n in summary["data_notes"] if n.startswith("OOD set")]
     assert note.startswith("OOD set kmnist: official training files missing")
