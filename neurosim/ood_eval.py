@@ -53,17 +53,25 @@ def ood_test_sets(dataset: Dataset, config: EvaluationConfig, data_dir: str | No
             for factor in config.ood_scales:
                 yield f"scale_{factor:g}x", ood.scale(x, factor), y
         elif kind != dataset.name:
-            if (width := get_spec(kind).features) != dataset.n_features:
-                yield kind, None, (f"skipped: {kind} images have {width} input features, "
-                                   f"the network takes {dataset.name}'s {dataset.n_features}")
-                continue
-            try:
-                other = load_dataset(kind, data_dir)
-            except DataError as error:  # said now, not only in the summary
-                warnings.warn(f"evaluation.ood: {kind} skipped: {error}", stacklevel=2)
-                yield kind, None, f"skipped: {error}"
-                continue
-            yield kind, other.x_test, other.y_test
+            other = _other_dataset(kind, dataset, data_dir)
+            if isinstance(other, str):
+                yield kind, None, other
+            else:
+                yield kind, other.x_test, other.y_test
+
+
+def _other_dataset(kind: str, dataset: Dataset, data_dir: str | None) -> Dataset | str:
+    """The OOD set ``kind``, a dataset other than the training set ``dataset``, loaded; or
+    why it is skipped (``"skipped: ..."``): another input width, or files that cannot be
+    loaded (said at once in a warning, not only in the summary)."""
+    if (width := get_spec(kind).features) != dataset.n_features:
+        return (f"skipped: {kind} images have {width} input features, "
+                f"the network takes {dataset.name}'s {dataset.n_features}")
+    try:
+        return load_dataset(kind, data_dir)
+    except DataError as error:
+        warnings.warn(f"evaluation.ood: {kind} skipped: {error}", stacklevel=3)
+        return f"skipped: {error}"
 
 
 def ood_notes(dataset: Dataset, config: EvaluationConfig, data_dir: str | None) -> list[str]:
@@ -73,13 +81,10 @@ def ood_notes(dataset: Dataset, config: EvaluationConfig, data_dir: str | None) 
     the training set's own notes. Sets that cannot be loaded (skipped) have none."""
     notes = []
     for kind in config.ood:
-        if kind in _TRANSFORMS or kind == dataset.name \
-                or get_spec(kind).features != dataset.n_features:
-            continue
-        try:
-            notes += [f"OOD set {note}" for note in load_dataset(kind, data_dir).notes]
-        except DataError:
-            continue
+        if kind not in _TRANSFORMS and kind != dataset.name:
+            other = _other_dataset(kind, dataset, data_dir)
+            if not isinstance(other, str):
+                notes += [f"OOD set {note}" for note in other.notes]
     return notes
 
 
