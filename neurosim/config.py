@@ -902,6 +902,39 @@ def check_update_mode(experiment: ExperimentConfig, chip: ChipConfig, source: st
                               "stochastic), which is plain SGD: use sgd with momentum 0")
 
 
+def owning_override(path: str, keys) -> str | None:
+    """The override among the dotted ``keys`` that sets the field an error's ``path``
+    names: that field or a section holding it (``train`` for ``train.epochs``,
+    ``evaluation.ood`` for ``evaluation.ood[1]``); None when none does."""
+    return next((key for key in keys
+                 if path == key or path.startswith((f"{key}.", f"{key}["))), None)
+
+
+def _resolve_condition(base: dict, name: str, overrides: dict, source: str,
+                       path: Path | None) -> tuple[ExperimentConfig, ChipConfig]:
+    """The experiment and chip of the condition ``name`` of the experiment ``base``. An
+    error in a field the condition sets is named where the file sets it,
+    ``conditions.<name>.<field>``; one in another field names the condition as its
+    context, ``<file> (condition <name>): <field>``."""
+    flat = section_overrides(base, overrides)
+    keys = [key for key, _ in flat]
+    data = apply_overrides(base, flat, source, f"conditions.{name}.")
+    # a run of a population is configured as a run alone
+    data.update(conditions=None, seeds=None, population=None)
+    where = f"{source} (condition {name})"
+    try:
+        resolved = build(ExperimentConfig, data, where)
+        chip = load_chip(resolve_chip_path(resolved.chip, path, f"conditions.{name}.chip"
+                                           if "chip" in keys else "chip"))
+        check_update_mode(resolved, chip, where)
+    except ConfigError as error:
+        if error.source != where or owning_override(error.path, keys) is None:
+            raise
+        raise ConfigError(source, f"conditions.{name}.{error.path}", error.value,
+                          error.allowed) from None
+    return resolved, chip
+
+
 def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[RunSpec]:
     """The runs of an experiment: every condition times every seed (the population's, if
     any), each validated; a run's experiment has no seeds, population or conditions."""
@@ -912,15 +945,7 @@ def expand_runs(experiment: ExperimentConfig, path: Path | None = None) -> list[
              else experiment.seeds if experiment.seeds is not None else (experiment.seed,))
     runs = []
     for name, overrides in conditions.items():
-        data = apply_overrides(base, section_overrides(base, overrides), source,
-                               f"conditions.{name}.")
-        data["conditions"] = None
-        data["seeds"] = None
-        data["population"] = None  # a run of a population is configured as a run alone
-        resolved = build(ExperimentConfig, data, f"{source} (condition {name})")
-        chip_field = f"conditions.{name}.chip" if "chip" in overrides else "chip"
-        chip = load_chip(resolve_chip_path(resolved.chip, path, chip_field))
-        check_update_mode(resolved, chip, f"{source} (condition {name})")
+        resolved, chip = _resolve_condition(base, name, overrides, source, path)
         for seed in seeds:
             runs.append(RunSpec(dataclasses.replace(resolved, seed=seed), chip, name, seed))
     return runs

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from neurosim.config import (ExperimentConfig, RunSpec, apply_overrides, check_folder_name,
-                             expand_runs, read_yaml)
+                             expand_runs, owning_override, read_yaml)
 from neurosim.errors import ConfigError
 from neurosim.rng import MAX_SEED
 from neurosim.runner import run_dir_of
@@ -125,10 +125,13 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One combination of a case and a grid point: its folder name and its overrides."""
+    """One combination of a case and a grid point: its folder name, its overrides, and
+    where the sweep file sets each field it sets for the cell (``origins``: key ->
+    ``cases[0].optimizer.lr``, ``grid.chip[1]`` or ``overrides.train.epochs``)."""
 
     name: str
     overrides: dict
+    origins: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -199,12 +202,16 @@ def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
                                   f"repeats the value {yaml11_number(value)!r}: each value "
                                   "once (equal numbers written differently are one value)")
             seen.add(meaning)
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    points = list(itertools.product(*(enumerate(values) for values in grid.values())))
     cells: dict[str, Cell] = {}  # by what a cell's overrides mean
     named: dict[str, Cell] = {}  # by its folder name
     for index, case in enumerate(config.cases or ({},)):
         for point in points:
-            overrides = {**case, **point}
+            overrides = {**case, **{key: value for key, (_, value) in zip(grid, point)}}
+            origins = {**{key: f"cases[{index}].{key}" for key in case},
+                       **{key: f"grid.{key}[{at}]" for key, (at, _) in zip(grid, point)}}
+            origins.update({key: f"overrides.{key}" for key in config.overrides or {}
+                            if key not in origins})  # after the cell's own, which win
             meaning = json.dumps({k: _same_value_key(v) for k, v in overrides.items()},
                                  sort_keys=True)
             name = cell_name(overrides)
@@ -212,7 +219,7 @@ def _cells(config: SweepConfig, source: str) -> tuple[Cell, ...]:
             if same is not None:
                 raise ConfigError(source, f"cases[{index}]", case,
                                   f"repeats the cell {same.name}")
-            cells[meaning] = named[name] = Cell(name, overrides)
+            cells[meaning] = named[name] = Cell(name, overrides, origins)
     return tuple(cells.values())
 
 
@@ -228,26 +235,38 @@ def _base_data(config: SweepConfig, experiment_path: Path, source: str) -> dict:
 
 def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
                sweep_conditions: bool) -> list[RunSpec]:
-    """The runs of one cell; an error in a condition the sweep file gives (``sweep_conditions``)
-    is named as its ``conditions.<name>.<field>``, not as the base experiment's."""
+    """The runs of one cell, each validated (:func:`_named_in_sweep` names an error)."""
     where = f"{source} (cell {cell.name})"
     try:
         experiment = build(ExperimentConfig,
                            apply_overrides(data, list(cell.overrides.items()), where), where)
         return expand_runs(experiment, experiment_path)
     except ConfigError as error:
-        if error.source.startswith(source):
-            raise
-        condition = re.fullmatch(rf"{re.escape(str(experiment_path))} \(condition (.+)\)",
-                                 error.source)
-        if sweep_conditions and condition:
-            raise ConfigError(where, f"conditions.{condition[1]}.{error.path}", error.value,
-                              error.allowed) from None
-        if sweep_conditions and error.source == str(experiment_path) and \
-                error.path.startswith("conditions."):  # already the condition's own path
-            raise ConfigError(where, error.path, error.value, error.allowed) from None
-        raise ConfigError(f"{where}, {error.source}", error.path, error.value,
-                          error.allowed) from None
+        raise _named_in_sweep(error, cell, str(experiment_path), source,
+                              sweep_conditions) from None
+
+
+def _named_in_sweep(error: ConfigError, cell: Cell, experiment: str, source: str,
+                    sweep_conditions: bool) -> ConfigError:
+    """An error in a cell's runs, named where the sweep file gives what is wrong, with the
+    cell as its context: a field the cell's case or grid point sets, as
+    ``cases[i].<field>`` or ``grid.<field>[j]``; a field a condition of the sweep file
+    (``sweep_conditions``) sets, as ``conditions.<name>.<field>``; any other field with its
+    condition as context too."""
+    cell_source = f"{source} (cell {cell.name})"
+    condition = re.fullmatch(rf"{re.escape(experiment)} \(condition (.+)\)", error.source)
+    where = f"{cell_source[:-1]}, condition {condition[1]})" if condition else cell_source
+    key = owning_override(error.path, cell.origins)
+    if key is not None and (error.source in (cell_source, experiment) or condition):
+        return ConfigError(where, cell.origins[key] + error.path[len(key):], error.value,
+                           error.allowed)
+    if error.source.startswith(source):
+        return error
+    if sweep_conditions and error.source == experiment and error.path.startswith("conditions."):
+        return ConfigError(where, error.path, error.value, error.allowed)
+    if sweep_conditions and condition:
+        return ConfigError(where, error.path, error.value, error.allowed)
+    return ConfigError(f"{cell_source}, {error.source}", error.path, error.value, error.allowed)
 
 
 def load_sweep(path: str | Path) -> SweepPlan:
@@ -265,6 +284,10 @@ def load_sweep(path: str | Path) -> SweepPlan:
         base = build(ExperimentConfig, data,
                      f"{experiment_path} (with the overrides of {source})")
     except ConfigError as error:
+        key = owning_override(error.path, config.overrides or {})
+        if key is not None:
+            raise ConfigError(source, f"overrides.{error.path}", error.value,
+                              error.allowed) from None
         if config.conditions is not None and error.path.split(".")[0] == "conditions":
             raise ConfigError(source, error.path, error.value, error.allowed) from None
         raise

@@ -58,8 +58,8 @@ BAD_EXPERIMENTS = [
                                                           "low": 1.0, "high": 0.5}}),
      "precondition.input.high", "must be >"),
     ("unknown chip", merged(chip="no_such_chip"), "chip", "must be a preset"),
-    ("bad condition override", merged(conditions={"x": {"optimizer.lr": -1}}), "optimizer.lr",
-     "condition x"),
+    ("bad condition override", merged(conditions={"x": {"optimizer.lr": -1}}),
+     "conditions.x.optimizer.lr", "must be > 0.0"),
     ("zero batch", merged(train={"batch_size": 0}), "train.batch_size", "must be >= 1"),
     ("momentum of adam", merged(optimizer={"name": "adam", "momentum": 0.9}),
      "optimizer.momentum", "only sgd uses it (name is adam; Adam's momentum is beta1)"),
@@ -79,8 +79,11 @@ BAD_EXPERIMENTS = [
     ("test size past the dataset", merged(data={"dataset": "digits", "test_size": 361}),
      "data.test_size", "1..360"),
     ("train size past the dataset in a condition",
-     merged(conditions={"b": {"data.train_size": 5000}}), "(condition b): data.train_size",
+     merged(conditions={"b": {"data": {"train_size": 5000}}}), ": conditions.b.data.train_size",
      "1..1437"),
+    ("batch past a condition's training set, the batch not set by the condition",
+     merged(train={"batch_size": 64}, conditions={"b": {"data.train_size": 32}}),
+     "(condition b): train.batch_size", "must be in 1..32"),
     ("batch past the training set", merged(data={"dataset": "digits", "train_size": 32},
                                            train={"batch_size": 64}),
      "train.batch_size", "must be in 1..32, the training examples (data.train_size)"),
@@ -470,6 +473,27 @@ def test_a_sweep_seed_past_2_64_is_refused(tmp_path, capsys):
      "{sweep} (cell base): conditions.a.train.epochs.x = 1: train.epochs is not a mapping"),
     ({}, {"conditions": {"a": {"chip": "no_such_chip"}}},
      "{sweep} (cell base): conditions.a.chip = 'no_such_chip': must be a preset"),
+    # errors in a field a condition, a case or a grid point sets were named by the field
+    # alone ('{experiment} (condition a): optimizer.lr', '{sweep} (cell ...): chip')
+    ({"conditions": {"a": {"optimizer": {"lr": -1}}}}, None,
+     "{experiment}: conditions.a.optimizer.lr = -1.0: must be > 0.0"),
+    ({"precondition": {"enabled": True, "batch_size": 64},
+      "conditions": {"a": {"precondition.n_examples": 10}}}, None,
+     "{experiment} (condition a): precondition.batch_size = 64: must be in 1..10"),
+    ({}, {"grid": {"chip": ["ideal", "no_such_chip"]}},
+     "{sweep} (cell chip=no_such_chip): grid.chip[1] = 'no_such_chip': must be a preset"),
+    ({}, {"cases": [{"optimizer.lr": 0.1}, {"optimizer.lr": -1}]},
+     "{sweep} (cell optimizer.lr=-1): cases[1].optimizer.lr = -1.0: must be > 0.0"),
+    ({}, {"grid": {"train.epochs.x": [1]}},
+     "{sweep} (cell train.epochs.x=1): grid.train.epochs.x[0] = 1: train.epochs is not a "
+     "mapping"),
+    ({}, {"conditions": {"a": {"precondition.enabled": True}},
+          "overrides": {"precondition.batch_size": 64, "precondition.n_examples": 10}},
+     "{sweep} (cell base, condition a): overrides.precondition.batch_size = 64: must be in "
+     "1..10"),
+    ({"precondition": {"batch_size": 64, "n_examples": 10}},
+     {"conditions": {"a": {"precondition.enabled": True}}},
+     "{sweep} (cell base, condition a): precondition.batch_size = 64: must be in 1..10"),
 ])
 def test_an_error_in_a_condition_or_a_sweep_override_names_its_file_and_path(
         tmp_path, capsys, experiment, sweep, line):

@@ -215,8 +215,9 @@ def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_fil
     ({"gird": {"chip": ["ideal"]}}, "gird", "unknown field; allowed fields: name, experiment"),
     ({"grid": {"chip": "ideal"}}, "grid.chip", "must be a non-empty list"),
     ({"grid": {"seeds": [[0]]}}, "grid.seeds", "set seeds with the sweep's own field"),
-    ({"grid": {"chip": ["no_such_chip"]}}, "chip", "must be a preset"),
-    ({"grid": {"optimizer.lr": [-1.0]}}, "optimizer.lr", "must be > 0.0"),
+    ({"grid": {"chip": ["no_such_chip"]}}, "grid.chip[0]", "must be a preset"),
+    ({"grid": {"optimizer.lr": [0.1, -1.0]}}, "grid.optimizer.lr[1]", "must be > 0.0"),
+    ({"overrides": {"optimizer.lr": -1.0}}, "overrides.optimizer.lr", "must be > 0.0"),
     ({"baseline": "bp"}, "baseline", "must be one of the conditions: fa, fa_noise"),
     ({"experiment": "missing.yaml"}, "experiment", "does not exist"),
     # a repeated grid value was blamed on a cases[0] the file did not have, and 0.001 and
