@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_torch_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is torch's ``OutOfMemoryError`` (a RuntimeError: a CUDA
+    allocation failed), told by its class without importing torch."""
+    return any(cls.__name__ == "OutOfMemoryError" and cls.__module__.startswith("torch")
+               for cls in type(error).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -45,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as error:  # numpy's _ArrayMemoryError too: sizes the config chose
         print(f"error: out of memory: {str(error) or 'an allocation failed'}; reduce "
               f"{MEMORY_HINT}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except RuntimeError as error:
+        if not is_torch_out_of_memory(error):
+            raise
+        message = str(error).splitlines()[0] if str(error) else "an allocation failed"
+        print(f"error: out of GPU memory: {message}; reduce {MEMORY_HINT}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -30,6 +30,7 @@ from neurosim.backends import check_available
 from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs, read_yaml
 from neurosim.errors import CheckpointError, NeurosimError
 from neurosim.locking import FolderLock
+from neurosim.memory import check_population_fits
 from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
 from neurosim.runio import METRICS, SUMMARY, write_json, write_text
@@ -237,16 +238,22 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     writing the same run records (a "resume after a crash" while the first still runs)."""
     out = Path(out)
     check_out_arguments(out, resume, overwrite)
-    with FolderLock(out / RUN_LOCK, what="another neurosim run"):
-        return _run_experiment(experiment, source, out, resume, overwrite, progress, data_dir,
-                               run_reports, report_processes)
-
-
-def _run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
-                    resume: bool, overwrite: bool, progress: bool, data_dir: str | None,
-                    run_reports: bool, report_processes: int) -> Path:
     runs = expand_runs(experiment, source)
     check_available((spec.experiment.simulation for spec in runs), source)
+    populations = (population_members(runs, experiment.population.across_conditions,
+                                      experiment.population.max_chips)
+                   if experiment.population is not None else [[i] for i in range(len(runs))])
+    for members in populations:  # refused before the folder is touched
+        check_population_fits([runs[i] for i in members])
+    with FolderLock(out / RUN_LOCK, what="another neurosim run"):
+        return _run_experiment(experiment, runs, populations, out, resume, overwrite,
+                               progress, data_dir, run_reports, report_processes)
+
+
+def _run_experiment(experiment: ExperimentConfig, runs: list[RunSpec],
+                    populations: list[list[int]], out: Path, resume: bool, overwrite: bool,
+                    progress: bool, data_dir: str | None, run_reports: bool,
+                    report_processes: int) -> Path:
     prepare_out_dir(out, resume, overwrite)
     run_dirs = [run_dir_of(out, spec) for spec in runs]
     if resume:  # every saved run checked before the folder's experiment.yaml is replaced
@@ -254,8 +261,6 @@ def _run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path
             check_saved_configuration(spec, run_dir)
     write_text(out / "experiment.yaml", yaml.safe_dump(to_plain(experiment), sort_keys=False))
     if experiment.population is not None:
-        populations = population_members(runs, experiment.population.across_conditions,
-                                         experiment.population.max_chips)
         for number, members in enumerate(populations, 1):
             specs = [runs[i] for i in members]
             if progress:

@@ -43,6 +43,7 @@ from neurosim.config import RunSpec
 from neurosim.data import Dataset, load_dataset
 from neurosim.energy import ledger_summary, stage_totals
 from neurosim.errors import CheckpointError, ConfigError
+from neurosim.memory import check_population_fits
 from neurosim.optimizers import OptimizerState
 from neurosim.population import Population, call_key
 from neurosim.precondition import NoiseSource
@@ -464,7 +465,9 @@ def advance(steps: Generator, result: tuple | None) -> Segment | Request | None:
 
 def run_spec(spec: RunSpec, run_dir: Path, resume: bool = False, progress: bool = False,
              data_dir: str | None = None) -> dict:
-    """Run (or resume) one run into ``run_dir``; returns its summary."""
+    """Run (or resume) one run into ``run_dir``; returns its summary. A run that cannot fit
+    in memory is refused before it starts (:func:`neurosim.memory.check_population_fits`)."""
+    check_population_fits([spec])
     return Trainer(spec, run_dir, progress=progress, data_dir=data_dir).run(resume=resume)
 
 
@@ -474,7 +477,8 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     """Run (or resume) the runs ``specs`` into ``run_dirs`` as one population of chips
     (:mod:`neurosim.population`); returns their summaries.
 
-    An error of one run (its configuration, data, checkpoint, evaluation) is raised, or
+    A population that cannot fit in memory is refused before it starts
+    (:func:`neurosim.memory.check_population_fits`). An error of one run (its configuration, data, checkpoint, evaluation) is raised, or
     with ``on_error`` handed to ``on_error(index, error)`` while the other runs go on (the
     failed run's summary is ``None``). An error of a population step or of a measurement
     of several chips together is raised.
@@ -512,6 +516,7 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
                              f"{first.condition} seed {first.seed}")
     if len({Path(run_dir).resolve() for run_dir in run_dirs}) != len(run_dirs):
         raise ValueError("the runs of a population need distinct run folders")
+    check_population_fits(specs)
     backend = create_backend(first.experiment.simulation)
     summaries: list[dict | None] = [None] * len(specs)
     failed: set[int] = set()

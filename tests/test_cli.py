@@ -329,6 +329,32 @@ def test_running_out_of_memory_is_one_line_naming_what_to_reduce(tmp_path, capsy
                         "evaluation probe sizes or population.max_chips")
 
 
+def test_running_out_of_gpu_memory_is_one_line_naming_what_to_reduce(tmp_path, capsys,
+                                                                     monkeypatch):
+    """torch's OutOfMemoryError (a RuntimeError, so not caught as a MemoryError) was a
+    traceback of the CUDA allocator's several-line message."""
+    torch = pytest.importorskip("torch")
+    from neurosim.commands import config
+
+    def allocate(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+                                     "If reserved but unallocated memory is large ...")
+
+    monkeypatch.setattr(config, "load_experiment", allocate)
+    assert main(["config", "validate", str(write_experiment(tmp_path))]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == ("error: out of GPU memory: CUDA out of memory. Tried to allocate 2.00 GiB.; "
+                   "reduce network.dims, the batch sizes, precondition.n_examples, the "
+                   "evaluation probe sizes or population.max_chips")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("another error")  # not an out-of-memory error: still raised
+
+    monkeypatch.setattr(config, "load_experiment", fail)
+    with pytest.raises(RuntimeError, match="another error"):
+        main(["config", "validate", str(write_experiment(tmp_path))])
+
+
 @pytest.mark.parametrize("stray, line", [
     ({"tiles": {"rows": 3}}, "tiles = {'rows': 3}: unknown field; allowed fields: name, chip,"),
     ({"experiment": "foo.yaml"}, "experiment = 'foo.yaml': unknown field; allowed fields: name,"),
