@@ -139,9 +139,9 @@ def neuron_alignment_angles(W_next, B_next) -> np.ndarray:
     and its feedback weights (row ``j`` of the next layer's feedback, shape ``(n_l, n_{l+1})``).
     For DFA's last hidden layer pass ``W_L`` and that layer's ``B`` (shape ``(n_{L-1}, n_L)``).
 
-    Summarise with mean ± std over neurons (e.g. ``neurosim.stats.mean_std`` on the finite
-    entries). A neuron whose forward column or feedback row is all zeros (or non-finite)
-    gets ``nan``.
+    Summarise with mean ± std over the finite entries, the std of all the layer's neurons
+    (population, ddof = 0; not ``neurosim.stats.mean_std``, the sample std over seeds). A
+    neuron whose forward column or feedback row is all zeros (or non-finite) gets ``nan``.
     """
     W_next = _f64(W_next)
     B_next = _f64(B_next)
