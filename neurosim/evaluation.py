@@ -162,7 +162,8 @@ def feedback_targets(chip: Chip) -> list[tuple[int, np.ndarray, np.ndarray]]:
 
 
 def alignment(chip: Chip) -> dict:
-    """Layer alignment angles and per-neuron angle mean/std, degrees, per feedback array.
+    """Layer alignment angles and per-neuron angle mean/std, degrees, per feedback array
+    (the std over all the layer's neurons with a finite angle: population, ddof = 0).
 
     Keys are 1-based layer numbers as strings (``"2"`` is ``W_2`` vs ``B_2`` for FA).
     """

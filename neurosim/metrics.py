@@ -139,9 +139,9 @@ def neuron_alignment_angles(W_next, B_next) -> np.ndarray:
     and its feedback weights (row ``j`` of the next layer's feedback, shape ``(n_l, n_{l+1})``).
     For DFA's last hidden layer pass ``W_L`` and that layer's ``B`` (shape ``(n_{L-1}, n_L)``).
 
-    Summarise with mean ± std over neurons (e.g. ``neurosim.stats.mean_std`` on the finite
-    entries). A neuron whose forward column or feedback row is all zeros (or non-finite)
-    gets ``nan``.
+    Summarise with mean ± std over the finite entries, the std of all the layer's neurons
+    (population, ddof = 0; not ``neurosim.stats.mean_std``, the sample std over seeds). A
+    neuron whose forward column or feedback row is all zeros (or non-finite) gets ``nan``.
     """
     W_next = _f64(W_next)
     B_next = _f64(B_next)
@@ -236,6 +236,15 @@ def gram_effective_rank(hidden) -> float:
     return effective_rank(U @ U.T)
 
 
+def _window(x: np.ndarray, lo: float, hi: float) -> slice:
+    """The points of strictly increasing ``x`` (with ``x[0] <= lo < hi <= x[-1]``) that
+    the piecewise-linear curve on ``[lo, hi]`` depends on: those inside, and the nearest
+    one beyond an end that falls between two points (it enters the interpolation there)."""
+    first = int(np.searchsorted(x, lo, side="right")) - 1  # last point at or before lo
+    last = int(np.searchsorted(x, hi, side="left"))  # first point at or after hi
+    return slice(first, last + 1)
+
+
 def test_accuracy_auc(epochs, accuracy, start: float | None = None, end: float | None = None) -> float:
     """Normalised area under the test-accuracy curve; a fraction in [0, 1].
 
@@ -247,7 +256,8 @@ def test_accuracy_auc(epochs, accuracy, start: float | None = None, end: float |
     points the curve is linearly interpolated there. They must lie within the evaluated range
     (no extrapolation), so the first-epoch AUC ``test_accuracy_auc(e, a, 0, 1)`` needs an
     evaluation at epoch 0 (before training) and at or after epoch 1. An accuracy that is
-    ``nan`` (a diverged chip's, :func:`accuracy`) makes the area ``nan``.
+    ``nan`` (a diverged chip's, :func:`accuracy`) makes the area ``nan`` if the area reads
+    it (:func:`_window`): a chip that diverged in epoch 2 still has a first-epoch AUC.
     """
     x = _f64(epochs)
     y = _f64(accuracy)
@@ -261,8 +271,6 @@ def test_accuracy_auc(epochs, accuracy, start: float | None = None, end: float |
         raise ValueError("test_accuracy_auc: epochs and accuracy must be finite")
     if np.any(np.diff(x) <= 0):
         raise ValueError("test_accuracy_auc: epochs must be strictly increasing")
-    if np.any(np.isnan(y)):
-        return float("nan")
     if np.any(y < 0) or np.any(y > 1):
         raise ValueError("test_accuracy_auc: accuracy must be a fraction in [0, 1] (not percent)")
     lo = x[0] if start is None else float(start)
@@ -273,6 +281,10 @@ def test_accuracy_auc(epochs, accuracy, start: float | None = None, end: float |
         raise ValueError(
             f"test_accuracy_auc: [{lo}, {hi}] is outside the evaluated epochs [{x[0]}, {x[-1]}]"
         )
+    used = _window(x, lo, hi)
+    x, y = x[used], y[used]
+    if np.any(np.isnan(y)):
+        return float("nan")
     inner = (x > lo) & (x < hi)
     xs = np.concatenate(([lo], x[inner], [hi]))
     ys = np.concatenate(([np.interp(lo, x, y)], y[inner], [np.interp(hi, x, y)]))

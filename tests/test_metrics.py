@@ -332,6 +332,18 @@ def test_auc_of_a_diverged_curve_is_nan():
     assert np.isnan(M.test_accuracy_auc([0.0, 0.5, 1.0], [0.1, 0.4, np.nan]))
 
 
+def test_auc_reads_only_the_accuracies_of_its_window():
+    """A chip that diverged in epoch 2 (nan from there on) still has a first-epoch AUC:
+    the area over [0, 1] reads the points in it, and a point beyond an end only where
+    that end falls between two points (it was nan whatever the window before)."""
+    e, a = [0.0, 0.5, 1.0, 2.0], [0.1, 0.5, 0.8, np.nan]
+    assert M.test_accuracy_auc(e, a, 0.0, 1.0) == pytest.approx(0.475, abs=1e-15)
+    assert M.test_accuracy_auc(e, a, 0.0, 0.75) == pytest.approx(0.29375 / 0.75, abs=1e-15)
+    assert np.isnan(M.test_accuracy_auc(e, a, 0.0, 1.5))  # interpolates toward the nan
+    assert np.isnan(M.test_accuracy_auc(e, a))
+    assert M.test_accuracy_auc([0.0, 1.0, 2.0], [np.nan, 0.5, 0.7], 1.0, 2.0) == pytest.approx(0.6)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.floats(0.0, 1.0), min_size=2, max_size=20),

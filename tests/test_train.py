@@ -15,6 +15,7 @@ from neurosim.config import ExperimentConfig, expand_runs
 from neurosim.report import write_run_report
 from neurosim.runio import SUMMARY, write_json
 from neurosim.schema import build
+from neurosim.summary import summarize
 from neurosim.train import Trainer, evaluation_steps, run_spec
 
 TINY = {
@@ -196,6 +197,19 @@ def test_summary_counts_the_samples_trained_and_names_the_code_that_ran(tmp_path
     report = write_run_report(tmp_path).read_text()
     assert f"Made by neurosim {neurosim.__version__}" in report
     assert "optimizer adam (lr 0.003)" in report and "2 epochs of batch 32" in report
+
+
+def test_summary_gives_the_neurons_angle_mean_with_its_std():
+    """DESIGN §5 reports the per-neuron angles as mean ± std over neurons: the summary's
+    train section gives both, from the last record (it gave the mean alone)."""
+    first = {"phase": "train", "step": 0, "epoch": 0.0, "test_accuracy": 0.1,
+             "test_loss": 2.3, "alignment_deg": {"2": 90.0},
+             "neuron_alignment_mean_deg": {"2": 89.0}, "neuron_alignment_std_deg": {"2": 15.0}}
+    last = {**first, "step": 10, "epoch": 1.0, "neuron_alignment_mean_deg": {"2": 70.0},
+            "neuron_alignment_std_deg": {"2": 11.0}}
+    train = summarize(spec_for(), [first, last], {}, {}, "numpy")["train"]
+    assert train["neuron_alignment_mean_deg"] == {"2": 70.0}
+    assert train["neuron_alignment_std_deg"] == {"2": 11.0}
 
 
 def test_weights_stay_within_array_bounds(tmp_path):
