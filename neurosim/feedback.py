@@ -12,8 +12,11 @@ crossbar (``stored``, ``sign``, ``ternary``):
    ``[-max|B|, max|B|]`` (the drawn matrix's largest magnitude sets the conductance range);
 4. **stuck cells**: a fraction of cells is stuck at ``-max|B|`` and one at ``+max|B|``.
 
-Random draws come from the stream keyed ``(seed, 0, layer, FEEDBACK_PROGRAMMING)``: normal
-``i`` is cell ``i``'s programming error, uniform ``n + i`` decides whether it is stuck.
+Random draws come from two streams, like a forward array's (:mod:`neurosim.devices`):
+normal ``i`` of ``(seed, 0, layer, FEEDBACK_PROGRAMMING)`` is cell ``i``'s programming error;
+uniform ``i`` of ``(seed, 0, layer, FEEDBACK_STUCK)`` decides whether it is stuck. (One
+stream for both would not do: normal ``i`` is made of the stream's uniforms ``2i`` and
+``2i + 1``, so any other uniform index of it is some cell's programming error.)
 ``regenerated`` feedback is digital logic and returns the drawn values unchanged.
 """
 
@@ -45,15 +48,14 @@ def program(values: np.ndarray, config: FeedbackArrayConfig, seed: int, layer: i
         return values
     out = reduce_precision(values, config)
     reach = np.max(np.abs(out)) if out.size else 0.0
-    key = rng.stream_key(seed, 0, layer, rng.Purpose.FEEDBACK_PROGRAMMING)
-    index = np.arange(out.size, dtype=np.int64)
     if config.programming_error > 0:
-        out = out * (1.0 + config.programming_error * rng.normal_at(key, index))
+        key = rng.stream_key(seed, 0, layer, rng.Purpose.FEEDBACK_PROGRAMMING)
+        out = out * (1.0 + config.programming_error * rng.normal(key, out.size))
     if config.levels is not None and reach > 0:
         step = 2.0 * reach / (config.levels - 1)
         out = -reach + step * np.rint((np.clip(out, -reach, reach) + reach) / step)
     if config.stuck_at_min > 0 or config.stuck_at_max > 0:
-        u = rng.uniform_at(key, out.size + index)
+        u = rng.uniform(rng.stream_key(seed, 0, layer, rng.Purpose.FEEDBACK_STUCK), out.size)
         out = np.where(u < config.stuck_at_min, -reach, out)
         out = np.where((u >= config.stuck_at_min)
                        & (u < config.stuck_at_min + config.stuck_at_max), reach, out)

@@ -62,6 +62,7 @@ class Purpose(IntEnum):
     MEASURE_READ_FEEDBACK = 24
     DEVICE_DRIFT = 25  # per-device drift exponents of the forward arrays, drawn once
     FEEDBACK_DRIFT = 26  # per-cell drift exponents of a feedback array, drawn once
+    FEEDBACK_STUCK = 27  # which cells of a feedback array are stuck, drawn once
 
 
 def mix64_scalar(z: int) -> int:

@@ -52,7 +52,7 @@ from neurosim.rows import (EpochOrder, GradientProbe, Measurement, Request, Rows
 from neurosim.rules import RuleCode, get_rule
 from neurosim.ood_eval import ood_accuracies, ood_notes, ood_test_sets
 from neurosim.runio import CHECKPOINT, METRICS, MetricLog, load_checkpoint, save_checkpoint
-from neurosim.summary import summarize
+from neurosim.summary import summarize, trained_samples
 
 
 
@@ -432,7 +432,6 @@ class Trainer:
                 **evaluation.representation_rank(
                     self.chip, data.x_test[:self.experiment.evaluation.train_probe_size]),
                 "neuron_angles": evaluation.neuron_angles(self.chip),
-                "programming_events": self.chip.update_count,
                 "pulses_up": self.chip.pulses[:, 0].tolist(),
                 "pulses_down": self.chip.pulses[:, 1].tolist(),
                 "ood": ood_accuracies(self.chip, self.backend, data,
@@ -447,10 +446,23 @@ class Trainer:
             results["ledger"] = ledger_summary(
                 self.chip.ledger, self.chip.config.energy, *converter_bits(self.chip),
                 self.log.records, self.experiment.evaluation.energy_target)
+            results["final"]["programming_events"] = programming_events(self.chip,
+                                                                        results["ledger"])
             self._timed("evaluation")
             self._checkpoint()
         return summarize(self.spec, self.log.records, results, self.position.seconds,
                          self.backend.name)
+
+
+def programming_events(chip: Chip, ledger: dict) -> int:
+    """Programming events of the chip's forward arrays so far (DESIGN §2): one per training
+    step in the batch modes (ideal, pulsed), one per sample in-array (stochastic), so there
+    the samples its training steps went through (:func:`trained_samples` of ``ledger``, a
+    :func:`ledger_summary`)."""
+    if chip.update_mode != "stochastic":
+        return chip.update_count
+    return sum(trained_samples(ledger, phase, list(chip.dims))
+               for phase in ("precondition", "train"))
 
 
 def advance(steps: Generator, result: tuple | None) -> Segment | Request | None:

@@ -73,3 +73,19 @@ def test_chip_applies_and_reports_the_programmed_feedback(ideal_chip_config, kin
     np.testing.assert_array_equal(np.sign(B)[B != 0], np.sign(B_exact)[B != 0])
     offset, rows, cols = chip.feedback_layout[1]
     np.testing.assert_array_equal(chip.feedback[offset:offset + rows * cols], B.ravel())
+
+
+def test_stuck_cells_are_drawn_independently_of_the_programming_errors():
+    """Which cells are stuck says nothing about any cell's programming error: over many
+    chips (seeds), the correlation of every cell's stuck indicator with every cell's
+    ``|xi|`` is ~0 (5 standard errors: 1 / sqrt(seeds) each). Drawn from one stream, a
+    stuck cell's uniform was another cell's Box-Muller radius (|correlation| 0.55)."""
+    drawn = np.array([0.05, -0.08, 0.02, -0.03])
+    with_error = FeedbackArrayConfig(programming_error=0.1)
+    both = FeedbackArrayConfig(programming_error=0.1, stuck_at_min=0.5)
+    seeds = range(2000)
+    error = np.array([np.abs(program(drawn, with_error, seed, 0) / drawn - 1) for seed in seeds])
+    stuck = np.array([program(drawn, both, seed, 0) == -0.08 for seed in seeds])
+    assert 0.4 < stuck.mean() < 0.6
+    correlation = np.corrcoef(stuck.T, error.T)[:4, 4:]
+    assert np.abs(correlation).max() < 5 / np.sqrt(len(seeds))

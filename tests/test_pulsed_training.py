@@ -118,6 +118,8 @@ def test_stochastic_in_array_training_learns_and_counts_pulses(tmp_path):
     records = [r for r in trainer.log.records if r["phase"] == "train"]
     assert records[-1]["test_accuracy"] > records[0]["test_accuracy"] + 0.2
     assert trainer.chip.update_count == 30 + 8
+    # one programming event per sample: 30 noise steps of 32, one epoch of 256 images
+    assert summary["final"]["programming_events"] == 30 * 32 + 256
     assert summary["final"]["pulses_up"] == trainer.chip.pulses[:, 0].tolist()
     assert np.all(trainer.chip.pulses > 0)
 
