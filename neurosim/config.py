@@ -241,7 +241,7 @@ class ForwardArrayConfig:
                       "an ideal device is updated exactly and draws nothing per device: "
                       "pulse responses, their noise and device-to-device spread, and stuck "
                       "devices need a device model such as constant_step, with "
-                      "update.mode: pulsed")
+                      "update.mode: pulsed or stochastic")
         mode = self.update.mode
         refuse_unused(source, f"{path}.update", self.update, ("max_pulses",), mode == "pulsed",
                       f"only update.mode pulsed uses it (mode is {mode})")
@@ -250,7 +250,8 @@ class ForwardArrayConfig:
         if self.update.mode == "ideal" and self.device.model != "ideal":
             raise ConfigError(source, f"{path}.device.model", self.device.model,
                               "a device model other than ideal is programmed by pulses: "
-                              "set update.mode: pulsed")
+                              "set update.mode: pulsed (a batch's update as pulse counts) "
+                              "or stochastic (in-array pulse trains)")
 
 
 @dataclass(frozen=True)

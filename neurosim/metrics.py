@@ -30,6 +30,7 @@ __all__ = [
     "neuron_alignment_angles",
     "singular_values",
     "effective_rank",
+    "spectrum_effective_rank",
     "gram_effective_rank",
     "test_accuracy_auc",
     "softmax",

@@ -190,6 +190,11 @@ BAD_CHIPS = [
      "forward.device.stuck_at_min + stuck_at_max + stuck_at_initial", "add up to <= 1"),
     ("pulsed ideal device", {"forward": {"update": {"mode": "pulsed"}}},
      "forward.update.mode", "need a device model"),
+    # the message named pulsed alone: in-array (stochastic) updates program devices too
+    ("device model updated exactly", {"forward": {"device": {"model": "constant_step"},
+                                                  "update": {"mode": "ideal"}}},
+     "forward.device.model", "set update.mode: pulsed (a batch's update as pulse counts) or "
+                             "stochastic (in-array pulse trains)"),
     # an ideal device has no device state: these were accepted and silently not simulated
     ("stuck ideal devices", {"forward": {"device": {"stuck_at_max": 0.2}}},
      "forward.device.stuck_at_max", "an ideal device is updated exactly"),
