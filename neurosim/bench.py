@@ -414,6 +414,12 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                                                   blas_threads=threads,
                                                   data_on_device=data == "device")
                         combos.append((key, experiment.name, experiment, batch))
+    if not workloads:  # every backend setting skipped: an empty table is no result
+        raise NeurosimError("nothing to measure: every combination was skipped ("
+                            + "; ".join(f"{item['backend']}: {item['reason']}"
+                                        for item in skipped)
+                            + "); allowed: --backends and --fused-update settings that "
+                              "run here")
     say(f"measuring {len(workloads)} combinations x (training, inference), "
         f"{settings.repeats} interleaved repeats")
     load_before = os.getloadavg()[0]

@@ -171,3 +171,20 @@ def test_a_requested_torch_backend_without_torch_says_how_to_install_it(
                    "--backends to measure every backend that runs here; bench.md lists what "
                    "was measured and what was skipped)")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_where_every_setting_is_skipped_is_refused_not_written(tiny, tmp_path, capsys,
+                                                                        monkeypatch):
+    """--backends torch-cpu --fused-update on (Triton cannot compile for the CPU) leaves
+    nothing to measure: one error line, exit 2, no bench.md (it used to write an empty
+    table over the results and exit 0)."""
+    pytest.importorskip("torch")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "out"
+    assert main(["bench", "--configs", str(tiny), "--backends", "torch-cpu",
+                 "--fused-update", "on", "--chips", "ideal", "--populations", "2",
+                 "--repeats", "1", "--out", str(out), "--quiet"]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith("error: nothing to measure: every combination was skipped")
+    assert "torch-cpu (fused update)" in err
+    assert not out.exists()
