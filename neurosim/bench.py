@@ -18,6 +18,12 @@ combination once, so a change of machine load shifts all of them alike):
   spin for a while after their last call);
 * **samples/s** is one chip's rate (batch x calls / seconds: how fast each run of a
   population advances), **chip-samples/s** that times ``M`` (the machine's throughput);
+* **peak memory** (after the timings, each workload alone, built anew): what building
+  it, one training step and one inference pass add at their peak to the process's
+  resident memory (``peak_host_mib``, Linux: ``VmHWM`` reset through
+  ``/proc/self/clear_refs``, the pages the allocator kept free handed back first with
+  ``malloc_trim``; the benchmark's own random batches left out) and to torch's
+  CUDA allocations (``peak_gpu_mib``: ``torch.cuda.max_memory_allocated``);
 * **batches**: a population on a GPU is measured twice: ``device``, the batches handed over
   as rows of a dataset that the torch backend keeps on the GPU (only the row indices move:
   what ``neurosim run`` does with its data and fixed noise sets), and ``host``, stacked
@@ -33,7 +39,10 @@ the Numba backend's deterministic products, the default otherwise).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
+import gc
 import math
 import os
 import statistics
@@ -127,6 +136,71 @@ def time_calls(call: Callable[[], object], n: int, blas_threads: int | None = No
     if finish is not None:
         finish()
     return (time.perf_counter() - start) / n
+
+
+def _status_kib(field: str) -> int | None:
+    """``field`` (``VmRSS``, ``VmHWM``) of ``/proc/self/status`` in KiB; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Set the process's peak resident memory (``VmHWM``) to its current one (Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
+def _release_freed_memory() -> None:
+    """Hand the pages the C allocator keeps free back to the system (glibc's
+    ``malloc_trim``), so that a later allocation reusing them counts in the resident
+    memory again; nothing where there is no glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_memory(make: Callable[[], "Workload"], cuda: bool) -> dict:
+    """What ``make()`` (a workload), one training step (waited for) and one inference pass
+    add at their peak to the process's resident memory (MiB, less the workload's own random
+    batches: the benchmark's, not the simulator's; None where the peak cannot be reset)
+    and, with ``cuda``, to torch's CUDA allocations (MiB; None otherwise)."""
+    gc.collect()
+    _release_freed_memory()
+    base_gpu = None
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        base_gpu = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    host = _reset_peak_rss()
+    base_rss = _status_kib("VmRSS")
+    workload = make()
+    workload.train()
+    workload.wait()
+    workload.infer()
+    peak_rss = _status_kib("VmHWM")
+    inputs = workload.x.nbytes + workload.y.nbytes + workload.eval_x.nbytes
+    result = {"peak_host_mib": (max(0.0, ((peak_rss - base_rss) * 1024 - inputs) / 2**20)
+                                if host and base_rss is not None and peak_rss is not None
+                                else None),
+              "peak_gpu_mib": None}
+    if cuda:
+        torch.cuda.synchronize()
+        result["peak_gpu_mib"] = (torch.cuda.max_memory_allocated() - base_gpu) / 2**20
+    del workload
+    gc.collect()
+    return result
 
 
 # --------------------------------------------------------------------- workloads
@@ -409,11 +483,12 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                                size, data)
                         if key in workloads:
                             continue
-                        workloads[key] = Workload(experiment, chip_config, backend, size,
-                                                  batch, settings.eval_batch,
-                                                  blas_threads=threads,
-                                                  data_on_device=data == "device")
-                        combos.append((key, experiment.name, experiment, batch))
+                        make = functools.partial(
+                            Workload, experiment, chip_config, backend, size, batch,
+                            settings.eval_batch, blas_threads=threads,
+                            data_on_device=data == "device")
+                        workloads[key] = make()
+                        combos.append((key, experiment.name, experiment, batch, make))
     if not workloads:  # every backend setting skipped: an empty table is no result
         raise NeurosimError("nothing to measure: every combination was skipped ("
                             + "; ".join(f"{item['backend']}: {item['reason']}"
@@ -428,8 +503,13 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                            workloads[key].wait if what == "train" else None)
              for key in order for what in ("train", "infer")}
     timings = measure(calls, settings.repeats, settings.repeat_seconds)
+    del calls
+    workloads.clear()  # the memory pass builds each workload alone
+    say("measuring peak memory, each combination alone")
+    memory = {key: peak_memory(make, BACKENDS[key[2]][1] == "cuda")
+              for key, _, _, _, make in combos}
     rows = []
-    for key, name, experiment, batch in combos:
+    for key, name, experiment, batch, _ in combos:
         path, chip_name, backend_name, fused, size, data = key
         train, infer = timings[key, "train"], timings[key, "infer"]
         row = {"config": name, "config_file": _shown(path), "chip": chip_name,
@@ -444,6 +524,7 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                "infer_ms": infer["seconds"] * 1e3,
                "infer_samples_per_s": settings.eval_batch / infer["seconds"],
                "infer_chip_samples_per_s": size * settings.eval_batch / infer["seconds"],
+               **memory[key],
                "train_calls_per_repeat": train["calls_per_repeat"],
                "infer_calls_per_repeat": infer["calls_per_repeat"]}
         rows.append(row)
@@ -478,13 +559,17 @@ def markdown(result: dict) -> str:
              "dataset the torch backend keeps on the GPU, as `neurosim run` hands over its "
              "data and fixed noise sets; `host`: stacked NumPy arrays copied to the device in "
              "the step, as drawn fresh-stream noise is).", "",
+             "peak memory: what building the workload (its chips' state), one training "
+             "step and one inference pass add at their peak, each workload measured alone "
+             "after the timings: host, the process's resident memory (less the benchmark's "
+             "own random batches); GPU, torch's CUDA allocations.", "",
              "fused: whether a torch population step's optimizer and array update (ideal "
              "update, pulse counts) run as Triton kernels (`simulation.fused_update`; "
              "bit-identical to the separate operations).", "",
              "| config | chip | backend | fused | chips | batches | batch | train step (ms) "
              "| train samples/s | train chip-samples/s | inference samples/s "
-             "| inference chip-samples/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| inference chip-samples/s | peak host MiB | peak GPU MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         fused = {True: "yes", False: "no"}.get(r.get("fused_update"), "")
         lines.append(f"| {r['config']} | {r['chip']} | {r['backend']} | {fused} "
@@ -492,11 +577,16 @@ def markdown(result: dict) -> str:
                      f"| {r['batches']} | {r['batch']} | {r['train_step_ms']:.2f} "
                      f"| {r['train_samples_per_s']:,.0f} | {r['train_chip_samples_per_s']:,.0f} "
                      f"| {r['infer_samples_per_s']:,.0f} "
-                     f"| {r['infer_chip_samples_per_s']:,.0f} |")
+                     f"| {r['infer_chip_samples_per_s']:,.0f} "
+                     f"| {_mib(r.get('peak_host_mib'))} | {_mib(r.get('peak_gpu_mib'))} |")
     if result["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{item['backend']} ({item['reason']})"
                                               for item in result["skipped"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _mib(value: float | None) -> str:
+    return "" if value is None else f"{value:,.1f}"
 
 
 def write_results(result: dict, out: Path, stem: str = "bench") -> Path:

@@ -188,3 +188,50 @@ def test_a_run_where_every_setting_is_skipped_is_refused_not_written(tiny, tmp_p
     assert err.startswith("error: nothing to measure: every combination was skipped")
     assert "torch-cpu (fused update)" in err
     assert not out.exists()
+
+
+def test_rows_carry_the_peak_memory_of_each_workload(result):
+    """Speed and memory side by side: every row has its peak host memory (Linux) and, on
+    a GPU, its peak CUDA allocations; the table shows both columns."""
+    import sys
+
+    data, text = result
+    for r in data["rows"]:
+        if sys.platform.startswith("linux"):
+            assert r["peak_host_mib"] >= 0
+        assert (r["peak_gpu_mib"] is not None) == (r["backend"] == "torch-cuda")
+    assert "| peak host MiB | peak GPU MiB |" in text
+
+
+def test_peak_memory_counts_what_a_workload_holds_at_its_peak():
+    """A workload that builds 40 MiB of state and allocates 24 MiB more in its step
+    peaks at about 64 MiB above before it; its own random batches are left out."""
+    import sys
+
+    import numpy as np
+
+    from neurosim.bench import peak_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the peak resident memory is read from /proc")
+
+    class Fake:
+        def __init__(self):
+            self.state = np.ones(40 * 2**18, dtype=np.float32)  # 40 MiB
+            self.x = np.ones(8 * 2**18, dtype=np.float32)  # 8 MiB of batches
+            self.y = np.zeros(1, dtype=np.int64)
+            self.eval_x = np.ones(1, dtype=np.float32)
+
+        def train(self):
+            scratch = np.ones(24 * 2**18, dtype=np.float32)  # 24 MiB, freed at once
+            self.state[0] = scratch[0]
+
+        def wait(self):
+            pass
+
+        def infer(self):
+            pass
+
+    measured = peak_memory(Fake, cuda=False)
+    assert measured["peak_gpu_mib"] is None
+    assert 60 <= measured["peak_host_mib"] <= 72, measured
