@@ -509,7 +509,7 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     memory = {key: peak_memory(make, BACKENDS[key[2]][1] == "cuda")
               for key, _, _, _, make in combos}
     rows = []
-    for key, name, experiment, batch, _ in combos:
+    for key, name, experiment, batch, make in combos:
         path, chip_name, backend_name, fused, size, data = key
         train, infer = timings[key, "train"], timings[key, "infer"]
         row = {"config": name, "config_file": _shown(path), "chip": chip_name,
@@ -524,6 +524,7 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
                "infer_ms": infer["seconds"] * 1e3,
                "infer_samples_per_s": settings.eval_batch / infer["seconds"],
                "infer_chip_samples_per_s": size * settings.eval_batch / infer["seconds"],
+               "blas_threads": make.keywords["blas_threads"],
                **memory[key],
                "train_calls_per_repeat": train["calls_per_repeat"],
                "infer_calls_per_repeat": infer["calls_per_repeat"]}
@@ -543,10 +544,16 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
 def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
     gpu = f", GPU {m['gpu']} (CUDA {m.get('cuda')})" if m["gpu"] else ", no GPU"
+    torch_threads = (f" ({m['torch_threads']} threads)" if m.get("torch_threads") is not None
+                     else "")
+    blas = ", ".join(f"{name} {threads}" for name, threads in sorted(
+        {(r["backend"], r.get("blas_threads")) for r in result["rows"]},
+        key=lambda item: list(BACKENDS).index(item[0]))) or "none measured"
     lines = [f"# {result['benchmark']}", "",
              f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{gpu}); Python "
-             f"{m['python']}, neurosim {m['neurosim']}, numpy {m['numpy']}, numba "
-             f"{m['numba']} ({m['numba_threads']} threads), torch {m['torch']}. 1-minute load "
+             f"{m['python']}, neurosim {m['neurosim']} (revision {m.get('revision') or 'unknown'}), "
+             f"numpy {m['numpy']}, numba {m['numba']} ({m['numba_threads']} threads), torch "
+             f"{m['torch']}{torch_threads}; BLAS threads {blas}. 1-minute load "
              f"average {result['load_average_1min']['before']:.2f} before, "
              f"{result['load_average_1min']['after']:.2f} after. Medians of {s['repeats']} "
              f"interleaved repeats of about {s['repeat_seconds']} s each, after warm-up.", "",

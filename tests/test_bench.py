@@ -235,3 +235,17 @@ def test_peak_memory_counts_what_a_workload_holds_at_its_peak():
     measured = peak_memory(Fake, cuda=False)
     assert measured["peak_gpu_mib"] is None
     assert 60 <= measured["peak_host_mib"] <= 72, measured
+
+
+def test_results_name_the_revision_and_the_threads_used(result):
+    """The table's header names the code measured (git revision) and the threads each
+    backend ran with (torch's, and the BLAS threads per backend: 1 for Numba's products)."""
+    data, text = result
+    m = data["machine"]
+    header = text.splitlines()[2]
+    assert f"(revision {m['revision'] or 'unknown'})" in header
+    for r in data["rows"]:
+        assert r["blas_threads"] is None or r["blas_threads"] >= 1
+        assert f"{r['backend']} {r['blas_threads']}" in header
+    if m["torch"] is not None:
+        assert f"torch {m['torch']} ({m['torch_threads']} threads)" in header
