@@ -90,6 +90,7 @@ class Settings:
     eval_batch: int = 1024
     repeat_seconds: float = 0.2
     fused_updates: tuple[str, ...] = ("auto",)  # torch's simulation.fused_update settings
+    memory: bool = True  # each workload's peak memory, built again alone after the timings
 
 
 QUICK = Settings(populations=(1, 4), repeats=3, eval_batch=256, repeat_seconds=0.05)
@@ -505,8 +506,10 @@ def run_bench(settings: Settings, progress: Callable[[str], None] | None = None)
     timings = measure(calls, settings.repeats, settings.repeat_seconds)
     del calls
     workloads.clear()  # the memory pass builds each workload alone
-    say("measuring peak memory, each combination alone")
-    memory = {key: peak_memory(make, BACKENDS[key[2]][1] == "cuda")
+    if settings.memory:
+        say("measuring peak memory, each combination alone")
+    memory = {key: (peak_memory(make, BACKENDS[key[2]][1] == "cuda") if settings.memory
+                    else {"peak_host_mib": None, "peak_gpu_mib": None})
               for key, _, _, _, make in combos}
     rows = []
     for key, name, experiment, batch, make in combos:

@@ -249,3 +249,13 @@ def test_results_name_the_revision_and_the_threads_used(result):
         assert f"{r['backend']} {r['blas_threads']}" in header
     if m["torch"] is not None:
         assert f"torch {m['torch']} ({m['torch_threads']} threads)" in header
+
+
+def test_no_memory_skips_the_memory_pass(tiny, tmp_path):
+    assert main(["bench", "--configs", str(tiny), "--backends", "numpy", "--chips", "ideal",
+                 "--populations", "2", "--repeats", "1", "--seconds", "0.002",
+                 "--eval-batch", "8", "--no-memory", "--out", str(tmp_path), "--quiet"]) == 0
+    data = json.loads((tmp_path / "bench.json").read_text())
+    (row,) = data["rows"]
+    assert row["peak_host_mib"] is None and row["peak_gpu_mib"] is None
+    assert data["settings"]["memory"] is False

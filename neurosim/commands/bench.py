@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"small settings (populations 1,4; 3 short repeats; inference "
                              f"batch {QUICK.eval_batch}, so not comparable with a full run)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak memory pass (it builds every workload once more "
+                             "after the timings: at hundreds of chips, seconds each)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"folder for bench.md and bench.json (default: {DEFAULT_OUT})")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -89,6 +92,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
                                                 single=True)
     if args.seconds is not None:
         changes["repeat_seconds"] = parse_seconds("--seconds", args.seconds)
+    if args.no_memory:
+        changes["memory"] = False
     return dataclasses.replace(QUICK if args.quick else Settings(), **changes)
 
 
