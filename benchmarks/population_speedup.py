@@ -32,8 +32,11 @@ def table(gpu: dict, cpu: dict) -> str:
              "Training chip-samples/s of one population step (`neurosim bench`, config "
              "`paper_mnist`: [784, 100, 10], FA, Adam, batch 64, float32). Reference: the "
              "Numba backend's best over its population sizes on the CPU run. `batches`: "
-             "`device`, the batches already on the GPU; `host`, NumPy batches copied in every "
-             "step (what `neurosim run` does today). `fused`: the optimizer and array update "
+             "`device`, the batches gathered on the GPU from a dataset kept there (what "
+             "`neurosim run` does with its data and fixed noise sets); `host`, NumPy batches "
+             "copied in every step (what a fresh noise stream costs). The two runs are on "
+             "different machines and days (the target compares them); each ratio divides a "
+             "median of one run by a median of the other. `fused`: the optimizer and array update "
              "(ideal update, pulse counts) as Triton kernels (`simulation.fused_update`), or "
              "as separate torch operations; bit-identical.", "",
              "| chip | chips | batches | fused | GPU chip-samples/s | Numba chip-samples/s "
