@@ -30,6 +30,10 @@
 # then name .gpu-data in the device call's `carry` and run
 #   NEUROSIM_DATA=.gpu-data bash benchmarks/gpu_session.sh run   (or runprofile)
 #
+# The copy has no git history: name the revision measured, expanded here, in the command,
+#   NEUROSIM_REVISION=<git rev-parse HEAD> bash benchmarks/gpu_session.sh all
+# (neurosim.provenance records it "as given" in bench.json/bench.md and machine.txt).
+#
 # Every part also writes $OUT/machine.txt. The machine's image has torch with CUDA and
 # neurosim's other dependencies except `distributed` (tests/test_sweep.py is left out; it has
 # no CUDA tests); neurosim runs from the working tree through PYTHONPATH. Then, here:
@@ -44,6 +48,7 @@ out=${OUT:?set OUT to the folder for the results}
 python=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 {
+    echo "neurosim revision ${NEUROSIM_REVISION:-unknown (set NEUROSIM_REVISION)}"
     nvidia-smi -L || true
     "$python" -c 'import platform, numpy, numba, torch
 print("python", platform.python_version(), "numpy", numpy.__version__, "numba",

@@ -6,6 +6,7 @@ folder says which code made it."""
 from __future__ import annotations
 
 import functools
+import os
 from importlib import metadata
 import platform
 import subprocess
@@ -20,11 +21,17 @@ from neurosim import __version__
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+#: Names the revision of a copy of the source without its git history (a machine the
+#: working tree was copied to, such as the lent GPU machine): used only outside a checkout.
+REVISION_VARIABLE = "NEUROSIM_REVISION"
+
+
 @functools.cache
 def source_revision() -> str | None:
     """The git commit neurosim was imported from, with ``+dirty`` when its tracked files
-    have uncommitted changes; ``None`` outside a git checkout (an installed wheel) or
-    without git."""
+    have uncommitted changes. Outside a git checkout (an installed wheel, a copied tree) or
+    without git: the revision :data:`REVISION_VARIABLE` gives, marked ``(as given)``, else
+    ``None``."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
@@ -32,7 +39,8 @@ def source_revision() -> str | None:
         commit = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
     except (OSError, subprocess.SubprocessError):
-        return None
+        given = os.environ.get(REVISION_VARIABLE, "").strip()
+        return f"{given} (as given)" if given else None
     return commit + ("+dirty" if dirty else "")
 
 

@@ -199,6 +199,23 @@ def test_summary_counts_the_samples_trained_and_names_the_code_that_ran(tmp_path
     assert "optimizer adam (lr 0.003)" in report and "2 epochs of batch 32" in report
 
 
+def test_a_copy_without_git_history_names_the_revision_it_is_given(tmp_path, monkeypatch):
+    """A working tree copied without .git (the lent GPU machine) recorded no revision, so
+    its benchmark files could not say which code they measured."""
+    from neurosim import provenance
+
+    monkeypatch.setattr(provenance, "PACKAGE_DIR", tmp_path)  # no git checkout there
+    monkeypatch.setenv(provenance.REVISION_VARIABLE, "4e4f008")
+    provenance.source_revision.cache_clear()
+    try:
+        assert provenance.source_revision() == "4e4f008 (as given)"
+        monkeypatch.delenv(provenance.REVISION_VARIABLE)
+        provenance.source_revision.cache_clear()
+        assert provenance.source_revision() is None
+    finally:
+        provenance.source_revision.cache_clear()
+
+
 def test_summary_gives_the_neurons_angle_mean_with_its_std():
     """DESIGN §5 reports the per-neuron angles as mean ± std over neurons: the summary's
     train section gives both, from the last record (it gave the mean alone)."""
