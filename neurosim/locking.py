@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from neurosim.errors import NeurosimError
+from neurosim.errors import NeurosimError, writing
 
 ATTEMPTS = 5
 STARTING_GRACE_S = 10.0  # an empty lock file younger than this belongs to a process starting
@@ -76,6 +76,12 @@ class FolderLock:
         self.release()
 
     def acquire(self) -> None:
+        """Create the lock file (see the module docstring); a folder that cannot be
+        written (read-only, full, a path through a file) is an ``OutputError``."""
+        with writing(self.path):
+            self._create()
+
+    def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(ATTEMPTS):
             try:

@@ -28,7 +28,7 @@ import yaml
 
 from neurosim.backends import check_available
 from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs, read_yaml
-from neurosim.errors import CheckpointError, NeurosimError
+from neurosim.errors import CheckpointError, NeurosimError, writing
 from neurosim.locking import FolderLock
 from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
@@ -122,17 +122,14 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
                                 f"{', '.join(OUTPUT_MARKERS)} and no run records): "
                                 "--overwrite deletes only neurosim output; remove it "
                                 "yourself or choose another --out")
-    if overwrite:
-        for path in contents:  # not the lock this command may hold
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-    try:
+    with writing(out):
+        if overwrite:
+            for path in contents:  # not the lock this command may hold
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise NeurosimError(f"{out}: cannot make the output folder ({error.strerror})") \
-            from error
 
 
 def check_saved_configuration(spec: RunSpec, run_dir: Path) -> None:

@@ -347,3 +347,34 @@ def test_a_stray_field_of_another_kind_is_named_as_run_names_it(tmp_path, capsys
                             "'s field)"), err
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     assert f"error: {path}: {line}" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    """A full or read-only disk, or an --out below a file, ended in an OSError traceback
+    (from the lock, a result file or the metric log): one line naming the path and the
+    system's reason, exit status 2, and no lock left behind."""
+    import errno
+
+    from neurosim import runio
+
+    experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(experiment), "--out", str(tmp_path / "afile" / "out")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == f"error: {tmp_path / 'afile' / 'out' / RUN_LOCK}: cannot write (Not a directory)"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runio, "new_temporary", full)
+    out = tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == f"error: {out / 'experiment.yaml'}: cannot write (No space left on device)"
+    assert not (out / RUN_LOCK).exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(runio, "open", full, raising=False)  # the metric log's appends
+    assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == (f"error: {out / 'fa' / 'seed0' / 'metrics.jsonl'}: cannot write "
+                   "(No space left on device)")
