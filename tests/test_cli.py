@@ -378,3 +378,14 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, m
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err == (f"error: {out / 'fa' / 'seed0' / 'metrics.jsonl'}: cannot write "
                    "(No space left on device)")
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line():
+    """Loading the commands takes seconds (numpy, scipy, numba, matplotlib); Ctrl-C then was
+    a KeyboardInterrupt traceback from the import: they load inside main's handling."""
+    code = ("import signal, sys, neurosim.cli\n"
+            "assert 'neurosim.commands' not in sys.modules\n"
+            "neurosim.cli.build_parser = lambda: signal.raise_signal(signal.SIGINT)\n"
+            "sys.exit(neurosim.cli.main(['--help']))")
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (process.returncode, process.stderr) == (130, "interrupted\n"), process.stderr
