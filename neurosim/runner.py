@@ -21,7 +21,8 @@ A finished run (its ``summary.json`` exists and its config matches) is never rec
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -85,7 +86,7 @@ def differences_text(differences: list[str], most: int = 3) -> str:
 # What a folder neurosim wrote holds at its top (an experiment, a reproduction), or a run
 # folder's record a few levels down (an interrupted experiment or reproduction).
 OUTPUT_MARKERS = ("experiment.yaml", "results.json")
-RUN_LOCK = "run.lock"  # held by a run_experiment writing into the folder
+RUN_LOCK = "run.lock"  # held by a command writing into the folder (run, sweep, reproduce)
 RUN_RECORD_DEPTH = 4
 
 
@@ -110,8 +111,8 @@ def check_out_arguments(out: Path, resume: bool, overwrite: bool) -> None:
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Make the output folder ``out``: refused when it holds something and neither
     ``resume`` nor ``overwrite`` is given; ``overwrite`` deletes it first, only if it is
-    neurosim's output (:func:`looks_like_output`), never any other folder."""
-    check_out_arguments(out, resume, overwrite)
+    neurosim's output (:func:`looks_like_output`), never any other folder (the caller
+    holds its lock and has checked the arguments: :func:`output_folder`)."""
     contents = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []
     if contents:
         if not (resume or overwrite):
@@ -233,18 +234,28 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     meanwhile (:data:`RUN_LOCK`): a second command into it is refused at once rather than
     writing the same run records (a "resume after a crash" while the first still runs)."""
     out = Path(out)
-    check_out_arguments(out, resume, overwrite)
-    with FolderLock(out / RUN_LOCK, what="another neurosim run"):
-        return _run_experiment(experiment, source, out, resume, overwrite, progress, data_dir,
-                               run_reports, report_processes)
-
-
-def _run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
-                    resume: bool, overwrite: bool, progress: bool, data_dir: str | None,
-                    run_reports: bool, report_processes: int) -> Path:
     runs = expand_runs(experiment, source)
     check_available((spec.experiment.simulation for spec in runs), source)
-    prepare_out_dir(out, resume, overwrite)
+    with output_folder(out, resume, overwrite, "neurosim run"):
+        return _run_experiment(experiment, runs, out, resume, progress, data_dir, run_reports,
+                               report_processes)
+
+
+@contextmanager
+def output_folder(out: Path, resume: bool, overwrite: bool, what: str) -> Iterator[None]:
+    """Hold ``out``'s lock (:data:`RUN_LOCK`, naming its holder ``what``) while the block
+    writes into it, the folder prepared first (:func:`prepare_out_dir`): a second command
+    into it, of any kind, is refused at once, and ``overwrite`` never deletes a folder
+    that another command is writing."""
+    check_out_arguments(out, resume, overwrite)
+    with FolderLock(out / RUN_LOCK, what=what):
+        prepare_out_dir(out, resume, overwrite)
+        yield
+
+
+def _run_experiment(experiment: ExperimentConfig, runs: list[RunSpec], out: Path,
+                    resume: bool, progress: bool, data_dir: str | None, run_reports: bool,
+                    report_processes: int) -> Path:
     run_dirs = [run_dir_of(out, spec) for spec in runs]
     if resume:  # every saved run checked before the folder's experiment.yaml is replaced
         for spec, run_dir in zip(runs, run_dirs):

@@ -223,16 +223,35 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
     "resume after a crash" while the first was still running); the folder is locked."""
     experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
     out = tmp_path / "out"
-    with FolderLock(out / RUN_LOCK):  # this process, alive: another command writing there
+    with FolderLock(out / RUN_LOCK, what="neurosim run"):  # this process, alive: another
         assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "locked by another neurosim run" in err
+    assert len(err.splitlines()) == 1 and "locked by neurosim run (pid" in err
     assert not list((out).glob("*/seed*"))  # nothing was written
     # a lock left by a killed command is stale: taken over; the finished folder keeps none
     (out / RUN_LOCK).write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(),
                                             "started": 0.0, "token": "gone"}))
     assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 0
     assert not (out / RUN_LOCK).exists() and (out / "fa" / "seed0" / "summary.json").is_file()
+
+
+def test_overwrite_never_deletes_a_folder_another_command_is_writing(tmp_path, capsys,
+                                                                      monkeypatch):
+    """``neurosim run --overwrite`` deleted the folder of a running sweep (which locked
+    ``sweep.lock``, a name of its own), and ``reproduce --overwrite`` deleted a folder
+    without any lock: every command writing a folder holds its ``run.lock``."""
+    from neurosim.commands import reproduce
+
+    monkeypatch.setattr(reproduce, "reproduce", lambda *args: pytest.fail("reproduce ran"))
+    experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
+    out = tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet", "--no-run-reports"]) == 0
+    with FolderLock(out / RUN_LOCK, what="neurosim sweep"):
+        for command in (["run", str(experiment)], ["reproduce", "fig1"]):
+            assert main([*command, "--out", str(out), "--overwrite", "--quiet"]) == 2
+            (err,) = capsys.readouterr().err.strip().splitlines()
+            assert f"{out}: locked by neurosim sweep (pid" in err
+    assert (out / "fa" / "seed0" / "summary.json").is_file()
 
 
 def test_a_condition_section_mapping_sets_only_its_fields(tmp_path):
