@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +103,13 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> No
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and metadata of :func:`save_checkpoint`; a file that is not such a
+    checkpoint (empty, truncated, damaged) is a :class:`CheckpointError`."""
     try:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files if k != "__meta__"}
             meta = json.loads(data["__meta__"].tobytes().decode())
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: cannot read checkpoint ({error})") from error
     return arrays, meta
 
