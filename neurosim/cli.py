@@ -14,7 +14,6 @@ import os
 import sys
 
 from neurosim import __version__
-from neurosim.commands import COMMANDS
 from neurosim.errors import NeurosimError
 
 EXIT_USER_ERROR = 2
@@ -24,6 +23,11 @@ MEMORY_HINT = ("network.dims, the batch sizes, precondition.n_examples, the eval
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every sub-command. The commands are imported here, inside
+    :func:`main`'s handling of Ctrl-C: importing them (numpy, scipy, numba, matplotlib)
+    takes seconds, and an interrupt then was a traceback."""
+    from neurosim.commands import COMMANDS
+
     parser = argparse.ArgumentParser(
         prog="neurosim",
         description="Simulate neuromorphic chips trained with local learning rules.",
@@ -43,8 +47,8 @@ def is_torch_out_of_memory(error: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except NeurosimError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,6 +6,9 @@ Every error raised for bad user input (a config file, a CLI override, a data fil
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class NeurosimError(Exception):
     """Base class of every error meant for the user (printed as one line by the CLI)."""
@@ -58,3 +61,18 @@ class DataError(NeurosimError):
 
 class CheckpointError(NeurosimError):
     """A checkpoint cannot be read or does not belong to the run being resumed."""
+
+
+class OutputError(NeurosimError):
+    """A result file, folder or lock cannot be written: a full or read-only disk, no
+    permission, or a path that goes through a file."""
+
+
+@contextmanager
+def writing(path: object) -> Iterator[None]:
+    """Raise an ``OSError`` of the block as an :class:`OutputError` naming ``path`` and
+    the system's reason (``No space left on device``), one line rather than a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error

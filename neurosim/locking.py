@@ -1,7 +1,7 @@
 """An exclusive lock on an output folder, so that two processes never write into it at once.
 
-The lock is a file created atomically (``O_CREAT | O_EXCL``) holding its owner as JSON: pid,
-host, the process's start time and a random token. A second process that finds the file
+The lock is a file created atomically (``O_CREAT | O_EXCL``) holding its owner as JSON: what
+it is (``neurosim run``), pid, host, the process's start time and a random token. A second process that finds the file
 reads the owner:
 
 * the owner is on this host and its process is gone (no such pid, a zombie, or the pid now
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from neurosim.errors import NeurosimError
+from neurosim.errors import NeurosimError, writing
 
 ATTEMPTS = 5
 STARTING_GRACE_S = 10.0  # an empty lock file younger than this belongs to a process starting
@@ -61,9 +61,10 @@ class FolderLock:
     """``with FolderLock(path): ...`` holds the lock file ``path`` (see the module docstring)."""
 
     def __init__(self, path: Path, what: str = "a process"):
+        """``what`` names the holder in the error of a process that finds it locked
+        (``neurosim sweep``): commands of every kind share the lock file of a folder."""
         self.path = Path(path)
-        self.what = what
-        self.owner = {"pid": os.getpid(), "host": socket.gethostname(),
+        self.owner = {"what": what, "pid": os.getpid(), "host": socket.gethostname(),
                       "started": _start_time(os.getpid()), "token": uuid.uuid4().hex,
                       "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "command": " ".join(sys.argv)}
@@ -76,6 +77,12 @@ class FolderLock:
         self.release()
 
     def acquire(self) -> None:
+        """Create the lock file (see the module docstring); a folder that cannot be
+        written (read-only, full, a path through a file) is an ``OutputError``."""
+        with writing(self.path):
+            self._create()
+
+    def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(ATTEMPTS):
             try:
@@ -109,9 +116,10 @@ class FolderLock:
             where = ("" if owner.get("host") == socket.gethostname() else
                      ", which cannot be checked from this host")
             raise LockedError(
-                f"{self.path.parent}: locked by {self.what} (pid {owner.get('pid')} on "
-                f"{owner.get('host')}{where}, since {owner.get('since')}); wait for it to "
-                f"finish, or delete {self.path} if it is no longer running")
+                f"{self.path.parent}: locked by {owner.get('what', 'a process')} (pid "
+                f"{owner.get('pid')} on {owner.get('host')}{where}, since "
+                f"{owner.get('since')}); wait for it to finish, or delete {self.path} if it "
+                "is no longer running")
         aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
         try:
             os.rename(self.path, aside)

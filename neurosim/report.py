@@ -22,6 +22,9 @@ import io
 import json
 import math
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -662,5 +665,24 @@ def write_run_reports(run_dirs: list[Path], processes: int = 1) -> list[Path]:
     processes = max(1, min(processes, len(run_dirs)))
     if processes == 1:
         return [write_run_report(run_dir) for run_dir in run_dirs]
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with report_pool(processes) as pool:
         return list(pool.map(write_run_report, run_dirs))
+
+
+def report_pool(processes: int) -> ProcessPoolExecutor:
+    """``processes`` spawned worker processes for :func:`write_run_reports`, each of which
+    ends when the process that started it is gone (:func:`_end_with_parent`)."""
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_end_with_parent, initargs=(os.getpid(),))
+
+
+def _end_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """A worker's initializer: a daemon thread ends the worker once ``parent`` is no longer
+    its parent. A command killed with SIGKILL (or SIGTERM) cannot stop its workers, which
+    then waited for work forever, 150 MB each."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()

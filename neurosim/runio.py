@@ -14,12 +14,13 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurosim.errors import CheckpointError
+from neurosim.errors import CheckpointError, writing
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
@@ -48,19 +49,22 @@ def new_temporary(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (see the module docstring); a disk that is full or
+    read-only is an :class:`OutputError` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = new_temporary(path.parent, f".{path.name}.", ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = new_temporary(path.parent, f".{path.name}.", ".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def _plain(value: Any) -> Any:
@@ -99,11 +103,13 @@ def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> No
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and metadata of :func:`save_checkpoint`; a file that is not such a
+    checkpoint (empty, truncated, damaged) is a :class:`CheckpointError`."""
     try:
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files if k != "__meta__"}
             meta = json.loads(data["__meta__"].tobytes().decode())
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: cannot read checkpoint ({error})") from error
     return arrays, meta
 
@@ -134,7 +140,7 @@ class MetricLog:
     def append(self, record: dict) -> dict:
         record = _plain(record)
         self.records.append(record)
-        with open(self.path, "a") as handle:
+        with writing(self.path), open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         return record
 

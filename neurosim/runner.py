@@ -21,14 +21,15 @@ A finished run (its ``summary.json`` exists and its config matches) is never rec
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from neurosim.backends import check_available
 from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs, read_yaml
-from neurosim.errors import CheckpointError, NeurosimError
+from neurosim.errors import CheckpointError, NeurosimError, writing
 from neurosim.locking import FolderLock
 from neurosim.memory import check_population_fits
 from neurosim.report import write_run_report, write_run_reports
@@ -86,7 +87,7 @@ def differences_text(differences: list[str], most: int = 3) -> str:
 # What a folder neurosim wrote holds at its top (an experiment, a reproduction), or a run
 # folder's record a few levels down (an interrupted experiment or reproduction).
 OUTPUT_MARKERS = ("experiment.yaml", "results.json")
-RUN_LOCK = "run.lock"  # held by a run_experiment writing into the folder
+RUN_LOCK = "run.lock"  # held by a command writing into the folder (run, sweep, reproduce)
 RUN_RECORD_DEPTH = 4
 
 
@@ -111,8 +112,8 @@ def check_out_arguments(out: Path, resume: bool, overwrite: bool) -> None:
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Make the output folder ``out``: refused when it holds something and neither
     ``resume`` nor ``overwrite`` is given; ``overwrite`` deletes it first, only if it is
-    neurosim's output (:func:`looks_like_output`), never any other folder."""
-    check_out_arguments(out, resume, overwrite)
+    neurosim's output (:func:`looks_like_output`), never any other folder (the caller
+    holds its lock and has checked the arguments: :func:`output_folder`)."""
     contents = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []
     if contents:
         if not (resume or overwrite):
@@ -123,17 +124,14 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
                                 f"{', '.join(OUTPUT_MARKERS)} and no run records): "
                                 "--overwrite deletes only neurosim output; remove it "
                                 "yourself or choose another --out")
-    if overwrite:
-        for path in contents:  # not the lock this command may hold
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-    try:
+    with writing(out):
+        if overwrite:
+            for path in contents:  # not the lock this command may hold
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise NeurosimError(f"{out}: cannot make the output folder ({error.strerror})") \
-            from error
 
 
 def check_saved_configuration(spec: RunSpec, run_dir: Path) -> None:
@@ -237,7 +235,6 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
     meanwhile (:data:`RUN_LOCK`): a second command into it is refused at once rather than
     writing the same run records (a "resume after a crash" while the first still runs)."""
     out = Path(out)
-    check_out_arguments(out, resume, overwrite)
     runs = expand_runs(experiment, source)
     check_available((spec.experiment.simulation for spec in runs), source)
     populations = (population_members(runs, experiment.population.across_conditions,
@@ -245,16 +242,26 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
                    if experiment.population is not None else [[i] for i in range(len(runs))])
     for members in populations:  # refused before the folder is touched
         check_population_fits([runs[i] for i in members])
-    with FolderLock(out / RUN_LOCK, what="another neurosim run"):
-        return _run_experiment(experiment, runs, populations, out, resume, overwrite,
-                               progress, data_dir, run_reports, report_processes)
+    with output_folder(out, resume, overwrite, "neurosim run"):
+        return _run_experiment(experiment, runs, populations, out, resume, progress, data_dir,
+                               run_reports, report_processes)
+
+
+@contextmanager
+def output_folder(out: Path, resume: bool, overwrite: bool, what: str) -> Iterator[None]:
+    """Hold ``out``'s lock (:data:`RUN_LOCK`, naming its holder ``what``) while the block
+    writes into it, the folder prepared first (:func:`prepare_out_dir`): a second command
+    into it, of any kind, is refused at once, and ``overwrite`` never deletes a folder
+    that another command is writing."""
+    check_out_arguments(out, resume, overwrite)
+    with FolderLock(out / RUN_LOCK, what=what):
+        prepare_out_dir(out, resume, overwrite)
+        yield
 
 
 def _run_experiment(experiment: ExperimentConfig, runs: list[RunSpec],
-                    populations: list[list[int]], out: Path, resume: bool, overwrite: bool,
-                    progress: bool, data_dir: str | None, run_reports: bool,
-                    report_processes: int) -> Path:
-    prepare_out_dir(out, resume, overwrite)
+                    populations: list[list[int]], out: Path, resume: bool, progress: bool,
+                    data_dir: str | None, run_reports: bool, report_processes: int) -> Path:
     run_dirs = [run_dir_of(out, spec) for spec in runs]
     if resume:  # every saved run checked before the folder's experiment.yaml is replaced
         for spec, run_dir in zip(runs, run_dirs):

@@ -1,6 +1,7 @@
 """Running a sweep: every trial a Dask task, crash-safe and resumable.
 
-``run_sweep(plan, out, ...)``, under a lock on ``out`` (:mod:`neurosim.locking`):
+``run_sweep(plan, out, ...)``, under the lock on ``out`` that every command writing a folder
+takes (:mod:`neurosim.locking`, :data:`neurosim.runner.RUN_LOCK`):
 
 1. refuses trial folders saved with another configuration (as ``neurosim run --resume``);
 2. writes the manifest (:mod:`neurosim.sweep_manifest`); a trial whose ``summary.json``
@@ -41,14 +42,13 @@ from neurosim.cluster import open_client
 from neurosim.errors import CheckpointError
 from neurosim.locking import FolderLock
 from neurosim.report import write_run_reports
-from neurosim.runner import (configuration_differences, differences_text, population_members,
-                             run_one, run_together)
+from neurosim.runner import (RUN_LOCK, configuration_differences, differences_text,
+                             population_members, run_one, run_together)
 from neurosim.runio import SUMMARY, write_text
 from neurosim.sweep_manifest import Manifest
 from neurosim.sweep_plan import SweepPlan, Trial
 from neurosim.sweep_report import write_sweep_report
 
-LOCK = "sweep.lock"
 TRACEBACK = "traceback.txt"
 POLL_S = 1.0  # seconds between refreshes of the running count
 
@@ -216,7 +216,7 @@ def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
     out = Path(out)
     if scheduler is None:
         check_available((t.spec.experiment.simulation for t in plan.trials), plan.source)
-    with FolderLock(out / LOCK, what="another sweep"):
+    with FolderLock(out / RUN_LOCK, what="neurosim sweep"):
         check_saved_configs(plan, out)
         manifest = Manifest(plan, out)
         manifest.write()

@@ -223,16 +223,35 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path, capsys):
     "resume after a crash" while the first was still running); the folder is locked."""
     experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
     out = tmp_path / "out"
-    with FolderLock(out / RUN_LOCK):  # this process, alive: another command writing there
+    with FolderLock(out / RUN_LOCK, what="neurosim run"):  # this process, alive: another
         assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "locked by another neurosim run" in err
+    assert len(err.splitlines()) == 1 and "locked by neurosim run (pid" in err
     assert not list((out).glob("*/seed*"))  # nothing was written
     # a lock left by a killed command is stale: taken over; the finished folder keeps none
     (out / RUN_LOCK).write_text(json.dumps({"pid": 2 ** 22 + 12345, "host": socket.gethostname(),
                                             "started": 0.0, "token": "gone"}))
     assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 0
     assert not (out / RUN_LOCK).exists() and (out / "fa" / "seed0" / "summary.json").is_file()
+
+
+def test_overwrite_never_deletes_a_folder_another_command_is_writing(tmp_path, capsys,
+                                                                      monkeypatch):
+    """``neurosim run --overwrite`` deleted the folder of a running sweep (which locked
+    ``sweep.lock``, a name of its own), and ``reproduce --overwrite`` deleted a folder
+    without any lock: every command writing a folder holds its ``run.lock``."""
+    from neurosim.commands import reproduce
+
+    monkeypatch.setattr(reproduce, "reproduce", lambda *args: pytest.fail("reproduce ran"))
+    experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
+    out = tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet", "--no-run-reports"]) == 0
+    with FolderLock(out / RUN_LOCK, what="neurosim sweep"):
+        for command in (["run", str(experiment)], ["reproduce", "fig1"]):
+            assert main([*command, "--out", str(out), "--overwrite", "--quiet"]) == 2
+            (err,) = capsys.readouterr().err.strip().splitlines()
+            assert f"{out}: locked by neurosim sweep (pid" in err
+    assert (out / "fa" / "seed0" / "summary.json").is_file()
 
 
 def test_a_condition_section_mapping_sets_only_its_fields(tmp_path):
@@ -373,3 +392,45 @@ def test_a_stray_field_of_another_kind_is_named_as_run_names_it(tmp_path, capsys
                             "'s field)"), err
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     assert f"error: {path}: {line}" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    """A full or read-only disk, or an --out below a file, ended in an OSError traceback
+    (from the lock, a result file or the metric log): one line naming the path and the
+    system's reason, exit status 2, and no lock left behind."""
+    import errno
+
+    from neurosim import runio
+
+    experiment = write_experiment(tmp_path, conditions={"fa": {}}, precondition={"steps": 0})
+    (tmp_path / "afile").write_text("")
+    assert main(["run", str(experiment), "--out", str(tmp_path / "afile" / "out")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == f"error: {tmp_path / 'afile' / 'out' / RUN_LOCK}: cannot write (Not a directory)"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runio, "new_temporary", full)
+    out = tmp_path / "out"
+    assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == f"error: {out / 'experiment.yaml'}: cannot write (No space left on device)"
+    assert not (out / RUN_LOCK).exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(runio, "open", full, raising=False)  # the metric log's appends
+    assert main(["run", str(experiment), "--out", str(out), "--resume", "--quiet"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == (f"error: {out / 'fa' / 'seed0' / 'metrics.jsonl'}: cannot write "
+                   "(No space left on device)")
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line():
+    """Loading the commands takes seconds (numpy, scipy, numba, matplotlib); Ctrl-C then was
+    a KeyboardInterrupt traceback from the import: they load inside main's handling."""
+    code = ("import signal, sys, neurosim.cli\n"
+            "assert 'neurosim.commands' not in sys.modules\n"
+            "neurosim.cli.build_parser = lambda: signal.raise_signal(signal.SIGINT)\n"
+            "sys.exit(neurosim.cli.main(['--help']))")
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (process.returncode, process.stderr) == (130, "interrupted\n"), process.stderr

@@ -218,6 +218,32 @@ def test_a_report_that_fails_in_a_worker_process_is_the_same_user_error(tmp_path
         write_run_reports(folders, processes=2)
 
 
+def test_report_workers_end_when_the_command_that_started_them_is_killed():
+    """A command killed with SIGKILL while writing its reports left its report worker
+    processes waiting for work forever (150 MB each): they end once their parent is gone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    code = ("import os, signal\n"
+            "from neurosim.report import report_pool\n"
+            "pool = report_pool(1)\n"
+            "print(pool.submit(os.getpid).result(), flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(parent.stdout.readline()))
+    parent.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE:
+        if time.monotonic() > deadline:
+            worker.kill()
+            pytest.fail("the report worker outlived its parent by 10 s")
+        time.sleep(0.2)
+
+
 def test_run_without_noise_phase(tmp_path):
     run_dir = write_run(tmp_path, "fa", 0, noise=False)
     report = write_run_report(run_dir)

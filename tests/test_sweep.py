@@ -30,8 +30,8 @@ from neurosim.data.store import file_path
 from neurosim.errors import CheckpointError, ConfigError, NeurosimError
 from neurosim.locking import FolderLock, LockedError
 from neurosim.runio import to_json, write_text
-from neurosim.runner import run_one
-from neurosim.sweep import LOCK, TRACEBACK, check_saved_configs, run_sweep
+from neurosim.runner import RUN_LOCK, run_one
+from neurosim.sweep import TRACEBACK, check_saved_configs, run_sweep
 from neurosim.sweep_manifest import MANIFEST
 from neurosim.sweep_plan import cell_name, load_sweep
 from neurosim.train import run_spec
@@ -168,7 +168,7 @@ def test_a_trial_saved_with_another_configuration_is_refused(sweep_file, tmp_pat
     (out / plan.trials[0].id / "config.yaml").write_text("name: changed\n")
     with pytest.raises(CheckpointError, match="saved with a different configuration"):
         run_sweep(plan, out, scheduler="tcp://127.0.0.1:9")  # refused before connecting
-    assert not (out / LOCK).exists()
+    assert not (out / RUN_LOCK).exists()
 
 
 def test_another_sweep_into_a_sweep_folder_is_refused(sweep_file, tmp_path):
@@ -180,7 +180,7 @@ def test_another_sweep_into_a_sweep_folder_is_refused(sweep_file, tmp_path):
     (out / MANIFEST).write_text(json.dumps(other))
     with pytest.raises(NeurosimError, match="holds the sweep 'other_sweep'.*another --out"):
         run_sweep(load_sweep(sweep_file), out, scheduler="tcp://127.0.0.1:9")
-    assert json.loads((out / MANIFEST).read_text()) == other and not (out / LOCK).exists()
+    assert json.loads((out / MANIFEST).read_text()) == other and not (out / RUN_LOCK).exists()
 
 
 def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_file, tmp_path,
@@ -381,7 +381,7 @@ def test_a_killed_driver_is_continued_without_recomputing_finished_trials(sweep_
             pass
     finished = {k: p.stat().st_mtime_ns for k, p in summaries(out).items()}
     assert 2 <= len(finished) < 8
-    assert (out / LOCK).exists()  # left behind by the killed driver: stale
+    assert (out / RUN_LOCK).exists()  # left behind by the killed driver: stale
 
     assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "2",
                  "--quiet"]) == 0
@@ -390,7 +390,7 @@ def test_a_killed_driver_is_continued_without_recomputing_finished_trials(sweep_
     assert {k: now[k] for k in finished} == finished  # finished trials were not recomputed
     reused = {t["id"] for t in manifest(out)["trials"] if t["reused"]}
     assert reused == set(finished)
-    assert not (out / LOCK).exists()
+    assert not (out / RUN_LOCK).exists()
 
 
 def test_local_workers_run_numba_and_blas_on_one_thread_under_the_neurosim_command(tmp_path):
@@ -473,24 +473,27 @@ def test_a_scheduler_address_where_no_dask_scheduler_listens_is_one_line(monkeyp
 
 
 # ----------------------------------------------------------------------------- the lock
-def test_a_second_sweep_on_a_locked_folder_fails_fast(sweep_file, tmp_path, capsys):
+def test_a_sweep_on_a_folder_another_command_is_writing_fails_fast(sweep_file, tmp_path,
+                                                                    capsys):
+    """A second sweep, or a sweep into a folder that ``neurosim run`` is writing (the sweep
+    locked ``sweep.lock``, a name of its own, and the two wrote the same folder)."""
     out = tmp_path / "out"
-    with FolderLock(out / LOCK):
+    with FolderLock(out / RUN_LOCK, what="neurosim run"):
         start = time.monotonic()
         assert main(["sweep", str(sweep_file), "--out", str(out)]) == 2
         assert time.monotonic() - start < 10
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
-    assert error.startswith(f"error: {out}: locked by another sweep (pid {os.getpid()} on "
+    assert error.startswith(f"error: {out}: locked by neurosim run (pid {os.getpid()} on "
                             f"{socket.gethostname()}")
-    assert f"delete {out / LOCK} if it is no longer running" in error
+    assert f"delete {out / RUN_LOCK} if it is no longer running" in error
     assert not (out / MANIFEST).exists()
 
 
 def test_a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_not(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    lock = tmp_path / LOCK
+    lock = tmp_path / RUN_LOCK
     lock.write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": 0.0}))
     with FolderLock(lock) as held:
         assert json.loads(lock.read_text())["token"] == held.owner["token"]

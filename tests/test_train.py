@@ -13,7 +13,8 @@ from conftest import REPO, backend_under_test, interrupted_then_resumed
 import neurosim
 from neurosim.config import ExperimentConfig, expand_runs
 from neurosim.report import write_run_report
-from neurosim.runio import SUMMARY, write_json
+from neurosim.errors import CheckpointError
+from neurosim.runio import SUMMARY, load_checkpoint, save_checkpoint, write_json
 from neurosim.schema import build
 from neurosim.summary import summarize
 from neurosim.train import Trainer, evaluation_steps, run_spec
@@ -159,6 +160,18 @@ def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
     for key in ("train", "final", "precondition"):
         assert resumed[key] == reference[key]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_checkpoint_is_a_checkpoint_error(tmp_path, damage):
+    """An empty or truncated checkpoint (a copy cut short) raised EOFError or BadZipFile,
+    a traceback from ``--resume``: it is the one-line CheckpointError naming the file."""
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, {"w": np.arange(1000.0)}, {"step": 1})
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"{path}: cannot read checkpoint"):
+        load_checkpoint(path)
 
 
 def test_fixed_set_preconditioning_aligns_the_last_layer(tmp_path):

@@ -11,6 +11,7 @@ from neurosim.config import (HW_CONFIG_DIR, DeviceConfig, load_chip, read_yaml,
 from neurosim.device_curves import response_curve
 from neurosim.devices import nominal_step
 from neurosim.energy import EnergyConfig, write_pulse_pj
+from neurosim.errors import writing
 from neurosim.plots import new_figure, save_png
 from neurosim.report import markdown_table, write_csv
 
@@ -99,7 +100,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     chip = load_chip(resolve_chip_path(args.name))
     curve = response_curve(chip, args.devices, args.pulses)
-    args.out.mkdir(parents=True, exist_ok=True)
+    with writing(args.out):
+        args.out.mkdir(parents=True, exist_ok=True)
     rows = [{"pulse": int(p), "direction": "up" if p <= curve.n_up else "down",
              "nominal_w": float(n), "mean_w": float(m), "std_w": float(s)}
             for p, n, m, s in zip(curve.pulse, curve.nominal, curve.mean, curve.std)]

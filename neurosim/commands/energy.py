@@ -18,7 +18,7 @@ import numpy as np
 
 from neurosim.commands.compare import find_runs
 from neurosim.energy import COMPONENTS, TOTALS, bytes_text, energy_text
-from neurosim.errors import NeurosimError
+from neurosim.errors import NeurosimError, writing
 from neurosim.ledger import COUNTER_INDEX, PHASES, Ledger, bytes_moved
 from neurosim.runio import SUMMARY
 
@@ -93,12 +93,9 @@ def main(args: argparse.Namespace) -> int:
     rows = [run_row(run_dir, read_ledger(run_dir)) for run_dir in run_dirs]
     print("\n\n".join(run_table(row) for row in rows))
     if args.csv:
-        try:
-            with open(args.csv, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        except OSError as error:
-            raise NeurosimError(f"{args.csv}: cannot be written: {error.strerror}")
+        with writing(args.csv), open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
         print(f"csv: {args.csv}")
     return 0

@@ -19,7 +19,7 @@ from neurosim.errors import ConfigError
 from neurosim.reproduce.context import Context
 from neurosim.reproduce.settings import FULL, QUICK
 from neurosim.reproduce.suite import FIGURES, reproduce
-from neurosim.runner import prepare_out_dir
+from neurosim.runner import output_folder
 
 
 def register(subparsers) -> None:
@@ -56,10 +56,11 @@ def main(args: argparse.Namespace) -> int:
     settings = QUICK if args.quick else FULL
     chip_name = Path(args.chip).stem
     out = args.out or Path("runs") / f"reproduce{'-quick' if args.quick else ''}-{chip_name}"
-    prepare_out_dir(out, resume=not args.overwrite, overwrite=args.overwrite)
     ctx = Context(out=out, chip=args.chip, seeds=tuple(range(args.seeds)), settings=settings,
                   data_dir=args.data_dir, backend=args.backend, progress=not args.quiet)
     start = time.perf_counter()
-    report = reproduce(ctx, list(dict.fromkeys(args.figures)) or list(FIGURES))
+    with output_folder(out, resume=not args.overwrite, overwrite=args.overwrite,
+                       what="neurosim reproduce"):
+        report = reproduce(ctx, list(dict.fromkeys(args.figures)) or list(FIGURES))
     print(f"{report} ({(time.perf_counter() - start) / 60:.1f} min)")
     return 0
