@@ -1,8 +1,8 @@
 """An exclusive lock on an output folder, so that two processes never write into it at once.
 
 The lock is a file created atomically (``O_CREAT | O_EXCL``) holding its owner as JSON: what
-it is (``neurosim run``), pid, host, the process's start time and a random token. A second process that finds the file
-reads the owner:
+it is (``neurosim run``), pid, host, the process's start time and a random token. A second
+process that finds the file reads the owner:
 
 * the owner is on this host and its process is gone (no such pid, a zombie, or the pid now
   belongs to a process started at another time): the lock is **stale** and is taken over;

@@ -249,8 +249,9 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
 def _named_in_sweep(error: ConfigError, cell: Cell, experiment: str, source: str,
                     sweep_conditions: bool) -> ConfigError:
     """An error in a cell's runs, named where the sweep file gives what is wrong, with the
-    cell as its context: a field the cell's case or grid point sets, as
-    ``cases[i].<field>`` or ``grid.<field>[j]``; a field a condition of the sweep file
+    cell as its context: a field the cell's case, grid point or the sweep's overrides set,
+    as ``cases[i].<field>``, ``grid.<field>[j]`` or ``overrides.<field>``; a field a
+    condition of the sweep file
     (``sweep_conditions``) sets, as ``conditions.<name>.<field>``; any other field with its
     condition as context too."""
     cell_source = f"{source} (cell {cell.name})"
@@ -262,9 +263,8 @@ def _named_in_sweep(error: ConfigError, cell: Cell, experiment: str, source: str
                            error.allowed)
     if error.source.startswith(source):
         return error
-    if sweep_conditions and error.source == experiment and error.path.startswith("conditions."):
-        return ConfigError(where, error.path, error.value, error.allowed)
-    if sweep_conditions and condition:
+    own_condition = error.source == experiment and error.path.startswith("conditions.")
+    if sweep_conditions and (own_condition or condition):
         return ConfigError(where, error.path, error.value, error.allowed)
     return ConfigError(f"{cell_source}, {error.source}", error.path, error.value, error.allowed)
 
