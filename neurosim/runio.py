@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -46,6 +47,23 @@ def new_temporary(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
     fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     os.fchmod(fd, FILE_MODE)
     return fd, name
+
+
+# The temporaries of atomic_write_bytes: ".<file name>." + mkstemp's 8 characters + ".tmp".
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def remove_leftover_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries of :func:`atomic_write_bytes` in ``folder`` and below: a
+    process killed mid-write leaves one (checkpoint-sized for a large network). Only for a
+    folder whose lock the caller holds, where no other write can be in progress; returns
+    what was deleted."""
+    leftovers = [path for path in Path(folder).rglob(".*.tmp")
+                 if _TEMPORARY.fullmatch(path.name) and path.is_file()]
+    with writing(folder):
+        for path in leftovers:
+            path.unlink()
+    return leftovers
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

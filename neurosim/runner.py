@@ -34,7 +34,8 @@ from neurosim.locking import FolderLock
 from neurosim.memory import check_population_fits
 from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
-from neurosim.runio import METRICS, SUMMARY, write_json, write_text
+from neurosim.runio import (METRICS, SUMMARY, remove_leftover_temporaries, write_json,
+                            write_text)
 from neurosim.schema import build, to_plain
 from neurosim.train import run_population, run_spec
 
@@ -112,8 +113,9 @@ def check_out_arguments(out: Path, resume: bool, overwrite: bool) -> None:
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Make the output folder ``out``: refused when it holds something and neither
     ``resume`` nor ``overwrite`` is given; ``overwrite`` deletes it first, only if it is
-    neurosim's output (:func:`looks_like_output`), never any other folder (the caller
-    holds its lock and has checked the arguments: :func:`output_folder`)."""
+    neurosim's output (:func:`looks_like_output`), never any other folder; ``resume``
+    deletes the half-written files of an interrupted command (the caller holds its lock
+    and has checked the arguments: :func:`output_folder`)."""
     contents = [p for p in out.iterdir() if p.name != RUN_LOCK] if out.exists() else []
     if contents:
         if not (resume or overwrite):
@@ -132,6 +134,8 @@ def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
                 else:
                     path.unlink()
         out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        remove_leftover_temporaries(out)
 
 
 def check_saved_configuration(spec: RunSpec, run_dir: Path) -> None:

@@ -44,7 +44,7 @@ from neurosim.locking import FolderLock
 from neurosim.report import write_run_reports
 from neurosim.runner import (RUN_LOCK, configuration_differences, differences_text,
                              population_members, run_one, run_together)
-from neurosim.runio import SUMMARY, write_text
+from neurosim.runio import SUMMARY, remove_leftover_temporaries, write_text
 from neurosim.sweep_manifest import Manifest
 from neurosim.sweep_plan import SweepPlan, Trial
 from neurosim.sweep_report import write_sweep_report
@@ -217,6 +217,8 @@ def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
     if scheduler is None:
         check_available((t.spec.experiment.simulation for t in plan.trials), plan.source)
     with FolderLock(out / RUN_LOCK, what="neurosim sweep"):
+        if scheduler is None:  # a scheduler's workers may outlive a killed driver, writing
+            remove_leftover_temporaries(out)
         check_saved_configs(plan, out)
         manifest = Manifest(plan, out)
         manifest.write()

@@ -74,8 +74,14 @@ def test_run_writes_every_output_and_resume_reuses_finished_runs(tmp_path, capsy
     assert main(["run", str(experiment), "--out", str(out), "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
     before = (out / "fa" / "seed0" / "metrics.jsonl").read_text()
+    # a command killed mid-write left its temporary (checkpoint-sized); --resume removes it
+    leftover = out / "fa" / "seed0" / ".checkpoint.npz.a1B_c9x2.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    mine = out / "fa" / "seed0" / ".notes.tmp"  # not a name neurosim writes: kept
+    mine.write_text("a user's file")
     assert main(["run", str(experiment), "--out", str(out), "--quiet", "--resume"]) == 0
     assert (out / "fa" / "seed0" / "metrics.jsonl").read_text() == before
+    assert not leftover.exists() and mine.read_text() == "a user's file"
 
 
 def test_resume_with_a_changed_config_is_refused(tmp_path, capsys):

@@ -382,9 +382,12 @@ def test_a_killed_driver_is_continued_without_recomputing_finished_trials(sweep_
     finished = {k: p.stat().st_mtime_ns for k, p in summaries(out).items()}
     assert 2 <= len(finished) < 8
     assert (out / RUN_LOCK).exists()  # left behind by the killed driver: stale
+    leftover = next(iter(summaries(out).values())).with_name(".checkpoint.npz.k1Lled_w.tmp")
+    leftover.write_bytes(b"a checkpoint cut short")  # as a worker killed mid-write leaves
 
     assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "2",
                  "--quiet"]) == 0
+    assert not leftover.exists()
     assert_like_reference(out, reference)
     now = {k: p.stat().st_mtime_ns for k, p in summaries(out).items()}
     assert {k: now[k] for k in finished} == finished  # finished trials were not recomputed
