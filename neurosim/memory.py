@@ -34,11 +34,15 @@ class InsufficientMemoryError(NeurosimError):
     """A population needs more memory than the machine (or the GPU) has available."""
 
 
+def _float_bytes(spec: RunSpec) -> int:
+    """``s``, the bytes of one float of the run's simulation."""
+    return np.dtype(spec.experiment.simulation.dtype).itemsize
+
+
 def weights_floor_bytes(spec: RunSpec) -> int:
     """Bytes of one chip's forward weights, ``s · Σ_l n_{l-1} n_l``."""
     dims = spec.experiment.network.dims
-    cells = sum(rows * cols for rows, cols in zip(dims[:-1], dims[1:]))
-    return cells * np.dtype(spec.experiment.simulation.dtype).itemsize
+    return _float_bytes(spec) * sum(rows * cols for rows, cols in zip(dims[:-1], dims[1:]))
 
 
 def noise_set_key(spec: RunSpec) -> tuple | None:
@@ -55,11 +59,8 @@ def population_floor_bytes(specs: Sequence[RunSpec]) -> int:
     total = sum(weights_floor_bytes(spec) for spec in specs)
     sets = {noise_set_key(spec): spec for spec in specs}
     sets.pop(None, None)
-    for spec in sets.values():
-        features = spec.experiment.network.dims[0]
-        itemsize = np.dtype(spec.experiment.simulation.dtype).itemsize
-        total += spec.experiment.precondition.n_examples * features * itemsize
-    return total
+    return total + sum(_float_bytes(spec) * spec.experiment.precondition.n_examples
+                       * spec.experiment.network.dims[0] for spec in sets.values())
 
 
 def available_bytes(simulation: SimulationConfig) -> int:

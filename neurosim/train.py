@@ -490,9 +490,10 @@ def run_population(specs: list[RunSpec], run_dirs: list[Path], resume: bool = Fa
     (:mod:`neurosim.population`); returns their summaries.
 
     A population that cannot fit in memory is refused before it starts
-    (:func:`neurosim.memory.check_population_fits`). An error of one run (its configuration, data, checkpoint, evaluation) is raised, or
-    with ``on_error`` handed to ``on_error(index, error)`` while the other runs go on (the
-    failed run's summary is ``None``). An error of a population step or of a measurement
+    (:func:`neurosim.memory.check_population_fits`). An error of one run (its
+    configuration, data, checkpoint, evaluation) is raised, or with ``on_error`` handed to
+    ``on_error(index, error)`` while the other runs go on (the failed run's summary is
+    ``None``). An error of a population step or of a measurement
     of several chips together is raised.
 
     The runs must share their chip, network, rule and simulation
