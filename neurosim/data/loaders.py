@@ -105,12 +105,13 @@ def _load_idx(spec: DatasetSpec, root: Path) -> Dataset:
         if spec.name not in _TEST_SPLIT_FALLBACK:
             raise
         n_train = _TEST_SPLIT_FALLBACK[spec.name]
-        note = (
-            f"{spec.name}: official training files missing from {root / spec.dirname} and not downloadable; "
+        note = (  # recorded in results, so it names no folder of this machine
+            f"{spec.name}: official training files missing from the data folder and not downloadable; "
             f"train/test are the first {n_train} / last {len(x_test) - n_train} images of the official test "
             f"split, so results are not comparable with published {spec.name} numbers"
         )
-        warnings.warn(note, stacklevel=3)  # and every run's summary and report record it
+        # said where it is used, with where it looked; every run's summary and report record the note
+        warnings.warn(f"{note} (looked in {root / spec.dirname})", stacklevel=3)
         return _dataset(spec, x_test[:n_train], y_test[:n_train], x_test[n_train:], y_test[n_train:], (note,))
     return _dataset(spec, x_train, y_train, x_test, y_test)
 
