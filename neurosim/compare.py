@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from neurosim import plots
-from neurosim.errors import NeurosimError
+from neurosim.config import ChipConfig, ExperimentConfig, as_this_version, read_yaml
+from neurosim.errors import ConfigError, NeurosimError
 from neurosim.plots import column, last_layer, layers_in
 from neurosim.report import (SUMMARY, Run, data_notes_line, dig, figure_section, load_run,
                              markdown_table, number, percent, provenance_line, write_csv)
@@ -108,9 +109,28 @@ def _seed_key(seed) -> tuple:
 
 
 def _configuration(run: Run) -> dict:
-    """The experiment a run was made with (its summary's ``config``), but for its seed."""
-    config = run.summary.get("config")
-    return {k: v for k, v in config.items() if k != "seed"} if isinstance(config, dict) else {}
+    """The experiment a run was made with (its summary's ``config``) but for its seed, with
+    its chip (``chip.yaml`` beside the summary, when there is one) under ``chip.yaml``. Each
+    is read as this version's schema reads it, so runs made before a field existed compare
+    by meaning with runs made after (the field's default); as saved where it cannot be."""
+    config = _as_this_version(ExperimentConfig, run.summary.get("config"), run.path / SUMMARY)
+    configuration = ({k: v for k, v in config.items() if k != "seed"}
+                     if isinstance(config, dict) else {})
+    if (chip := run.path / "chip.yaml").is_file():
+        try:
+            configuration["chip.yaml"] = _as_this_version(ChipConfig, read_yaml(chip), chip)
+        except ConfigError as error:
+            configuration["chip.yaml"] = str(error)
+    return configuration
+
+
+def _as_this_version(kind: type, data, source: Path):
+    """``data`` (a saved config from ``source``) as this version reads it; as it is where
+    this version cannot."""
+    try:
+        return as_this_version(kind, data, str(source))
+    except ConfigError:
+        return data
 
 
 def _check_same_configuration(run: Run, first: Run, condition: str) -> None:

@@ -809,6 +809,13 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def as_this_version(kind: type, data: Any, source: str) -> dict:
+    """A saved config (``data``, a mapping from ``source``) as this version's schema reads
+    it, in plain data: a field added since reads as its default and formatting is gone, so
+    two saved configs compare by meaning. ConfigError when this version cannot read it."""
+    return to_plain(build(kind, data, source))
+
+
 def resolve_chip_path(name: str, relative_to: Path | None = None, field: str = "chip") -> Path:
     """A chip preset name (``ideal``) or a path: a bare name (no folder, no ``.yaml``) is
     a preset first; a path is taken relative to the experiment file ``relative_to``

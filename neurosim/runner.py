@@ -28,7 +28,8 @@ from pathlib import Path
 import yaml
 
 from neurosim.backends import check_available
-from neurosim.config import ChipConfig, ExperimentConfig, RunSpec, expand_runs, read_yaml
+from neurosim.config import (ChipConfig, ExperimentConfig, RunSpec, as_this_version,
+                             expand_runs, read_yaml)
 from neurosim.errors import CheckpointError, NeurosimError, writing
 from neurosim.locking import FolderLock
 from neurosim.memory import check_population_fits
@@ -36,7 +37,7 @@ from neurosim.report import write_run_report, write_run_reports
 from neurosim.compare import write_comparison
 from neurosim.runio import (METRICS, SUMMARY, remove_leftover_temporaries, write_json,
                             write_text)
-from neurosim.schema import build, differences_text, differing, to_plain
+from neurosim.schema import differences_text, differing, to_plain
 from neurosim.train import run_population, run_spec
 
 
@@ -59,7 +60,7 @@ def configuration_differences(run_dir: Path, spec: RunSpec) -> list[str]:
     for kind, name, now in ((ExperimentConfig, "config.yaml", spec.experiment),
                             (ChipConfig, "chip.yaml", spec.chip)):
         try:
-            saved = to_plain(build(kind, read_yaml(run_dir / name), str(run_dir / name)))
+            saved = as_this_version(kind, read_yaml(run_dir / name), str(run_dir / name))
         except (OSError, NeurosimError) as error:
             differences.append(f"{name}: cannot be read as this version's {kind.__name__} "
                                f"({' '.join(str(error).split())})")

@@ -10,13 +10,16 @@ import socket
 import numpy as np
 import psutil
 import pytest
+import yaml
 from scipy import stats as sps
 
 from neurosim.cli import main as cli_main
 from neurosim.compare import write_comparison
+from neurosim.config import HW_CONFIG_DIR, ExperimentConfig, read_yaml
 from neurosim.errors import NeurosimError
 from neurosim.locking import FolderLock
 from neurosim.runner import RUN_LOCK
+from neurosim.schema import build, to_plain
 from test_report import assert_figures_referenced, read_csv, train_records, write_run
 
 # condition -> seed -> (final test accuracy, AUC, first-epoch AUC); fa_noise has an extra seed
@@ -254,6 +257,26 @@ def test_seeds_of_one_condition_made_with_other_configurations_are_refused(tmp_p
         "(optimizer.lr 0.001 -> 0.1; train.epochs 2 -> 20); its seeds cannot be averaged: "
         "compare them separately")
     assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_configurations_compare_by_meaning_and_include_the_chip(tmp_path):
+    """A run saved before a field existed (its summary lacks it) is the same experiment as
+    one saved after with the field's default; two chips that differ are not."""
+    experiment = to_plain(build(ExperimentConfig, {"name": "t"}, "test"))
+    chip = read_yaml(HW_CONFIG_DIR / "ideal.yaml")
+    runs = [write_run(tmp_path, "fa", seed, noise=False) for seed in range(3)]
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        summary["config"] = {**experiment, "seed": summary["seed"]}
+        (run / "summary.json").write_text(json.dumps(summary))
+        (run / "chip.yaml").write_text(yaml.safe_dump(chip))
+    older = json.loads((runs[2] / "summary.json").read_text())
+    del older["config"]["simulation"]  # as written by a version before the field
+    (runs[2] / "summary.json").write_text(json.dumps(older))
+    write_comparison(runs, tmp_path / "same", title="one experiment")
+    (runs[2] / "chip.yaml").write_text(yaml.safe_dump({**chip, "tiles": {"rows": 128, "cols": 256}}))
+    with pytest.raises(NeurosimError, match=r"\(chip\.yaml\.tiles\.rows 256 -> 128\)"):
+        write_comparison(runs, tmp_path / "mixed", title="two chips")
 
 
 def test_cli_on_empty_folder_exits_2(tmp_path, capsys):
