@@ -80,7 +80,9 @@ from (seed, step, layer, purpose)); the same key reproduces the same read exactl
 steps per side (``2 * levels + 1`` values, zero included, symmetric; aihwkit's
 ``inp_res = 1/(2**7 - 2)`` on the full range ``2 * inp_bound`` is ``dac_bits = 7``):
 ``step = bound / levels``, ``k = rint(clip(v, -bound, bound) / step)``,
-``q = bound * (k / levels)``. Two choices, both made so that the grid is exact:
+``q = bound * (k / levels)`` (where ``step`` underflows to 0, as a managed range of
+subnormal outputs does, the grid is finer than the dtype: ``q = clip(v, -bound, bound)``).
+Two choices, both made so that the grid is exact:
 
 * ``rint`` (IEEE round-half-to-even) rather than ``floor(v / step + 0.5)``: ``rint`` is one
   correctly rounded operation, symmetric (``q(-v) = -q(v)``, as a signed converter must be),
@@ -247,17 +249,23 @@ def quantization_levels(bits: int) -> int:
 def quantize(v: np.ndarray, bits: int | None, bound) -> np.ndarray:
     """``v`` clipped to ``[-bound, bound]`` and rounded to the nearest of ``bound * k / levels``,
     ``k = -levels .. levels`` (ties to even ``k``), in ``v``'s floating dtype; ``bound`` a
-    number or an array broadcasting against ``v`` (a range per sample).
+    number or an array broadcasting against ``v`` (a range per sample). Where
+    ``bound / levels`` underflows to 0 the grid is finer than the dtype and ``v`` clipped
+    is returned.
     ``bits=None`` returns ``v`` unchanged (an ideal converter)."""
     if bits is None:
         return v
     t = v.dtype.type
     r = np.asarray(bound, dtype=v.dtype)
     levels = t(quantization_levels(bits))
+    clipped = np.clip(v, -r, r)
     step = r / levels
+    # A range whose step underflows to 0 (a managed range of subnormal outputs) has a grid
+    # finer than the dtype: every value is its own nearest grid point (not 0 / 0 = NaN).
+    finer = step == 0
     # Clamp k too: near 2**24 levels, r / step can round one grid point past the end.
-    k = np.clip(np.rint(np.clip(v, -r, r) / step), -levels, levels)
-    return r * (k / levels)
+    k = np.clip(np.rint(clipped / np.where(finer, t(1), step)), -levels, levels)
+    return np.where(finer, clipped, r * (k / levels))
 
 
 def common_dtype(w: np.ndarray, x: np.ndarray) -> np.dtype:

@@ -152,6 +152,24 @@ def test_managed_adc_uses_each_samples_maximum():
                                                   P.read(w, x[4:], config, KEY)]), y)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_managed_adc_reads_outputs_too_small_for_its_grid_as_they_are(any_backend, dtype):
+    """A managed ADC ranges a sample to its largest output; where that is so small that
+    the grid step ``R / levels`` underflows to 0 (subnormal outputs: a confident network's
+    errors in float32), the grid is finer than the dtype and every output is its own
+    nearest grid point: finite, in range, zeros stay zero (not 0 / 0 = NaN)."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    v = np.array([0.0, 3.0, -20.0, 20.0, -0.0], dtype=dtype) * tiny
+    np.testing.assert_array_equal(P.quantize(v, 9, dtype(20 * tiny)), v)
+    np.testing.assert_array_equal(P.quantize(v, 9, dtype(5 * tiny)),
+                                  np.clip(v, -5 * tiny, 5 * tiny))
+    w = np.array([[0.0], [1.0], [-1.0], [3.0]], dtype=dtype)  # outputs 0, t, -t, 3t
+    x = np.array([[7 * tiny], [0.0]], dtype=dtype)
+    config = P.PeripheryConfig(adc_bits=9, adc_bound="managed")
+    y = any_backend.periphery.read(w, x, config, KEY, tiles=(1, 2))
+    np.testing.assert_array_equal(y, x @ w.T)
+
+
 # ----------------------------------------------------------------- bound management
 @pytest.mark.parametrize("adc_bound", ["fixed", "managed"])
 def test_managed_dac_is_scale_invariant(adc_bound):

@@ -38,7 +38,10 @@ def matmul(a, b):
 def _quantize(v, bound, levels):
     """:func:`neurosim.periphery.quantize` of one value (``levels > 0``)."""
     step = bound / levels
-    k = np.rint(min(max(v, -bound), bound) / step)
+    clipped = min(max(v, -bound), bound)
+    if step == 0:  # as the reference: a grid finer than the dtype
+        return clipped
+    k = np.rint(clipped / step)
     k = min(max(k, -levels), levels)  # as the reference: never one grid point past the end
     return bound * (k / levels)
 

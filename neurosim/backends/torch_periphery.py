@@ -40,9 +40,11 @@ def quantize(v: torch.Tensor, bits: int | None, bound: torch.Tensor) -> torch.Te
     if bits is None:
         return v
     levels = scalar(quantization_levels(bits), v)
+    clipped = torch.clamp(v, -bound, bound)
     step = bound / levels
-    k = torch.clamp(torch.round(torch.clamp(v, -bound, bound) / step), -levels, levels)
-    return bound * (k / levels)
+    finer = step == 0  # as the reference: a grid finer than the dtype
+    k = torch.clamp(torch.round(clipped / torch.where(finer, 1, step)), -levels, levels)
+    return torch.where(finer, clipped, bound * (k / levels))
 
 
 def read_tensor(w: torch.Tensor, x: torch.Tensor, config: PeripheryConfig,
