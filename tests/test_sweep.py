@@ -235,6 +235,8 @@ def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_fil
      "repeats the value 0.001"),
     ({"cases": [{"optimizer.lr": 0.001}, {"optimizer.lr": "1e-3"}]}, "cases[1]",
      "repeats the cell optimizer.lr=0.001"),
+    # the sweep file's repeated seeds were blamed on the base experiment, which has none
+    ({"seeds": [1, 1]}, "seeds", "must be distinct"),
 ])
 def test_bad_sweep_files_are_refused_with_file_field_and_allowed_values(tmp_path, changes,
                                                                         field, allowed):
