@@ -288,7 +288,8 @@ def load_sweep(path: str | Path) -> SweepPlan:
         if key is not None:
             raise ConfigError(source, f"overrides.{error.path}", error.value,
                               error.allowed) from None
-        if config.conditions is not None and error.path.split(".")[0] == "conditions":
+        own = {"conditions": config.conditions, "seeds": config.seeds}  # the sweep's fields
+        if own.get(error.path.split(".")[0]) is not None:
             raise ConfigError(source, error.path, error.value, error.allowed) from None
         raise
     conditions = tuple(base.conditions or {"default": {}})

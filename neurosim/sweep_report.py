@@ -10,9 +10,15 @@ finished trial's ``summary.json``, and writes into the sweep folder::
                               with the mean difference's 95 % confidence interval and p
                               Holm-adjusted over all of them
     figures/sweep_*.png       per metric: mean ± std per cell, a bar per condition
-    report.md                 the table, the tests against the baseline condition, failed
-                              and diverged trials, figures
+    report.md                 the table, the tests against the baseline condition, failed,
+                              unfinished and diverged trials, figures
     <cell>/report.md, ...     each cell's comparison (curves, every test): neurosim.compare
+
+A trial's status in the report comes from the folder, the source of its numbers: ``done``
+when its ``summary.json`` exists, else ``failed`` when the manifest says so, else
+``pending`` (unfinished). The manifest of a killed sweep can lag behind its folder (a worker
+finished a trial after the driver died) or a folder can lose a trial's summary; the counts,
+the unfinished trials named and the numbers then still agree.
 
 Metrics per trial are :func:`neurosim.compare.run_metrics`'s final test accuracy,
 first-epoch AUC, last-layer alignment after the noise phase and after training, and the
@@ -36,7 +42,7 @@ from neurosim.compare import (DIVERGED_NOTE, KINDS, LABELS, _summarize, differen
 from neurosim.report import (Run, data_notes_line, dig, figure_section, load_run, markdown_table,
                              write_csv)
 from neurosim.runio import SUMMARY, write_text
-from neurosim.sweep_manifest import read_manifest
+from neurosim.sweep_manifest import STATUSES, read_manifest
 
 # the compare metrics a sweep reports (keys of neurosim.compare.METRICS)
 METRICS = ("test_accuracy", "auc_first_epoch", "alignment_after_precondition_deg",
@@ -52,6 +58,14 @@ def trial_metrics(summary: dict) -> dict:
     """The :data:`METRICS` of one trial as floats (nan when absent or not reached)."""
     metrics, _ = run_metrics(summary)
     return {key: metrics[key] for key in METRICS}
+
+
+def trial_statuses(folder: Path, manifest: dict) -> dict[str, str]:
+    """Each trial's status by its folder: ``done`` if its ``summary.json`` exists, else
+    the manifest's ``failed``, else ``pending`` (see the module docstring)."""
+    return {t["id"]: "done" if (folder / t["path"] / SUMMARY).is_file()
+            else "failed" if t["status"] == "failed" else "pending"
+            for t in manifest["trials"]}
 
 
 def figure_metric(cells: list[str], conditions: list[str], stats: dict, metric: str,
@@ -92,10 +106,11 @@ def _tests(cell: str, pairs, groups: dict[str, list[Run]], table: dict, metrics)
             for a, b in pairs for metric in metrics]
 
 
-def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Path,
-            compared: list[str], targets: list[float], data_notes: str,
+def _report(manifest: dict, statuses: dict[str, str], stats: dict, shown: list[dict], figures,
+            folder: Path, compared: list[str], targets: list[float], data_notes: str,
             diverged: dict[str, str]) -> str:
-    counts, baseline = manifest["counts"], manifest["baseline"]
+    counts = {status: list(statuses.values()).count(status) for status in STATUSES}
+    baseline = manifest["baseline"]
     seeds = sorted({t["seed"] for t in manifest["trials"]})
     text = [f"# Sweep {manifest['name']}\n\n",
             f"{len(manifest['trials'])} trials ({counts['done']} done, {counts['failed']} "
@@ -124,12 +139,18 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
           difference_cell(t), t["text"], holm_text(t)] for t in shown])
         if shown else "No condition shares seeds with the baseline in any cell.\n")
     text.append("\nEvery pair of conditions and more metrics: `sweep_tests.csv`.\n")
-    failed = [t for t in manifest["trials"] if t["status"] == "failed"]
+    failed = [t for t in manifest["trials"] if statuses[t["id"]] == "failed"]
     if failed:
         text.append(f"\n## Failed trials ({len(failed)})\n\n")
         text += [f"- `{t['id']}`: {t['error']['type']}: {t['error']['message']}"
                  + (f" (traceback: `{t['path']}/{t['error']['traceback']}`)"
                     if t["error"]["traceback"] else "") + "\n" for t in failed]
+    unfinished = [t for t in manifest["trials"] if statuses[t["id"]] == "pending"]
+    if unfinished:
+        text.append(f"\n## Unfinished trials ({len(unfinished)})\n\nNo `{SUMMARY}` yet "
+                    "(never started, running, or interrupted: `neurosim sweep` again "
+                    "continues them); left out of every number above.\n\n")
+        text += [f"- `{t['id']}`\n" for t in unfinished]
     if diverged:
         text.append(f"\n## Diverged trials ({len(diverged)})\n\n{DIVERGED_NOTE}\n\n")
         text += [f"- `{trial}`: {where}\n" for trial, where in diverged.items()]
@@ -138,7 +159,9 @@ def _report(manifest: dict, stats: dict, shown: list[dict], figures, folder: Pat
         text.append("## Per-cell comparisons (curves, every test)\n\n")
         text += [f"- [{cell}]({cell}/report.md)\n" for cell in compared]
     text.append("\nNumbers: `sweep_trials.csv` (per trial), `sweep_summary.csv` (per cell and "
-                "condition), `sweep_tests.csv` (paired t-tests); trial status: `sweep.json`.\n")
+                "condition), `sweep_tests.csv` (paired t-tests); trial status: "
+                "`sweep_trials.csv` (by the trial folders), `sweep.json` (as the sweep "
+                "recorded it).\n")
     return "".join(text)
 
 
@@ -148,8 +171,9 @@ def write_sweep_report(folder: Path) -> Path:
     manifest = read_manifest(folder)
     overrides = {c["name"]: c["overrides"] for c in manifest["cells"]}
     keys = list(dict.fromkeys(k for o in overrides.values() for k in o))
+    statuses = trial_statuses(folder, manifest)
     loaded = [(trial, load_run(folder / trial["path"])) for trial in manifest["trials"]
-              if (folder / trial["path"] / SUMMARY).is_file()]
+              if statuses[trial["id"]] == "done"]
     table = {run.path: trial_metrics(run.summary) for _, run in loaded}
     metrics_by_id = {trial["id"]: table[run.path] for trial, run in loaded}
     diverged = {trial["id"]: diverged_where(run.summary) for trial, run in loaded
@@ -172,8 +196,9 @@ def write_sweep_report(folder: Path) -> Path:
                          title=f"{manifest['name']}: cell {cell}")
     write_csv(folder / "sweep_trials.csv", [
         {"id": t["id"], "cell": t["cell"], **{k: overrides[t["cell"]].get(k) for k in keys},
-         "condition": t["condition"], "seed": t["seed"], "status": t["status"],
-         "error": f"{t['error']['type']}: {t['error']['message']}" if t["error"] else None,
+         "condition": t["condition"], "seed": t["seed"], "status": statuses[t["id"]],
+         "error": (f"{t['error']['type']}: {t['error']['message']}"
+                   if statuses[t["id"]] == "failed" else None),
          "diverged": diverged.get(t["id"]),
          **metrics_by_id.get(t["id"], {})}
         for t in manifest["trials"]])
@@ -198,7 +223,7 @@ def write_sweep_report(folder: Path) -> Path:
     report = folder / "report.md"
     targets = sorted({dig(run.summary, "ledger", "to_target", "target")
                       for _, run in loaded} - {None})
-    write_text(report, _report(manifest, stats, with_holm(against_baseline), figures, folder,
-                               list(runs_by_cell), targets,
+    write_text(report, _report(manifest, statuses, stats, with_holm(against_baseline), figures,
+                               folder, list(runs_by_cell), targets,
                                data_notes_line([run.summary for _, run in loaded]), diverged))
     return report

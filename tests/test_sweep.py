@@ -235,6 +235,8 @@ def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_fil
      "repeats the value 0.001"),
     ({"cases": [{"optimizer.lr": 0.001}, {"optimizer.lr": "1e-3"}]}, "cases[1]",
      "repeats the cell optimizer.lr=0.001"),
+    # the sweep file's repeated seeds were blamed on the base experiment, which has none
+    ({"seeds": [1, 1]}, "seeds", "must be distinct"),
 ])
 def test_bad_sweep_files_are_refused_with_file_field_and_allowed_values(tmp_path, changes,
                                                                         field, allowed):
@@ -569,6 +571,32 @@ def test_the_sweep_report_names_the_trials_that_diverged(tmp_path, capsys):
     assert rows["ideal/fa/seed2"]["diverged"] == "data training, epoch 1"
     assert rows["ideal/fa/seed2"]["status"] == "done" and rows["ideal/fa/seed2"]["test_accuracy"] == ""
     assert rows["ideal/fa/seed1"]["diverged"] == ""
+    capsys.readouterr()
+
+
+def test_the_report_of_a_killed_sweep_counts_and_names_trials_by_their_folders(tmp_path,
+                                                                                capsys):
+    """The report of a killed sweep took its counts from ``sweep.json`` and its numbers
+    from the summaries on disk: a trial a worker finished after the driver died was
+    'pending' in the header yet in the means, one whose summary is gone 'done' yet in no
+    mean, and unfinished trials were never named."""
+    out = write_finished_sweep(tmp_path / "out", seeds=(0, 1, 2))
+    record = manifest(out)
+    for trial in record["trials"]:  # as the killed driver last wrote it
+        trial["status"] = "done" if trial["seed"] == 0 else "pending"
+    record["counts"] = {"done": 2, "failed": 0, "pending": 4}
+    write_text(out / MANIFEST, to_json(record))
+    (out / "ideal" / "fa_noise" / "seed0" / "summary.json").unlink()  # 'done', yet no summary
+    assert main(["sweep-report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "6 trials (5 done, 0 failed, 1 unfinished)" in report
+    assert "## Unfinished trials (1)\n" in report and "- `ideal/fa_noise/seed0`\n" in report
+    assert "| ideal | fa | 85.00 ± 0.00 % (n=3) |" in report
+    assert "| ideal | fa_noise | 85.00 ± 0.00 % (n=2) |" in report
+    with open(out / "sweep_trials.csv") as handle:
+        statuses = {row["id"]: row["status"] for row in csv.DictReader(handle)}
+    assert statuses == {t["id"]: "pending" if t["id"] == "ideal/fa_noise/seed0" else "done"
+                        for t in record["trials"]}
     capsys.readouterr()
 
 
