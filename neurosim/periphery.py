@@ -202,11 +202,18 @@ class PeripheryConfig:
             raise ConfigError(source, f"{path}.adc_bound", self.adc_bound,
                               "iterative bound management re-reads what saturates the ADC: "
                               "set adc_bits (an ideal ADC never saturates)")
-        for name in ("bm_max_factor", "bm_max_resolution"):
-            default = self.__dataclass_fields__[name].default
-            if self.adc_bound != "iterative" and getattr(self, name) != default:
-                raise ConfigError(source, f"{path}.{name}", getattr(self, name),
-                                  "applies to adc_bound: iterative only")
+        unused = {name: "applies to adc_bound: iterative only"
+                  for name in ("bm_max_factor", "bm_max_resolution") if not self.iterative}
+        if self.dac_bits is None and self.dac_bound == "fixed":
+            unused["dac_range"] = "has no effect with an ideal DAC (dac_bits: null) and a " \
+                                  "fixed dac_bound: set dac_bits or dac_bound: managed"
+        if (self.adc_bits is None or self.adc_bound == "managed") and self.out_noise == 0.0:
+            unused["adc_range"] = "has no effect here: it is the range of an ADC with " \
+                                  "adc_bits and a fixed or iterative adc_bound, and the unit " \
+                                  "of out_noise"
+        for name, reason in unused.items():
+            if getattr(self, name) != self.__dataclass_fields__[name].default:
+                raise ConfigError(source, f"{path}.{name}", getattr(self, name), reason)
 
     @property
     def iterative(self) -> bool:

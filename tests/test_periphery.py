@@ -534,6 +534,20 @@ def test_iterative_bound_management_is_validated():
             build(P.PeripheryConfig, bad, "test")
 
 
+def test_a_range_that_would_have_no_effect_is_refused():
+    """A range set where nothing uses it (a user expecting it to act) is an error naming it;
+    where something does, it is taken."""
+    for bad, field in (({"dac_range": 2.0}, "dac_range"),
+                       ({"adc_range": 5.0}, "adc_range"),
+                       ({"adc_bits": 8, "adc_bound": "managed", "adc_range": 5.0}, "adc_range")):
+        with pytest.raises(ConfigError, match=f"{field} = .*has no effect"):
+            build(P.PeripheryConfig, bad, "test")
+    for used in ({"dac_bits": 7, "dac_range": 2.0}, {"dac_bound": "managed", "dac_range": 2.0},
+                 {"adc_bits": 8, "adc_range": 5.0}, {"out_noise": 0.01, "adc_range": 5.0},
+                 {"adc_bits": 8, "adc_bound": "iterative", "adc_range": 5.0}):
+        assert build(P.PeripheryConfig, used, "test") == P.PeripheryConfig(**used)
+
+
 @pytest.mark.parametrize("tiles", [None, (16, 8)], ids=str)
 def test_iterative_reads_that_never_saturate_are_the_fixed_reads(tiles):
     """Round 0 is the fixed-range read, draw for draw: with a range nothing reaches,
