@@ -106,6 +106,27 @@ def _named_kind(path: Path):
         raise ConfigError(error.source, error.path, error.value, error.allowed + note) from None
 
 
+#: How a file of each kind is used, said when it is given to a command for another kind.
+USE = {"experiment": "run it with neurosim run", "chip": "name it in an experiment's chip field",
+       "sweep": "run it with neurosim sweep"}
+
+
+@contextlib.contextmanager
+def read_as(path: Path, expected: str):
+    """Run the block that reads the file at ``path`` as :data:`KINDS`' ``expected``; an error
+    in it then says, where most of the file's keys are another kind's (a sweep given to
+    ``neurosim run``), which kind the file is and what takes it."""
+    try:
+        yield
+    except ConfigError as error:
+        kind, _ = file_kind(read_yaml(path))
+        if kind == expected:
+            raise
+        raise ConfigError(error.source, error.path, error.value,
+                          f"{error.allowed} ({path} is {A_KIND[kind]} file, by its keys: "
+                          f"{USE[kind]})") from None
+
+
 def run_fields(args: argparse.Namespace) -> int:
     for path, default, doc in field_docs(KINDS[args.kind]):
         print(f"{path:40s} {default:20s} {doc}")

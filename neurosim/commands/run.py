@@ -60,12 +60,15 @@ def population_overrides(size: int) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from neurosim.commands.config import read_as  # that module imports this one
+
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"simulation.backend={args.backend}")
     if args.population is not None:
         overrides += population_overrides(args.population)
-    experiment = load_experiment(args.experiment, overrides)
+    with read_as(args.experiment, "experiment"):
+        experiment = load_experiment(args.experiment, overrides)
     out = args.out or Path("runs") / experiment.name
     report = run_experiment(experiment, args.experiment, out, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.quiet,

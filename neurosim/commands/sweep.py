@@ -17,6 +17,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from neurosim.commands.config import read_as
 from neurosim.commands.run import positive_int
 from neurosim.sweep_plan import load_sweep, with_population
 
@@ -64,7 +65,8 @@ def failure_lines(failures: list[dict]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    plan = load_sweep(args.sweep)
+    with read_as(args.sweep, "sweep"):
+        plan = load_sweep(args.sweep)
     if args.population_chips is not None:
         plan = with_population(plan, args.population_chips)
     out = args.out or Path("runs") / plan.config.name
