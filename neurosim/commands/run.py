@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out; finished runs are kept")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA)")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA, else the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--no-run-reports", action="store_true",
                         help="skip each run's CSV curves, figures and report.md (large "

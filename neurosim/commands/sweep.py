@@ -36,8 +36,8 @@ def register(subparsers) -> None:
     where.add_argument("--workers", type=positive_int, metavar="N",
                        help="worker processes of the local cluster (default: one per core)")
     parser.add_argument("--out", type=Path, help="sweep folder (default: runs/<name>)")
-    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA); every "
-                                           "worker must see it")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA, else the "
+                                           "user cache); every worker must see it")
     parser.add_argument("--population-chips", type=positive_int, metavar="N",
                         help="simulate the trials that share chip, network, rule and "
                              "simulation as populations of at most N chips, one task each "
