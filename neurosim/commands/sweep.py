@@ -6,9 +6,10 @@ folder ``<out>/<cell>/<condition>/seed<k>/`` as ``neurosim run`` makes it, compu
 Dask task: on a local cluster of one single-threaded worker process per core (``--workers``
 to change), or on the cluster of ``--scheduler ADDRESS``. With ``--population-chips N`` (or
 the file's ``population``) a task is a population of up to N trials simulated at once (the
-way to use GPU workers; small trials gain on CPU workers too). Re-running the same command
-continues an interrupted sweep: finished trials are kept, unfinished ones resume from their
-last checkpoint. Exit status 1 when a trial failed (the summary says which and why).
+way to use GPU workers; on CPU workers the shipped sweep gains nothing from it:
+docs/scaling.md). Re-running the same command continues an interrupted sweep: finished
+trials are kept, unfinished ones resume from their last checkpoint. Exit status 1 when a
+trial failed (the summary says which and why).
 """
 
 from __future__ import annotations
