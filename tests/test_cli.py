@@ -426,6 +426,17 @@ ALLOWED = {"run": "name, chip, network, rule, optimizer, precondition, data, tra
            "sweep": "name, experiment, overrides, conditions, grid, cases, seeds, baseline, population"}
 
 
+def test_a_file_that_cannot_be_fetched_says_how_to_choose_the_data_directory(tmp_path, capsys,
+                                                                            offline):
+    """The hint told the user to set NEUROSIM_DATA, which --data-dir overrides: with
+    --data-dir given, following it changed nothing."""
+    assert main(["data", "fetch", "usps", "--data-dir", str(tmp_path)]) == 1
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    target = tmp_path / "usps" / "zip.train.gz"
+    assert (f"save it as {target}, or choose a data directory (--data-dir, else $NEUROSIM_DATA) "
+            "that holds usps/zip.train.gz |") in err, err
+
+
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
     """A full or read-only disk, or an --out below a file, ended in an OSError traceback
     (from the lock, a result file or the metric log): one line naming the path and the
