@@ -24,8 +24,9 @@ With ``population``, the trials that share their chip, network, rule and simulat
 grid of learning rates or preconditioning choices on one chip) run as populations of at
 most ``max_chips`` chips simulated at once (:func:`neurosim.train.run_population`), one
 Dask task each; every trial still writes its own folder, as a run alone would. That is how
-workers with a GPU (``simulation.device: cuda``) are used; small trials gain on CPU workers
-too (their per-step work and setup shared), given at least as many tasks as workers.
+workers with a GPU (``simulation.device: cuda``) are used; on CPU workers the shipped sweep
+gains nothing from it (``docs/scaling.md``), and a population needs at least as many tasks as
+workers there.
 
 A cell's folder name is its overrides, ``key=value`` joined by ``,`` in file order (cases'
 keys first), e.g. ``chip=rram_taox,optimizer.lr=0.001``; ``base`` when nothing is varied.

@@ -400,6 +400,43 @@ def test_a_stray_field_of_another_kind_is_named_as_run_names_it(tmp_path, capsys
     assert f"error: {path}: {line}" in capsys.readouterr().err
 
 
+def test_a_file_of_another_kind_is_named_with_the_command_it_needs(tmp_path, capsys):
+    """A sweep file given to neurosim run was refused for its first sweep key (baseline:
+    unknown field), an experiment given to neurosim sweep for its chip, with nothing
+    saying the file was of the wrong kind: the line now says which kind it is and how it is
+    used."""
+    sweep, experiment = (REPO / "experiments" / name for name in ("sweep_preconditioning.yaml",
+                                                                  "quickstart.yaml"))
+    chip = REPO / "hw_configs" / "ideal.yaml"
+    for command, path, field, use in (
+            ("run", sweep, "baseline = 'fa'", "a sweep file, by its keys: run it with neurosim sweep"),
+            ("run", chip, "description = ", "a chip file, by its keys: name it in an experiment's "
+                                            "chip field"),
+            ("sweep", experiment, "chip = 'ideal'", "an experiment file, by its keys: run it with "
+                                                    "neurosim run")):
+        assert main([command, str(path), "--out", str(tmp_path / "out")]) == 2
+        (err,) = capsys.readouterr().err.strip().splitlines()
+        assert err.startswith(f"error: {path}: {field}"), err
+        assert err.endswith(f": unknown field; allowed fields: {ALLOWED[command]} ({path} is {use})"), err
+    assert not (tmp_path / "out").exists()
+
+
+ALLOWED = {"run": "name, chip, network, rule, optimizer, precondition, data, train, evaluation, "
+                  "seed, seeds, population, simulation, conditions",
+           "sweep": "name, experiment, overrides, conditions, grid, cases, seeds, baseline, population"}
+
+
+def test_a_file_that_cannot_be_fetched_says_how_to_choose_the_data_directory(tmp_path, capsys,
+                                                                            offline):
+    """The hint told the user to set NEUROSIM_DATA, which --data-dir overrides: with
+    --data-dir given, following it changed nothing."""
+    assert main(["data", "fetch", "usps", "--data-dir", str(tmp_path)]) == 1
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    target = tmp_path / "usps" / "zip.train.gz"
+    assert (f"save it as {target}, or choose a data directory (--data-dir, else $NEUROSIM_DATA) "
+            "that holds usps/zip.train.gz |") in err, err
+
+
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
     """A full or read-only disk, or an --out below a file, ended in an OSError traceback
     (from the lock, a result file or the metric log): one line naming the path and the

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                                    help="compare finished runs (tables, t-tests, figures)",
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
-                        help="a run folder or an experiment folder (repeatable)")
+                        help="a run, condition or experiment folder (repeatable)")
     parser.add_argument("--out", type=Path, help="output folder (default: the runs' common folder)")
     parser.add_argument("--title", help="report title (default: 'Comparison: <output folder name>')")
     parser.set_defaults(func=main)

@@ -18,6 +18,7 @@ from neurosim.sweep_plan import SweepConfig, load_sweep
 
 KINDS = {"experiment": ExperimentConfig, "chip": ChipConfig, "sweep": SweepConfig}
 A_KIND = {"experiment": "an experiment", "chip": "a chip", "sweep": "a sweep"}
+FILE_HELP = "an experiment, chip or sweep YAML file (presets: hw_configs/NAME.yaml)"
 FIELDS = {kind: frozenset(f.name for f in dataclasses.fields(cls)) for kind, cls in KINDS.items()}
 
 
@@ -41,16 +42,16 @@ def register(subparsers) -> None:
                                    description=__doc__)
     sub = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     validate = sub.add_parser("validate", help="validate an experiment, chip or sweep YAML")
-    validate.add_argument("file", type=Path)
+    validate.add_argument("file", type=Path, help=FILE_HELP)
     add_override_arguments(validate)
     validate.set_defaults(func=run_validate)
     show = sub.add_parser("show", help="print an experiment, chip or sweep with every "
                                        "default filled in")
-    show.add_argument("file", type=Path)
+    show.add_argument("file", type=Path, help=FILE_HELP)
     add_override_arguments(show)
     show.set_defaults(func=run_show)
     fields = sub.add_parser("fields", help="list every field with its default and meaning")
-    fields.add_argument("kind", choices=tuple(KINDS))
+    fields.add_argument("kind", choices=tuple(KINDS), help="which file's fields")
     fields.set_defaults(func=run_fields)
 
 
@@ -103,6 +104,27 @@ def _named_kind(path: Path):
         if not note:
             raise
         raise ConfigError(error.source, error.path, error.value, error.allowed + note) from None
+
+
+#: How a file of each kind is used, said when it is given to a command for another kind.
+USE = {"experiment": "run it with neurosim run", "chip": "name it in an experiment's chip field",
+       "sweep": "run it with neurosim sweep"}
+
+
+@contextlib.contextmanager
+def read_as(path: Path, expected: str):
+    """Run the block that reads the file at ``path`` as :data:`KINDS`' ``expected``; an error
+    in it then says, where most of the file's keys are another kind's (a sweep given to
+    ``neurosim run``), which kind the file is and what takes it."""
+    try:
+        yield
+    except ConfigError as error:
+        kind, _ = file_kind(read_yaml(path))
+        if kind == expected:
+            raise
+        raise ConfigError(error.source, error.path, error.value,
+                          f"{error.allowed} ({path} is {A_KIND[kind]} file, by its keys: "
+                          f"{USE[kind]})") from None
 
 
 def run_fields(args: argparse.Namespace) -> int:

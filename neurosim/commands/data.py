@@ -27,7 +27,9 @@ EXIT_OK, EXIT_PROBLEM = 0, 1
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command and its ``list`` / ``verify`` / ``fetch`` sub-commands."""
-    parser = subparsers.add_parser("data", help="list, verify and download datasets")
+    parser = subparsers.add_parser("data", help="list, verify and download datasets",
+                                   description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     for action, func, help_text in (
         ("list", _list, "show datasets and whether their files are present"),

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     show.add_argument("--out", type=Path, default=Path("device_curves"),
                       help="output folder (default: ./device_curves)")
     show.add_argument("--devices", type=positive_int, default=200,
-                      help="devices in the population")
+                      help="devices in the population (default: 200)")
     show.add_argument("--pulses", type=positive_int,
                       help="up pulses, then as many down (default: levels)")
     show.set_defaults(func=run_show)

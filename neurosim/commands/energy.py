@@ -29,7 +29,7 @@ def register(subparsers) -> None:
                                    help="compare the energy ledgers of finished runs",
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
-                        help="a run folder or an experiment folder (repeatable)")
+                        help="a run, condition or experiment folder (repeatable)")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write one row per run")
     parser.set_defaults(func=main)
 

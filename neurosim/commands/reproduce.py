@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path,
                         help="output folder (default: runs/reproduce[-quick]-<chip>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA)")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA, else the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=main)
 

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out; finished runs are kept")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA)")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA, else the user cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--no-run-reports", action="store_true",
                         help="skip each run's CSV curves, figures and report.md (large "
@@ -60,12 +60,15 @@ def population_overrides(size: int) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from neurosim.commands.config import read_as  # that module imports this one
+
     overrides = list(args.overrides)
     if args.backend:
         overrides.append(f"simulation.backend={args.backend}")
     if args.population is not None:
         overrides += population_overrides(args.population)
-    experiment = load_experiment(args.experiment, overrides)
+    with read_as(args.experiment, "experiment"):
+        experiment = load_experiment(args.experiment, overrides)
     out = args.out or Path("runs") / experiment.name
     report = run_experiment(experiment, args.experiment, out, resume=args.resume,
                             overwrite=args.overwrite, progress=not args.quiet,

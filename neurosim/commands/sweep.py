@@ -6,9 +6,10 @@ folder ``<out>/<cell>/<condition>/seed<k>/`` as ``neurosim run`` makes it, compu
 Dask task: on a local cluster of one single-threaded worker process per core (``--workers``
 to change), or on the cluster of ``--scheduler ADDRESS``. With ``--population-chips N`` (or
 the file's ``population``) a task is a population of up to N trials simulated at once (the
-way to use GPU workers; small trials gain on CPU workers too). Re-running the same command
-continues an interrupted sweep: finished trials are kept, unfinished ones resume from their
-last checkpoint. Exit status 1 when a trial failed (the summary says which and why).
+way to use GPU workers; on CPU workers the shipped sweep gains nothing from it:
+docs/scaling.md). Re-running the same command continues an interrupted sweep: finished
+trials are kept, unfinished ones resume from their last checkpoint. Exit status 1 when a
+trial failed (the summary says which and why).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from neurosim.commands.config import read_as
 from neurosim.commands.run import positive_int
 from neurosim.sweep_plan import load_sweep, with_population
 
@@ -35,8 +37,8 @@ def register(subparsers) -> None:
     where.add_argument("--workers", type=positive_int, metavar="N",
                        help="worker processes of the local cluster (default: one per core)")
     parser.add_argument("--out", type=Path, help="sweep folder (default: runs/<name>)")
-    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA); every "
-                                           "worker must see it")
+    parser.add_argument("--data-dir", help="dataset folder (default: $NEUROSIM_DATA, else the "
+                                           "user cache); every worker must see it")
     parser.add_argument("--population-chips", type=positive_int, metavar="N",
                         help="simulate the trials that share chip, network, rule and "
                              "simulation as populations of at most N chips, one task each "
@@ -64,7 +66,8 @@ def failure_lines(failures: list[dict]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    plan = load_sweep(args.sweep)
+    with read_as(args.sweep, "sweep"):
+        plan = load_sweep(args.sweep)
     if args.population_chips is not None:
         plan = with_population(plan, args.population_chips)
     out = args.out or Path("runs") / plan.config.name

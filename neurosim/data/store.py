@@ -234,7 +234,8 @@ def fetch_file(spec: DatasetSpec, file: FileSpec, root: Path) -> Path:
     target = file_path(spec, file, root)
     by_hand = (
         f"download it by hand from {file.urls[0]} and save it as {target}, "
-        f"or set {ENV_VAR} to a directory that holds {spec.dirname}/{file.filename}"
+        f"or choose a data directory (--data-dir, else ${ENV_VAR}) that holds "
+        f"{spec.dirname}/{file.filename}"
     )
     try:
         _make_writable_dir(target.parent)
