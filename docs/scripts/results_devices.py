@@ -201,7 +201,8 @@ def study_main(usage: str, script: str, experiment_path: Path, default_out: Path
     experiment = load_experiment(experiment_path, args.overrides)
     run_experiment(experiment, experiment_path, args.out, resume=True, progress=True,
                    data_dir=args.data_dir, run_reports=False)
-    command = " ".join([f"python docs/scripts/{script}"] + [f"--set {o}" for o in args.overrides])
+    command = " ".join([f".venv/bin/python docs/scripts/{script}"]  # what make results-* runs
+                       + [f"--set {o}" for o in args.overrides])
     write(args.out, args.doc, command, experiment)
     print(f"wrote {args.doc}")
     return 0
