@@ -41,6 +41,8 @@ from neurosim.plots import column, finite, layer_keys, layers_in
 from neurosim.runio import METRICS, SUMMARY, write_text
 from neurosim.schema import build
 
+RUN_REPORT = "report.md"  # a run folder's report, written by write_run_report
+
 DASH = "—"
 
 
@@ -646,7 +648,7 @@ def write_run_report(run_dir: Path) -> Path:
     text.append(energy_section(s, chip))
     text += ["\n## Figures\n\n", figure_section(figures, run_dir),
              _csv_line(run)]
-    report = run_dir / "report.md"
+    report = run_dir / RUN_REPORT
     write_text(report, "".join(text))
     return report
 

@@ -33,7 +33,7 @@ from neurosim.config import (ChipConfig, ExperimentConfig, RunSpec, as_this_vers
 from neurosim.errors import CheckpointError, NeurosimError, writing
 from neurosim.locking import FolderLock
 from neurosim.memory import check_population_fits
-from neurosim.report import write_run_report, write_run_reports
+from neurosim.report import RUN_REPORT, write_run_report, write_run_reports
 from neurosim.compare import write_comparison
 from neurosim.runio import (METRICS, SUMMARY, remove_leftover_temporaries, write_json,
                             write_text)
@@ -275,5 +275,5 @@ def _run_experiment(experiment: ExperimentConfig, runs: list[RunSpec],
             print(f"writing the reports of {len(run_dirs)} run(s)", flush=True)
         write_run_reports(run_dirs, report_processes)
     if len(run_dirs) == 1 and run_reports:
-        return run_dirs[0] / "report.md"
+        return run_dirs[0] / RUN_REPORT
     return write_comparison(run_dirs, out, title=experiment.name)

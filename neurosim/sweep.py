@@ -45,7 +45,7 @@ from neurosim.backends import check_available
 from neurosim.cluster import open_client
 from neurosim.errors import CheckpointError
 from neurosim.locking import FolderLock
-from neurosim.report import write_run_reports
+from neurosim.report import RUN_REPORT, write_run_reports
 from neurosim.runner import (RUN_LOCK, configuration_differences, population_members,
                              run_one, run_together)
 from neurosim.runio import SUMMARY, remove_leftover_temporaries, write_text
@@ -234,6 +234,14 @@ def _execute(client, tasks: list[list[Trial]], manifest: Manifest, out: Path,
         bar.set_postfix(done=counts["done"], failed=counts["failed"], running=0)
 
 
+def reports_missing(out: Path, manifest: Manifest) -> list[Path]:
+    """The folders of the trials done without their run report: made by a sweep without
+    ``run_reports``, or whose report failed after the trial's numbers were saved (a trial
+    found done is never run again, so its report is written here)."""
+    return [out / t["path"] for t in manifest.trials.values()
+            if t["status"] == "done" and not (out / t["path"] / RUN_REPORT).is_file()]
+
+
 def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
               workers: int | None = None, data_dir: str | None = None,
               run_reports: bool = False, progress: bool = False) -> SweepOutcome:
@@ -262,4 +270,6 @@ def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
         finally:
             manifest.write(finished=not manifest.counts()["pending"])
         report = write_sweep_report(out)
+        if run_reports:
+            write_run_reports(reports_missing(out, manifest), processes=os.cpu_count() or 1)
     return SweepOutcome(manifest.counts(), reused, manifest.failures(), report)

@@ -25,6 +25,7 @@ import psutil
 import pytest
 import yaml
 
+from neurosim import sweep as sweep_module
 from neurosim.cli import main
 from neurosim.cluster import open_client
 from neurosim.data.registry import get_spec
@@ -32,6 +33,7 @@ from neurosim.data.store import file_path
 from neurosim.errors import CheckpointError, ConfigError, NeurosimError
 from neurosim.locking import FolderLock, LockedError
 from neurosim.runio import to_json, write_text
+from neurosim.report import RUN_REPORT
 from neurosim.runner import RUN_LOCK, run_one
 from neurosim.sweep import TRACEBACK, check_saved_configs, run_sweep, run_trials
 from neurosim.sweep_manifest import MANIFEST
@@ -248,7 +250,8 @@ def test_bad_sweep_files_are_refused_with_file_field_and_allowed_values(tmp_path
 
 
 # ------------------------------------------------------------------------- on a cluster
-def test_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, reference, tmp_path):
+def test_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, reference, tmp_path,
+                                                 monkeypatch):
     out = tmp_path / "out"
     outcome = run_sweep(load_sweep(sweep_file), out, scheduler=client.scheduler.address)
     assert outcome.counts == {"done": 8, "failed": 0, "pending": 0}
@@ -268,6 +271,20 @@ def test_sweep_runs_every_trial_as_run_spec_does(client, sweep_file, reference, 
     kept = manifest(out)
     assert kept["scheduler"] == saved["scheduler"] == client.scheduler.address
     assert kept["workers"] == saved["workers"] == 2
+    # again with run reports: the trials done without theirs get them (a trial found done is
+    # never run again), nothing is computed; a third time has none to write
+    asked = []
+
+    def write_run_reports(run_dirs, processes):
+        asked.extend(run_dirs)
+        for run_dir in run_dirs:
+            (run_dir / RUN_REPORT).write_text("a report")
+
+    monkeypatch.setattr(sweep_module, "write_run_reports", write_run_reports)
+    for expected in (sorted(out / trial for trial in reference), []):
+        asked.clear()
+        assert run_sweep(load_sweep(sweep_file), out, run_reports=True).reused == 8
+        assert sorted(asked) == expected
 
 
 @pytest.fixture

@@ -45,7 +45,8 @@ def register(subparsers) -> None:
                              "(the sweep's population.max_chips)")
     parser.add_argument("--run-reports", action="store_true",
                         help="also write each trial's CSV curves, figures and report.md "
-                             "(seconds per trial)")
+                             "(seconds per trial; a trial done without its report, in an "
+                             "earlier sweep, gets it too)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the sweep and list its trials; run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
