@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from neurosim.backends import check_available
 from neurosim.cluster import open_client
+from neurosim.cores import available_cores
 from neurosim.errors import CheckpointError
 from neurosim.locking import FolderLock
 from neurosim.report import RUN_REPORT, write_run_reports
@@ -271,5 +272,5 @@ def run_sweep(plan: SweepPlan, out: Path, scheduler: str | None = None,
             manifest.write(finished=not manifest.counts()["pending"])
         report = write_sweep_report(out)
         if run_reports:
-            write_run_reports(reports_missing(out, manifest), processes=os.cpu_count() or 1)
+            write_run_reports(reports_missing(out, manifest), processes=available_cores())
     return SweepOutcome(manifest.counts(), reused, manifest.failures(), report)
