@@ -30,6 +30,7 @@ import yaml
 from neurosim.backends import check_available
 from neurosim.config import (ChipConfig, ExperimentConfig, RunSpec, as_this_version,
                              expand_runs, read_yaml)
+from neurosim.data import load_dataset
 from neurosim.errors import CheckpointError, NeurosimError, writing
 from neurosim.locking import FolderLock
 from neurosim.memory import check_population_fits
@@ -231,6 +232,9 @@ def run_experiment(experiment: ExperimentConfig, source: Path | None, out: Path,
                    if experiment.population is not None else [[i] for i in range(len(runs))])
     for members in populations:  # refused before the folder is touched
         check_population_fits([runs[i] for i in members])
+    for name in dict.fromkeys(spec.experiment.data.dataset for spec in runs
+                              if overwrite or not (run_dir_of(out, spec) / SUMMARY).is_file()):
+        load_dataset(name, data_dir)  # so is missing data (cached for the runs)
     with output_folder(out, resume, overwrite, "neurosim run"):
         return _run_experiment(experiment, runs, populations, out, resume, progress, data_dir,
                                run_reports, report_processes)

@@ -172,6 +172,7 @@ def test_missing_dataset_offline_says_where_to_put_it(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "NEUROSIM_DATA" in err and str(tmp_path / "empty" / "usps") in err
+    assert not (tmp_path / "out").exists()  # refused before: the next try needs no --resume
 
 
 @pytest.mark.skipif(data_dir() is None, reason="no MNIST copy (set NEUROSIM_DATA)")
