@@ -267,9 +267,7 @@ def quantize(v: np.ndarray, bits: int | None, bound) -> np.ndarray:
     levels = t(quantization_levels(bits))
     clipped = np.clip(v, -r, r)
     step = r / levels
-    # A range whose step underflows to 0 (a managed range of subnormal outputs) has a grid
-    # finer than the dtype: every value is its own nearest grid point (not 0 / 0 = NaN).
-    finer = step == 0
+    finer = step == 0  # the docstring's underflow: each value is its own grid point
     # Clamp k too: near 2**24 levels, r / step can round one grid point past the end.
     k = np.clip(np.rint(clipped / np.where(finer, t(1), step)), -levels, levels)
     return np.where(finer, clipped, r * (k / levels))
