@@ -39,6 +39,7 @@ RULES = tuple(LEARNING_RULES)
 BACKENDS = ("numpy", "numba", "torch")
 DEVICES = ("cpu", "cuda")
 FUSED_UPDATES = ("auto", "on", "off")  # simulation.fused_update
+NOISE_DISTRIBUTIONS = ("gaussian", "uniform", "binary", "correlated")
 DATASET_CLASSES = 10
 
 
@@ -407,24 +408,58 @@ class OptimizerConfig:
                       f"only sgd uses it (name is {self.name}; Adam's momentum is beta1)")
 
 
+#: Widest correlation length of correlated noise, in pixels: beyond the 28x28 frame a field
+#: is already nearly one value per image (and the smoothing kernel grows as 8 length scales).
+MAX_LENGTH_SCALE = 64.0
+
+
 @dataclass(frozen=True)
 class NoiseInputConfig:
-    """Distribution of the noise inputs x (per element, independent)."""
+    """Distribution of the noise inputs x (:func:`neurosim.precondition.draw_noise_inputs`).
 
-    distribution: str = spec("gaussian", choices=("gaussian", "uniform"),
-                             doc="gaussian N(mean, std^2) or uniform U(low, high)")
-    mean: float = spec(0.0, doc="gaussian mean mu")
-    std: float = spec(1.0, ge=0.0, doc="gaussian standard deviation sigma")
-    low: float = spec(0.0, doc="uniform lower bound")
-    high: float = spec(1.0, doc="uniform upper bound")
+    * ``gaussian``: every pixel independent, ``N(mean, std^2)`` (the paper's);
+    * ``uniform``: every pixel independent, ``U(low, high)``;
+    * ``binary``: sparse spikes, every pixel independently ``high`` with probability
+      ``rate``, else ``low``;
+    * ``correlated``: a stationary Gaussian random field over each image's pixels (white
+      noise smoothed by a Gaussian kernel of ``length_scale`` pixels, wrapped at the frame's
+      edges), every pixel ``N(mean, std^2)``, neighbours at distance ``d`` pixels correlated
+      by about ``exp(-d^2 / (4 length_scale^2))``; channels independent.
+    """
+
+    distribution: str = spec("gaussian", choices=NOISE_DISTRIBUTIONS,
+                             doc="gaussian N(mean, std^2), uniform U(low, high), binary spikes "
+                                 "(high at rate, else low) or correlated (a smooth gaussian "
+                                 "field over the image, length_scale pixels)")
+    mean: float = spec(0.0, doc="mean mu (gaussian, correlated)")
+    std: float = spec(1.0, ge=0.0, doc="standard deviation sigma of each pixel (gaussian, "
+                                       "correlated)")
+    low: float = spec(0.0, doc="uniform lower bound; binary value off a spike")
+    high: float = spec(1.0, doc="uniform upper bound; binary value of a spike")
+    rate: float = spec(0.1, gt=0.0, le=1.0,
+                       doc="binary: probability that a pixel spikes, in (0, 1]")
+    length_scale: float = spec(2.0, gt=0.0, le=MAX_LENGTH_SCALE,
+                               doc="correlated: standard deviation of the smoothing kernel, "
+                                   f"in pixels, in (0, {MAX_LENGTH_SCALE:g}]")
 
     def check(self, source: str, path: str) -> None:
-        if self.distribution == "uniform" and not self.low < self.high:
+        if self.distribution in ("uniform", "binary") and not self.low < self.high:
             raise ConfigError(source, f"{path}.high", self.high, f"must be > {path}.low ({self.low})")
-        for fields, distribution in ((("mean", "std"), "gaussian"), (("low", "high"), "uniform")):
-            refuse_unused(source, path, self, fields, self.distribution == distribution,
-                          f"only distribution {distribution} uses it "
+        for fields, users in ((("mean", "std"), ("gaussian", "correlated")),
+                              (("low", "high"), ("uniform", "binary")),
+                              (("rate",), ("binary",)), (("length_scale",), ("correlated",))):
+            refuse_unused(source, path, self, fields, self.distribution in users,
+                          f"only distribution {' or '.join(users)} uses it "
                           f"(distribution is {self.distribution})")
+
+    def describe(self) -> str:
+        """The distribution in a few words, for reports: ``N(0, 1)``, ``U(-1, 1)``,
+        ``binary 0/1 at rate 0.1``, ``N(0, 1) correlated over 2 px``."""
+        return {"gaussian": f"N({self.mean:g}, {self.std:g}²)",
+                "uniform": f"U({self.low:g}, {self.high:g})",
+                "binary": f"binary {self.low:g}/{self.high:g} at rate {self.rate:g}",
+                "correlated": f"N({self.mean:g}, {self.std:g}²) correlated over "
+                              f"{self.length_scale:g} px"}[self.distribution]
 
 
 @dataclass(frozen=True)

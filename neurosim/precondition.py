@@ -1,7 +1,8 @@
 """Noise preconditioning inputs (the paper's Algorithm 1, DESIGN §4).
 
-Inputs are drawn per element from ``N(mean, std^2)`` (or ``U(low, high)``) and labels
-uniformly over the classes, independent of the inputs. Two regimes:
+Inputs are drawn per pixel from ``N(mean, std^2)`` (the paper's), ``U(low, high)``, as
+binary spikes, or as a spatially correlated Gaussian field (:func:`draw_noise_inputs`), and
+labels uniformly over the classes, independent of the inputs. Two regimes:
 
 * ``fixed_set``: ``N`` examples drawn once and reused every epoch, reshuffled each epoch
   (the paper's appendix gives a "number of examples");
@@ -13,11 +14,13 @@ epoch), so a resumed run sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
+from scipy import ndimage
 
 from neurosim import rng
 from neurosim.backends.base import Backend
@@ -26,15 +29,49 @@ from neurosim.rows import EpochOrder, Segment, gathered, step_rows
 
 
 def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: int,
-                      n_features: int, dtype: np.dtype) -> np.ndarray:
-    """``n x n_features`` noise inputs from stream ``key``: ``mean + std z`` (normals
-    ``z``) or ``low + (high - low) u`` (uniforms ``u``), :meth:`Backend.scaled_draws`."""
+                      image_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``n x prod(image_shape)`` noise inputs from stream ``key``, one draw per pixel:
+
+    * gaussian: ``mean + std z`` (normals ``z``), uniform: ``low + (high - low) u``
+      (uniforms ``u``), both :meth:`Backend.scaled_draws`;
+    * binary: ``high`` where ``u < rate``, else ``low``;
+    * correlated: ``mean + std (k * z) / ||k||``, each image's normals ``z`` (over its last
+      two axes, the pixels; a leading axis holds channels) convolved circularly with the
+      Gaussian kernel ``k`` of ``length_scale`` pixels (:func:`smoothed_field`).
+
+    Made in float64 from the backend's draws, then rounded to ``dtype``: the same numbers on
+    every backend."""
+    n_features = math.prod(image_shape)
     if config.distribution == "gaussian":
         values = backend.scaled_draws(key, n * n_features, True, config.std, config.mean, dtype)
-    else:
+    elif config.distribution == "uniform":
         values = backend.scaled_draws(key, n * n_features, False, config.high - config.low,
                                       config.low, dtype)
+    elif config.distribution == "binary":
+        spikes = backend.uniform(key, n * n_features) < config.rate
+        values = np.where(spikes, config.high, config.low).astype(dtype)
+    else:
+        field = smoothed_field(backend.normal(key, n * n_features).reshape(n, *image_shape),
+                               config.length_scale)
+        values = (config.mean + config.std * field).astype(dtype)
     return values.reshape(n, n_features)
+
+
+def smoothed_field(white: np.ndarray, length_scale: float) -> np.ndarray:
+    """Unit-variance Gaussian random fields from white noise ``white`` (``n x ... x H x W``,
+    standard normals): each ``H x W`` image convolved with the Gaussian kernel of standard
+    deviation ``length_scale`` pixels (``scipy.ndimage.gaussian_filter``, truncated at 4
+    length scales, wrapped at the edges so every pixel is alike), divided by the kernel's
+    norm so every pixel is again ``N(0, 1)``. The correlation of two pixels ``d`` apart along
+    an axis is ``sum_j k_j k_(j+d) / sum_j k_j^2``, about ``exp(-d^2 / (4 length_scale^2))``."""
+    if white.ndim < 3:
+        raise ValueError(f"correlated noise needs images (n x H x W), got shape {white.shape}")
+    sigma = (0.0,) * (white.ndim - 2) + (length_scale, length_scale)
+    field = ndimage.gaussian_filter(white, sigma, mode="wrap")
+    impulse = np.zeros(white.shape[-2:])
+    impulse[0, 0] = 1.0
+    kernel = ndimage.gaussian_filter(impulse, length_scale, mode="wrap")  # k, folded
+    return field / np.sqrt(np.sum(kernel * kernel))
 
 
 def draw_noise_labels(backend: Backend, key: int, n: int, n_classes: int) -> np.ndarray:
@@ -77,12 +114,15 @@ def shared_set(key: tuple, draw: Callable[[], DrawnSet]) -> DrawnSet:
 class NoiseSource:
     """The batches of the noise phase of one run."""
 
-    def __init__(self, config: PreconditionConfig, backend: Backend, seed: int, n_features: int,
-                 n_classes: int, dtype: np.dtype):
+    def __init__(self, config: PreconditionConfig, backend: Backend, seed: int,
+                 image_shape: tuple[int, ...], n_classes: int, dtype: np.dtype):
+        """``image_shape``: an input image's shape (the data's, say 28 x 28: the network's
+        inputs are its pixels)."""
         self.config = config
         self.backend = backend
         self.seed = seed
-        self.n_features = n_features
+        self.image_shape = tuple(image_shape)
+        self.n_features = math.prod(self.image_shape)
         self.n_classes = n_classes
         self.dtype = dtype
         self._sets: dict[tuple, DrawnSet] = {}  # this run's drawn sets (kept alive here)
@@ -98,11 +138,11 @@ class NoiseSource:
                 return DrawnSet(
                     draw_noise_inputs(self.backend, self.config.input,
                                       rng.stream_key(self.seed, 0, 0, inputs), n,
-                                      self.n_features, self.dtype),
+                                      self.image_shape, self.dtype),
                     draw_noise_labels(self.backend, rng.stream_key(self.seed, 0, 0, labels),
                                       n, self.n_classes))
             key = (inputs, self.backend.name, str(getattr(self.backend, "device", "")),
-                   self.seed, n, self.n_features, self.n_classes, np.dtype(self.dtype).str,
+                   self.seed, n, self.image_shape, self.n_classes, np.dtype(self.dtype).str,
                    self.config.input)
             self._sets[inputs, n] = shared_set(key, draw)
         drawn = self._sets[inputs, n]
@@ -149,7 +189,7 @@ class NoiseSource:
         size = self.config.batch_size
         x = draw_noise_inputs(self.backend, self.config.input,
                               rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_INPUTS),
-                              size, self.n_features, self.dtype)
+                              size, self.image_shape, self.dtype)
         y = draw_noise_labels(self.backend,
                               rng.stream_key(self.seed, step, 0, rng.Purpose.NOISE_LABELS),
                               size, self.n_classes)

@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 
 from neurosim import plots
+from neurosim.config import NoiseInputConfig
 from neurosim.energy import (EnergyConfig, bytes_text, cell_read_pj, energy_text,
                              write_pulse_pj)
 from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved, reread_totals
@@ -552,6 +553,15 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
             + markdown_table(["quantity", "value"], totals))
 
 
+def noise_input_text(fields: dict | None) -> str:
+    """The noise phase's input distribution in a few words (:meth:`NoiseInputConfig.describe`,
+    ``N(0, 1²)``), from a summary's ``precondition.input``; ``?`` when it cannot be read."""
+    try:
+        return build(NoiseInputConfig, fields, SUMMARY, "config.precondition.input").describe()
+    except NeurosimError:
+        return "?"
+
+
 def _setup_line(s: dict, chip: dict | None) -> str:
     """What was run: the rule, the chip's devices and update, the data, the noise phase
     and the optimizer (from the summary's experiment and the run's ``chip.yaml``)."""
@@ -559,7 +569,7 @@ def _setup_line(s: dict, chip: dict | None) -> str:
     noise = config.get("precondition") or {}
     noise_text = (f"noise preconditioning: {noise.get('regime', '?')}, {noise.get('steps', '?')}"
                   f" steps of {noise.get('batch_size', '?')}, "
-                  f"{dig(noise, 'input', 'distribution') or '?'} inputs"
+                  f"{noise_input_text(noise.get('input'))} inputs"
                   + (f", a set of {noise['n_examples']:,}" if noise.get("regime") == "fixed_set"
                      and isinstance(noise.get("n_examples"), int) else "")
                   if dig(s, "precondition", "enabled") else "no noise preconditioning")

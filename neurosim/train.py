@@ -104,7 +104,7 @@ class Trainer:
         self.position = Position()
         self._clock = 0.0  # time of the last mark of _timed (perf_counter seconds)
         pre = self.experiment.precondition
-        self.noise = NoiseSource(pre, self.backend, spec.seed, self.chip.dims[0],
+        self.noise = NoiseSource(pre, self.backend, spec.seed, self.dataset.image_shape,
                                  self.chip.dims[-1], self.chip.dtype)
         self.noise_probe = self.noise.probe(self.experiment.evaluation.noise_probe_size)
         self.optimizer = self._new_optimizer("precondition" if pre.enabled else "train")

@@ -14,7 +14,7 @@ from neurosim.rows import batch_bounds
 
 def source(**fields) -> NoiseSource:
     return NoiseSource(PreconditionConfig(enabled=True, **fields), NumpyBackend(), seed=3,
-                       n_features=784, n_classes=10, dtype=np.dtype("float32"))
+                       image_shape=(28, 28), n_classes=10, dtype=np.dtype("float32"))
 
 
 def test_fixed_set_reuses_the_same_examples_every_epoch():
@@ -80,7 +80,7 @@ def test_noise_inputs_are_the_affine_map_of_the_stream_exactly(config):
     from neurosim.precondition import draw_noise_inputs
 
     backend = NumpyBackend()
-    got = draw_noise_inputs(backend, config, 1234, 50, 30, np.dtype(np.float32))
+    got = draw_noise_inputs(backend, config, 1234, 50, (5, 6), np.dtype(np.float32))
     if config.distribution == "gaussian":
         expected = config.mean + config.std * backend.normal(1234, 1500)
     else:
@@ -101,10 +101,11 @@ def test_runs_with_one_seed_share_their_noise_probe_drawn_once(monkeypatch):
     x, y = first.probe(40)
     assert again.probe(40)[0] is x and len(draws) == 1
     assert not x.flags.writeable and not y.flags.writeable
-    other_seed = NoiseSource(first.config, NumpyBackend(), 8, 784, 10, np.dtype("float32"))
+    other_seed = NoiseSource(first.config, NumpyBackend(), 8, (28, 28), 10,
+                            np.dtype("float32"))
     assert not np.array_equal(other_seed.probe(40)[0], x)
     assert first.probe(41)[0] is not x and len(draws) == 3
-    numba = NoiseSource(first.config, NumbaBackend(), 3, 784, 10, np.dtype("float32"))
+    numba = NoiseSource(first.config, NumbaBackend(), 3, (28, 28), 10, np.dtype("float32"))
     np.testing.assert_array_equal(numba.probe(40)[0], x)  # its own draw, the same numbers
 
 
@@ -131,3 +132,120 @@ def test_runs_with_one_seed_share_their_fixed_noise_set_while_they_hold_it(monke
     gc.collect()
     source(n_examples=37).fixed_set  # noqa: B018 (no run holds it any more: drawn again)
     assert len(draws) == 4
+
+
+# --------------------------------------------------------------------------- binary spikes
+def test_binary_spikes_are_high_where_the_stream_is_below_the_rate_else_low():
+    """Each pixel is ``high`` exactly where its uniform draw is below ``rate``, else
+    ``low``: the definition, bit for bit, and a spike count a binomial test accepts."""
+    from neurosim.precondition import draw_noise_inputs
+
+    backend = NumpyBackend()
+    config = NoiseInputConfig(distribution="binary", rate=0.05, low=-0.5, high=2.0)
+    got = draw_noise_inputs(backend, config, 99, 400, (28, 28), np.dtype(np.float32))
+    spikes = backend.uniform(99, 400 * 784).reshape(400, 784) < 0.05
+    np.testing.assert_array_equal(got, np.where(spikes, np.float32(2.0), np.float32(-0.5)))
+    assert set(np.unique(got)) == {np.float32(-0.5), np.float32(2.0)}
+    assert stats.binomtest(int(spikes.sum()), spikes.size, 0.05).pvalue > 1e-3
+
+
+def test_binary_spikes_at_rate_one_are_all_high():
+    noise = source(n_examples=50, input=NoiseInputConfig(distribution="binary", rate=1.0))
+    assert np.all(noise.fixed_set[0] == 1.0)
+
+
+# --------------------------------------------------------------------------- correlated
+def folded_kernel(length_scale: float, side: int) -> np.ndarray:
+    """The 2-D Gaussian kernel of ``length_scale`` pixels (truncated at 4 of them, summing to
+    one) folded onto a ``side x side`` torus: the weights of a circular convolution."""
+    radius = int(4 * length_scale + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / length_scale) ** 2)
+    weights /= weights.sum()
+    line = np.zeros(side)
+    np.add.at(line, offsets % side, weights)
+    return np.outer(line, line)
+
+
+def field_by_rolls(white: np.ndarray, length_scale: float) -> np.ndarray:
+    """An independent correlated field: the folded kernel's weighted sum of the image rolled
+    by every offset, over the kernel's norm."""
+    side = white.shape[-1]
+    kernel = folded_kernel(length_scale, side)
+    out = np.zeros_like(white)
+    for a in range(side):
+        for b in range(side):
+            if kernel[a, b]:
+                out += kernel[a, b] * np.roll(white, (a, b), axis=(-2, -1))
+    return out / np.sqrt(np.sum(kernel**2))
+
+
+@pytest.mark.parametrize("length_scale", [0.7, 2.0, 10.0])  # 10: the kernel wraps the frame
+def test_correlated_noise_is_the_normalized_circular_convolution_of_the_stream(length_scale):
+    from neurosim.precondition import draw_noise_inputs
+
+    backend = NumpyBackend()
+    config = NoiseInputConfig(distribution="correlated", mean=0.25, std=1.5,
+                              length_scale=length_scale)
+    got = draw_noise_inputs(backend, config, 7, 3, (28, 28), np.dtype(np.float64))
+    white = backend.normal(7, 3 * 784).reshape(3, 28, 28)
+    expected = 0.25 + 1.5 * field_by_rolls(white, length_scale)
+    np.testing.assert_allclose(got.reshape(3, 28, 28), expected, rtol=0, atol=1e-12)
+
+
+def test_correlated_noise_has_the_pixel_moments_and_the_kernel_correlation():
+    """Every pixel is N(mean, std^2); pixels d apart correlate as the folded kernel's
+    autocorrelation, which is close to exp(-d^2 / (4 length_scale^2))."""
+    length_scale = 2.0
+    noise = source(n_examples=4000, input=NoiseInputConfig(
+        distribution="correlated", mean=-0.3, std=0.8, length_scale=length_scale))
+    x = noise.fixed_set[0].astype(np.float64).reshape(4000, 28, 28)
+    assert x.mean() == pytest.approx(-0.3, abs=0.02)
+    per_pixel_std = x.std(axis=0)
+    assert per_pixel_std.mean() == pytest.approx(0.8, rel=0.01)
+    assert np.all(np.abs(per_pixel_std - 0.8) < 0.06)  # 4,000 samples: ~1 % error each
+    assert stats.kstest((x[:, 5, 9] + 0.3) / 0.8, "norm").pvalue > 1e-3
+    kernel = folded_kernel(length_scale, 28)
+    line = kernel.sum(axis=0)  # the separable kernel's 1-D factor
+    z = (x + 0.3) / 0.8
+    for d in (1, 2, 3, 6):
+        exact = np.sum(line * np.roll(line, d)) / np.sum(line * line)
+        assert exact == pytest.approx(np.exp(-d**2 / (4 * length_scale**2)), abs=0.01)
+        for axis in (1, 2):
+            measured = np.mean(z * np.roll(z, d, axis=axis))
+            assert measured == pytest.approx(exact, abs=0.02)
+
+
+def test_correlated_noise_keeps_channels_independent():
+    """A colour image's channels are separate fields: smoothed over the pixels only."""
+    from neurosim.precondition import draw_noise_inputs
+
+    config = NoiseInputConfig(distribution="correlated", length_scale=3.0)
+    x = draw_noise_inputs(NumpyBackend(), config, 5, 2000, (3, 8, 8),
+                          np.dtype(np.float64)).reshape(2000, 3, 8, 8)
+    assert abs(np.mean(x[:, 0] * x[:, 1])) < 0.05
+    assert np.mean(x[:, 0, :, 0] * x[:, 0, :, 1]) > 0.9  # neighbours, length 3 px
+
+
+def test_correlated_noise_needs_an_image_shape():
+    from neurosim.precondition import draw_noise_inputs
+
+    with pytest.raises(ValueError, match="needs images"):
+        draw_noise_inputs(NumpyBackend(), NoiseInputConfig(distribution="correlated"), 5, 4,
+                          (784,), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize("config", [
+    NoiseInputConfig(distribution="binary", rate=0.2, low=-1.0, high=1.0),
+    NoiseInputConfig(distribution="correlated", mean=0.1, std=0.5, length_scale=1.5)])
+def test_every_backend_draws_the_same_noise(any_backend, config):
+    """Binary and correlated noise are made on the host from the backend's draws, which are
+    the same numbers on every backend: the same inputs, bit for bit."""
+    from neurosim.precondition import draw_noise_inputs
+
+    key = 4321
+    got = draw_noise_inputs(any_backend.backend("float32"), config, key, 20, (28, 28),
+                            np.dtype(np.float32))
+    expected = draw_noise_inputs(NumpyBackend(), config, key, 20, (28, 28),
+                                 np.dtype(np.float32))
+    np.testing.assert_array_equal(got, expected)

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, backend_under_test, interrupted_then_resumed
 
 import neurosim
-from neurosim.config import ExperimentConfig, expand_runs
+from neurosim.config import ExperimentConfig, NoiseInputConfig, expand_runs
 from neurosim.data import store
 from neurosim.report import write_run_report
 from neurosim.errors import CheckpointError
@@ -216,13 +216,24 @@ def test_a_damaged_checkpoint_is_a_checkpoint_error(tmp_path, damage):
         load_checkpoint(path)
 
 
-def test_fixed_set_preconditioning_aligns_the_last_layer(tmp_path):
-    """The paper's Fig. 1 effect, small: FA on noise turns W_2 toward B_2^T."""
-    summary = run_spec(spec_for(precondition__steps=200, train__epochs=0), tmp_path / "run")
+@pytest.mark.parametrize("noise", [
+    {"distribution": "gaussian"},
+    {"distribution": "uniform", "low": -1.0, "high": 1.0},
+    {"distribution": "binary", "rate": 0.1},
+    {"distribution": "correlated", "length_scale": 2.0}], ids=lambda noise: noise["distribution"])
+def test_fixed_set_preconditioning_aligns_the_last_layer(tmp_path, noise):
+    """The paper's Fig. 1 effect, small: FA on a fixed set of noise turns W_2 toward B_2^T,
+    whichever the noise; the run's report names the noise."""
+    summary = run_spec(spec_for(precondition__steps=200, train__epochs=0,
+                                precondition__input=noise), tmp_path / "run")
     before = summary["precondition"]["before"]["alignment_deg"]["2"]
     after = summary["precondition"]["after"]["alignment_deg"]["2"]
     assert 80 < before < 100
     assert after < before - 30
+    write_json(tmp_path / "run" / SUMMARY, summary)
+    write_run_report(tmp_path / "run")
+    described = build(NoiseInputConfig, noise, "test").describe()
+    assert f"{described} inputs, a set of 256" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_bp_does_not_align_with_unused_feedback(tmp_path):

@@ -14,6 +14,7 @@ from neurosim.backends import Backend, create_backend
 from neurosim.chip import Chip
 from neurosim.config import (ChipConfig, NetworkConfig, OptimizerConfig, PreconditionConfig,
                              SimulationConfig)
+from neurosim.data.frame import FRAME_SIDE
 from neurosim.optimizers import OptimizerState
 from neurosim.precondition import NoiseSource
 from neurosim.rows import EpochOrder, batch_bounds
@@ -57,7 +58,8 @@ class Lab:
         random labels, reshuffled every epoch, batch 64 (a function of ``seed``)."""
         config = PreconditionConfig(enabled=True, regime="fixed_set", n_examples=n_examples,
                                     batch_size=BATCH)
-        return NoiseSource(config, self.backend, seed, chip.dims[0], chip.dims[-1], chip.dtype)
+        return NoiseSource(config, self.backend, seed, (FRAME_SIDE, FRAME_SIDE), chip.dims[-1],
+                           chip.dtype)
 
     def step(self, chip: Chip, optimizer: OptimizerState, x: np.ndarray,
              y: np.ndarray) -> tuple[float, int]:
