@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices results-periphery results-energy paper-reproduction sweep-preconditioning clean
+.PHONY: demo test bench results-core results-devices results-periphery results-energy results-noise paper-reproduction sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ results-periphery: $(STAMP)
 
 results-energy: $(STAMP)
 	$(BIN)/python docs/scripts/results_energy.py
+
+results-noise: $(STAMP)
+	$(BIN)/python docs/scripts/results_noise.py
 
 paper-reproduction: $(STAMP)
 	$(BIN)/python docs/scripts/paper_reproduction.py
