@@ -280,14 +280,17 @@ def test_population_runs_are_configured_as_runs_alone():
 
 
 # Conditions that differ in everything but the hardware: no noise phase; noise with the
-# data's batch size (its chips share the data chips' calls); a fresh stream with its own
-# optimizer (SGD, no moments), batch size and length; momentum SGD throughout.
+# data's batch size (its chips share the data chips' calls); a fresh stream of correlated
+# noise with its own optimizer (SGD, no moments), batch size and length; binary-spike noise
+# and momentum SGD throughout.
 CONDITIONS = {
     "none": {"precondition.enabled": False},
     "noise": {"precondition.batch_size": 32},
     "fresh_sgd": {"precondition.regime": "fresh_stream", "precondition.steps": 6,
-                  "precondition.optimizer": {"name": "sgd", "lr": 0.05}},
-    "momentum": {"optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9}},
+                  "precondition.optimizer": {"name": "sgd", "lr": 0.05},
+                  "precondition.input": {"distribution": "correlated", "length_scale": 1.5}},
+    "momentum": {"optimizer": {"name": "sgd", "lr": 0.02, "momentum": 0.9},
+                 "precondition.input": {"distribution": "binary", "rate": 0.2}},
     "adam_fast": {"precondition.enabled": False, "optimizer.lr": 0.01},
 }
 
