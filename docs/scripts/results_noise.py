@@ -169,10 +169,10 @@ def write_doc(out: Path, doc: Path, command: str, experiment, data_dir: str | No
         lines += chip_section(chip, chips[chip].description, conditions, noises)
     lines += [
         f"Read with care: {n_seeds} seeds, {experiment.train.epochs} epoch, "
-        f"a noise phase {pre.steps / PAPER_NOISE_STEPS:.0%} of the paper's; the noises are "
-        "matched in nothing but what the first table shows. A fixed set can be memorized: "
-        "the readout column is how far the chip's outputs are from chance on unseen noise "
-        "of the same kind.",
+        f"a noise phase {100 * pre.steps / PAPER_NOISE_STEPS:.0f} % of the paper's; the noises "
+        "are matched in nothing but what the first table shows. A fixed set can be "
+        "memorized: the readout column is how far the chip's outputs are from chance on "
+        "unseen noise of the same kind.",
         "",
     ]
     write_text(doc, "\n".join(lines))
