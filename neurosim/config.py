@@ -453,8 +453,8 @@ class NoiseInputConfig:
                           f"(distribution is {self.distribution})")
 
     def describe(self) -> str:
-        """The distribution in a few words, for reports: ``N(0, 1)``, ``U(-1, 1)``,
-        ``binary 0/1 at rate 0.1``, ``N(0, 1) correlated over 2 px``."""
+        """The distribution in a few words, for reports: ``N(0, 1²)``, ``U(-1, 1)``,
+        ``binary 0/1 at rate 0.1``, ``N(0, 1²) correlated over 2 px``."""
         return {"gaussian": f"N({self.mean:g}, {self.std:g}²)",
                 "uniform": f"U({self.low:g}, {self.high:g})",
                 "binary": f"binary {self.low:g}/{self.high:g} at rate {self.rate:g}",

@@ -152,6 +152,19 @@ class Interrupted(Exception):
     """Raised inside a run to simulate a crash."""
 
 
+#: ``--set`` options that shrink a study (docs/scripts/results_*.py) to seconds: digits, two
+#: seeds, a 16-unit network, a 20-step noise phase and small probes.
+TINY_STUDY = [
+    "--set", "data.dataset=digits", "--set", "data.train_size=256",
+    "--set", "data.test_size=64", "--set", "seeds=[0, 1]",
+    "--set", "network.dims=[784, 16, 10]",
+    "--set", "evaluation.fractional_epochs=[0.5]",
+    "--set", "precondition.steps=20", "--set", "precondition.n_examples=128",
+    "--set", "precondition.log_every=10",
+    "--set", "evaluation.train_probe_size=64", "--set", "evaluation.noise_probe_size=64",
+    "--set", "optimizer.lr=0.01"]
+
+
 def interrupted_then_resumed(monkeypatch, spec, run_dir, after_steps: int) -> dict:
     """Run ``spec`` into ``run_dir`` until training step ``after_steps + 1`` raises, then
     resume it from its checkpoint; returns the resumed run's summary."""

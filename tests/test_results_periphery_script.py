@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY_STUDY
 from neurosim.config import load_chip, load_experiment, resolve_chip_path
 from neurosim.periphery import PeripheryConfig
 
@@ -22,15 +22,7 @@ EXPERIMENT = REPO / "experiments" / "periphery.yaml"
 def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
     doc = tmp_path / "results-periphery.md"
     monkeypatch.setattr(sys, "argv", [
-        "results_periphery.py", "--out", str(tmp_path / "runs"), "--doc", str(doc),
-        "--set", "data.dataset=digits", "--set", "data.train_size=256",
-        "--set", "data.test_size=64", "--set", "seeds=[0, 1]",
-        "--set", "network.dims=[784, 16, 10]",
-        "--set", "evaluation.fractional_epochs=[0.5]",
-        "--set", "precondition.steps=20", "--set", "precondition.n_examples=128",
-        "--set", "precondition.log_every=10",
-        "--set", "evaluation.train_probe_size=64", "--set", "evaluation.noise_probe_size=64",
-        "--set", "optimizer.lr=0.01"])
+        "results_periphery.py", "--out", str(tmp_path / "runs"), "--doc", str(doc), *TINY_STUDY])
     assert results_periphery.main() == 0
     text = doc.read_text()
     for heading in ("## Chips", "## First-epoch test-accuracy AUC", "## Verdict per chip",
