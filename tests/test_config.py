@@ -98,6 +98,12 @@ BAD_EXPERIMENTS = [
     ("length scale past 64 pixels",
      merged(precondition={"input": {"distribution": "correlated", "length_scale": 100}}),
      "precondition.input.length_scale", "must be > 0.0 and <= 64.0"),
+    ("spike rate NaN",
+     merged(precondition={"input": {"distribution": "binary", "rate": float("nan")}}),
+     "precondition.input.rate", "must be a finite number > 0.0 and <= 1.0"),
+    ("infinite length scale",
+     merged(precondition={"input": {"distribution": "correlated", "length_scale": float("inf")}}),
+     "precondition.input.length_scale", "must be a finite number > 0.0 and <= 64.0"),
     ("train size past the dataset", merged(data={"dataset": "digits", "train_size": 5000}),
      "data.train_size", "must be in 1..1437 (digits has 1437 train images) or null"),
     ("test size past the dataset", merged(data={"dataset": "digits", "test_size": 361}),
@@ -281,6 +287,8 @@ def test_bad_chip_is_refused(tmp_path, capsys, description, data, field, rule):
     ("train.epochz=1", "train.epochz", "unknown field"),
     ("noequals", "noequals", "dotted.key=value"),
     ("seeds=0,1", "seeds", "must be a list of integers or null"),
+    ("precondition.input.std=.nan", "precondition.input.std", "must be a finite number >= 0.0"),
+    ("precondition.input.mean=-.inf", "precondition.input.mean", "must be a finite number"),
 ])
 def test_bad_override_is_refused(tmp_path, capsys, override, field, rule):
     path = write(tmp_path, BASE)
