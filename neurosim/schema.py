@@ -42,23 +42,25 @@ def spec(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def _allowed_range(meta: Mapping[str, Any]) -> str:
+def _bounds(meta: Mapping[str, Any]) -> str:
+    """A field's range, ``> 0.0 and <= 1.0``; empty when it has none."""
     parts = []
     for key, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if meta.get(key) is not None:
             parts.append(f"{symbol} {meta[key]}")
-    return "must be " + " and ".join(parts)
+    return " and ".join(parts)
 
 
 def _check_number(value: float, meta: Mapping[str, Any], source: str, path: str) -> None:
-    if not math.isfinite(value):
-        raise ConfigError(source, path, value, "must be a finite number")
+    if not math.isfinite(value):  # NaN and inf: the error names the range too
+        raise ConfigError(source, path, value,
+                          f"must be a finite number {_bounds(meta)}".rstrip())
     bad = ((meta.get("gt") is not None and not value > meta["gt"])
            or (meta.get("ge") is not None and not value >= meta["ge"])
            or (meta.get("lt") is not None and not value < meta["lt"])
            or (meta.get("le") is not None and not value <= meta["le"]))
     if bad:
-        raise ConfigError(source, path, value, _allowed_range(meta))
+        raise ConfigError(source, path, value, f"must be {_bounds(meta)}")
 
 
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
