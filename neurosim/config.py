@@ -423,8 +423,11 @@ class NoiseInputConfig:
       ``rate``, else ``low``;
     * ``correlated``: a stationary Gaussian random field over each image's pixels (white
       noise smoothed by a Gaussian kernel of ``length_scale`` pixels, wrapped at the frame's
-      edges), every pixel ``N(mean, std^2)``, neighbours at distance ``d`` pixels correlated
-      by about ``exp(-d^2 / (4 length_scale^2))``; channels independent.
+      edges), every pixel ``N(mean, std^2)``, pixels ``d`` apart along a row or column
+      correlated by about ``exp(-d^2 / (4 length_scale^2))``, ``d`` counted around the
+      wrapped frame (``min(d, H - d)``: within 0.02 for ``0.7 <= length_scale <= H / 8``;
+      wider kernels wrap the frame and correlate more, up to one value per image);
+      channels independent.
     """
 
     distribution: str = spec("gaussian", choices=NOISE_DISTRIBUTIONS,

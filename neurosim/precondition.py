@@ -63,7 +63,10 @@ def smoothed_field(white: np.ndarray, length_scale: float) -> np.ndarray:
     deviation ``length_scale`` pixels (``scipy.ndimage.gaussian_filter``, truncated at 4
     length scales, wrapped at the edges so every pixel is alike), divided by the kernel's
     norm so every pixel is again ``N(0, 1)``. The correlation of two pixels ``d`` apart along
-    an axis is ``sum_j k_j k_(j+d) / sum_j k_j^2``, about ``exp(-d^2 / (4 length_scale^2))``."""
+    an axis is ``sum_j k_j k_(j+d) / sum_j k_j^2`` (``k`` folded onto the ``H`` pixels of the
+    axis, indices modulo ``H``: ``d`` and ``H - d`` alike), about
+    ``exp(-min(d, H - d)^2 / (4 length_scale^2))`` (within 0.02 for
+    ``0.7 <= length_scale <= H / 8``; above, the wrapped kernel correlates more)."""
     if white.ndim < 3:
         raise ValueError(f"correlated noise needs images (n x H x W), got shape {white.shape}")
     sigma = (0.0,) * (white.ndim - 2) + (length_scale, length_scale)

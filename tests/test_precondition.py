@@ -249,3 +249,21 @@ def test_every_backend_draws_the_same_noise(any_backend, config):
     expected = draw_noise_inputs(NumpyBackend(), config, key, 20, (28, 28),
                                  np.dtype(np.float32))
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("side", [28, 32])
+def test_correlation_is_the_gaussian_of_the_wrapped_distance_where_documented(side):
+    """NoiseInputConfig's and smoothed_field's statement: pixels d apart along an axis
+    correlate by about exp(-min(d, H - d)^2 / (4 length_scale^2)), within 0.02 for
+    0.7 <= length_scale <= H / 8, and by more once the kernel wraps the frame."""
+    def correlations(length_scale):
+        line = folded_kernel(length_scale, side).sum(axis=0)
+        return np.array([np.sum(line * np.roll(line, d)) / np.sum(line * line)
+                         for d in range(side)])
+
+    wrapped = np.minimum(np.arange(side), side - np.arange(side))
+    for length_scale in np.linspace(0.7, side / 8, 12):
+        gaussian = np.exp(-wrapped**2 / (4 * length_scale**2))
+        assert np.max(np.abs(correlations(length_scale) - gaussian)) < 0.02, length_scale
+    across = correlations(side / 4)[side // 2]  # the far side of the frame
+    assert across > np.exp(-(side / 2) ** 2 / (4 * (side / 4) ** 2)) + 0.2
