@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY_STUDY
+from neurosim import rng
+from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.config import NoiseInputConfig, expand_runs, load_experiment
+from neurosim.precondition import draw_noise_inputs
 
 sys.path.insert(0, str(REPO / "docs" / "scripts"))
 import results_noise  # noqa: E402
@@ -19,11 +22,20 @@ EXPERIMENT = REPO / "experiments" / "noise_inputs.yaml"
 
 
 def test_results_noise_regenerates_a_document(tmp_path, monkeypatch):
+    """Seeds 1 and 2, fixed sets of 128: the noises' statistics are of the first seed's set,
+    all of it, as the document says."""
+    study = ["seeds=[1, 2]" if option == "seeds=[0, 1]" else option for option in TINY_STUDY]
     doc = tmp_path / "results-noise.md"
     monkeypatch.setattr(sys, "argv", [
-        "results_noise.py", "--out", str(tmp_path / "runs"), "--doc", str(doc), *TINY_STUDY])
+        "results_noise.py", "--out", str(tmp_path / "runs"), "--doc", str(doc), *study])
     assert results_noise.main() == 0
     text = doc.read_text()
+    assert "measured on the first 128 examples of seed 1's fixed set" in text
+    binary = NoiseInputConfig(distribution="binary", rate=0.1)
+    key = rng.stream_key(1, 0, 0, rng.Purpose.NOISE_SET_INPUTS)
+    spikes = draw_noise_inputs(NumpyBackend(), binary, key, 128, (28, 28), np.dtype(np.float64))
+    statistics = results_noise.pixel_statistics(spikes.reshape(128, 28, 28))
+    assert "| binary | binary 0/1 at rate 0.1 | " + " | ".join(statistics) + " |" in text
     for heading in ("## The noises", "## ideal", "## rram_taox"):
         assert heading in text
     assert "| binary | binary 0/1 at rate 0.1 | " in text
