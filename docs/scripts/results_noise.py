@@ -35,7 +35,7 @@ DOC = REPO / "docs" / "results-noise.md"
 BASELINE = "none"  # FA without a noise phase
 PAPER = "gaussian"  # the paper's noise
 PAPER_NOISE_STEPS = 10_000  # the paper's noise phase (its appendix)
-SAMPLE = 2000  # examples of seed 0's fixed set whose pixel statistics are measured
+SAMPLE = 2000  # examples (at most) of the first seed's fixed set whose pixel statistics are measured
 LAGS_PX = (1, 4)  # distances of the measured pixel correlations
 
 
@@ -57,29 +57,35 @@ def pixel_statistics(images: np.ndarray) -> list[str]:
             *[f"{c:.2f}" for c in correlations]]
 
 
-def noise_sample(config: NoiseInputConfig, image_shape: tuple[int, ...]) -> np.ndarray:
-    """The first :data:`SAMPLE` examples of seed 0's fixed set of noise ``config``, as
+def noise_sample(config: NoiseInputConfig, seed: int, n: int,
+                 image_shape: tuple[int, ...]) -> np.ndarray:
+    """The first ``n`` examples of seed ``seed``'s fixed set of noise ``config``, as
     ``image_shape`` images (float64)."""
-    key = rng.stream_key(0, 0, 0, rng.Purpose.NOISE_SET_INPUTS)
-    return draw_noise_inputs(NumpyBackend(), config, key, SAMPLE, image_shape,
-                             np.dtype(np.float64)).reshape(SAMPLE, *image_shape)
+    key = rng.stream_key(seed, 0, 0, rng.Purpose.NOISE_SET_INPUTS)
+    return draw_noise_inputs(NumpyBackend(), config, key, n, image_shape,
+                             np.dtype(np.float64)).reshape(n, *image_shape)
 
 
 def noises_section(first_chip: dict, noises: list[str], dataset: str,
                    data_dir: str | None) -> list[str]:
-    """The noises' distributions and pixel statistics, and the data's for scale."""
+    """The noises' distributions and pixel statistics, and the data's for scale: of the
+    first seed's fixed sets (up to :data:`SAMPLE` examples) and as many training images."""
     data = load_dataset(dataset, data_dir)
-    images = data.x_train[:SAMPLE].astype(np.float64).reshape(-1, *data.image_shape)
+    seeds = first_chip[noises[0]]
+    seed = min(seeds)
+    n = min(SAMPLE, seeds[seed].summary["config"]["precondition"]["n_examples"],
+            len(data.x_train))
+    images = data.x_train[:n].astype(np.float64).reshape(-1, *data.image_shape)
     rows = []
     for noise in noises:
         config = noise_config(first_chip[noise])
         rows.append([noise, config.describe(),
-                     *pixel_statistics(noise_sample(config, data.image_shape))])
+                     *pixel_statistics(noise_sample(config, seed, n, data.image_shape))])
     rows.append([f"*{dataset}*", "the training images (for scale)", *pixel_statistics(images)])
     return [
         "## The noises",
         "",
-        f"Pixel statistics measured on the first {SAMPLE:,} examples of seed 0's fixed set "
+        f"Pixel statistics measured on the first {n:,} examples of seed {seed}'s fixed set "
         f"(the drawn numbers, float64) and of the training images of {dataset}; correlation: of "
         "pixels the given distance apart along rows and columns.",
         "",
