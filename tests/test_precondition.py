@@ -267,3 +267,27 @@ def test_correlation_is_the_gaussian_of_the_wrapped_distance_where_documented(si
         assert np.max(np.abs(correlations(length_scale) - gaussian)) < 0.02, length_scale
     across = correlations(side / 4)[side // 2]  # the far side of the frame
     assert across > np.exp(-(side / 2) ** 2 / (4 * (side / 4) ** 2)) + 0.2
+
+
+@pytest.mark.parametrize("config,most", [
+    (NoiseInputConfig(distribution="binary", rate=0.1), 2.3),  # the uniforms and the spikes
+    (NoiseInputConfig(distribution="correlated", length_scale=2.0), 4.1)])  # normals, field
+def test_noise_inputs_are_made_with_few_float64_temporaries(config, most):
+    """A fixed set of 60,000 MNIST-sized examples is 180 MB in float32: its float64 draws
+    (2x) and at most one float64 field (2x more) may be alive at once, not 3 (the sum and
+    the product were new arrays: 6x, 1.1 GB; 4.2 GB for CIFAR-10)."""
+    import tracemalloc
+
+    from neurosim.precondition import draw_noise_inputs
+
+    backend = NumpyBackend()
+    drawn = {True: backend.normal(3, 600 * 784), False: backend.uniform(3, 600 * 784)}
+    backend.normal = lambda key, n: drawn[True].copy()  # the draws' array alone (2x)
+    backend.uniform = lambda key, n: drawn[False].copy()
+    tracemalloc.start()
+    try:
+        x = draw_noise_inputs(backend, config, 3, 600, (28, 28), np.dtype(np.float32))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < most * x.nbytes
