@@ -40,7 +40,7 @@ def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: i
       Gaussian kernel ``k`` of ``length_scale`` pixels (:func:`smoothed_field`).
 
     Made in float64 from the backend's draws, then rounded to ``dtype``: the same numbers on
-    every backend."""
+    every backend (in place: at most the draws and one float64 field alive at once)."""
     n_features = math.prod(image_shape)
     if config.distribution == "gaussian":
         values = backend.scaled_draws(key, n * n_features, True, config.std, config.mean, dtype)
@@ -49,11 +49,14 @@ def draw_noise_inputs(backend: Backend, config: NoiseInputConfig, key: int, n: i
                                       config.low, dtype)
     elif config.distribution == "binary":
         spikes = backend.uniform(key, n * n_features) < config.rate
-        values = np.where(spikes, config.high, config.low).astype(dtype)
+        scalar = np.dtype(dtype).type
+        values = np.where(spikes, scalar(config.high), scalar(config.low))
     else:
         field = smoothed_field(backend.normal(key, n * n_features).reshape(n, *image_shape),
                                config.length_scale)
-        values = (config.mean + config.std * field).astype(dtype)
+        field *= config.std
+        field += config.mean
+        values = field.astype(dtype, copy=False)
     return values.reshape(n, n_features)
 
 
@@ -74,7 +77,8 @@ def smoothed_field(white: np.ndarray, length_scale: float) -> np.ndarray:
     impulse = np.zeros(white.shape[-2:])
     impulse[0, 0] = 1.0
     kernel = ndimage.gaussian_filter(impulse, length_scale, mode="wrap")  # k, folded
-    return field / np.sqrt(np.sum(kernel * kernel))
+    field /= np.sqrt(np.sum(kernel * kernel))
+    return field
 
 
 def draw_noise_labels(backend: Backend, key: int, n: int, n_classes: int) -> np.ndarray:
