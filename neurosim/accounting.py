@@ -23,7 +23,9 @@ turns it into :mod:`neurosim.ledger` count vectors; the ledger itself is pure bo
   :class:`StepAccounting`.
 
 ``random_numbers`` counts the numbers the chip's digital logic generates (stochastic
-rounding, pulse trains, regenerated feedback, noise inputs), each priced as one PRNG step.
+rounding, pulse trains, regenerated feedback, noise inputs), each priced as one PRNG step;
+smoothing white noise into correlated noise inputs adds its ``digital_macs``
+(:func:`neurosim.precondition.smoothing_macs`).
 Physical noise (read noise, cycle-to-cycle write noise, device spread) is drawn by the
 simulator to model the devices, but the chip spends no energy making it: it is not counted.
 
@@ -186,9 +188,12 @@ class StepAccounting:
                 self.templates[key] = step_counts(self.chip, batch, self.optimizer)
         self.pending[key] += count
 
-    def add_draws(self, operation: str, layer: int, count: int) -> None:
-        """Random numbers drawn outside the chip's passes (e.g. noise inputs)."""
-        self.ledger.add_counter(self.stage, operation, layer, "random_numbers", count)
+    def add_work(self, operation: str, layer: int, counts: dict[str, int],
+                 times: int = 1) -> None:
+        """``times`` the digital work ``counts`` (counter name -> count) done outside the
+        chip's passes (e.g. making noise inputs: :meth:`NoiseSource.example_counts`)."""
+        for name, count in counts.items():
+            self.ledger.add_counter(self.stage, operation, layer, name, count * times)
 
     def flush(self) -> None:
         """Move the tallied steps and the new pulses into the ledger."""

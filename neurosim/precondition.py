@@ -81,6 +81,21 @@ def smoothed_field(white: np.ndarray, length_scale: float) -> np.ndarray:
     return field
 
 
+def smoothing_macs(config: NoiseInputConfig, image_shape: tuple[int, ...]) -> int:
+    """Digital multiply-adds to smooth one example's white noise into a correlated field
+    (:func:`smoothed_field`): two passes of the separable kernel, ``taps(H) + taps(W)`` per
+    pixel (per channel), ``taps(side) = min(2 r + 1, side)`` with ``r = int(4 length_scale +
+    0.5)`` (the kernel truncated at 4 length scales, folded onto the side's pixels; its norm,
+    ``std`` and ``mean`` folded into the taps and one add). 0 for the other distributions:
+    their draws become the inputs directly."""
+    if config.distribution != "correlated":
+        return 0
+    radius = int(4 * config.length_scale + 0.5)
+    *_, height, width = image_shape
+    taps = sum(min(2 * radius + 1, side) for side in (height, width))
+    return math.prod(image_shape) * taps
+
+
 def draw_noise_labels(backend: Backend, key: int, n: int, n_classes: int) -> np.ndarray:
     """``n`` labels uniform over ``0..n_classes-1``, independent of everything else."""
     u = backend.uniform(key, n)
@@ -161,20 +176,22 @@ class NoiseSource:
         return self._set(self.config.n_examples, rng.Purpose.NOISE_SET_INPUTS,
                          rng.Purpose.NOISE_SET_LABELS)
 
-    def setup_draws(self) -> int:
-        """Random numbers drawn once before the first step: the fixed set's inputs and labels
-        (``N (n_features + 1)``); none for a fresh stream."""
-        if self.config.regime == "fresh_stream":
-            return 0
-        return self.config.n_examples * (self.n_features + 1)
+    def example_counts(self) -> dict[str, int]:
+        """The chip's digital work to make one noise example and its label (ledger counters,
+        :mod:`neurosim.ledger`): ``n_features + 1`` random numbers (a PRNG step each), and
+        for a correlated field the multiply-adds of :func:`smoothing_macs`."""
+        return {"random_numbers": self.n_features + 1,
+                "digital_macs": smoothing_macs(self.config.input, self.image_shape)}
 
-    def draws_per_batch(self) -> int:
-        """Random numbers drawn per step: a fresh batch's inputs and labels
-        (``batch (n_features + 1)``); none from a fixed set (only the per-epoch shuffle,
-        which is control logic, not a noise draw)."""
-        if self.config.regime != "fresh_stream":
-            return 0
-        return self.config.batch_size * (self.n_features + 1)
+    def setup_examples(self) -> int:
+        """Examples made once before the first step: the fixed set's ``N``; none for a
+        fresh stream."""
+        return 0 if self.config.regime == "fresh_stream" else self.config.n_examples
+
+    def examples_per_batch(self) -> int:
+        """Examples made per step: a fresh batch; none from a fixed set (only the per-epoch
+        shuffle, which is control logic, not noise made)."""
+        return self.config.batch_size if self.config.regime == "fresh_stream" else 0
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (inputs, labels) of noise step ``step`` (0-based)."""

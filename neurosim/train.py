@@ -309,18 +309,21 @@ class Trainer:
         self._clock = time.perf_counter()
         self.accounting.begin("precondition", self._new_optimizer("precondition").config)
         if self.position.step == 0:
-            self.accounting.add_draws("forward", 0, self.noise.setup_draws())
+            self.accounting.add_work("forward", 0, self.noise.example_counts(),
+                                     self.noise.setup_examples())
             results["precondition_before"] = yield from self._precondition_result()
             yield from self._noise_record(0, 0.0, 0, 0)
         self._timed("evaluation")
         loss_sum, correct, count = 0.0, 0, 0
         checkpoint_every = config.log_every * -(-config.checkpoint_every // config.log_every)
-        draws_per_batch = self.noise.draws_per_batch()
+        example_counts = self.noise.example_counts()
+        examples_per_batch = self.noise.examples_per_batch()
         done = self.position.step
         while done < config.steps:
             segment = self.noise.segment(
                 done, min(config.steps, (done // config.log_every + 1) * config.log_every))
-            self.accounting.add_draws("forward", 0, draws_per_batch * len(segment))
+            self.accounting.add_work("forward", 0, example_counts,
+                                     examples_per_batch * len(segment))
             losses, hits = yield from self._segment(segment)
             for loss in losses:  # step after step, as the losses came
                 loss_sum += loss

@@ -148,6 +148,24 @@ def test_pulses_in_the_ledger_equal_the_kernels_pulses(tmp_path, noise):
         applied.sum() * 1.6 ** 2 * 10e-6 * 50e-9 * 1e12)
 
 
+@pytest.mark.parametrize("regime", ["fixed_set", "fresh_stream"])
+@pytest.mark.parametrize("noise, taps", [
+    ({"distribution": "gaussian"}, 0), ({"distribution": "binary", "rate": 0.2}, 0),
+    # r = int(4 * 1.5 + 0.5) = 6: 13 taps a side; r = int(4 * 5 + 0.5) = 20: folded to 28
+    ({"distribution": "correlated", "length_scale": 1.5}, 13 + 13),
+    ({"distribution": "correlated", "length_scale": 5.0}, 28 + 28)])
+def test_making_the_noise_is_booked_to_the_noise_phase(tmp_path, regime, noise, taps):
+    """Each noise example costs 785 random numbers (784 pixels and a label); a correlated
+    field adds the multiply-adds of its two kernel passes over the 28 x 28 pixels. A fixed
+    set of 256 is made once; a fresh stream makes every step's batch."""
+    summary = run_spec(spec_for(train__epochs=0, precondition__regime=regime,
+                                precondition__input=noise), tmp_path)
+    examples = 256 if regime == "fixed_set" else NOISE_STEPS * BATCH
+    assert counts(summary, "precondition", "forward", "random_numbers", 0) == examples * 785
+    assert counts(summary, "precondition", "forward", "digital_macs", 0) == \
+        examples * 784 * taps
+
+
 def test_a_zero_cost_chip_gives_zero_energy(tmp_path):
     spec = spec_for(train__epochs=1)
     zero = {field.name: 0.0 for field in dataclasses.fields(EnergyConfig)
