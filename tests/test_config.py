@@ -289,6 +289,9 @@ def test_bad_chip_is_refused(tmp_path, capsys, description, data, field, rule):
     ("seeds=0,1", "seeds", "must be a list of integers or null"),
     ("precondition.input.std=.nan", "precondition.input.std", "must be a finite number >= 0.0"),
     ("precondition.input.mean=-.inf", "precondition.input.mean", "must be a finite number"),
+    ("precondition.input.rate=nan", "precondition.input.rate", "must be a number > 0.0 and <= 1.0"),
+    ("precondition.input.length_scale=inf", "precondition.input.length_scale",
+     "must be a number > 0.0 and <= 64.0"),
 ])
 def test_bad_override_is_refused(tmp_path, capsys, override, field, rule):
     path = write(tmp_path, BASE)
