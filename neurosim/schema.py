@@ -141,7 +141,7 @@ def _convert(value: Any, tp: Any, meta: Mapping[str, Any], source: str, path: st
     if tp is float:
         value = yaml11_number(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, path, value, "must be a number")
+            raise ConfigError(source, path, value, f"must be a number {_bounds(meta)}".rstrip())
         _check_number(float(value), meta, source, path)
         return float(value)
     if tp is str:

@@ -461,7 +461,7 @@ def test_chip_validate_and_show_apply_set_overrides(tmp_path, capsys):
 
 @pytest.mark.parametrize("section, line", [
     ({"precondition": {"optimizer": {"lr": "abc"}}},
-     "precondition.optimizer.lr = 'abc': must be a number"),
+     "precondition.optimizer.lr = 'abc': must be a number > 0.0 and <= 1000.0"),
     ({"population": {"size": "abc"}}, "population.size = 'abc': must be an integer or null"),
     ({"seeds": [1, "x"]}, "seeds[1] = 'x': must be an integer"),
     ({"population": [1]}, "population = [1]: must be a mapping or null"),
