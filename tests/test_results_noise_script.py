@@ -42,6 +42,7 @@ def test_results_noise_regenerates_a_document(tmp_path, monkeypatch):
     assert "| correlated_4px | N(0, 1²) correlated over 4 px | " in text
     assert "| *digits* | the training images (for scale) | " in text
     assert text.count("- **binary** noise ") == 2
+    assert text.count("Holm-adjusted p = ") == 2 * 5  # each chip's 5 noises against none
     assert "noise-phase pulses" in text.split("## rram_taox")[1]  # pulsed updates
     assert "noise-phase pulses" not in text.split("## rram_taox")[0]  # the ideal chip's
     assert "paired t-test, n=2" in text
