@@ -156,9 +156,13 @@ def test_float32_numba_run_tracks_the_reference(tmp_path):
     np.testing.assert_allclose(flatten(a), flatten(b), rtol=2e-3, atol=2e-3)
 
 
-@pytest.mark.parametrize("stop_after", [45, 75])  # inside the noise phase; inside epoch 2
-def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, stop_after):
-    spec = spec_for(train__checkpoint_every=1)
+@pytest.mark.parametrize("stop_after, points_per_epoch", [
+    (45, 1), (75, 1),  # inside the noise phase; inside epoch 2
+    (60, 1), (62, 1), (70, 1),  # the noise phase's end; after a fractional point; epoch 1's end
+    (64, 3), (77, 3)])  # 10 steps an epoch: points at 1, 2, 5 (fractional), 3, 7, 10, 13, ...
+def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, stop_after,
+                                                           points_per_epoch):
+    spec = spec_for(train__checkpoint_every=1, evaluation__points_per_epoch=points_per_epoch)
     reference = run_spec(spec, tmp_path / "whole")
     resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", stop_after)
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
