@@ -62,7 +62,12 @@ def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, 
     """Sorted distinct step counts at which data training is evaluated (0 included):
     ``per_epoch`` evenly spaced points (its end included) in every ``every_epochs``-th
     epoch and in the last one, and the ``fractions`` and the end of epoch 1 (the first-epoch
-    AUC is measured there, whatever ``every_epochs``, never interpolated across a gap)."""
+    AUC is measured there, whatever ``every_epochs``, never interpolated across a gap).
+
+    Point ``k`` of the ``per_epoch`` is at step ``round(k S / per_epoch)`` and fraction ``f``
+    at ``round(f S)``, ``S = steps_per_epoch`` (an epoch's short last batch a step), rounded
+    to the nearest step, ties to the even one (Python's ``round``): a fraction under half a
+    step is step 0, the evaluation before training."""
     last = epochs * per_epoch
     points = {0} | {int(round(k * steps_per_epoch / per_epoch)) for k in range(1, last + 1)
                     if -(-k // per_epoch) % every_epochs == 0 or k == last}
