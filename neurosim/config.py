@@ -495,7 +495,8 @@ class DataConfig:
 class TrainConfig:
     epochs: int = spec(5, ge=0, doc="epochs of data training")
     batch_size: int = spec(64, ge=1, doc="mini-batch size")
-    checkpoint_every: int = spec(1, ge=1, doc="epochs between checkpoints")
+    checkpoint_every: int = spec(1, ge=1, doc="epochs between checkpoints (rounded up to a "
+                                              "multiple of evaluation.every_epochs)")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ in the arrays (backend.local_signals, backend.apply_stochastic_update).
 Evaluation points: the noise phase is logged every ``log_every`` steps; data training is
 evaluated at epoch 0, at the fractional epochs of ``evaluation.fractional_epochs`` and at
 the end of every epoch. The run checkpoints atomically (every ``checkpoint_every`` epochs
-and every ``precondition.checkpoint_every`` noise steps, always at a logging point) and
-``resume=True`` continues from the last checkpoint to the identical result.
+and every ``precondition.checkpoint_every`` noise steps, always at a logging point: rounded
+up to a multiple of ``evaluation.every_epochs`` or of ``log_every``) and ``resume=True``
+continues from the last checkpoint to the identical result.
 
 A run is a generator of its training steps (:meth:`Trainer.steps`), handed over a segment
 at a time (the steps up to the next evaluation point, :class:`neurosim.rows.Segment`): the
@@ -61,7 +62,12 @@ def evaluation_steps(steps_per_epoch: int, epochs: int, fractions: tuple[float, 
     """Sorted distinct step counts at which data training is evaluated (0 included):
     ``per_epoch`` evenly spaced points (its end included) in every ``every_epochs``-th
     epoch and in the last one, and the ``fractions`` and the end of epoch 1 (the first-epoch
-    AUC is measured there, whatever ``every_epochs``, never interpolated across a gap)."""
+    AUC is measured there, whatever ``every_epochs``, never interpolated across a gap).
+
+    Point ``k`` of the ``per_epoch`` is at step ``round(k S / per_epoch)`` and fraction ``f``
+    at ``round(f S)``, ``S = steps_per_epoch`` (an epoch's short last batch a step), rounded
+    to the nearest step, ties to the even one (Python's ``round``): a fraction under half a
+    step is step 0, the evaluation before training."""
     last = epochs * per_epoch
     points = {0} | {int(round(k * steps_per_epoch / per_epoch)) for k in range(1, last + 1)
                     if -(-k // per_epoch) % every_epochs == 0 or k == last}
@@ -403,6 +409,8 @@ class Trainer:
         loss_sum, correct, count = 0.0, 0, 0
         order = EpochOrder(self.spec.seed, rng.Purpose.DATA_SHUFFLE, len(data.y_train))
         done, total = self.position.step, config.epochs * steps_per_epoch
+        spacing = evaluation_config.every_epochs  # checkpoints only at evaluated epoch ends
+        checkpoint_steps = steps_per_epoch * spacing * -(-config.checkpoint_every // spacing)
         while done < total:
             stop = min(point for point in points | {total} if point > done)
             segment = Segment.of_rows("train", done, data.x_train, data.y_train,
@@ -416,7 +424,7 @@ class Trainer:
                 self._timed("train")
                 yield from self._data_record(done, loss_sum, correct, count)
                 loss_sum, correct, count = 0.0, 0, 0
-                if done % steps_per_epoch == 0 and (done // steps_per_epoch) % config.checkpoint_every == 0:
+                if done % checkpoint_steps == 0:
                     self._checkpoint()
                 self._timed("evaluation")
         self.position.phase = "done"

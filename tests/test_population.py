@@ -330,6 +330,39 @@ def test_population_across_conditions_gives_the_separate_runs(tmp_path, monkeypa
     assert len({(d / "metrics.jsonl").read_text() for d in dirs}) == len(specs)  # all differ
 
 
+SCHEDULES = {  # SMALL: 64 examples in batches of 32, a noise set of 64 in batches of 16
+    "short_last_batches": {"data.train_size": 70, "precondition.n_examples": 40,
+                           "precondition.steps": 7, "precondition.log_every": 3},
+    "small_batches": {"train.batch_size": 12, "evaluation.points_per_epoch": 3,
+                      "evaluation.fractional_epochs": [0.02, 0.2], "train.epochs": 3},
+    "every_other_epoch": {"train.epochs": 5, "evaluation.every_epochs": 2,
+                          "precondition.enabled": False, "train.batch_size": 10},
+    "no_noise_steps": {"precondition.steps": 0, "data.train_size": 50,
+                       "train.batch_size": 16},
+}
+
+
+def test_population_of_other_schedules_gives_the_separate_runs(tmp_path):
+    """Conditions with other training sets, batch sizes (short last batches, of the data
+    and of the noise set), noise lengths and evaluation points (fractional, several per
+    epoch, every other epoch) in one population: each chip trains on the batches of its
+    separate run and is evaluated at its points."""
+    specs = specs_of([2, 5], conditions=SCHEDULES)
+    dirs = [tmp_path / "together" / s.condition / f"seed{s.seed}" for s in specs]
+    summaries = run_population(specs, dirs)
+    separate_dirs = [tmp_path / "separate" / s.condition / f"seed{s.seed}" for s in specs]
+    assert_same_runs(dirs, summaries, separate_dirs,
+                     [run_spec(s, d) for s, d in zip(specs, separate_dirs)])
+    records = {s.condition: map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+               for s, d in zip(specs, dirs)}
+    steps = {condition: [r["step"] for r in rows if r["phase"] == "train"]
+             for condition, rows in records.items()}
+    assert steps == {"short_last_batches": [0, 2, 3, 6],  # 3 steps an epoch: 32, 32, 6
+                     "small_batches": [0, 1, 2, 4, 6, 8, 10, 12, 14, 16, 18],  # 0.02: step 0
+                     "every_other_epoch": [0, 4, 7, 14, 28, 35],
+                     "no_noise_steps": [0, 2, 4, 8]}
+
+
 def test_a_population_step_refuses_chips_with_different_optimizers():
     specs = specs_of([0, 1], conditions={"adam": {}, "sgd": {"optimizer.name": "sgd"}})
     trainers = [Trainer(spec, f"/nonexistent/{k}") for k, spec in enumerate(specs)]

@@ -156,14 +156,45 @@ def test_float32_numba_run_tracks_the_reference(tmp_path):
     np.testing.assert_allclose(flatten(a), flatten(b), rtol=2e-3, atol=2e-3)
 
 
-@pytest.mark.parametrize("stop_after", [45, 75])  # inside the noise phase; inside epoch 2
-def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, stop_after):
-    spec = spec_for(train__checkpoint_every=1)
+@pytest.mark.parametrize("stop_after, points_per_epoch", [
+    (45, 1), (75, 1),  # inside the noise phase; inside epoch 2
+    (60, 1), (62, 1), (70, 1),  # the noise phase's end; after a fractional point; epoch 1's end
+    (64, 3), (77, 3)])  # 10 steps an epoch: points at 1, 2, 5 (fractional), 3, 7, 10, 13, ...
+def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, stop_after,
+                                                           points_per_epoch):
+    spec = spec_for(train__checkpoint_every=1, evaluation__points_per_epoch=points_per_epoch)
     reference = run_spec(spec, tmp_path / "whole")
     resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", stop_after)
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
     for key in ("train", "final", "precondition"):
         assert resumed[key] == reference[key]
+
+
+@pytest.mark.parametrize("every, checkpoint_every, expected", [
+    (2, 3, [4]),  # rounded up to 4: epoch 3 is not evaluated (there was no checkpoint)
+    (3, 2, [3]),  # rounded up to 3 (it was 6, past the run's 5 epochs)
+    (1, 2, [2, 4]),
+    (2, 2, [2, 4])])
+def test_data_checkpoints_come_every_checkpoint_every_epochs_rounded_to_evaluations(
+        tmp_path, monkeypatch, every, checkpoint_every, expected):
+    """Checkpoints are taken at evaluation points, so ``train.checkpoint_every`` is rounded
+    up to a multiple of ``evaluation.every_epochs`` (as the noise phase's is to one of
+    ``log_every``). They came only where an evaluated epoch was also a multiple of
+    ``checkpoint_every``: every_epochs 2 and checkpoint_every 3 never checkpointed a
+    5-epoch data phase."""
+    taken = []
+    original = Trainer._checkpoint
+
+    def recorded(self):
+        if self.position.phase == "train" and self.position.step:
+            taken.append(self.position.step // self._steps_per_epoch())
+        original(self)
+
+    monkeypatch.setattr(Trainer, "_checkpoint", recorded)
+    run_spec(spec_for(precondition__enabled=False, data__train_size=64, train__epochs=5,
+                      train__checkpoint_every=checkpoint_every,
+                      evaluation__every_epochs=every), tmp_path / "run")
+    assert taken == expected
 
 
 def test_the_records_a_checkpoint_counts_are_on_disk_before_it(tmp_path, monkeypatch):
