@@ -113,10 +113,9 @@ def chip_section(chip: str, description: str, conditions: dict, noises: list[str
              fmt(values(conditions[BASELINE], final), 1)]]
     verdicts, tests = [], []
     for noise in noises:
-        runs = {noise: conditions[noise], BASELINE: conditions[BASELINE], PAPER: conditions[PAPER]}
-        a, b, test = paired(runs, noise, BASELINE, auc)
+        a, b, test = paired(conditions, noise, BASELINE, auc)
         wins = sum(x > y for x, y in zip(a, b))
-        against_paper = "" if noise == PAPER else str(paired(runs, noise, PAPER, auc)[2])
+        against_paper = "" if noise == PAPER else str(paired(conditions, noise, PAPER, auc)[2])
         rows.append([noise, fmt(values(conditions[noise], auc), 3), str(test),
                      f"{wins}/{len(a)}", against_paper,
                      fmt(values(conditions[noise], after_noise), 1),
@@ -133,9 +132,8 @@ def chip_section(chip: str, description: str, conditions: dict, noises: list[str
         for row, count in zip(rows[1:], pulses):
             row.append(f"{count:.3g}")
     best = max(noises, key=lambda noise: np.mean(values(conditions[noise], auc)))
-    against_paper = paired({best: conditions[best], PAPER: conditions[PAPER]}, best, PAPER, auc)
     best_text = (f"{best}, the paper's noise" if best == PAPER
-                 else f"{best} ({best} − {PAPER}: {against_paper[2]})")
+                 else f"{best} ({best} − {PAPER}: {paired(conditions, best, PAPER, auc)[2]})")
     return [
         f"## {chip}",
         "",
