@@ -9,8 +9,8 @@ turns it into :mod:`neurosim.ledger` count vectors; the ledger itself is pure bo
   BP, a transposed read of the forward array **plus weight transport** (the ``n_l x
   n_{l-1}`` forward weights moved to the backward circuit: BP's defining cost, counted even
   though the simulated numbers come from the transposed read); FA, a read of the stored
-  feedback array ``B_l`` (``n_{l-1}`` outputs, ``n_l`` inputs); DFA, a read of ``B_{l-1}``
-  with the output error as input; regenerated feedback, a digital product and the PRNG
+  feedback array ``B_l`` (``n_{l-1}`` outputs, ``n_l`` inputs); the direct rules, a read of
+  ``B_{l-1}`` with the output error (DFA), its sign (SDFA) or the target (DRTP) as input; regenerated feedback, a digital product and the PRNG
   draws of ``B``. Backward counts are booked on the layer whose array is read. The
   derivative ``f'(a)`` is one digital operation per hidden unit.
 * :func:`update_counts`: batch modes (ideal, pulsed) form the gradient digitally
@@ -213,7 +213,7 @@ def converter_bits(chip: Chip) -> tuple[dict, dict]:
     """ADC and DAC resolutions charged per operation and layer (``None``: ideal converter,
     charged the energy model's default): forward reads use the forward arrays' periphery;
     backward reads use it too under BP (a transposed read of the forward array) and the
-    feedback arrays' periphery under FA and DFA."""
+    feedback arrays' periphery under FA and the direct rules."""
     forward, feedback = chip.forward_periphery, chip.feedback_periphery
     backward = forward if chip.rule.weight_transport else feedback
     n = chip.n_layers

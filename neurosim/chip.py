@@ -34,7 +34,8 @@ reference backend and the metrics. Feedback matrices sit in ``feedback`` with
 Initialization (PyTorch ``nn.Linear`` default, as in the paper): ``W_l, b_l ~
 U(-1/sqrt(n_{l-1}), 1/sqrt(n_{l-1}))``. Feedback: uniform ``U(-g/sqrt(fan), g/sqrt(fan))``
 or Gaussian with the same std, ``fan = n_{l-1}`` for FA-shaped arrays (the matched forward
-layer's fan-in, so ``B_{l}`` is distributed like ``W_l^T``) and ``n_L`` for DFA arrays.
+layer's fan-in, so ``B_{l}`` is distributed like ``W_l^T``) and ``n_L`` for the direct
+rules' arrays (DFA, SDFA, DRTP).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from neurosim.devices import (
 from neurosim.feedback import program
 from neurosim.ledger import Ledger
 from neurosim.periphery import REREAD_COUNTERS, PeripheryConfig
-from neurosim.rules import Rule, RuleCode
+from neurosim.rules import Rule
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
 
@@ -152,8 +153,8 @@ class Chip:
                 self.feedback_specs.append(None)
                 fb_layout.append((fb_offset, 0, 0))
                 continue
-            # FA: n_{l-1}, the fan-in of the matched forward layer; DFA: n_L.
-            fan = shape[1] if rule.code == RuleCode.DFA else shape[0]
+            # FA: n_{l-1}, the fan-in of the matched forward layer; direct rules: n_L.
+            fan = shape[1] if rule.direct else shape[0]
             bound = config.feedback.gain / np.sqrt(fan)
             spec = FeedbackSpec(
                 layer=index, shape=shape,

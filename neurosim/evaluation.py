@@ -21,7 +21,6 @@ from neurosim.chip import Chip
 from neurosim.devices import drift, drift_exponents
 from neurosim.population import Population
 from neurosim.rows import GradientProbe, Request, Rows
-from neurosim.rules import RuleCode
 
 EVAL_CHUNK = 2048
 
@@ -141,9 +140,10 @@ def readout(chip: Chip, backend: Backend, x: np.ndarray) -> dict:
 def feedback_targets(chip: Chip) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """(layer index, forward matrix to compare, feedback matrix) for every feedback array.
 
-    FA-shaped ``B_l`` (``n_{l-1} x n_l``) is compared with ``W_l``. A DFA array ``B_l``
-    (``n_l x n_L``) is compared with the linearized path from layer ``l`` to the output,
-    ``W_L W_{L-1} ... W_{l+1}`` (``n_L x n_l``); for the last hidden layer that is ``W_L``.
+    FA-shaped ``B_l`` (``n_{l-1} x n_l``) is compared with ``W_l``. A direct rule's array
+    ``B_l`` (DFA, SDFA, DRTP; ``n_l x n_L``) is compared with the linearized path from layer
+    ``l`` to the output, ``W_L W_{L-1} ... W_{l+1}`` (``n_L x n_l``); for the last hidden
+    layer that is ``W_L``.
     """
     weights = chip.effective_weights()
     targets = []
@@ -151,7 +151,7 @@ def feedback_targets(chip: Chip) -> list[tuple[int, np.ndarray, np.ndarray]]:
         if spec is None:
             continue
         B = chip.feedback_matrix(index)
-        if chip.rule.code == RuleCode.DFA:
+        if chip.rule.direct:
             path = weights[-1]
             for W in reversed(weights[index + 1:-1]):
                 path = path @ W

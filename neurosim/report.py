@@ -39,6 +39,7 @@ from neurosim.energy import (EnergyConfig, bytes_text, cell_read_pj, energy_text
 from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved, reread_totals
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, finite, layer_keys, layers_in
+from neurosim.rules import get_rule, is_direct
 from neurosim.runio import METRICS, SUMMARY, write_text
 from neurosim.schema import build
 
@@ -237,8 +238,9 @@ def figure_loss(run: Run, path: Path) -> Path | None:
 def compared_matrices(rule: str | None, layer: str) -> str:
     """What alignment angle ``layer`` (a key of ``alignment_deg``) compares
     (:func:`neurosim.evaluation.feedback_targets`): FA's feedback array of layer ``l`` with
-    ``W_l``; DFA's array of hidden layer ``l`` with the path from that layer to the output."""
-    if rule == "dfa":
+    ``W_l``; a direct rule's (DFA, SDFA, DRTP) array of hidden layer ``l`` with the path from
+    that layer to the output."""
+    if is_direct(rule):
         return f"W_L⋯W_{int(layer) + 1} vs B_{layer}ᵀ"
     return f"W_{layer} vs B_{layer}ᵀ"
 
@@ -285,9 +287,9 @@ def figure_alignment(run: Run, path: Path) -> Path | None:
 
 def figure_neuron_angles(run: Run, path: Path) -> Path | None:
     """Histogram of per-neuron alignment angles (outgoing forward weights W_{l+1}[:, j] vs
-    feedback weights B_{l+1}[j, :]; for DFA, hidden layer l's neuron's path to the output vs
-    its row of B_l) before and after noise preconditioning and after training, one panel
-    per feedback array."""
+    feedback weights B_{l+1}[j, :]; for direct rules, hidden layer l's neuron's path to the
+    output vs its row of B_l) before and after noise preconditioning and after training, one
+    panel per feedback array."""
     sets = [(label, dig(run.summary, *keys)) for label, keys in (
         ("before noise", ("precondition", "before", "neuron_angles")),
         ("after noise", ("precondition", "after", "neuron_angles")),
@@ -308,7 +310,7 @@ def figure_neuron_angles(run: Run, path: Path) -> Path | None:
         ax.axvline(90, color="0.5", linewidth=0.8, linestyle=":")
         ax.set(xlabel="per-neuron angle (degrees)", ylabel="number of neurons", xlim=(0, 180),
                title=(f"Neurons of hidden layer {layer} (their paths to the output)"
-                      if run.summary.get("rule") == "dfa"
+                      if is_direct(run.summary.get("rule"))
                       else f"Hidden neurons projecting to layer {layer}"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -420,10 +422,11 @@ def _angles(snapshot, layer: str) -> str:
 
 def alignment_definition(rule: str | None) -> str:
     """One sentence saying what the alignment table's angles compare."""
-    if rule == "dfa":
-        return ("DFA: layer l is hidden layer l; θ_l is the angle between B_lᵀ (its feedback "
-                "from the output error) and the product W_L⋯W_{l+1} of the forward weights "
-                "from that layer to the output (ReLU derivatives left out).\n\n")
+    if is_direct(rule):
+        return (f"{rule.upper()}: layer l is hidden layer l; θ_l is the angle between B_lᵀ "
+                f"(its feedback from the output: {get_rule(rule).direct_input}) and the product "
+                "W_L⋯W_{l+1} of the forward weights from that layer to the output (ReLU "
+                "derivatives left out).\n\n")
     return "θ_l is the angle between W_l and B_lᵀ, layer l's feedback array.\n\n"
 
 

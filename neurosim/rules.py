@@ -7,6 +7,21 @@ With ``a_l = W_l h_{l-1} + b_l``, ``h_l = f(a_l)`` and ``e = softmax(a_L) - y``:
 * ``fa``  (Lillicrap et al. 2016): ``delta_l = (B_{l+1} delta_{l+1}) * f'(a_l)``,
   ``B_{l+1}`` of shape ``n_l x n_{l+1}``.
 * ``dfa`` (Nøkland 2016): ``delta_l = (B_l e) * f'(a_l)``, ``B_l`` of shape ``n_l x n_L``.
+* ``sdfa`` (sign DFA; Frenkel, Lefebvre & Bol 2021): ``delta_l = (B_l sign(e)) * f'(a_l)``.
+  Only the error's sign reaches the feedback arrays: a ternary input in {-1, 0, 1}.
+* ``drtp`` (direct random target projection; Frenkel, Lefebvre & Bol 2021):
+  ``delta_l = (B_l y) * f'(a_l)``, ``y`` the one-hot target. The target is a proxy for the
+  error's sign (``e_c < 0`` for the true class ``c``, ``e_j > 0`` otherwise; the fixed
+  random ``B_l`` absorbs the overall sign), so a hidden
+  layer learns from the label alone: no error reaches it, and it can update as soon as its
+  own forward read is done (no update locking). The input to ``B_l`` is binary.
+
+``dfa``, ``sdfa`` and ``drtp`` are the *direct* rules: one ``n_l x n_L`` array per hidden
+layer projects an ``n_L``-wide signal of the output straight to it. The output layer of
+every rule learns from ``e``. SDFA's ternary and DRTP's binary inputs pass exactly through
+any DAC whose grid holds -1, 0 and 1: a managed one of any resolution, or a fixed one with
+``dac_range: 1``, where 2 bits suffice (``feedback.periphery.dac_bits: 2`` in the chip
+YAML, and the ledger then charges 2-bit conversions instead of the default 8).
 
 Every rule then asks for ``dW_l = -eta * mean_batch(delta_l h_{l-1}^T)`` (or the step an
 optimizer derives from that gradient). The arithmetic lives in the backends; this module
@@ -25,6 +40,11 @@ class RuleCode(IntEnum):
     BP = 0
     FA = 1
     DFA = 2
+    SDFA = 3
+    DRTP = 4
+
+
+DIRECT_CODES = frozenset((RuleCode.DFA, RuleCode.SDFA, RuleCode.DRTP))
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,13 @@ class Rule:
     code: RuleCode
     weight_transport: bool
     description: str
+    direct_input: str = ""  # a direct rule's: what its n_l x n_L arrays read
+
+    @property
+    def direct(self) -> bool:
+        """Whether the rule projects an output signal straight to every hidden layer through
+        ``n_l x n_L`` arrays (DFA and relatives) rather than layer by layer."""
+        return self.code in DIRECT_CODES
 
     def feedback_shapes(self, dims: tuple[int, ...]) -> list[tuple[int, int] | None]:
         """Shape of the feedback array of each layer ``l = 1..L`` (``None``: no array).
@@ -40,10 +67,10 @@ class Rule:
         FA-shaped arrays (``n_{l-1} x n_l``) carry the error of layer ``l`` down to layer
         ``l-1`` and exist for ``l = 2..L``; BP chips carry them too, unused by the rule, so
         that BP runs report the alignment with the same random matrices (a control).
-        DFA arrays (``n_l x n_L``) project the output error to hidden layer ``l < L``.
+        Direct arrays (``n_l x n_L``) project the output signal to hidden layer ``l < L``.
         """
         n_layers = len(dims) - 1
-        if self.code == RuleCode.DFA:
+        if self.direct:
             return [(dims[l], dims[-1]) if l < n_layers else None for l in range(1, n_layers + 1)]
         return [(dims[l - 1], dims[l]) if l >= 2 else None for l in range(1, n_layers + 1)]
 
@@ -51,9 +78,20 @@ class Rule:
 RULES = {
     "bp": Rule("bp", RuleCode.BP, True, "backpropagation (reads W^T: weight transport)"),
     "fa": Rule("fa", RuleCode.FA, False, "feedback alignment: fixed random B per layer"),
-    "dfa": Rule("dfa", RuleCode.DFA, False, "direct feedback alignment: B e to each layer"),
+    "dfa": Rule("dfa", RuleCode.DFA, False, "direct feedback alignment: B e to each layer",
+                "the output error e"),
+    "sdfa": Rule("sdfa", RuleCode.SDFA, False,
+                 "sign direct feedback alignment: B sign(e) to each layer", "the error's sign"),
+    "drtp": Rule("drtp", RuleCode.DRTP, False,
+                 "direct random target projection: B y (the one-hot target) to each layer",
+                 "the one-hot target"),
 }
 
 
 def get_rule(name: str) -> Rule:
     return RULES[name]
+
+
+def is_direct(name: str | None) -> bool:
+    """Whether the rule called ``name`` (as a run's summary records it) is a direct rule."""
+    return name in RULES and RULES[name].direct

@@ -271,7 +271,7 @@ def test_re_reads_are_booked_in_their_stage_operation_and_layer(ideal_chip_confi
     assert {key: value for key, value in booked.items() if value} == expected
 
 
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa"])
 def test_a_pass_counts_its_re_reads_by_pass_kind_and_layer(ideal_chip_config, any_backend,
                                                            rule):
     """Every backend routes each read's re-reads to the row of Chip.rereads of its pass

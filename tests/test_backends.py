@@ -22,8 +22,8 @@ from neurosim.config import OptimizerConfig
 from neurosim.optimizers import OptimizerState
 from neurosim.rules import RuleCode
 
-RULE_CASES = [("bp", (784, 20, 10)), ("fa", (784, 20, 10)), ("dfa", (784, 20, 10)),
-              ("bp", (784, 16, 12, 10)), ("fa", (784, 16, 12, 10)), ("dfa", (784, 16, 12, 10))]
+RULE_CASES = [(rule, dims) for dims in ((784, 20, 10), (784, 16, 12, 10))
+              for rule in ("bp", "fa", "dfa", "sdfa", "drtp")]
 
 
 def gradients(backend, chip, x, y, rule_code=None):
@@ -74,7 +74,7 @@ def test_fast_optimizer_and_update_equal_reference(ideal_chip_config, fast, conf
 
 @pytest.mark.parametrize("config", [OptimizerConfig(name="adam", lr=1e-2),
                                     OptimizerConfig(name="sgd", lr=0.1, momentum=0.9)])
-@pytest.mark.parametrize("rule", ["fa", "dfa", "bp"])
+@pytest.mark.parametrize("rule", ["fa", "dfa", "bp", "sdfa", "drtp"])
 @pytest.mark.parametrize("batch_size", [1, 33])
 def test_numba_fused_train_step_is_the_step_by_parts(ideal_chip_config, rule, config,
                                                      batch_size):
@@ -208,19 +208,65 @@ def test_rules_differ_on_hidden_layers_only(ideal_chip_config):
     x, y = batch(16)
     backend = NumpyBackend("float64")
     grads = {}
-    for rule in ("bp", "fa", "dfa"):
+    for rule in ("bp", "fa", "dfa", "sdfa", "drtp"):
         chip = make_chip(ideal_chip_config, (784, 16, 12, 10), rule, seed=7)
         grads[rule], _, _ = gradients(backend, chip, x, y)
     w_off, n_out, n_in, _ = chip.layout[-1]
     last = slice(w_off, None)
-    np.testing.assert_allclose(grads["fa"][last], grads["bp"][last])
-    np.testing.assert_allclose(grads["dfa"][last], grads["bp"][last])
     first = slice(0, chip.layout[0, 1] * chip.layout[0, 2])
-    assert not np.allclose(grads["fa"][first], grads["bp"][first])
-    assert not np.allclose(grads["dfa"][first], grads["fa"][first])
+    for rule in ("fa", "dfa", "sdfa", "drtp"):
+        np.testing.assert_allclose(grads[rule][last], grads["bp"][last])
+    for rule, other in (("fa", "bp"), ("dfa", "fa"), ("sdfa", "dfa"), ("drtp", "sdfa")):
+        assert not np.allclose(grads[rule][first], grads[other][first])
 
 
-@pytest.mark.parametrize("rule", ["fa", "dfa"])
+@pytest.mark.parametrize("rule", ["sdfa", "drtp"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_sign_and_target_rules_follow_their_definition(ideal_chip_config, rule, activation):
+    """The reference's SDFA and DRTP gradients, written out from the rules' equations on a
+    one-hidden-layer chip: hidden ``delta = (s B_1^T) * f'(a_1) / batch`` with ``s = sign(e)``
+    (SDFA) or the one-hot target (DRTP); the output layer learns from ``e`` as under BP."""
+    chip = make_chip(ideal_chip_config, (784, 20, 10), rule, seed=5, activation=activation)
+    x, y = batch(17, seed=2)
+    W1, W2 = (chip.effective_weights()[l] for l in (0, 1))
+    a1 = x @ W1.T + chip.bias(0)
+    h1 = np.maximum(a1, 0) if activation == "relu" else np.tanh(a1)
+    logits = h1 @ W2.T + chip.bias(1)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    onehot = np.eye(10)[y]
+    e = p - onehot
+    signal = np.sign(e) if rule == "sdfa" else onehot
+    derivative = (a1 > 0) if activation == "relu" else 1 - h1 * h1
+    delta1 = (signal @ chip.feedback_matrix(0).T) * derivative / len(y)
+    grads, _, _ = gradients(NumpyBackend("float64"), chip, x, y)
+    w_off, n_out, n_in, b_off = chip.layout[0]
+    np.testing.assert_allclose(grads[w_off:w_off + n_out * n_in].reshape(n_out, n_in),
+                               delta1.T @ x, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grads[b_off:b_off + n_out], delta1.sum(axis=0), rtol=1e-10,
+                               atol=1e-14)
+    bp, _, _ = gradients(NumpyBackend("float64"), chip, x, y, RuleCode.BP)
+    last = slice(chip.layout[1, 0], None)
+    np.testing.assert_array_equal(grads[last], bp[last])
+
+
+def test_target_projection_needs_no_output_error(ideal_chip_config, any_backend):
+    """DRTP's hidden layers learn from the label alone: changing the output layer (and so
+    every error) leaves their gradients unchanged, which DFA's do not."""
+    x, y = batch(16, seed=4)
+    backend = any_backend.backend("float64")
+    hidden = slice(0, int(make_chip(ideal_chip_config, (784, 16, 12, 10)).layout[2, 0]))
+    for rule, unchanged in (("drtp", True), ("dfa", False)):
+        chip = make_chip(ideal_chip_config, (784, 16, 12, 10), rule, seed=7)
+        before, _, _ = gradients(backend, chip, x, y)
+        chip.weights(2)[:] = -chip.weights(2)
+        chip.bias(2)[:] += 0.5
+        after, _, _ = gradients(backend, chip, x, y)
+        assert np.array_equal(after[hidden], before[hidden]) == unchanged
+        assert not np.array_equal(after[hidden.stop:], before[hidden.stop:])
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa", "sdfa", "drtp"])
 @pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
 def test_regenerated_feedback_equals_stored(ideal_chip_config, fast, rule, distribution):
     """A regenerated array re-draws exactly the matrix a stored one was programmed with."""

@@ -43,7 +43,7 @@ BAD_EXPERIMENTS = [
      "784 input features"),
     ("class dims mismatch", merged(network={"dims": [784, 100, 7]}), "network.dims[2]",
      "10 classes"),
-    ("unknown rule", merged(rule="hebbian"), "rule", "must be one of bp, fa, dfa"),
+    ("unknown rule", merged(rule="hebbian"), "rule", "must be one of bp, fa, dfa, sdfa, drtp"),
     ("unknown backend", merged(simulation={"backend": "cuda"}), "simulation.backend",
      "must be one of numpy, numba"),
     ("unknown device", merged(simulation={"backend": "torch", "device": "gpu"}),

@@ -36,7 +36,7 @@ def with_periphery(config: ChipConfig, forward=PeripheryConfig(), feedback=Perip
 
 
 @pytest.mark.parametrize("tiles", [(256, 256), (100, 8)], ids=str)
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp"])
 @pytest.mark.parametrize("config,exact", [(NOISY, True), (QUANTIZED, False)])
 def test_fast_reads_equal_the_reference(ideal_chip_config, fast, rule, config, exact, tiles):
     """Same keys, same draws: the fast pass (Numba's fused one, torch's) equals the
@@ -64,7 +64,7 @@ def test_fast_reads_equal_the_reference(ideal_chip_config, fast, rule, config, e
         assert loss_b == pytest.approx(loss_a, rel=1e-2)
 
 
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp"])
 def test_backward_reads_see_each_samples_error(ideal_chip_config, any_backend, rule):
     """The batch mean's 1/batch is digital, after the reads: with converters of a fixed
     range and no noise (deterministic reads), a batch's gradient is the mean of its
@@ -189,6 +189,28 @@ def test_stored_feedback_drifts_on_the_chip_clock(ideal_chip_config, fast):
     assert chip.feedback_nu.std() > 0  # device-to-device spread of nu
     # alignment metrics see the feedback the chip applies
     np.testing.assert_allclose(chip.feedback_matrix(1).ravel(), expected[:200], rtol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["sdfa", "drtp"])
+@pytest.mark.parametrize("dac_bound", ["fixed", "managed"])
+def test_sign_and_target_signals_pass_a_two_bit_dac_exactly(ideal_chip_config, any_backend,
+                                                            rule, dac_bound):
+    """SDFA's ternary and DRTP's binary feedback inputs lie on a 2-bit DAC's grid {-1, 0, 1}
+    (fixed range 1, or managed: each sample's abs-max is 1): the gradients equal those of an
+    ideal DAC, while DFA's real-valued errors are rounded by the same DAC."""
+    two_bits = PeripheryConfig(dac_bits=2, dac_range=1.0, dac_bound=dac_bound)
+    x, y = batch(8)
+    backend = any_backend.backend("float64")
+
+    def grads(rule, feedback_periphery):
+        chip = make_chip(with_periphery(ideal_chip_config, PeripheryConfig(),
+                                        feedback_periphery), (784, 30, 20, 10), rule)
+        out = np.zeros(chip.n_params)
+        backend.gradients(chip, backend.feedback_buffer(chip), x, y, chip.rule.code, out)
+        return out
+
+    np.testing.assert_array_equal(grads(rule, two_bits), grads(rule, PeripheryConfig()))
+    assert not np.allclose(grads("dfa", two_bits), grads("dfa", PeripheryConfig()))
 
 
 @pytest.mark.parametrize("rule", ["fa", "dfa"])

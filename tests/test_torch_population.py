@@ -183,7 +183,7 @@ def test_each_chip_counts_its_own_re_reads(rule):
     assert len({rereads.tobytes() for rereads in counted}) == len(counted)
 
 
-@pytest.mark.parametrize("rule", ["bp", "dfa"])
+@pytest.mark.parametrize("rule", ["bp", "dfa", "drtp"])
 def test_small_products_are_the_chips_own(rule):
     """Products of fewer than 400 multiply-adds (two samples through layers of 24 and 12
     units): torch's CPU bmm computes them in a plain loop, where mm calls MKL's fused

@@ -121,7 +121,7 @@ def test_different_seeds_differ(tmp_path):
                               flatten(metric_records(tmp_path / "b")))
 
 
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp"])
 def test_numba_run_gives_the_reference_curves(tmp_path, rule):
     """A whole short run (noise phase + data) on numba reproduces the numpy reference."""
     fast = spec_for(rule=rule, simulation__backend="numba", simulation__dtype="float64")
@@ -134,7 +134,7 @@ def test_numba_run_gives_the_reference_curves(tmp_path, rule):
 
 
 @pytest.mark.parametrize("name", ["torch", pytest.param("torch-cuda", marks=pytest.mark.cuda)])
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp"])
 def test_torch_run_gives_the_numba_curves(tmp_path, rule, name):
     """A whole short run (noise phase + data) on torch, on the CPU or a GPU, reproduces the
     numba run."""

@@ -41,7 +41,8 @@ from neurosim.optimizers import OPTIMIZER_CODES, OptimizerState
 from neurosim.population import DEVICE_ARRAYS, shared_optimizer
 from neurosim.rules import RuleCode
 
-_BP, _FA, _DFA = int(RuleCode.BP), int(RuleCode.FA), int(RuleCode.DFA)
+_BP, _FA, _SDFA, _DRTP = (int(code) for code in (RuleCode.BP, RuleCode.FA, RuleCode.SDFA,
+                                                  RuleCode.DRTP))
 
 # ---------------------------------------------------------------- network kernels
 @kernel
@@ -171,6 +172,15 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
         loss -= (logits[i, y[i]] - m) - log_s
         if best == y[i]:
             correct += 1
+    direct = e  # what a direct rule's arrays read (numpy_ref.direct_signal): e, sign(e), y
+    if rule == _SDFA or rule == _DRTP:
+        direct = np.empty_like(e)
+        for i in range(batch):
+            for j in range(n_classes):
+                if rule == _SDFA:
+                    direct[i, j] = np.sign(e[i, j])
+                else:
+                    direct[i, j] = one if j == y[i] else zero
     deltas = [e for _ in range(n_layers)]
     for l in range(n_layers - 1, 0, -1):
         delta = deltas[l]
@@ -186,8 +196,8 @@ def signals_kernel(params, layout, alphas, feedback, fb_layout, x, y, rule, act,
             index = l if rule == _FA else l - 1
             offset, rows, cols = fb_layout[index, 0], fb_layout[index, 1], fb_layout[index, 2]
             B = feedback[offset:offset + rows * cols].reshape((rows, cols))
-            signal = _read(B, delta if rule == _FA else e, fb_periph, keys[index, 2], False,
-                           max_parts, rereads[1, index])
+            signal = _read(B, delta if rule == _FA else direct, fb_periph, keys[index, 2],
+                           False, max_parts, rereads[1, index])
         a_prev = pre[l]
         h_prev = post[l]
         if act == 0:  # one loop per activation (vectorized)

@@ -102,8 +102,9 @@ class NumpyBackend(Backend):
                                                      chip.forward_periphery, keys[l, 1],
                                                      chip.tiles, transposed=True,
                                                      rereads=rereads[l])
-            else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
-                index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
+            else:  # FA: B_l delta_l; direct rules: an output signal projected to layer l-1
+                index, source = ((l, delta) if rule_code == RuleCode.FA
+                                 else (l - 1, direct_signal(rule_code, e, onehot)))
                 B = self._feedback(chip, feedback, index)
                 if chip.feedback_kind == "regenerated":  # digital logic, exact
                     signal = source @ B.T
@@ -153,3 +154,11 @@ class NumpyBackend(Backend):
             dw = deltas[w_off:w_off + n_out * n_in].reshape(n_out, n_in) * chip.inverse_alphas_typed[l]
             np.clip(w + dw, chip.bounds_typed[l, 0], chip.bounds_typed[l, 1], out=w)
             chip.bias(l)[:] += deltas[b_off:b_off + n_out]
+
+
+def direct_signal(rule_code: int, e: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """What a direct rule's feedback arrays read (:mod:`neurosim.rules`): the output error
+    ``e`` (DFA), its sign (SDFA) or the one-hot target (DRTP)."""
+    if rule_code == RuleCode.SDFA:
+        return np.sign(e)
+    return onehot if rule_code == RuleCode.DRTP else e

@@ -111,6 +111,14 @@ def activation_derivative(a: torch.Tensor, h: torch.Tensor, code: int) -> torch.
     return (a > 0).to(a.dtype) if code == 0 else 1 - h * h
 
 
+def direct_signal(rule_code: int, e: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """What a direct rule's feedback arrays read: ``e``, ``sign(e)`` or the one-hot target
+    (:func:`neurosim.backends.numpy_ref.direct_signal`)."""
+    if rule_code == RuleCode.SDFA:
+        return torch.sign(e)
+    return onehot if rule_code == RuleCode.DRTP else e
+
+
 class TorchBackend(Backend):
     """The interface in torch on ``device`` (``"cpu"`` or ``"cuda"``); see the module
     docstring for what is exact and what each call copies."""
@@ -261,8 +269,9 @@ class TorchBackend(Backend):
                 w, _ = self._layer(chip, params, l)
                 signal = alphas[l] * read(w, delta, chip.forward_periphery, keys[l, 1],
                                           chip.tiles, rereads[..., 1, l, :], transposed=True)
-            else:  # FA: B_l delta_l; DFA: the output error projected straight to layer l-1
-                index, source = (l, delta) if rule_code == RuleCode.FA else (l - 1, e)
+            else:  # FA: B_l delta_l; direct rules: an output signal projected to layer l-1
+                index, source = ((l, delta) if rule_code == RuleCode.FA
+                                 else (l - 1, direct_signal(rule_code, e, onehot)))
                 B = self._feedback(chip, feedback, index)
                 if chip.feedback_kind == "regenerated":  # digital logic, exact
                     signal = product(source, B.mT)
