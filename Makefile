@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices results-periphery results-energy results-noise paper-reproduction sweep-preconditioning clean
+.PHONY: demo test bench results-core results-devices results-periphery results-energy results-noise results-rules paper-reproduction sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ results-energy: $(STAMP)
 
 results-noise: $(STAMP)
 	$(BIN)/python docs/scripts/results_noise.py
+
+results-rules: $(STAMP)
+	$(BIN)/python docs/scripts/results_rules.py
 
 paper-reproduction: $(STAMP)
 	$(BIN)/python docs/scripts/paper_reproduction.py

@@ -143,14 +143,16 @@ def feedback_targets(chip: Chip) -> list[tuple[int, np.ndarray, np.ndarray]]:
     FA-shaped ``B_l`` (``n_{l-1} x n_l``) is compared with ``W_l``. A direct rule's array
     ``B_l`` (DFA, SDFA, DRTP; ``n_l x n_L``) is compared with the linearized path from layer
     ``l`` to the output, ``W_L W_{L-1} ... W_{l+1}`` (``n_L x n_l``); for the last hidden
-    layer that is ``W_L``.
+    layer that is ``W_L``. DRTP's feedback is compared as ``-B_l``, the matrix its target
+    signal stands in for (:attr:`neurosim.rules.Rule.feedback_sign`): 90° is still
+    orthogonal and 0° aligned.
     """
     weights = chip.effective_weights()
     targets = []
     for index, spec in enumerate(chip.feedback_specs):
         if spec is None:
             continue
-        B = chip.feedback_matrix(index)
+        B = chip.rule.feedback_sign * chip.feedback_matrix(index)
         if chip.rule.direct:
             path = weights[-1]
             for W in reversed(weights[index + 1:-1]):

@@ -235,13 +235,19 @@ def figure_loss(run: Run, path: Path) -> Path | None:
     return plots.save_png(fig, path)
 
 
+def feedback_symbol(rule: str) -> str:
+    """``B``, or ``−B`` for a rule whose alignment is measured against the negated
+    feedback (DRTP: :attr:`neurosim.rules.Rule.feedback_sign`)."""
+    return "−B" if get_rule(rule).feedback_sign < 0 else "B"
+
+
 def compared_matrices(rule: str | None, layer: str) -> str:
     """What alignment angle ``layer`` (a key of ``alignment_deg``) compares
     (:func:`neurosim.evaluation.feedback_targets`): FA's feedback array of layer ``l`` with
     ``W_l``; a direct rule's (DFA, SDFA, DRTP) array of hidden layer ``l`` with the path from
-    that layer to the output."""
+    that layer to the output (DRTP's negated: :attr:`neurosim.rules.Rule.feedback_sign`)."""
     if is_direct(rule):
-        return f"W_L⋯W_{int(layer) + 1} vs B_{layer}ᵀ"
+        return f"W_L⋯W_{int(layer) + 1} vs {feedback_symbol(rule)}_{layer}ᵀ"
     return f"W_{layer} vs B_{layer}ᵀ"
 
 
@@ -423,10 +429,10 @@ def _angles(snapshot, layer: str) -> str:
 def alignment_definition(rule: str | None) -> str:
     """One sentence saying what the alignment table's angles compare."""
     if is_direct(rule):
-        return (f"{rule.upper()}: layer l is hidden layer l; θ_l is the angle between B_lᵀ "
-                f"(its feedback from the output: {get_rule(rule).direct_input}) and the product "
-                "W_L⋯W_{l+1} of the forward weights from that layer to the output (ReLU "
-                "derivatives left out).\n\n")
+        return (f"{rule.upper()}: layer l is hidden layer l; θ_l is the angle between "
+                f"{feedback_symbol(rule)}_lᵀ (its feedback from the output: {get_rule(rule).direct_input}) "
+                "and the product W_L⋯W_{l+1} of the forward weights from that layer to the "
+                "output (ReLU derivatives left out).\n\n")
     return "θ_l is the angle between W_l and B_lᵀ, layer l's feedback array.\n\n"
 
 

@@ -54,6 +54,10 @@ class Rule:
     weight_transport: bool
     description: str
     direct_input: str = ""  # a direct rule's: what its n_l x n_L arrays read
+    # The feedback the rule's signal stands in for is feedback_sign * B: DRTP's ``B y``
+    # replaces ``B (-e)`` (the target has the sign of ``-e`` on the true class), so the
+    # forward weights align with ``-B`` and the alignment angles are measured against it.
+    feedback_sign: int = 1
 
     @property
     def direct(self) -> bool:
@@ -84,7 +88,7 @@ RULES = {
                  "sign direct feedback alignment: B sign(e) to each layer", "the error's sign"),
     "drtp": Rule("drtp", RuleCode.DRTP, False,
                  "direct random target projection: B y (the one-hot target) to each layer",
-                 "the one-hot target"),
+                 "the one-hot target", feedback_sign=-1),
 }
 
 

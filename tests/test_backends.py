@@ -340,3 +340,21 @@ def test_read_only_and_writable_batches_share_one_compiled_kernel(ideal_chip_con
     backend.gradients(chip, backend.feedback_buffer(chip), frozen_x, frozen_y, RuleCode.FA, out)
     assert (len(logits_kernel.signatures), len(gradients_kernel.signatures)) == compiled
     assert x.flags.writeable  # the caller's array is left as it was
+
+
+def test_target_projection_alignment_is_measured_against_minus_b(ideal_chip_config):
+    """DRTP's signal ``B y`` stands in for ``B (-e)``: its angles are taken against ``-B``.
+    A DFA chip of the same seed holds the same forward and feedback matrices, so every
+    DRTP angle is 180° minus DFA's, layer and neurons alike."""
+    from neurosim import evaluation
+
+    dfa, drtp = (make_chip(ideal_chip_config, (784, 16, 12, 10), rule, seed=3)
+                 for rule in ("dfa", "drtp"))
+    np.testing.assert_array_equal(dfa.params, drtp.params)
+    np.testing.assert_array_equal(dfa.feedback, drtp.feedback)
+    a, b = evaluation.alignment(dfa), evaluation.alignment(drtp)
+    assert set(a["alignment_deg"]) == {"1", "2"}
+    for layer, angle in a["alignment_deg"].items():
+        assert b["alignment_deg"][layer] == pytest.approx(180 - angle, abs=1e-9)
+        assert b["neuron_alignment_mean_deg"][layer] == pytest.approx(
+            180 - a["neuron_alignment_mean_deg"][layer], abs=1e-9)

@@ -264,6 +264,11 @@ def test_alignment_is_described_for_the_rule_that_made_it(tmp_path):
     assert "DFA: layer l is hidden layer l" in dfa and "W_L⋯W_{l+1}" in dfa
     assert compared_matrices("fa", "2") == "W_2 vs B_2ᵀ"
     assert compared_matrices("dfa", "1") == "W_L⋯W_2 vs B_1ᵀ"
+    assert compared_matrices("drtp", "1") == "W_L⋯W_2 vs −B_1ᵀ"  # measured against -B
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "rule": "drtp"}))
+    drtp = write_run_report(run_dir).read_text()
+    assert "DRTP: layer l is hidden layer l; θ_l is the angle between −B_lᵀ" in drtp
+    assert "(its feedback from the output: the one-hot target)" in drtp
 
 
 def test_zero_epoch_run_without_final(tmp_path):

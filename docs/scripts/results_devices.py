@@ -41,13 +41,15 @@ def values(seeds: dict, get) -> list[float]:
     return [get(run.summary) for _, run in sorted(seeds.items())]
 
 
-def verdict(wins: int, n: int) -> str:
-    """Raises (every seed better), lowers (every seed worse), or mixed."""
+def verdict(wins: int, n: int, rule: str = "FA") -> str:
+    """Raises (every seed better), lowers (every seed worse), or mixed: the effect on
+    ``rule``'s first-epoch AUC."""
     if wins == n:
-        return "raises FA's first-epoch AUC in every seed"
+        return f"raises {rule}'s first-epoch AUC in every seed"
     if wins == 0:
-        return "**lowers** FA's first-epoch AUC in every seed"
-    return f"has no consistent effect on FA's first-epoch AUC ({wins} of {n} seeds better)"
+        return f"**lowers** {rule}'s first-epoch AUC in every seed"
+    return (f"has no consistent effect on {rule}'s first-epoch AUC ({wins} of {n} seeds "
+            "better)")
 
 
 def preset_rows(presets: dict) -> tuple[list[list[str]], list[list[str]], dict[str, str]]:

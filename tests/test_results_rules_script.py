@@ -1,0 +1,57 @@
+"""The script that regenerates docs/results-rules.md runs end to end (tiny settings), and its
+conditions differ only in chip, rule and noise phase."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from conftest import REPO, TINY_STUDY
+from neurosim.config import expand_runs, load_experiment
+
+sys.path.insert(0, str(REPO / "docs" / "scripts"))
+import results_rules  # noqa: E402
+
+EXPERIMENT = REPO / "experiments" / "rules.yaml"
+
+
+def test_results_rules_regenerates_a_document(tmp_path, monkeypatch):
+    doc = tmp_path / "results-rules.md"
+    monkeypatch.setattr(sys, "argv", [
+        "results_rules.py", "--out", str(tmp_path / "runs"), "--doc", str(doc), *TINY_STUDY])
+    assert results_rules.main() == 0
+    text = doc.read_text()
+    for heading in ("## ideal", "## rram_taox"):
+        assert heading in text
+    for rule in ("FA", "DFA", "SDFA", "DRTP"):
+        assert text.count(f"- **{rule}** (") == 2
+        assert text.count(f"| {rule} | ") == 4  # an AUC row and an accuracy row per chip
+    assert text.count("| BP | ") == 4
+    assert text.count("Holm-adjusted p = ") == 2 * 4  # each chip's 4 rules
+    assert "paired t-test, n=2" in text
+    assert "from 36 runs in" in text
+
+
+def test_the_study_conditions_differ_only_in_chip_rule_and_noise():
+    """Per chip and rule, the two conditions differ only in the noise phase being on; every
+    noise phase is the same, and BP runs without one."""
+    experiment = load_experiment(EXPERIMENT)
+    specs = {spec.condition: spec for spec in expand_runs(experiment) if spec.seed == 0}
+    chips = {name.rsplit("-", 1)[0] for name in specs}
+    assert chips == {"ideal", "rram_taox"}
+    phases = set()
+    for chip in chips:
+        assert not specs[f"{chip}-bp"].experiment.precondition.enabled
+        for rule in results_rules.local_rules(
+                [name.rsplit("-", 1)[1] for name in specs if name.startswith(chip + "-")]):
+            without, noisy = specs[f"{chip}-{rule}"], specs[f"{chip}-{rule}_noise"]
+            assert without.experiment.rule == noisy.experiment.rule == rule
+            assert without.chip == noisy.chip
+            assert not without.experiment.precondition.enabled
+            assert noisy.experiment.precondition.enabled
+            assert dataclasses.replace(noisy.experiment, precondition=without.experiment.
+                                       precondition) == without.experiment
+            phases.add(noisy.experiment.precondition)
+    assert len(phases) == 1
+    assert results_rules.local_rules(["bp", "fa", "fa_noise", "dfa", "sdfa", "sdfa_noise"]) == [
+        "fa", "sdfa"]
