@@ -271,7 +271,8 @@ class FeedbackArrayConfig:
                              doc="distribution of the entries of B")
     gain: float = spec(1.0, gt=0.0, doc="B entries have std gain/sqrt(3 * fan) (uniform: "
                                         "U(-gain/sqrt(fan), gain/sqrt(fan))), fan = the "
-                                        "matched forward layer's fan-in (FA) or n_L (DFA)")
+                                        "matched forward layer's fan-in (FA) or n_L (DFA, SDFA, "
+                                        "DRTP)")
     ternary_zero_fraction: float = spec(1.0 / 3.0, gt=0.0, lt=1.0,
                                         doc="ternary: fraction of cells set to 0 (those of "
                                             "smallest |B|)")

@@ -246,5 +246,5 @@ def optimizer_counts(n_params: int, name: str, momentum: float, word_bytes: int)
 def weight_transport_counts(n_in: int, n_out: int, word_bytes: int) -> np.ndarray:
     """Weight transport of one BP backward call: the ``n_in x n_out`` forward weights moved to
     where the backward product is formed, ``bytes_weight_transport = n_in n_out
-    word_bytes`` (once per call, shared by the batch). FA and DFA never add it."""
+    word_bytes`` (once per call, shared by the batch). FA and the direct rules never add it."""
     return count_vector(bytes_weight_transport=n_in * n_out * word_bytes)

@@ -8,7 +8,8 @@ Shape conventions (layer ``l``, ``a_l = W_l h_{l-1} + b_l``):
 
 * forward weight ``W_l``: ``(n_l, n_{l-1})``;
 * FA feedback ``B_l``: ``(n_{l-1}, n_l)``, the shape of ``W_l^T`` (``delta_{l-1} ∝ B_l delta_l``);
-* DFA feedback of hidden layer ``l``: ``(n_l, n_L)`` (``delta_l ∝ B_l e``).
+* DFA feedback of hidden layer ``l``: ``(n_l, n_L)`` (``delta_l ∝ B_l e``; SDFA's and DRTP's
+  arrays have the same shape).
 
 Degenerate inputs (a zero vector for an angle, a dead neuron, no variance) give ``nan`` or
 are dropped, as each docstring says; malformed inputs (wrong shapes, accuracies outside

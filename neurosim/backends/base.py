@@ -90,9 +90,10 @@ class Backend(ABC):
         divided by the batch size) of every layer). The rule's gradient of layer ``l`` is
         ``delta_l^T h_{l-1}``; in-array (stochastic) updates use the signals themselves.
         Backward reads: BP reads each forward array transposed (weight transport); FA and
-        DFA read the feedback arrays (``feedback``, as the chip applies it) through the
-        feedback periphery, or multiply digitally for regenerated feedback. The reads see
-        each sample's own error (``softmax(a_L) - onehot`` and what the reads make of it);
+        the direct rules read the feedback arrays (``feedback``, as the chip applies it)
+        through the feedback periphery, or multiply digitally for regenerated feedback. The
+        reads see each sample's own signal (the error ``softmax(a_L) - onehot``, or SDFA's
+        sign of it, or DRTP's one-hot target, and what the reads make of it);
         the batch mean's ``1 / batch`` is digital and divides the errors after the reads,
         so a converter's range and resolution act on a sample's signal whatever the batch
         size."""
