@@ -455,14 +455,18 @@ class NoiseInputConfig:
                           f"only distribution {' or '.join(users)} uses it "
                           f"(distribution is {self.distribution})")
 
-    def describe(self) -> str:
+    def describe(self, number: str = "g") -> str:
         """The distribution in a few words, for reports: ``N(0, 1²)``, ``U(-1, 1)``,
-        ``binary 0/1 at rate 0.1``, ``N(0, 1²) correlated over 2 px``."""
-        return {"gaussian": f"N({self.mean:g}, {self.std:g}²)",
-                "uniform": f"U({self.low:g}, {self.high:g})",
-                "binary": f"binary {self.low:g}/{self.high:g} at rate {self.rate:g}",
-                "correlated": f"N({self.mean:g}, {self.std:g}²) correlated over "
-                              f"{self.length_scale:g} px"}[self.distribution]
+        ``binary 0/1 at rate 0.1``, ``N(0, 1²) correlated over 2 px``; every number
+        formatted with the format spec ``number`` (``.3g``: ``U(-1.73, 1.73)``)."""
+        mean, std, low, high, rate, length_scale = (
+            format(value, number) for value in (self.mean, self.std, self.low, self.high,
+                                                 self.rate, self.length_scale))
+        return {"gaussian": f"N({mean}, {std}²)",
+                "uniform": f"U({low}, {high})",
+                "binary": f"binary {low}/{high} at rate {rate}",
+                "correlated": f"N({mean}, {std}²) correlated over "
+                              f"{length_scale} px"}[self.distribution]
 
 
 @dataclass(frozen=True)
