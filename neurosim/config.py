@@ -456,14 +456,18 @@ class NoiseInputConfig:
                           f"only distribution {' or '.join(users)} uses it "
                           f"(distribution is {self.distribution})")
 
-    def describe(self) -> str:
+    def describe(self, number: str = "g") -> str:
         """The distribution in a few words, for reports: ``N(0, 1²)``, ``U(-1, 1)``,
-        ``binary 0/1 at rate 0.1``, ``N(0, 1²) correlated over 2 px``."""
-        return {"gaussian": f"N({self.mean:g}, {self.std:g}²)",
-                "uniform": f"U({self.low:g}, {self.high:g})",
-                "binary": f"binary {self.low:g}/{self.high:g} at rate {self.rate:g}",
-                "correlated": f"N({self.mean:g}, {self.std:g}²) correlated over "
-                              f"{self.length_scale:g} px"}[self.distribution]
+        ``binary 0/1 at rate 0.1``, ``N(0, 1²) correlated over 2 px``; every number
+        formatted with the format spec ``number`` (``.3g``: ``U(-1.73, 1.73)``)."""
+        mean, std, low, high, rate, length_scale = (
+            format(value, number) for value in (self.mean, self.std, self.low, self.high,
+                                                 self.rate, self.length_scale))
+        return {"gaussian": f"N({mean}, {std}²)",
+                "uniform": f"U({low}, {high})",
+                "binary": f"binary {low}/{high} at rate {rate}",
+                "correlated": f"N({mean}, {std}²) correlated over "
+                              f"{length_scale} px"}[self.distribution]
 
 
 @dataclass(frozen=True)
@@ -927,9 +931,35 @@ def apply_overrides(data: dict, overrides: list[tuple[str, Any]], source: str = 
     return data
 
 
+def check_condition_override(data: dict, key: str, value: Any, path: str | Path) -> None:
+    """A ``--set`` override through a condition, ``conditions.<name>.<field>``, must name a
+    condition that the experiment ``data`` (the file ``path`` with the overrides before
+    this one) defines: :func:`~neurosim.schema.set_dotted` would create a misspelt one,
+    which would then run as a condition of its own. A new condition is given whole,
+    ``conditions.<name>={...}``."""
+    parts = key.split(".")
+    conditions = data.get("conditions")
+    if (len(parts) < 3 or parts[0] != "conditions"
+            or not isinstance(conditions, (dict, type(None)))):
+        return  # not through a condition, or conditions is no mapping (set_dotted says so)
+    name = parts[1]
+    if name in (conditions or {}):
+        return
+    defined = (f"its conditions are {', '.join(map(str, conditions))}" if conditions
+               else "it has no conditions")
+    raise ConfigError("--set", key, value,
+                      f"{path} has no condition {name} ({defined}); to add one, give it "
+                      f"whole: --set 'conditions.{name}={{{'.'.join(parts[2:])}: ...}}'")
+
+
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
-    """Parse and validate an experiment file with ``--set`` overrides applied."""
-    data = apply_overrides(read_yaml(path), [parse_override(o) for o in overrides])
+    """Parse and validate an experiment file with ``--set`` overrides applied in order (one
+    through a condition must name a condition defined by then:
+    :func:`check_condition_override`)."""
+    data = read_yaml(path)
+    for key, value in (parse_override(o) for o in overrides):
+        check_condition_override(data, key, value, path)
+        data = apply_overrides(data, [(key, value)])
     source = f"{path}" + (" (with --set overrides)" if overrides else "")
     experiment = build(ExperimentConfig, data, source)
     for run in expand_runs(experiment, Path(path)):

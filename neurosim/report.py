@@ -562,11 +562,13 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
             + markdown_table(["quantity", "value"], totals))
 
 
-def noise_input_text(fields: dict | None) -> str:
+def noise_input_text(fields: dict | None, number: str = "g") -> str:
     """The noise phase's input distribution in a few words (:meth:`NoiseInputConfig.describe`,
-    ``N(0, 1²)``), from a summary's ``precondition.input``; ``?`` when it cannot be read."""
+    ``N(0, 1²)``, numbers in the format spec ``number``), from a summary's
+    ``precondition.input``; ``?`` when it cannot be read."""
     try:
-        return build(NoiseInputConfig, fields, SUMMARY, "config.precondition.input").describe()
+        return build(NoiseInputConfig, fields, SUMMARY,
+                     "config.precondition.input").describe(number)
     except NeurosimError:
         return "?"
 

@@ -300,6 +300,37 @@ def test_bad_override_is_refused(tmp_path, capsys, override, field, rule):
     assert field in err and rule in err, err
 
 
+def test_an_override_through_a_misspelt_condition_is_refused(tmp_path, capsys, monkeypatch):
+    """``--set conditions.fa_nosie.rule=bp`` (a typo of fa_noise) created a condition
+    fa_nosie, which ran as one more condition; it is refused, naming the file's conditions
+    and how to add one deliberately."""
+    monkeypatch.setattr("neurosim.commands.run.run_experiment",
+                        lambda *args, **kwargs: pytest.fail("the experiment ran"))
+    quickstart = REPO / "experiments" / "quickstart.yaml"
+    for command in ("run", "config validate"):
+        assert main([*command.split(), str(quickstart),
+                     "--set", "conditions.fa_nosie.rule=bp"]) == 2
+        (err,) = capsys.readouterr().err.strip().splitlines()
+        assert err == (f"error: --set: conditions.fa_nosie.rule = 'bp': {quickstart} has no "
+                       "condition fa_nosie (its conditions are bp, fa, fa_noise); to add one, "
+                       "give it whole: --set 'conditions.fa_nosie={rule: ...}'"), command
+    with pytest.raises(ConfigError, match="it has no conditions"):
+        load_experiment(write(tmp_path, BASE), ["conditions.x.rule=bp"])
+
+
+def test_set_changes_a_condition_of_the_file_or_adds_one_given_whole(tmp_path):
+    """A condition the file defines takes overrides field by field; a new one is given
+    whole (a YAML mapping), and then takes field overrides too."""
+    path = write(tmp_path, merged(conditions={"fa": {"rule": "fa"}}))
+    experiment = load_experiment(path, ["conditions.fa.train.epochs=2",
+                                        "conditions.extra={rule: bp}",
+                                        "conditions.extra.optimizer.lr=0.01"])
+    runs = {run.condition: run.experiment for run in expand_runs(experiment, path)}
+    assert sorted(runs) == ["extra", "fa"]
+    assert (runs["fa"].rule, runs["fa"].train.epochs) == ("fa", 2)
+    assert (runs["extra"].rule, runs["extra"].optimizer.lr) == ("bp", 0.01)
+
+
 def test_overrides_apply_and_validate(tmp_path):
     path = write(tmp_path, BASE)
     experiment = load_experiment(path, ["train.epochs=3", "optimizer.lr=0.01", "rule=dfa",

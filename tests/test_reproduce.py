@@ -46,6 +46,33 @@ def test_verdicts_follow_the_sign_and_the_p_value(difference, pvalue, sign, verd
     assert directional_verdict(test, sign) == verdict
 
 
+@pytest.mark.parametrize("noise, settings, table", [
+    # gaussian and uniform as docs/paper-reproduction.md shows them (the grid's uniform
+    # input, ±√3, has 3 significant digits in the table)
+    ({"distribution": "gaussian", "mean": 0.0, "std": 0.5}, "N(0, 0.5²)", "N(0, 0.5²)"),
+    ({"distribution": "uniform", "low": -math.sqrt(3.0), "high": math.sqrt(3.0)},
+     "U(-1.73205, 1.73205)", "U(-1.73, 1.73)"),
+    # both were written U(low, high), from the bounds' defaults
+    ({"distribution": "binary", "rate": 0.05}, "binary 0/1 at rate 0.05",
+     "binary 0/1 at rate 0.05"),
+    ({"distribution": "correlated", "std": 2.0, "length_scale": 3.5},
+     "N(0, 2²) correlated over 3.5 px", "N(0, 2²) correlated over 3.5 px"),
+], ids=lambda value: value["distribution"] if isinstance(value, dict) else "")
+def test_fig1_names_every_noise_input_distribution(tmp_path, noise, settings, table):
+    """Fig. 1's settings line and grid table name a run's noise input as the run reports
+    do (:meth:`NoiseInputConfig.describe`), whatever its distribution."""
+    from neurosim.config import ExperimentConfig
+    from neurosim.report import Run
+    from neurosim.schema import build, to_plain
+
+    ctx = context(tmp_path)
+    data = ctx.experiment("x", {"precondition.enabled": True, "precondition.input": noise})
+    config = to_plain(build(ExperimentConfig, data, "test"))
+    run = Run(tmp_path, {"config": config}, [], [])
+    assert f" on {settings} inputs with " in alignment.settings_text(run, ctx)
+    assert alignment.input_text(config) == table
+
+
 @needs_mnist
 def test_learning_ood_table1_on_tiny_settings_write_a_report(tmp_path):
     ctx = context(tmp_path)

@@ -220,6 +220,12 @@ def test_a_trial_killed_between_its_configuration_files_is_not_refused(sweep_fil
     ({"gird": {"chip": ["ideal"]}}, "gird", "unknown field; allowed fields: name, experiment"),
     ({"grid": {"chip": "ideal"}}, "grid.chip", "must be a non-empty list"),
     ({"grid": {"seeds": [[0]]}}, "grid.seeds", "set seeds with the sweep's own field"),
+    # a sweep names its conditions in its own field, never through a dotted key (which
+    # would add a condition where a name is misspelt, as --set did)
+    ({"overrides": {"conditions.fa_nosie.rule": "bp"}}, "overrides.conditions.fa_nosie.rule",
+     "set conditions with the sweep's own field"),
+    ({"cases": [{"conditions.fa.rule": "bp"}]}, "cases[0].conditions.fa.rule",
+     "set conditions with the sweep's own field"),
     ({"grid": {"chip": ["no_such_chip"]}}, "grid.chip[0]", "must be a preset"),
     ({"grid": {"optimizer.lr": [0.1, -1.0]}}, "grid.optimizer.lr[1]", "must be > 0.0"),
     ({"overrides": {"optimizer.lr": -1.0}}, "overrides.optimizer.lr", "must be > 0.0"),

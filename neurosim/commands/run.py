@@ -14,7 +14,8 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a field by its dotted path, e.g. train.epochs=3 "
-                             "(repeatable; validated like the file)")
+                             "(repeatable; validated like the file); a condition the file "
+                             "lacks is given whole, conditions.NAME={rule: bp}")
 
 
 def positive_int(text: str) -> int:

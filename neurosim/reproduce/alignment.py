@@ -26,7 +26,7 @@ import numpy as np
 
 from neurosim import stats
 from neurosim.plots import color, mean_std_curves, new_figure, plot_band, save_png
-from neurosim.report import Run, markdown_table
+from neurosim.report import Run, markdown_table, noise_input_text
 from neurosim.reproduce.context import (
     AGREES, Claim, Context, Section, Study, all_of, describe, directional_verdict,
     last_layer_value, mean_std_text, save_rows)
@@ -113,11 +113,7 @@ def settings_text(run: Run, ctx: Context, what: str = "") -> str:
     """The settings of a study, read from one of its runs' configuration."""
     config = run.summary["config"]
     pre, opt = config["precondition"], config["optimizer"]
-    noise_input = pre["input"]
-    if noise_input["distribution"] == "gaussian":
-        inputs = f"N({noise_input['mean']:g}, {noise_input['std']:g}²)"
-    else:
-        inputs = f"U({noise_input['low']:g}, {noise_input['high']:g})"
+    inputs = noise_input_text(pre["input"])
     data = config["data"]
     text = (f"Settings{what}: chip `{config['chip']}` ({config['simulation']['backend']} "
             f"backend, {config['simulation']['dtype']}), dims {config['network']['dims']} "
@@ -319,10 +315,9 @@ def grid_overrides(ctx: Context) -> dict:
 
 
 def input_text(config: dict) -> str:
-    noise_input = config["precondition"]["input"]
-    if noise_input["distribution"] == "gaussian":
-        return f"N({noise_input['mean']:g}, {noise_input['std']:g}²)"
-    return f"U({noise_input['low']:.3g}, {noise_input['high']:.3g})"
+    """A run's noise input for the grid's table and ticks, 3 significant digits:
+    ``N(1, 0.5²)``, ``U(-1.73, 1.73)``."""
+    return noise_input_text(config["precondition"]["input"], ".3g")
 
 
 def _grid_part(ctx: Context, folder, section: Section) -> None:
