@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -455,6 +456,18 @@ class NoiseInputConfig:
             refuse_unused(source, path, self, fields, self.distribution in users,
                           f"only distribution {' or '.join(users)} uses it "
                           f"(distribution is {self.distribution})")
+
+    def pixel_moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of one pixel: ``mean, std`` (gaussian, correlated);
+        ``(low + high) / 2, (high - low) / sqrt(12)`` (uniform); ``low + rate (high - low),
+        (high - low) sqrt(rate (1 - rate))`` (binary)."""
+        if self.distribution == "uniform":
+            return (self.low + self.high) / 2, (self.high - self.low) / math.sqrt(12.0)
+        if self.distribution == "binary":
+            span = self.high - self.low
+            return (self.low + self.rate * span,
+                    span * math.sqrt(self.rate * (1.0 - self.rate)))
+        return self.mean, self.std
 
     def describe(self, number: str = "g") -> str:
         """The distribution in a few words, for reports: ``N(0, 1²)``, ``U(-1, 1)``,

@@ -562,13 +562,18 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
             + markdown_table(["quantity", "value"], totals))
 
 
+def noise_input(fields: dict | None) -> NoiseInputConfig:
+    """A summary's ``precondition.input`` as its config (a :class:`NeurosimError` where it
+    cannot be read)."""
+    return build(NoiseInputConfig, fields, SUMMARY, "config.precondition.input")
+
+
 def noise_input_text(fields: dict | None, number: str = "g") -> str:
     """The noise phase's input distribution in a few words (:meth:`NoiseInputConfig.describe`,
     ``N(0, 1²)``, numbers in the format spec ``number``), from a summary's
     ``precondition.input``; ``?`` when it cannot be read."""
     try:
-        return build(NoiseInputConfig, fields, SUMMARY,
-                     "config.precondition.input").describe(number)
+        return noise_input(fields).describe(number)
     except NeurosimError:
         return "?"
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from neurosim import stats
 from neurosim.plots import color, mean_std_curves, new_figure, plot_band, save_png
-from neurosim.report import Run, markdown_table, noise_input_text
+from neurosim.report import Run, markdown_table, noise_input, noise_input_text
 from neurosim.reproduce.context import (
     AGREES, Claim, Context, Section, Study, all_of, describe, directional_verdict,
     last_layer_value, mean_std_text, save_rows)
@@ -330,15 +330,13 @@ def _grid_part(ctx: Context, folder, section: Section) -> None:
         config = runs[0].summary["config"]
         regime = config["precondition"]["regime"]
         for run in runs:
-            noise_input = run.summary["config"]["precondition"]["input"]
-            if noise_input["distribution"] == "gaussian":
-                moments = {"mean": noise_input["mean"], "std": noise_input["std"]}
-            else:  # the uniform input's moments, and its bounds
-                low, high = noise_input["low"], noise_input["high"]
-                moments = {"mean": (low + high) / 2, "std": (high - low) / math.sqrt(12.0),
-                           "low": low, "high": high}
+            inputs = noise_input(run.summary["config"]["precondition"]["input"])
+            mean, std = inputs.pixel_moments()
+            moments = {"mean": mean, "std": std}
+            if inputs.distribution in ("uniform", "binary"):  # and their two values
+                moments.update(low=inputs.low, high=inputs.high)
             rows.append({"condition": condition, "seed": run.summary["seed"], "regime": regime,
-                         "distribution": noise_input["distribution"], "mean": None,
+                         "distribution": inputs.distribution, "mean": None,
                          "std": None, "low": None, "high": None, **moments,
                          "angle_before_deg": angle(run, "before"),
                          "angle_after_deg": angle(run, "after")})
