@@ -21,15 +21,19 @@ def test_results_rules_regenerates_a_document(tmp_path, monkeypatch):
         "results_rules.py", "--out", str(tmp_path / "runs"), "--doc", str(doc), *TINY_STUDY])
     assert results_rules.main() == 0
     text = doc.read_text()
-    for heading in ("## ideal", "## rram_taox"):
+    for heading in ("## ideal\n", "## rram_taox\n", "## ideal_2_hidden\n"):
         assert heading in text
     for rule in ("FA", "DFA", "SDFA", "DRTP"):
-        assert text.count(f"- **{rule}** (") == 2
-        assert text.count(f"| {rule} | ") == 4  # an AUC row and an accuracy row per chip
-    assert text.count("| BP | ") == 4
-    assert text.count("Holm-adjusted p = ") == 2 * 4  # each chip's 4 rules
+        assert text.count(f"- **{rule}** (") == 3
+        assert text.count(f"| {rule} | ") == 6  # an AUC row and an accuracy row per section
+    assert text.count("| BP | ") == 6
+    assert text.count("Holm-adjusted p = ") == 3 * 4  # each section's 4 rules
     assert "paired t-test, n=2" in text
-    assert "from 36 runs in" in text
+    assert "from 54 runs in" in text
+    assert "network [784, 16, 10]. " in text and "network [784, 100, 100, 10]. " in text
+    assert "W_2 and the feedback that stands in for them: FA B_2ᵀ; DFA B_1ᵀ; SDFA B_1ᵀ; " \
+           "DRTP −B_1ᵀ." in text
+    assert "W_3 and the feedback that stands in for them: FA B_3ᵀ; DFA B_2ᵀ" in text
 
 
 def test_the_study_conditions_differ_only_in_chip_rule_and_noise():
@@ -38,7 +42,7 @@ def test_the_study_conditions_differ_only_in_chip_rule_and_noise():
     experiment = load_experiment(EXPERIMENT)
     specs = {spec.condition: spec for spec in expand_runs(experiment) if spec.seed == 0}
     chips = {name.rsplit("-", 1)[0] for name in specs}
-    assert chips == {"ideal", "rram_taox"}
+    assert chips == {"ideal", "rram_taox", "ideal_2_hidden"}
     phases = set()
     for chip in chips:
         assert not specs[f"{chip}-bp"].experiment.precondition.enabled

@@ -1,8 +1,9 @@
 """Regenerate ``docs/results-rules.md``: does noise preconditioning help every local rule?
 
 Runs ``experiments/rules.yaml`` (FA, DFA, sign DFA and DRTP, each without and with a noise
-phase, and BP for scale; on the ideal chip and on TaOx RRAM; 3 seeds; finished runs are
-reused) and tabulates per chip and rule the first-epoch test-accuracy AUC with and without
+phase, and BP for scale; on the ideal chip and on TaOx RRAM, and on the ideal chip with two
+hidden layers; 3 seeds; finished runs are reused) and tabulates per section and rule the
+first-epoch test-accuracy AUC with and without
 noise (paired t-tests, Holm-adjusted over the rules), the final accuracy, and the alignment
 of the last layer with the feedback after the noise phase and after training.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from neurosim import stats
-from neurosim.report import markdown_table
+from neurosim.report import feedback_symbol, markdown_table
 from neurosim.rules import RULES
 from neurosim.runio import write_text
 from results_core import fmt, last_layer, paired
@@ -32,8 +33,18 @@ def local_rules(variants) -> list[str]:
     return [v for v in variants if v in RULES and v != REFERENCE and v + NOISE in variants]
 
 
+def compared_feedback(rule: str, n_layers: int) -> str:
+    """The feedback matrix the last layer's ``W_L`` is compared with under ``rule``: FA's
+    ``B_L``; a direct rule's array of the last hidden layer, whose path to the output is
+    ``W_L`` (negated for DRTP)."""
+    if RULES[rule].direct:
+        return f"{feedback_symbol(rule)}_{n_layers - 1}ᵀ"
+    return f"B_{n_layers}ᵀ"
+
+
 def chip_section(chip: str, description: str, conditions: dict, rules: list[str]) -> list[str]:
-    """One chip's two tables (AUC; accuracy and alignment) and the verdict on each rule."""
+    """One section's two tables (AUC; accuracy and alignment) and the verdict on each rule
+    (``chip``: the section's name, the part of its conditions' names before the last "-")."""
     auc = lambda s: s["train"]["auc_first_epoch"]
     final = lambda s: s["train"]["test_accuracy"] * 100
     after_noise = lambda s: last_layer(s["precondition"]["after"]["alignment_deg"])
@@ -42,6 +53,8 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
                  if REFERENCE in conditions else [])
     reference_acc = ([[REFERENCE.upper(), fmt(values(conditions[REFERENCE], final), 1), "", "",
                        "", ""]] if REFERENCE in conditions else [])
+    dims = next(iter(conditions[rules[0]].values())).summary["config"]["network"]["dims"]
+    n_layers = len(dims) - 1
     rows, detail, verdicts, tests = [], [], [], []
     for rule in rules:
         noisy = rule + NOISE
@@ -61,16 +74,17 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
     return [
         f"## {chip}",
         "",
-        f"{description}. First-epoch AUC: of test accuracy over epoch [0, 1]; mean ± std over "
-        "seeds; the paired t-test compares the rule with and without the noise phase seed by "
-        "seed.",
+        f"{description}; network {dims}. First-epoch AUC: of test accuracy over epoch [0, 1]; "
+        "mean ± std over seeds; the paired t-test compares the rule with and without the noise "
+        "phase seed by seed.",
         "",
         markdown_table(["rule", "first-epoch AUC", "with noise", "with noise > without (seeds)",
                         "paired t-test (with − without)"], reference + rows),
         "",
-        "Final test accuracy (%) after the epoch; θ: angle between the last layer's forward "
-        "weights and the feedback matrix of the layer below (FA: W₂ vs B₂ᵀ; the direct rules: "
-        "W₂ vs B₁ᵀ, the path from the hidden layer to the output), degrees.",
+        "Final test accuracy (%) after the epoch; θ: angle (degrees) between the last "
+        f"layer's forward weights W_{n_layers} and the feedback that stands in for them: "
+        + "; ".join(f"{rule.upper()} {compared_feedback(rule, n_layers)}" for rule in rules)
+        + ".",
         "",
         markdown_table(["rule", "acc", "acc with noise", "θ after noise",
                         "θ after training", "θ with noise after training"],
@@ -91,7 +105,8 @@ def write_doc(out, doc, command: str, experiment) -> None:
         "error to the hidden layer, sign DFA only its sign, DRTP the one-hot target (Frenkel, "
         "Lefebvre & Bol 2021): under DRTP no error reaches the hidden layer at all.",
         command, out, EXPERIMENT, experiment,
-        setting=(f"{list(experiment.network.dims)}, {experiment.optimizer.name} lr "
+        setting=(f"{list(experiment.network.dims)} (where a section names no other network), "
+                 f"{experiment.optimizer.name} lr "
                  f"{experiment.optimizer.lr:g}, batch {experiment.train.batch_size}, "
                  f"{experiment.train.epochs} epoch of {experiment.data.dataset}; the noise "
                  f"phase runs {pre.steps} steps on a fixed set of {pre.n_examples} "
@@ -107,8 +122,8 @@ def write_doc(out, doc, command: str, experiment) -> None:
             n_seeds = len(conditions[rules[0]])
     lines += [
         f"Read with care: {n_seeds} seeds, {experiment.train.epochs} epoch, a noise phase "
-        f"{100 * pre.steps / PAPER_NOISE_STEPS:.0f} % of the paper's; one hidden layer, where "
-        "FA and DFA differ only in the draw and scale of one matrix. The noise phase trains "
+        f"{100 * pre.steps / PAPER_NOISE_STEPS:.0f} % of the paper's. With one hidden layer FA "
+        "and DFA differ only in the draw and scale of one matrix. The noise phase trains "
         "each rule with its own learning signal: under DRTP the hidden layer learns to "
         "project the random labels, not to reduce an error.",
         "",
