@@ -8,7 +8,9 @@ With ``a_l = W_l h_{l-1} + b_l``, ``h_l = f(a_l)`` and ``e = softmax(a_L) - y``:
   ``B_{l+1}`` of shape ``n_l x n_{l+1}``.
 * ``dfa`` (Nøkland 2016): ``delta_l = (B_l e) * f'(a_l)``, ``B_l`` of shape ``n_l x n_L``.
 * ``sdfa`` (sign DFA; Frenkel, Lefebvre & Bol 2021): ``delta_l = (B_l sign(e)) * f'(a_l)``.
-  Only the error's sign reaches the feedback arrays: a ternary input in {-1, 0, 1}.
+  Only the error's sign reaches the feedback arrays: a ternary input in {-1, 0, 1}. With a
+  softmax output it is ``+1`` on every wrong class however sure the chip is, so
+  ``B_l sign(e) = B_l 1 - 2 B_l y`` carries a term ``B_l 1`` that never shrinks.
 * ``drtp`` (direct random target projection; Frenkel, Lefebvre & Bol 2021):
   ``delta_l = (B_l y) * f'(a_l)``, ``y`` the one-hot target. The target is a proxy for the
   error's sign (``e_c < 0`` for the true class ``c``, ``e_j > 0`` otherwise; the fixed

@@ -12,6 +12,7 @@ of the last layer with the feedback after the noise phase and after training.
 
 from __future__ import annotations
 
+import math
 import sys
 
 from neurosim import stats
@@ -98,6 +99,7 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
 
 def write_doc(out, doc, command: str, experiment) -> None:
     pre = experiment.precondition
+    n_classes = experiment.network.dims[-1]
     chips_runs, chips, header = study_header(
         "Does noise preconditioning help every local rule?",
         "Each rule runs without and with the same noise phase; runs with one seed share "
@@ -125,7 +127,11 @@ def write_doc(out, doc, command: str, experiment) -> None:
         f"{100 * pre.steps / PAPER_NOISE_STEPS:.0f} % of the paper's. With one hidden layer FA "
         "and DFA differ only in the draw and scale of one matrix. The noise phase trains "
         "each rule with its own learning signal: under DRTP the hidden layer learns to "
-        "project the random labels, not to reduce an error.",
+        "project the random labels, not to reduce an error. SDFA's sign(e) is +1 on every "
+        "wrong class however sure the chip is, so its signal B sign(e) = B 1 − 2 B y carries "
+        "a term B 1 that does not shrink as the chip learns, its entries "
+        f"√{n_classes}/2 = {math.sqrt(n_classes) / 2:.2g} times as large as the target "
+        "term's (B's entries independent).",
         "",
     ]
     write_text(doc, "\n".join(lines))
