@@ -151,18 +151,19 @@ def read_hardware_chip(feedback_kind: str, adc_bound: str = "fixed"):
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-@pytest.mark.parametrize("feedback_kind, adc_bound", [("regenerated", "fixed"),
-                                                      ("stored", "fixed"),
-                                                      ("stored", "iterative")])
+@pytest.mark.parametrize("feedback_kind, adc_bound, rule", [("regenerated", "fixed", "fa"),
+                                                            ("stored", "fixed", "dfa"),
+                                                            ("stored", "iterative", "dfa"),
+                                                            ("stored", "fixed", "drtp")])
 def test_population_with_read_noise_and_feedback_hardware(tmp_path, monkeypatch, feedback_kind,
-                                                         adc_bound, backend):
+                                                         adc_bound, rule, backend):
     """Noisy, quantized reads: each chip its own read-noise streams, in one call of all
     chips (the chip-by-chip loop of the reference is not taken); with iterative bound
     management, each chip its own re-reads (its ledger)."""
     if backend == "torch":
         backend_under_test("torch")
     specs = specs_of(range(4), read_hardware_chip(feedback_kind, adc_bound), backend=backend,
-                     rule="dfa" if feedback_kind == "stored" else "fa")
+                     rule=rule)
     separate = separately(specs, tmp_path / "separate")
     with monkeypatch.context() as patch:
         patch.setattr(Backend, "launch_population_step", None)  # the loop: not taken
