@@ -294,8 +294,8 @@ def figure_alignment(run: Run, path: Path) -> Path | None:
 def figure_neuron_angles(run: Run, path: Path) -> Path | None:
     """Histogram of per-neuron alignment angles (outgoing forward weights W_{l+1}[:, j] vs
     feedback weights B_{l+1}[j, :]; for direct rules, hidden layer l's neuron's path to the
-    output vs its row of B_l) before and after noise preconditioning and after training, one
-    panel per feedback array."""
+    output vs its row of B_l, of -B_l for DRTP) before and after noise preconditioning and
+    after training, one panel per feedback array."""
     sets = [(label, dig(run.summary, *keys)) for label, keys in (
         ("before noise", ("precondition", "before", "neuron_angles")),
         ("after noise", ("precondition", "after", "neuron_angles")),
@@ -430,9 +430,9 @@ def alignment_definition(rule: str | None) -> str:
     """One sentence saying what the alignment table's angles compare."""
     if is_direct(rule):
         return (f"{rule.upper()}: layer l is hidden layer l; θ_l is the angle between "
-                f"{feedback_symbol(rule)}_lᵀ (its feedback from the output: {get_rule(rule).direct_input}) "
-                "and the product W_L⋯W_{l+1} of the forward weights from that layer to the "
-                "output (ReLU derivatives left out).\n\n")
+                f"{feedback_symbol(rule)}_lᵀ (its feedback from the output: "
+                f"{get_rule(rule).direct_input}) and the product W_L⋯W_{{l+1}} of the forward "
+                "weights from that layer to the output (ReLU derivatives left out).\n\n")
     return "θ_l is the angle between W_l and B_lᵀ, layer l's feedback array.\n\n"
 
 

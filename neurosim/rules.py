@@ -14,9 +14,9 @@ With ``a_l = W_l h_{l-1} + b_l``, ``h_l = f(a_l)`` and ``e = softmax(a_L) - y``:
 * ``drtp`` (direct random target projection; Frenkel, Lefebvre & Bol 2021):
   ``delta_l = (B_l y) * f'(a_l)``, ``y`` the one-hot target. The target is a proxy for the
   error's sign (``e_c < 0`` for the true class ``c``, ``e_j > 0`` otherwise; the fixed
-  random ``B_l`` absorbs the overall sign), so a hidden
-  layer learns from the label alone: no error reaches it, and it can update as soon as its
-  own forward read is done (no update locking). The input to ``B_l`` is binary.
+  random ``B_l`` absorbs the overall sign), so a hidden layer learns from the label alone:
+  no error reaches it, and it can update as soon as its own forward read is done (no update
+  locking). The input to ``B_l`` is binary.
 
 ``dfa``, ``sdfa`` and ``drtp`` are the *direct* rules: one ``n_l x n_L`` array per hidden
 layer projects an ``n_L``-wide signal of the output straight to it. The output layer of
