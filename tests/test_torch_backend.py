@@ -124,7 +124,9 @@ def reads_through(config, periphery: PeripheryConfig):
     ("noisy reads", "fa", "momentum", "relu", "regenerated"),
     ("iterative reads", "bp", "sgd", "relu", "sign"),
     ("pulsed", "dfa", "adam", "relu", "stored"),
-    ("stochastic", "fa", "sgd", "tanh", "stored")])
+    ("stochastic", "fa", "sgd", "tanh", "stored"),
+    ("noisy reads", "sdfa", "adam", "tanh", "ternary"),
+    ("stochastic", "drtp", "sgd", "relu", "regenerated")])
 def test_steps_are_the_specifications_given_numpys_kernels(ideal_chip_config, kind, rule,
                                                           optimizer, activation, feedback,
                                                           dtype):
