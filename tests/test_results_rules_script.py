@@ -25,7 +25,8 @@ def test_results_rules_regenerates_a_document(tmp_path, monkeypatch):
         assert heading in text
     for rule in ("FA", "DFA", "SDFA", "DRTP"):
         assert text.count(f"- **{rule}** (") == 3
-        assert text.count(f"| {rule} | ") == 6  # an AUC row and an accuracy row per section
+        assert text.count(f"| {rule} | ") == 9  # AUC, accuracy and energy rows per section
+    assert text.count("| rule | common level L | energy to L | ") == 3
     assert text.count("| BP | ") == 6
     assert text.count("Holm-adjusted p = ") == 3 * 4  # each section's 4 rules
     assert "paired t-test, n=2" in text
@@ -59,3 +60,28 @@ def test_the_study_conditions_differ_only_in_chip_rule_and_noise():
     assert len(phases) == 1
     assert results_rules.local_rules(["bp", "fa", "fa_noise", "dfa", "sdfa", "sdfa_noise"]) == [
         "fa", "sdfa"]
+
+
+def test_energy_is_compared_at_the_accuracy_every_run_reaches():
+    """Without noise the runs reach 80 % (the common level: the noise runs reach 90 %) at
+    their third evaluation, 20 pJ; with noise at their second, 10 pJ of data training after
+    a noise phase of 100 pJ (5 pJ: the noise pays)."""
+    from types import SimpleNamespace
+
+    def run(accuracies, noise_pj):
+        records = [{"phase": "train", "step": step, "test_accuracy": accuracy,
+                    "energy_pj": 10.0 * step, "pulses": step, "bytes": step}
+                   for step, accuracy in enumerate(accuracies)]
+        precondition = {"energy_pj": noise_pj, "pulses": 0, "bytes": 0}
+        return SimpleNamespace(train=records, summary={"ledger": {"to_target": {
+            "precondition": precondition}}})
+
+    without = {seed: run([0.1, 0.5, 0.8], 0.0) for seed in (0, 1)}
+    for noise_pj, cheaper in ((100.0, "0/2"), (5.0, "2/2")):
+        noisy = {seed: run([0.3, 0.85, 0.9], noise_pj) for seed in (0, 1)}
+        assert results_rules.energy_row("FA", without, noisy) == [
+            "FA", "80.0 %", "20.0 ± 0.0 pJ", f"{noise_pj + 10:.1f} ± 0.0 pJ",
+            f"{noise_pj:.1f} ± 0.0 pJ", cheaper]
+    stuck = {seed: run([0.1, 0.15, 0.12], 0.0) for seed in (0, 1)}  # never above 20 %
+    assert results_rules.energy_row("FA", stuck, noisy)[2] == "no comparison: a run never " \
+                                                             "exceeds 20 %"

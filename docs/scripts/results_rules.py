@@ -4,8 +4,9 @@ Runs ``experiments/rules.yaml`` (FA, DFA, sign DFA and DRTP, each without and wi
 phase, and BP for scale; on the ideal chip and on TaOx RRAM, and on the ideal chip with two
 hidden layers; 3 seeds; finished runs are reused) and tabulates per section and rule the
 first-epoch test-accuracy AUC with and without
-noise (paired t-tests, Holm-adjusted over the rules), the final accuracy, and the alignment
-of the last layer with the feedback after the noise phase and after training.
+noise (paired t-tests, Holm-adjusted over the rules), the final accuracy, the alignment of
+the last layer with the feedback after the noise phase and after training, and the energy to
+an accuracy both reach (noise phase included).
 
     .venv/bin/python docs/scripts/results_rules.py [--out runs/rules] [--set k=v ...]
 """
@@ -16,7 +17,9 @@ import math
 import sys
 
 from neurosim import stats
+from neurosim.compare import energy_unit
 from neurosim.report import feedback_symbol, markdown_table
+from neurosim.reproduce.hardware import LEARNED, common_level, energy_to_level, to_target
 from neurosim.rules import RULES
 from neurosim.runio import write_text
 from results_core import fmt, last_layer, paired
@@ -43,8 +46,32 @@ def compared_feedback(rule: str, n_layers: int) -> str:
     return f"B_{n_layers}ᵀ"
 
 
+def energy_text(values: list[float]) -> str:
+    """Mean ± std over seeds of energies in pJ, both in the mean's unit, to 0.1 of it."""
+    mean, std = stats.mean_std(values)
+    unit, scale = energy_unit([mean])
+    return f"{mean / scale:.1f} ± {std / scale:.1f} {unit}"
+
+
+def energy_row(name: str, without: dict, noisy: dict) -> list[str]:
+    """The energy one rule spends until the test accuracy first reaches the common level L
+    of its runs with and without noise (the highest every one of them reaches), noise phase
+    included: per condition, the noise phase's share, and the seeds where noise spends less."""
+    level = common_level([*without.values(), *noisy.values()])
+    if not level >= LEARNED:
+        why = (f"a run never exceeds {100 * LEARNED:.0f} %" if math.isfinite(level)
+               else "a run diverged before its first evaluation")
+        return [name, "—", f"no comparison: {why}", "", "", ""]
+    a = [energy_to_level(run, level) for _, run in sorted(without.items())]
+    b = [energy_to_level(run, level) for _, run in sorted(noisy.items())]
+    phase = [to_target(run)["precondition"]["energy_pj"] for _, run in sorted(noisy.items())]
+    return [name, f"{100 * level:.1f} %", energy_text(a), energy_text(b), energy_text(phase),
+            f"{sum(y < x for x, y in zip(a, b))}/{len(a)}"]
+
+
 def chip_section(chip: str, description: str, conditions: dict, rules: list[str]) -> list[str]:
-    """One section's two tables (AUC; accuracy and alignment) and the verdict on each rule
+    """One section's three tables (AUC; accuracy and alignment; energy) and the verdict on
+    each rule
     (``chip``: the section's name, the part of its conditions' names before the last "-")."""
     auc = lambda s: s["train"]["auc_first_epoch"]
     final = lambda s: s["train"]["test_accuracy"] * 100
@@ -56,7 +83,7 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
                        "", ""]] if REFERENCE in conditions else [])
     dims = next(iter(conditions[rules[0]].values())).summary["config"]["network"]["dims"]
     n_layers = len(dims) - 1
-    rows, detail, verdicts, tests = [], [], [], []
+    rows, detail, energy, verdicts, tests = [], [], [], [], []
     for rule in rules:
         noisy = rule + NOISE
         a, b, test = paired(conditions, noisy, rule, auc)
@@ -69,6 +96,7 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
                        fmt(values(conditions[noisy], after_noise), 1),
                        fmt(values(conditions[rule], after_train), 1),
                        fmt(values(conditions[noisy], after_train), 1)])
+        energy.append(energy_row(name, conditions[rule], conditions[noisy]))
         verdicts.append(f"- **{name}** ({RULES[rule].description}): noise preconditioning "
                         f"{verdict(wins, len(a), name)}")
         tests.append(test.pvalue)
@@ -90,6 +118,14 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
         markdown_table(["rule", "acc", "acc with noise", "θ after noise",
                         "θ after training", "θ with noise after training"],
                        reference_acc + detail),
+        "",
+        "Energy (the chip's ledger, `hw_configs` unit costs) until the test accuracy first "
+        "reaches L, the highest accuracy every run of the rule reaches with and without noise; "
+        "with noise it includes the noise phase, whose energy is shown on its own; mean ± std "
+        "over seeds.",
+        "",
+        markdown_table(["rule", "common level L", "energy to L", "energy to L with noise",
+                        "of which the noise phase", "less with noise (seeds)"], energy),
         "",
         *[f"{line}; Holm-adjusted p = {p:.3g} over the {len(rules)} rules."
           for line, p in zip(verdicts, stats.holm_adjusted(tests))],
