@@ -10,7 +10,8 @@ turns it into :mod:`neurosim.ledger` count vectors; the ledger itself is pure bo
   n_{l-1}`` forward weights moved to the backward circuit: BP's defining cost, counted even
   though the simulated numbers come from the transposed read); FA, a read of the stored
   feedback array ``B_l`` (``n_{l-1}`` outputs, ``n_l`` inputs); the direct rules, a read of
-  ``B_{l-1}`` with the output error (DFA), its sign (SDFA) or the target (DRTP) as input; regenerated feedback, a digital product and the PRNG
+  ``B_{l-1}`` with the output error (DFA), its sign (SDFA) or the target (DRTP) as input;
+  regenerated feedback, a digital product and the PRNG
   draws of ``B``. Backward counts are booked on the layer whose array is read. The
   derivative ``f'(a)`` is one digital operation per hidden unit.
 * :func:`update_counts`: batch modes (ideal, pulsed) form the gradient digitally

@@ -972,7 +972,7 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentCo
     data = read_yaml(path)
     for key, value in (parse_override(o) for o in overrides):
         check_condition_override(data, key, value, path)
-        data = apply_overrides(data, [(key, value)])
+        set_dotted(data, key, value)
     source = f"{path}" + (" (with --set overrides)" if overrides else "")
     experiment = build(ExperimentConfig, data, source)
     for run in expand_runs(experiment, Path(path)):

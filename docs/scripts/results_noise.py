@@ -24,9 +24,8 @@ from neurosim.backends.numpy_ref import NumpyBackend
 from neurosim.config import NoiseInputConfig
 from neurosim.data import load_dataset
 from neurosim.precondition import draw_noise_inputs
-from neurosim.report import markdown_table
+from neurosim.report import markdown_table, noise_input
 from neurosim.runio import write_text
-from neurosim.schema import build
 from results_core import fmt, last_layer, paired
 from results_devices import REPO, study_header, study_main, values, verdict
 
@@ -41,9 +40,7 @@ LAGS_PX = (1, 4)  # distances of the measured pixel correlations
 
 def noise_config(seeds: dict) -> NoiseInputConfig:
     """The noise input of a condition's runs, as their summaries record it."""
-    run = seeds[min(seeds)]
-    return build(NoiseInputConfig, run.summary["config"]["precondition"]["input"],
-                 str(run.path / "summary.json"), "config.precondition.input")
+    return noise_input(seeds[min(seeds)].summary["config"]["precondition"]["input"])
 
 
 def pixel_statistics(images: np.ndarray) -> list[str]:

@@ -46,7 +46,7 @@ def compared_feedback(rule: str, n_layers: int) -> str:
     return f"B_{n_layers}ᵀ"
 
 
-def energy_text(values: list[float]) -> str:
+def energy_spread(values: list[float]) -> str:
     """Mean ± std over seeds of energies in pJ, both in the mean's unit, to 0.1 of it."""
     mean, std = stats.mean_std(values)
     unit, scale = energy_unit([mean])
@@ -65,7 +65,7 @@ def energy_row(name: str, without: dict, noisy: dict) -> list[str]:
     a = [energy_to_level(run, level) for _, run in sorted(without.items())]
     b = [energy_to_level(run, level) for _, run in sorted(noisy.items())]
     phase = [to_target(run)["precondition"]["energy_pj"] for _, run in sorted(noisy.items())]
-    return [name, f"{100 * level:.1f} %", energy_text(a), energy_text(b), energy_text(phase),
+    return [name, f"{100 * level:.1f} %", energy_spread(a), energy_spread(b), energy_spread(phase),
             f"{sum(y < x for x, y in zip(a, b))}/{len(a)}"]
 
 
