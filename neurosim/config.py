@@ -496,7 +496,10 @@ class PreconditionConfig:
     steps: int = spec(10000, ge=0, doc="optimizer steps of the noise phase")
     batch_size: int = spec(64, ge=1, doc="noise mini-batch size")
     input: NoiseInputConfig = spec(factory=NoiseInputConfig, doc="noise input distribution")
-    optimizer: OptimizerConfig | None = spec(None, doc="optimizer (default: the experiment's)")
+    optimizer: OptimizerConfig | None = spec(
+        None, doc="optimizer (null: the experiment's); fields it does not give are the "
+                  "experiment optimizer's when it names the same optimizer (or none), that "
+                  "optimizer's defaults when it names another")
     log_every: int = spec(100, ge=1, doc="steps between metric records")
     checkpoint_every: int = spec(1000, ge=1, doc="steps between checkpoints (rounded up to a "
                                                  "multiple of log_every)")
@@ -965,6 +968,28 @@ def check_condition_override(data: dict, key: str, value: Any, path: str | Path)
                       f"whole: --set 'conditions.{name}={{{'.'.join(parts[2:])}: ...}}'")
 
 
+def noise_optimizer_completed(data: dict) -> dict:
+    """Experiment ``data`` whose noise-phase optimizer, where it is a mapping, takes the
+    fields it does not give from the experiment's optimizer, if it names the same one (or
+    no name): ``precondition.optimizer: {lr: 1e-3}`` under SGD with momentum 0.9 is that
+    SGD at lr 1e-3, not a default Adam. ``data`` itself is not changed."""
+    pre = data.get("precondition")
+    noise = pre.get("optimizer") if isinstance(pre, dict) else None
+    if not isinstance(noise, dict):
+        return data
+    experiment = data.get("optimizer") if isinstance(data.get("optimizer"), dict) else {}
+    name = experiment.get("name", OptimizerConfig().name)
+    if noise.get("name", name) != name:
+        return data
+    return {**data, "precondition": {**pre, "optimizer": {**experiment, **noise}}}
+
+
+def build_experiment(data: dict, source: str) -> ExperimentConfig:
+    """An experiment from its plain ``data`` (a file with its overrides), validated; the
+    noise phase's optimizer completed from the experiment's (:func:`noise_optimizer_completed`)."""
+    return build(ExperimentConfig, noise_optimizer_completed(data), source)
+
+
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Parse and validate an experiment file with ``--set`` overrides applied in order (one
     through a condition must name a condition defined by then:
@@ -974,7 +999,7 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentCo
         check_condition_override(data, key, value, path)
         set_dotted(data, key, value)
     source = f"{path}" + (" (with --set overrides)" if overrides else "")
-    experiment = build(ExperimentConfig, data, source)
+    experiment = build_experiment(data, source)
     for run in expand_runs(experiment, Path(path)):
         pass  # every condition and its chip are validated here, before anything runs
     return experiment
@@ -1013,7 +1038,7 @@ def _resolve_condition(base: dict, name: str, overrides: dict, source: str,
     data.update(conditions=None, seeds=None, population=None)
     where = f"{source} (condition {name})"
     try:
-        resolved = build(ExperimentConfig, data, where)
+        resolved = build_experiment(data, where)
         chip = load_chip(resolve_chip_path(resolved.chip, path, f"conditions.{name}.chip"
                                            if "chip" in keys else "chip"))
         check_update_mode(resolved, chip, where)

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neurosim.config import (ExperimentConfig, RunSpec, apply_overrides, check_folder_name,
+from neurosim.config import (RunSpec, apply_overrides, build_experiment, check_folder_name,
                              expand_runs, owning_override, read_yaml)
 from neurosim.errors import ConfigError
 from neurosim.rng import MAX_SEED
@@ -239,8 +239,8 @@ def _cell_runs(data: dict, cell: Cell, experiment_path: Path, source: str,
     """The runs of one cell, each validated (:func:`_named_in_sweep` names an error)."""
     where = f"{source} (cell {cell.name})"
     try:
-        experiment = build(ExperimentConfig,
-                           apply_overrides(data, list(cell.overrides.items()), where), where)
+        experiment = build_experiment(
+            apply_overrides(data, list(cell.overrides.items()), where), where)
         return expand_runs(experiment, experiment_path)
     except ConfigError as error:
         raise _named_in_sweep(error, cell, str(experiment_path), source,
@@ -282,8 +282,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
                           f"({experiment_path} does not exist)")
     data = _base_data(config, experiment_path, source)
     try:
-        base = build(ExperimentConfig, data,
-                     f"{experiment_path} (with the overrides of {source})")
+        base = build_experiment(data, f"{experiment_path} (with the overrides of {source})")
     except ConfigError as error:
         key = owning_override(error.path, config.overrides or {})
         if key is not None:

@@ -595,3 +595,35 @@ def test_messages_speak_yaml_not_python(tmp_path, capsys, data, line):
     assert main(["config", "validate", str(path)]) == 2
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.startswith(f"error: {path}: {line}"), err
+
+
+def test_a_noise_phase_optimizer_given_in_part_is_the_experiment_s_with_those_fields(tmp_path):
+    """`precondition.optimizer: {lr: ...}` under SGD with momentum is that SGD at the new lr
+    (it was a default Adam: the noise phase silently changed optimizer); naming another
+    optimizer takes that one's defaults (the experiment's betas do not follow into SGD);
+    null keeps the experiment's; a condition's and a sweep cell's partial mapping alike."""
+    sgd = {"name": "sgd", "lr": 0.01, "momentum": 0.9}
+    noise = lambda **optimizer: merged(optimizer=sgd, precondition={"optimizer": optimizer})
+    experiment = load_experiment(write(tmp_path, noise(lr=0.05)))
+    assert (experiment.precondition.optimizer.name, experiment.precondition.optimizer.lr,
+            experiment.precondition.optimizer.momentum) == ("sgd", 0.05, 0.9)
+    assert load_experiment(write(tmp_path, noise(name="sgd", momentum=0.0))).precondition \
+        .optimizer == experiment.optimizer.__class__(name="sgd", lr=0.01, momentum=0.0)
+    adam = load_experiment(write(tmp_path, merged(
+        optimizer={"name": "adam", "lr": 1e-4, "beta1": 0.8},
+        precondition={"optimizer": {"name": "sgd", "lr": 0.05}})))
+    assert adam.precondition.optimizer == adam.optimizer.__class__(name="sgd", lr=0.05)
+    assert load_experiment(write(tmp_path, merged(optimizer=sgd))).precondition.optimizer is None
+    conditions = merged(optimizer=sgd, conditions={
+        "fast": {"precondition.optimizer": {"lr": 0.1}},
+        "dotted": {"precondition.optimizer.lr": 0.2}})
+    runs = {spec.condition: spec.experiment.precondition.optimizer
+            for spec in expand_runs(load_experiment(write(tmp_path, conditions)))}
+    assert {name: (o.name, o.lr, o.momentum) for name, o in runs.items()} == {
+        "fast": ("sgd", 0.1, 0.9), "dotted": ("sgd", 0.2, 0.9)}
+    sweep = write(tmp_path, {"name": "s", "experiment": str(write(tmp_path, merged(
+        optimizer=sgd))), "grid": {"precondition.optimizer.lr": [0.3]}}, "sweep.yaml")
+    from neurosim.sweep_plan import load_sweep
+
+    optimizer = load_sweep(sweep).trials[0].spec.experiment.precondition.optimizer
+    assert (optimizer.name, optimizer.lr, optimizer.momentum) == ("sgd", 0.3, 0.9)

@@ -13,13 +13,12 @@ import numpy as np
 
 from neurosim import stats
 from neurosim.compare import diverged_runs
-from neurosim.config import ExperimentConfig, apply_overrides, load_chip, resolve_chip_path
+from neurosim.config import apply_overrides, build_experiment, load_chip, resolve_chip_path
 from neurosim.data import load_dataset
 from neurosim.errors import DataError
 from neurosim.plots import as_float, color, mean_std_curves, new_figure, plot_band, save_png
 from neurosim.report import Run, load_run, write_csv
 from neurosim.runner import run_dir_of, run_experiment
-from neurosim.schema import build
 from neurosim.config import expand_runs
 from neurosim.reproduce.settings import Settings
 
@@ -212,7 +211,7 @@ class Context:
         """Run every condition x seed of the experiment ``name`` into
         ``<out>/<key>/runs/<name>`` (finished runs are reused) and load them."""
         data = self.experiment(name, overrides, conditions, chip)
-        experiment = build(ExperimentConfig, data, f"reproduce {key}/{name}")
+        experiment = build_experiment(data, f"reproduce {key}/{name}")
         out = self.folder(key) / "runs" / name
         run_experiment(experiment, None, out, resume=True, progress=self.progress,
                        data_dir=self.data_dir, run_reports=False)
