@@ -66,6 +66,16 @@ def word_bytes(chip: Chip) -> int:
     return chip.config.energy.digital_word_bits // 8
 
 
+def activation_buffer(chip: Chip, batch: int) -> dict:
+    """The digital buffer a training step of ``batch`` samples needs for the forward-pass
+    values its updates use (:meth:`neurosim.rules.Rule.held_activations`), at the chip's
+    word size: ``bytes = batch x values_per_sample x digital_word_bits / 8``. A capacity,
+    not traffic: the ``bytes_*`` counters count these values as they move."""
+    values = chip.rule.held_activations(chip.dims)
+    return {"values_per_sample": values, "batch": batch,
+            "bytes": batch * values * word_bytes(chip)}
+
+
 def _array_read(chip: Chip, batch: int, n_in: int, n_out: int,
                 transposed: bool = False, traffic: str = "bytes_activations") -> np.ndarray:
     """Counts of one read of a ``n_out x n_in`` array by the chip's tiles. Its read noise

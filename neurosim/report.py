@@ -39,7 +39,7 @@ from neurosim.energy import (EnergyConfig, bytes_text, cell_read_pj, energy_text
 from neurosim.ledger import COUNTER_INDEX, Ledger, bytes_moved, reread_totals
 from neurosim.errors import NeurosimError
 from neurosim.plots import column, finite, layer_keys, layers_in
-from neurosim.rules import get_rule, is_direct
+from neurosim.rules import RULES, get_rule, is_direct
 from neurosim.runio import METRICS, SUMMARY, write_text
 from neurosim.schema import build
 
@@ -525,6 +525,17 @@ def rereads_text(ledger: dict) -> str:
                                         ("cells_read", "cells read")))
 
 
+def activation_buffer_text(buffer: dict, rule: str | None) -> str:
+    """The buffer a training step needs (:func:`neurosim.accounting.activation_buffer`)
+    and why: an update-locked rule holds every layer's input until the output error
+    exists; DRTP one hidden layer's input and output at a time."""
+    why = ("one hidden layer's input and output at a time: DRTP updates a layer as soon as "
+           "its read is done" if rule in RULES and not RULES[rule].update_locked else
+           "every layer's input, until the output error exists")
+    return (f"{bytes_text(buffer['bytes'])}: {buffer['values_per_sample']:,} values per "
+            f"sample × batch {buffer['batch']} ({why})")
+
+
 def energy_section(summary: dict, chip: dict | None = None) -> str:
     """The run's ledger: energy per phase and component, pulses, bytes, energy to target."""
     ledger = summary.get("ledger")
@@ -546,6 +557,9 @@ def energy_section(summary: dict, chip: dict | None = None) -> str:
                bytes_text(int(counts[..., COUNTER_INDEX["bytes_weight_transport"]].sum()))]]
     if "rereads" in ledger:
         totals.append(["re-reads of iterative bound management", rereads_text(ledger)])
+    if "activation_buffer" in ledger:
+        totals.append(["activation buffer (forward values held for the updates)",
+                       activation_buffer_text(ledger["activation_buffer"], summary.get("rule"))])
     if target:
         reached = (f"{energy_text(target['energy_pj'])}, {target['pulses']:,} pulses, "
                    f"{bytes_text(target['bytes'])} (step {target['step']}; noise phase: "

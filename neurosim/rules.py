@@ -62,6 +62,27 @@ class Rule:
     feedback_sign: int = 1
 
     @property
+    def update_locked(self) -> bool:
+        """Whether a hidden layer's update waits for the output error: every rule but DRTP,
+        whose hidden signal ``B_l y`` is known before the forward pass starts."""
+        return self.code != RuleCode.DRTP
+
+    def held_activations(self, dims: tuple[int, ...]) -> int:
+        """Forward-pass values per sample that a training step holds at once for the
+        updates. Layer ``l``'s update needs its input ``h_{l-1}`` and, for a hidden layer,
+        ``f'(a_l)``, which relu and tanh give from ``h_l`` (the next layer's input). An
+        update-locked rule holds every layer's input until the output error exists:
+        ``n_0 + ... + n_{L-1}``. DRTP updates hidden layer ``l`` as soon as its read is
+        done and drops ``h_{l-1}`` then: at most ``max_l (n_{l-1} + n_l)`` over its hidden
+        layers (``n_{L-1}`` for the output layer). Equal with one hidden layer; with more,
+        DRTP holds two layers' values where the others hold them all."""
+        if self.update_locked:
+            return sum(dims[:-1])
+        n_layers = len(dims) - 1
+        return max(dims[l - 1] + (dims[l] if l < n_layers else 0)
+                   for l in range(1, n_layers + 1))
+
+    @property
     def direct(self) -> bool:
         """Whether the rule projects an output signal straight to every hidden layer through
         ``n_l x n_L`` arrays (DFA and relatives) rather than layer by layer."""

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from neurosim import evaluation, rng
-from neurosim.accounting import StepAccounting, converter_bits
+from neurosim.accounting import StepAccounting, activation_buffer, converter_bits
 from neurosim.backends import Backend, create_backend
 from neurosim.cohorts import Cohorts
 from neurosim.chip import Chip
@@ -273,6 +273,14 @@ class Trainer:
             return self.position.step
         return pre + (self.position.step if self.position.phase == "train" else self._total_steps() - pre)
 
+    @property
+    def largest_training_batch(self) -> int:
+        """The most samples one training step updates from: the noise phase's batch or the
+        data's (0 when the run trains on neither)."""
+        pre = self.experiment.precondition
+        noise = pre.batch_size if pre.enabled and pre.steps else 0
+        return max(noise, self.experiment.train.batch_size if self.experiment.train.epochs else 0)
+
     def _steps_per_epoch(self) -> int:
         return -(-len(self.dataset.y_train) // self.experiment.train.batch_size)
 
@@ -457,6 +465,8 @@ class Trainer:
             results["ledger"] = ledger_summary(
                 self.chip.ledger, self.chip.config.energy, *converter_bits(self.chip),
                 self.log.records, self.experiment.evaluation.energy_target)
+            results["ledger"]["activation_buffer"] = activation_buffer(
+                self.chip, self.largest_training_batch)
             results["final"]["programming_events"] = programming_events(self.chip,
                                                                         results["ledger"])
             self._timed("evaluation")

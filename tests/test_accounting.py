@@ -332,3 +332,59 @@ def test_re_reads_resume_to_the_identical_ledger(tmp_path, monkeypatch):
     reference = run_spec(spec, tmp_path / "whole")
     resumed = interrupted_then_resumed(monkeypatch, spec, tmp_path / "cut", 75)
     assert resumed["ledger"] == reference["ledger"]
+
+
+@pytest.mark.parametrize("dims, locked, drtp", [
+    ((784, 100, 10), 884, 884),  # one hidden layer: h_0 and h_1 live together under both
+    ((784, 100, 100, 10), 984, 884),
+    ((20, 300, 300, 300, 10), 920, 600),  # DRTP: two adjacent hidden layers at most
+    ((784, 50, 300, 20, 10), 1154, 834)])
+def test_held_activations_are_every_input_or_for_drtp_one_layer_s(dims, locked, drtp):
+    """Update-locked rules hold every layer's input until the output error exists; DRTP
+    holds one hidden layer's input and output at a time."""
+    from neurosim.rules import RULES
+
+    for name, rule in RULES.items():
+        assert rule.held_activations(dims) == (drtp if name == "drtp" else locked), name
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_drtp_updates_a_hidden_layer_from_the_values_its_buffer_holds(ideal_chip_config,
+                                                                      activation):
+    """What DRTP's buffer keeps is enough: hidden layer 2's gradient is a function of its
+    input h_1, its output h_2 (f'(a_2) from h_2: a_2 > 0 for relu, 1 - h_2² for tanh) and
+    the target alone, as the reference computes it on the whole chip."""
+    from test_backends import gradients
+
+    chip = make_chip(ideal_chip_config, (784, 16, 12, 10), "drtp", seed=3,
+                     activation=activation)
+    x, y = batch(9, seed=5)
+    f = (lambda a: np.maximum(a, 0)) if activation == "relu" else np.tanh
+    h1 = f(x @ chip.effective_weights()[0].T + chip.bias(0))
+    h2 = f(h1 @ chip.effective_weights()[1].T + chip.bias(1))
+    derivative = (h2 > 0) if activation == "relu" else 1 - h2 * h2
+    delta2 = (np.eye(10)[y] @ chip.feedback_matrix(1).T) * derivative / len(y)
+    grads, _, _ = gradients(NumpyBackend("float64"), chip, x, y)
+    w_off, n_out, n_in, _ = chip.layout[1]
+    np.testing.assert_allclose(grads[w_off:w_off + n_out * n_in].reshape(n_out, n_in),
+                               delta2.T @ h1, rtol=1e-10, atol=1e-14)
+
+
+def test_a_run_records_the_activation_buffer_of_its_largest_training_batch(
+        fa_run, tmp_path):
+    """values per sample x the larger of the noise and data batches x the chip's word
+    (32-bit): in the summary, the report and `neurosim energy`."""
+    from neurosim.commands.energy import run_row, run_table
+
+    assert fa_run["ledger"]["activation_buffer"] == {
+        "values_per_sample": 784 + 24, "batch": BATCH, "bytes": (784 + 24) * BATCH * 4}
+    assert "| activation buffer (forward values held for the updates) | 103.4 kB: 808 " \
+           f"values per sample × batch {BATCH} (every layer's input, until the output error " \
+           "exists) |" in energy_section(fa_run)
+    wide = run_spec(tiled_spec("drtp", precondition__batch_size=64, train__epochs=1),
+                    tmp_path / "wide")
+    assert wide["ledger"]["activation_buffer"]["batch"] == 64
+    assert "(one hidden layer's input and output at a time" in energy_section(wide)
+    row = run_row(tmp_path / "wide", wide["ledger"])
+    assert row["activation_buffer_bytes"] == 808 * 64 * 4
+    assert f"activation buffer           {808 * 64 * 4 / 1000:.4g} kB" in run_table(row)

@@ -27,6 +27,12 @@ def test_results_rules_regenerates_a_document(tmp_path, monkeypatch):
         assert text.count(f"- **{rule}** (") == 3
         assert text.count(f"| {rule} | ") == 9  # AUC, accuracy and energy rows per section
     assert text.count("| rule | common level L | energy to L | ") == 3
+    # [784, 16, 10]: every rule holds 784 + 16 inputs x batch 64 x 4 bytes; two hidden
+    # layers: the locked rules 784 + 100 + 100, DRTP 784 + 100
+    assert text.count("Activation buffer a training step needs (the forward values its "
+                      "updates use, batch 64, the chip's digital words): BP, FA, DFA, SDFA, "
+                      "DRTP 204.8 kB. ") == 2
+    assert "BP, FA, DFA, SDFA 251.9 kB; DRTP 226.3 kB. " in text
     assert text.count("| BP | ") == 6
     assert text.count("Holm-adjusted p = ") == 3 * 4  # each section's 4 rules
     assert "paired t-test, n=2" in text

@@ -18,6 +18,7 @@ import sys
 
 from neurosim import stats
 from neurosim.compare import energy_unit
+from neurosim.energy import bytes_text
 from neurosim.report import feedback_symbol, markdown_table
 from neurosim.reproduce.hardware import LEARNED, common_level, energy_to_level, to_target
 from neurosim.rules import RULES
@@ -67,6 +68,22 @@ def energy_row(name: str, without: dict, noisy: dict) -> list[str]:
     phase = [to_target(run)["precondition"]["energy_pj"] for _, run in sorted(noisy.items())]
     return [name, f"{100 * level:.1f} %", energy_spread(a), energy_spread(b), energy_spread(phase),
             f"{sum(y < x for x, y in zip(a, b))}/{len(a)}"]
+
+
+def buffer_line(conditions: dict, rules: list[str]) -> str:
+    """The activation buffer a training step needs under each rule (the runs' ledgers,
+    :func:`neurosim.accounting.activation_buffer`), rules with the same one together."""
+    sizes: dict[int, list[str]] = {}
+    batch = 0
+    for rule in rules:
+        buffer = next(iter(conditions[rule].values())).summary["ledger"]["activation_buffer"]
+        sizes.setdefault(buffer["bytes"], []).append(rule.upper())
+        batch = buffer["batch"]
+    return ("Activation buffer a training step needs (the forward values its updates use, "
+            f"batch {batch}, the chip's digital words): "
+            + "; ".join(f"{', '.join(names)} {bytes_text(size)}" for size, names in sizes.items())
+            + ". An update-locked rule holds every layer's input until the output error "
+            "exists; DRTP one hidden layer's input and output at a time.")
 
 
 def chip_section(chip: str, description: str, conditions: dict, rules: list[str]) -> list[str]:
@@ -126,6 +143,8 @@ def chip_section(chip: str, description: str, conditions: dict, rules: list[str]
         "",
         markdown_table(["rule", "common level L", "energy to L", "energy to L with noise",
                         "of which the noise phase", "less with noise (seeds)"], energy),
+        "",
+        buffer_line(conditions, [REFERENCE, *rules] if REFERENCE in conditions else rules),
         "",
         *[f"{line}; Holm-adjusted p = {p:.3g} over the {len(rules)} rules."
           for line, p in zip(verdicts, stats.holm_adjusted(tests))],

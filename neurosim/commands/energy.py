@@ -3,8 +3,9 @@
 Each RUN_DIR is a run folder or an experiment or condition folder (as for ``neurosim
 compare``). For every run, prints its ``summary.json`` ledger (see
 :func:`neurosim.energy.ledger_summary`): total energy, energy per phase and per component,
-programming pulses, bytes moved, weight-transport bytes, and the cost of reaching the target
-test accuracy. ``--csv FILE`` also writes one row per run (energies in pJ).
+programming pulses, bytes moved, weight-transport bytes, the activation buffer a training
+step needs (runs since it was recorded), and the cost of reaching the target test
+accuracy. ``--csv FILE`` also writes one row per run (energies in pJ).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def run_row(run_dir: Path, ledger: dict) -> dict:
         "pulses_down": int(counts[..., COUNTER_INDEX["pulses_down"]].sum()),
         "bytes": int(np.sum(bytes_moved(counts))),
         "bytes_weight_transport": int(counts[..., COUNTER_INDEX["bytes_weight_transport"]].sum()),
+        "activation_buffer_bytes": (ledger.get("activation_buffer") or {}).get("bytes"),
         "target_accuracy": target.get("target"),
         "target_reached": target.get("reached"),
         "target_step": target.get("step"),
@@ -78,6 +80,8 @@ def run_table(row: dict) -> str:
     lines += [f"{'pulses (up / down)':28s}{row['pulses_up']:,} / {row['pulses_down']:,}",
               f"{'bytes moved':28s}{bytes_text(row['bytes'])}",
               f"{'  weight transport':28s}{bytes_text(row['bytes_weight_transport'])}"]
+    if row["activation_buffer_bytes"] is not None:
+        lines.append(f"{'activation buffer':28s}{bytes_text(row['activation_buffer_bytes'])}")
     if row["target_accuracy"] is not None:
         label = f"to {row['target_accuracy']:.0%} test accuracy"
         if row["target_reached"]:
