@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: demo test bench results-core results-devices results-periphery results-energy results-noise results-rules paper-reproduction sweep-preconditioning clean
+.PHONY: demo test bench results-core results-devices results-periphery results-energy results-noise results-rules results-noise-length paper-reproduction sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ results-noise: $(STAMP)
 
 results-rules: $(STAMP)
 	$(BIN)/python docs/scripts/results_rules.py
+
+results-noise-length: $(STAMP)
+	$(BIN)/python docs/scripts/results_noise_length.py
 
 paper-reproduction: $(STAMP)
 	$(BIN)/python docs/scripts/paper_reproduction.py

@@ -523,6 +523,9 @@ def target_section(presets: dict, target: float, figure: str) -> tuple[str, dict
         *[f"- **{preset}**: {noise_verdict(c['outcomes'])}."
           for preset, c in comparison.items()],
         "",
+        "This is the verdict on this noise phase, at the training learning rate; "
+        "`docs/results-noise-length.md` measures shorter ones and faster ones.",
+        "",
         f"![energy to target]({figure})",
         "",
     ]
