@@ -4,18 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 TORCH_STAMP := $(VENV)/.installed-torch
+# No pip cache: a wheel kept twice (cache and venv) is disk a small CI machine may not have.
+PIP    := $(BIN)/python -m pip --no-cache-dir
 
 .PHONY: demo test bench results-core results-devices results-periphery results-energy results-noise results-rules results-noise-length paper-reproduction sweep-preconditioning clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 # torch is optional; its extra pins torch==2.13.0 so pip takes the CPU wheel.
 $(TORCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,torch]"
+	$(PIP) install --quiet -e ".[dev,torch]"
 	touch $(TORCH_STAMP)
 
 demo: $(STAMP)
