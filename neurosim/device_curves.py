@@ -1,10 +1,24 @@
-"""Response curves of a chip's forward devices: weight vs pulse number, up then down.
+"""How a chip's forward devices answer pulses: response curves, symmetry points and the
+drift of zero-mean random-sign pulse trains.
 
-A curve starts every device at its lower bound, sends ``n`` potentiation pulses one at a
-time, then ``n`` depression pulses (``n`` = the device's levels by default), and records the
-weight after each pulse. The *nominal* curve is one device with every spread and noise set
-to zero (the model's equation); the *population* curve is the mean and standard deviation
-over many devices drawn as on a chip (device-to-device spread and cycle-to-cycle noise).
+A *response curve* starts every device at its lower bound, sends ``n`` potentiation pulses
+one at a time, then ``n`` depression pulses (``n`` = the device's levels by default), and
+records the weight after each pulse. The *nominal* curve is one device with every spread and
+noise set to zero (the model's equation); the *population* curve is the mean and standard
+deviation over many devices drawn as on a chip (device-to-device spread and cycle-to-cycle
+noise).
+
+A *symmetry point* is a weight ``w*`` where one up pulse and one down pulse of the nominal
+device move it by the same amount: ``r(w*) = 0`` with the net response
+``r(w) = Δ↑(w) + Δ↓(w)`` (``Δ↓ < 0``; both as the device clips them at its bounds). Where
+``r`` falls through zero (``r > 0`` below, ``< 0`` above) the point is *stable*: updates
+of random sign and zero mean (a noise phase's, roughly) drive the weights there, whatever
+the learning rule wants (Gokmen & Haensch, Front. Neurosci. 2020; Kim et al., 2020, the
+"zero-shifting" technique). Where ``r`` rises through zero it is *unstable*: it splits the
+range between two stable points. A device whose up and down steps are equal everywhere has
+none (``r = 0``: no drift). A *random-sign walk* measures the drift on a population drawn
+as on a chip: every device starts at the same weight and receives single pulses whose
+directions are fair coin flips.
 """
 
 from __future__ import annotations
@@ -14,9 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scipy.optimize import brentq
+
 from neurosim import rng
 from neurosim.config import ChipConfig
-from neurosim.devices import apply_pulses, draw_device_state
+from neurosim.devices import (apply_pulses, draw_device_state, mean_response, nominal_step,
+                              place_initial_weights)
 
 NOISELESS = {"dw_min_dtod": 0.0, "dw_min_ctoc": 0.0, "write_noise": 0.0, "up_down_dtod": 0.0,
              "w_min_dtod": 0.0, "w_max_dtod": 0.0, "stuck_at_min": 0.0, "stuck_at_max": 0.0,
@@ -33,11 +50,17 @@ class ResponseCurve:
     n_devices: int
 
 
-def trace(chip: ChipConfig, n_devices: int, n_pulses: int, seed: int, noiseless: bool) -> np.ndarray:
-    """Weights (``2 n_pulses + 1`` x ``n_devices``) along the up-then-down pulse sequence."""
+def devices(chip: ChipConfig, n_devices: int, seed: int, noiseless: bool):
+    """``n_devices`` forward devices of ``chip`` as layer 0 draws them (with every spread and
+    noise set to zero where ``noiseless``)."""
     forward = chip.forward
     device = dataclasses.replace(forward.device, **NOISELESS) if noiseless else forward.device
-    state = draw_device_state(device, forward.w_min, forward.w_max, n_devices, seed, 0)
+    return draw_device_state(device, forward.w_min, forward.w_max, n_devices, seed, 0)
+
+
+def trace(chip: ChipConfig, n_devices: int, n_pulses: int, seed: int, noiseless: bool) -> np.ndarray:
+    """Weights (``2 n_pulses + 1`` x ``n_devices``) along the up-then-down pulse sequence."""
+    state = devices(chip, n_devices, seed, noiseless)
     w = state.w_min.copy()
     out = [w.copy()]
     for k in range(2 * n_pulses):
@@ -54,3 +77,120 @@ def response_curve(chip: ChipConfig, n_devices: int = 200, n_pulses: int | None 
     nominal = trace(chip, 1, n, seed, noiseless=True)[:, 0]
     return ResponseCurve(np.arange(2 * n + 1), nominal, population.mean(axis=1),
                          population.std(axis=1), n, n_devices)
+
+
+# ------------------------------------------------------------------- symmetry points
+@dataclass(frozen=True)
+class SymmetryPoints:
+    """Zeros of the nominal device's net response ``r(w)`` (weight units), ascending."""
+
+    stable: tuple[float, ...]  # r falls through zero: zero-mean pulses drive weights here
+    unstable: tuple[float, ...]  # r rises through zero: splits the range between stable ones
+    w_min: float
+    w_max: float
+    step: float  # the nominal step dw_min: a point within two of a bound is that bound
+
+    @property
+    def neutral(self) -> bool:
+        """Up and down steps equal everywhere: random-sign pulses cause no drift."""
+        return not self.stable
+
+    def describe(self, w: float) -> str:
+        """``w`` as a signed number, or the bound it sits within two steps of (there the
+        point is the bound's clipping of one pulse, not a balance of whole ones)."""
+        if w - self.w_min <= 2 * self.step:
+            return "w_min"
+        if self.w_max - w <= 2 * self.step:
+            return "w_max"
+        return f"{round(w, 2) + 0.0:+.2f}"
+
+    def text(self) -> str:
+        """The stable points, and the unstable ones that split the range between them;
+        ``none (no drift)`` for a neutral device."""
+        if self.neutral:
+            return "none (no drift)"
+        text = ", ".join(self.describe(w) for w in self.stable)
+        if self.unstable:
+            text += f" (split at {', '.join(self.describe(w) for w in self.unstable)})"
+        return text
+
+
+def net_response(state, w: np.ndarray) -> np.ndarray:
+    """``r(w) = Δ↑(w) + Δ↓(w)`` of device 0 of ``state`` at weights ``w`` (float64): what
+    one up and one down pulse (no cycle-to-cycle noise) move it, each clipped at its bounds."""
+    i = np.zeros(w.shape, dtype=np.int64)
+    lo, hi = state.w_min[0], state.w_max[0]
+    up = np.minimum(w + mean_response(state, i, w, np.ones(w.shape, dtype=bool)), hi) - w
+    down = np.maximum(w + mean_response(state, i, w, np.zeros(w.shape, dtype=bool)), lo) - w
+    return up + down
+
+
+def symmetry_points(chip: ChipConfig, grid: int = 4001) -> SymmetryPoints:
+    """The nominal forward device's symmetry points: sign changes of :func:`net_response` on
+    ``grid`` weights spanning the bounds, each refined to 1e-12 by Brent's method. ``r`` is
+    taken as zero where ``|r| <= 1e-9 dw_min`` (equal steps up to rounding); a device whose
+    ``r`` is zero wherever both pulses are whole (more than a step from the bounds), or that
+    is updated ideally (no pulses), is neutral."""
+    forward = chip.forward
+    state = devices(chip, 1, 0, noiseless=True)
+    step = nominal_step(forward.device, forward.w_min, forward.w_max)
+    w = np.linspace(forward.w_min, forward.w_max, grid)
+    r = net_response(state, w)
+    nonzero = np.abs(r) > 1e-9 * step
+    interior = (w - forward.w_min > step) & (forward.w_max - w > step)
+    if forward.update.mode == "ideal" or not np.any(nonzero & interior):
+        return SymmetryPoints((), (), forward.w_min, forward.w_max, step)
+
+    def zero(a: int, b: int) -> float:
+        return brentq(lambda x: float(net_response(state, np.array([x]))[0]), w[a], w[b],
+                      xtol=1e-12)
+
+    stable, unstable = [], []
+    signed = np.flatnonzero(nonzero)
+    for a, b in zip(signed[:-1], signed[1:]):
+        if r[a] > 0 > r[b]:
+            stable.append(zero(a, b))
+        elif r[a] < 0 < r[b]:
+            unstable.append(zero(a, b))
+    return SymmetryPoints(tuple(stable), tuple(unstable), forward.w_min, forward.w_max, step)
+
+
+# ------------------------------------------------------------------- random-sign walk
+@dataclass(frozen=True)
+class RandomSignWalk:
+    pulse: np.ndarray  # 0 .. n: pulses sent so far
+    mean: np.ndarray  # population mean weight after each pulse
+    std: np.ndarray  # population standard deviation
+    p10: np.ndarray  # population 10th percentile
+    p90: np.ndarray  # population 90th percentile
+    start: float
+    n_devices: int
+
+
+def range_steps(chip: ChipConfig) -> int:
+    """Nominal steps across the forward device's range: ``(w_max - w_min) / dw_min``."""
+    forward = chip.forward
+    return round((forward.w_max - forward.w_min)
+                 / nominal_step(forward.device, forward.w_min, forward.w_max))
+
+
+def random_sign_walk(chip: ChipConfig, n_devices: int = 200, n_pulses: int | None = None,
+                     seed: int = 0, start: float = 0.0) -> RandomSignWalk:
+    """Send ``n_pulses`` (default: :func:`range_steps`) single pulses of random direction to
+    ``n_devices`` forward devices drawn as on a chip, all starting at weight ``start`` (clipped
+    into each device's bounds; stuck devices where they are stuck). Pulse ``k``'s directions
+    are uniforms ``< 0.5`` (up) of stream ``(seed, k, 0, PULSE_SIGN)``, draw ``i`` for device
+    ``i``; its cycle-to-cycle noise comes from ``(seed, k, 0, PULSE_NOISE)``."""
+    n = n_pulses or range_steps(chip)
+    state = devices(chip, n_devices, seed, noiseless=False)
+    w = place_initial_weights(state, np.full(n_devices, start))
+    out = [w.copy()]
+    for k in range(n):
+        up = rng.uniform(rng.stream_key(seed, k, 0, rng.Purpose.PULSE_SIGN), n_devices) < 0.5
+        apply_pulses(w, state, np.where(up, 1, -1), 1,
+                     rng.stream_key(seed, k, 0, rng.Purpose.PULSE_NOISE))
+        out.append(w.copy())
+    weights = np.array(out)
+    p10, p90 = np.percentile(weights, [10.0, 90.0], axis=1)
+    return RandomSignWalk(np.arange(n + 1), weights.mean(axis=1), weights.std(axis=1), p10,
+                          p90, float(start), n_devices)

@@ -63,6 +63,7 @@ class Purpose(IntEnum):
     DEVICE_DRIFT = 25  # per-device drift exponents of the forward arrays, drawn once
     FEEDBACK_DRIFT = 26  # per-cell drift exponents of a feedback array, drawn once
     FEEDBACK_STUCK = 27  # which cells of a feedback array are stuck, drawn once
+    PULSE_SIGN = 28  # neurosim devices: directions of a random-sign pulse train, per pulse
 
 
 def mix64_scalar(z: int) -> int:

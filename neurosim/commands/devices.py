@@ -8,8 +8,8 @@ from pathlib import Path
 from neurosim.commands.run import positive_int
 from neurosim.config import (HW_CONFIG_DIR, DeviceConfig, load_chip, read_yaml,
                              resolve_chip_path)
-from neurosim.device_curves import response_curve
-from neurosim.devices import nominal_step
+from neurosim.device_curves import (random_sign_walk, range_steps, response_curve,
+                                    symmetry_points)
 from neurosim.energy import EnergyConfig, write_pulse_pj
 from neurosim.errors import writing
 from neurosim.plots import new_figure, save_png
@@ -30,6 +30,8 @@ def register(subparsers) -> None:
                       help="devices in the population (default: 200)")
     show.add_argument("--pulses", type=positive_int,
                       help="up pulses, then as many down (default: levels)")
+    show.add_argument("--random-pulses", type=positive_int,
+                      help="pulses of the random-sign walk (default: 10 x the range's steps)")
     show.set_defaults(func=run_show)
 
 
@@ -80,28 +82,49 @@ def run_list(args: argparse.Namespace) -> int:
     for path in sorted(HW_CONFIG_DIR.glob("*.yaml")):
         chip = load_chip(path)
         device, forward = chip.forward.device, chip.forward
-        steps = (forward.w_max - forward.w_min) / nominal_step(device, forward.w_min, forward.w_max)
         rows.append([chip.name, device.model, forward.update.mode,
-                     "–" if device.model == "ideal" else f"{steps:.0f}",
+                     "–" if device.model == "ideal" else str(range_steps(chip)),
                      f"{device.nonlinearity_ltp:g} / {device.nonlinearity_ltd:g}"
                      if device.model == "exp_step" else
                      f"γ {device.gamma_up:g} / {device.gamma_down:g}"
                      if device.model == "linear_step" else "–",
                      on_off(path, device),
                      cycle_to_cycle(device), device_to_device(device),
+                     symmetry_points(chip).text(), random_sign_drift(chip),
                      write_pulses(chip.energy), chip.source])
     print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
-                          "c2c (per pulse)", "d2d (std)",
+                          "c2c (per pulse)", "d2d (std)", "symmetry point",
+                          "w after `steps` random-sign pulses",
                           "write pulse up / down (pJ)", "source"],
                          rows))
+    print("symmetry point: where an up and a down pulse of the nominal device cancel, and "
+          "where updates of random sign drive the weights; random-sign pulses: mean ± std "
+          "of 200 devices drawn as on a chip, started at w = 0 (`neurosim devices show` "
+          "plots the walk)")
     return 0
+
+
+def random_sign_drift(chip) -> str:
+    """Mean ± std of the weights after ``steps`` random-sign pulses from ``w = 0`` (``–``
+    for ideally updated devices, which take no pulses)."""
+    if chip.forward.update.mode == "ideal":
+        return "–"
+    walk = random_sign_walk(chip)
+    return f"{walk.mean[-1] + 0.0:+.2f} ± {walk.std[-1]:.2f}"
 
 
 def run_show(args: argparse.Namespace) -> int:
     chip = load_chip(resolve_chip_path(args.name))
-    curve = response_curve(chip, args.devices, args.pulses)
     with writing(args.out):
         args.out.mkdir(parents=True, exist_ok=True)
+    show_response(chip, args)
+    show_random_sign_walk(chip, args)
+    return 0
+
+
+def show_response(chip, args: argparse.Namespace) -> None:
+    """The response curve: PNG, CSV and a table of every few pulses."""
+    curve = response_curve(chip, args.devices, args.pulses)
     rows = [{"pulse": int(p), "direction": "up" if p <= curve.n_up else "down",
              "nominal_w": float(n), "mean_w": float(m), "std_w": float(s)}
             for p, n, m, s in zip(curve.pulse, curve.nominal, curve.mean, curve.std)]
@@ -124,4 +147,40 @@ def run_show(args: argparse.Namespace) -> int:
                            f"{r['mean_w']:+.4f}", f"{r['std_w']:.4f}"]
                           for r in rows[::stride]]))
     print(f"curve: {png}\ntable: {csv}")
-    return 0
+
+
+def show_random_sign_walk(chip, args: argparse.Namespace) -> None:
+    """Where random-sign pulses drive the weights: the symmetry points, and the population's
+    mean ± std along a walk of ``--random-pulses`` pulses from ``w = 0`` (PNG, CSV)."""
+    points = symmetry_points(chip)
+    print(f"symmetry point of the nominal device: {points.text()}")
+    if chip.forward.update.mode == "ideal":
+        print("random-sign walk: none (ideally updated devices take no pulses)")
+        return
+    steps = range_steps(chip)
+    walk = random_sign_walk(chip, args.devices, args.random_pulses or 10 * steps)
+    csv = write_csv(args.out / f"{chip.name}_random_sign.csv",
+                    [{"pulse": int(p), "mean_w": float(m), "std_w": float(s),
+                      "p10_w": float(lo), "p90_w": float(hi)}
+                     for p, m, s, lo, hi in zip(walk.pulse, walk.mean, walk.std, walk.p10,
+                                                walk.p90)])
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    ax.fill_between(walk.pulse, walk.p10, walk.p90, alpha=0.25,
+                    label=f"10th-90th percentile ({walk.n_devices} devices)")
+    ax.plot(walk.pulse, walk.mean, linewidth=1.5, label="mean")
+    for k, w in enumerate(points.stable):
+        ax.axhline(w, color="black", linestyle="--", linewidth=1,
+                   label="stable symmetry point" if k == 0 else None)
+    for k, w in enumerate(points.unstable):
+        ax.axhline(w, color="0.5", linestyle=":", linewidth=1,
+                   label="unstable symmetry point" if k == 0 else None)
+    ax.axvline(min(steps, walk.pulse[-1]), color="0.6", linestyle=":", linewidth=1)
+    ax.set_xlabel(f"random-sign pulses from w = {walk.start:g} "
+                  f"(dotted: {steps}, the range's steps)")
+    ax.set_ylabel("normalized weight w")
+    ax.set_title(f"{chip.name}: drift under random-sign pulses")
+    ax.legend()
+    png = save_png(fig, args.out / f"{chip.name}_random_sign.png")
+    print(f"after {walk.pulse[-1]} random-sign pulses: w = {walk.mean[-1] + 0.0:+.3f} ± "
+          f"{walk.std[-1]:.3f}\nwalk: {png}\ntable: {csv}")
