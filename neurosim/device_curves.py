@@ -194,3 +194,12 @@ def random_sign_walk(chip: ChipConfig, n_devices: int = 200, n_pulses: int | Non
     p10, p90 = np.percentile(weights, [10.0, 90.0], axis=1)
     return RandomSignWalk(np.arange(n + 1), weights.mean(axis=1), weights.std(axis=1), p10,
                           p90, float(start), n_devices)
+
+
+def drift_text(chip: ChipConfig) -> str:
+    """``mean ± std`` of the weights after a default :func:`random_sign_walk` (``range_steps``
+    pulses from ``w = 0``, 200 devices); ``–`` for ideally updated devices (no pulses)."""
+    if chip.forward.update.mode == "ideal":
+        return "–"
+    walk = random_sign_walk(chip)
+    return f"{walk.mean[-1] + 0.0:+.2f} ± {walk.std[-1]:.2f}"

@@ -12,9 +12,8 @@ import pytest
 from conftest import REPO
 
 from neurosim.cli import main
-from neurosim.commands.devices import random_sign_drift
 from neurosim.config import DeviceConfig, UpdateConfig, load_chip
-from neurosim.device_curves import (net_response, random_sign_walk, range_steps,
+from neurosim.device_curves import (drift_text, net_response, random_sign_walk, range_steps,
                                     symmetry_points)
 from neurosim.devices import draw_device_state
 
@@ -127,7 +126,7 @@ def test_devices_list_shows_each_presets_symmetry_point_and_drift(capsys):
     for name in ("pcm_gst", "ideal", "rram_agsi"):
         chip = load_chip(REPO / "hw_configs" / f"{name}.yaml")
         assert cells[name][8] == symmetry_points(chip).text()
-        assert cells[name][9] == random_sign_drift(chip)
+        assert cells[name][9] == drift_text(chip)
     assert cells["ideal"][9] == "–"
 
 

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from neurosim.config import expand_runs, load_experiment
+from neurosim.config import expand_runs, load_chip, load_experiment
+from neurosim.device_curves import drift_text, symmetry_points
 
 sys.path.insert(0, str(REPO / "docs" / "scripts"))
 import results_noise_length  # noqa: E402
@@ -179,3 +180,11 @@ def test_what_stands_out_names_the_phases_that_pay_and_the_cheapest():
     assert "no length pays" not in results_noise_length.findings("chip", rows, 0.9)[0]
     rows[0]["total"] = [float("nan"), 58e9]  # FA did not reach it: no lowest energy against it
     assert "Lowest mean" not in results_noise_length.findings("chip", rows, 0.9)[0]
+
+
+def test_a_pulsed_chips_section_says_where_random_updates_drive_its_devices():
+    pcm = load_chip(REPO / "hw_configs" / "pcm_gst.yaml")
+    text = results_noise_length.device_drift(pcm)
+    assert f"symmetry point: {symmetry_points(pcm).text()};" in text
+    assert f"leave them at w = {drift_text(pcm)}" in text
+    assert results_noise_length.device_drift(load_chip(REPO / "hw_configs" / "ideal.yaml")) == ""

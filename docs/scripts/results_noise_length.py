@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from neurosim import stats
+from neurosim.device_curves import drift_text, range_steps, symmetry_points
 from neurosim.plots import color, new_figure, save_png
 from neurosim.report import markdown_table
 from neurosim.reproduce.hardware import target_value, to_target
@@ -122,10 +123,21 @@ def training_lr(rows: list[dict]) -> float:
     return float(rows[0]["runs"][0].summary["config"]["optimizer"]["lr"])
 
 
-def chip_section(chip: str, description: str, rows: list[dict], target: float,
+def device_drift(chip) -> str:
+    """Where zero-mean updates drive the chip's forward devices (:mod:`neurosim.device_curves`),
+    the device-level side of what a noise phase's random updates do to the weights; empty for
+    ideally updated devices."""
+    if chip.forward.update.mode == "ideal":
+        return ""
+    return (f" Its devices' symmetry point: {symmetry_points(chip).text()}; "
+            f"{range_steps(chip)} random-sign pulses from w = 0 leave them at w = "
+            f"{drift_text(chip)} (mean ± std of 200; `neurosim devices show {chip.name}`).")
+
+
+def chip_section(chip: str, config, rows: list[dict], target: float,
                  figure: str) -> list[str]:
     """A chip's two tables (the noise phase and learning speed; energy to target) and the
-    verdict per noise phase, from :func:`condition_rows`."""
+    verdict per noise phase, from :func:`condition_rows`; ``config`` is its chip config."""
     fa, train_lr = rows[0], training_lr(rows)
     fa_epoch = [per_epoch(run) for run in fa["runs"]]
     noisy = rows[1]
@@ -157,7 +169,7 @@ def chip_section(chip: str, description: str, rows: list[dict], target: float,
     return [
         f"## {chip}",
         "",
-        f"{description}. {step_costs}. The noise phase's energy is also given in epochs of "
+        f"{config.description}.{device_drift(config)} {step_costs}. The noise phase's energy is also given in epochs of "
         "FA's data-training energy (seed by seed); steps × lr: the noise phase's length "
         "times its Adam learning rate, about how far Adam can move a weight in it; θ: angle "
         "(degrees) between the last layer's forward weights and its feedback matrix after "
@@ -292,7 +304,7 @@ def write_doc(out, doc, command: str, experiment) -> None:
         check_prefixes(chip, conditions)
         rows = condition_rows(conditions)
         name = f"{chip}_energy_by_noise_length"
-        lines += chip_section(chip, chips[chip].description, rows, target,
+        lines += chip_section(chip, chips[chip], rows, target,
                               f"figures/{doc.stem}/{name}.png")
         figure(chip, rows, target, folder / f"{name}.png")
         stands_out += findings(chip, rows, target)

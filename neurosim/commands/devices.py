@@ -8,7 +8,7 @@ from pathlib import Path
 from neurosim.commands.run import positive_int
 from neurosim.config import (HW_CONFIG_DIR, DeviceConfig, load_chip, read_yaml,
                              resolve_chip_path)
-from neurosim.device_curves import (random_sign_walk, range_steps, response_curve,
+from neurosim.device_curves import (drift_text, random_sign_walk, range_steps, response_curve,
                                     symmetry_points)
 from neurosim.energy import EnergyConfig, write_pulse_pj
 from neurosim.errors import writing
@@ -90,7 +90,7 @@ def run_list(args: argparse.Namespace) -> int:
                      if device.model == "linear_step" else "–",
                      on_off(path, device),
                      cycle_to_cycle(device), device_to_device(device),
-                     symmetry_points(chip).text(), random_sign_drift(chip),
+                     symmetry_points(chip).text(), drift_text(chip),
                      write_pulses(chip.energy), chip.source])
     print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
                           "c2c (per pulse)", "d2d (std)", "symmetry point",
@@ -102,15 +102,6 @@ def run_list(args: argparse.Namespace) -> int:
           "of 200 devices drawn as on a chip, started at w = 0 (`neurosim devices show` "
           "plots the walk)")
     return 0
-
-
-def random_sign_drift(chip) -> str:
-    """Mean ± std of the weights after ``steps`` random-sign pulses from ``w = 0`` (``–``
-    for ideally updated devices, which take no pulses)."""
-    if chip.forward.update.mode == "ideal":
-        return "–"
-    walk = random_sign_walk(chip)
-    return f"{walk.mean[-1] + 0.0:+.2f} ± {walk.std[-1]:.2f}"
 
 
 def run_show(args: argparse.Namespace) -> int:
