@@ -95,6 +95,13 @@ class SymmetryPoints:
         """Up and down steps equal everywhere: random-sign pulses cause no drift."""
         return not self.stable
 
+    def attractor(self, w: float) -> float | None:
+        """The stable point that random-sign pulses drive weight ``w`` to (stable and unstable
+        points alternate, a stable one at each end); ``None`` for a neutral device."""
+        if self.neutral:
+            return None
+        return self.stable[sum(u < w for u in self.unstable)]
+
     def describe(self, w: float) -> str:
         """``w`` as a signed number, or the bound it sits within two steps of (there the
         point is the bound's clipping of one pulse, not a balance of whole ones)."""

@@ -143,3 +143,43 @@ def test_devices_show_writes_the_random_sign_walk(tmp_path, capsys):
     chip = load_chip(REPO / "hw_configs" / "rram_agsi.yaml")
     assert f"symmetry point of the nominal device: {symmetry_points(chip).text()}" in out
     assert str(png) in out
+
+
+def noise_phase_drift(preset: str, run_dir) -> float:
+    """Mean first-layer weight change over a 300-step noise phase at lr 0.01 (numpy
+    backend, the tiny network of test_train)."""
+    from test_train import spec_for
+
+    from neurosim.train import Trainer
+
+    spec = spec_for(simulation__backend="numpy", train__epochs=0, precondition__steps=300,
+                    optimizer__lr=1e-2, precondition__log_every=100,
+                    precondition__checkpoint_every=300)
+    spec = dataclasses.replace(spec, chip=load_chip(REPO / "hw_configs" / f"{preset}.yaml"))
+    trainer = Trainer(spec, run_dir / preset)
+    before = trainer.chip.weights(0).astype(np.float64).mean()
+    trainer.run()
+    return trainer.chip.weights(0).astype(np.float64).mean() - before
+
+
+@pytest.mark.parametrize("preset", ["pcm_gst", "rram_agsi"])
+def test_a_noise_phase_drifts_asymmetric_devices_towards_their_attractor(preset, tmp_path):
+    """A noise phase's updates have random sign, so on devices whose down steps outweigh
+    their up steps around w = 0 (w = 0 lies in the basin of a stable point below it) the
+    first layer's weights drift down as the random-sign walk does; on the ideal chip the
+    same noise phase leaves their mean where it was."""
+    chip = load_chip(REPO / "hw_configs" / f"{preset}.yaml")
+    assert symmetry_points(chip).attractor(0.0) < 0
+    assert random_sign_walk(chip).mean[-1] < -0.1
+    assert noise_phase_drift(preset, tmp_path) < -0.05
+    assert abs(noise_phase_drift("ideal", tmp_path)) < 0.01
+
+
+def test_the_attractor_of_a_weight_is_the_stable_point_of_its_basin():
+    pcm = symmetry_points(load_chip(REPO / "hw_configs" / "pcm_gst.yaml"))
+    (split,) = pcm.unstable
+    low, high = pcm.stable
+    assert pcm.attractor(split - 0.01) == low and pcm.attractor(split + 0.01) == high
+    agsi = symmetry_points(load_chip(REPO / "hw_configs" / "rram_agsi.yaml"))
+    assert agsi.attractor(-0.9) == agsi.attractor(0.9) == agsi.stable[0]
+    assert symmetry_points(IDEAL).attractor(0.0) is None
