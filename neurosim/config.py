@@ -1033,6 +1033,12 @@ def _resolve_condition(base: dict, name: str, overrides: dict, source: str,
     context, ``<file> (condition <name>): <field>``."""
     flat = section_overrides(base, overrides)
     keys = [key for key, _ in flat]
+    twice = next((key for index, key in enumerate(keys) if key in keys[:index]), None)
+    if twice is not None:
+        raise ConfigError(source, f"conditions.{name}.{twice}",
+                          [value for key, value in flat if key == twice],
+                          "set twice in one condition (flat and nested spellings of the "
+                          "same field): give it once")
     data = apply_overrides(base, flat, source, f"conditions.{name}.")
     # a run of a population is configured as a run alone
     data.update(conditions=None, seeds=None, population=None)

@@ -224,19 +224,26 @@ def _join(path: str, name: str) -> str:
 def set_dotted(data: dict, dotted: str, value: Any, source: str = "--set",
                prefix: str = "") -> None:
     """Set ``data['a']['b'] = value`` for ``dotted='a.b'``, creating mappings on the way.
-    An error names ``source`` (the file, or ``--set``) and the override as written there,
-    ``prefix + dotted`` (e.g. ``conditions.a.train.epochs.x``)."""
+    Where a mapping already spells part of the path flat (a condition's ``a.b: 1``), that
+    key is the one set or descended into, the longest such key first, so one field never
+    ends up under two spellings. An error names ``source`` (the file, or ``--set``) and the
+    override as written there, ``prefix + dotted`` (e.g. ``conditions.a.train.epochs.x``)."""
     keys = dotted.split(".")
-    node = data
-    for depth, key in enumerate(keys[:-1], 1):
+    node, depth = data, 0
+    while True:
+        end = next((end for end in range(len(keys), depth + 1, -1)
+                    if ".".join(keys[depth:end]) in node), depth + 1)
+        key = ".".join(keys[depth:end])
+        if end == len(keys):
+            node[key] = value
+            return
         child = node.get(key)
         if child is None:
             child = node[key] = {}
         elif not isinstance(child, dict):
             raise ConfigError(source, prefix + dotted, value,
-                              f"{'.'.join(keys[:depth])} is not a mapping of fields")
-        node = child
-    node[keys[-1]] = value
+                              f"{'.'.join(keys[:end])} is not a mapping of fields")
+        node, depth = child, end
 
 
 def _optional_section(tp: Any) -> type | None:

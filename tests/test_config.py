@@ -331,6 +331,35 @@ def test_set_changes_a_condition_of_the_file_or_adds_one_given_whole(tmp_path):
     assert (runs["extra"].rule, runs["extra"].optimizer.lr) == ("bp", 0.01)
 
 
+def test_set_changes_a_field_a_condition_spells_flat(tmp_path):
+    """A condition that spells a field flat (``precondition.steps: 250``) beside a section
+    mapping (``precondition: {enabled: true}``): ``--set conditions.noisy.precondition.steps``
+    ran the file's 250 steps, the override added a second spelling the flat one overrode.
+    The override now sets the flat spelling; one field has one spelling."""
+    noisy = {"precondition": {"enabled": True}, "precondition.steps": 250}
+    path = write(tmp_path, merged(conditions={"noisy": noisy}))
+    experiment = load_experiment(path, ["conditions.noisy.precondition.steps=500",
+                                        "conditions.noisy.precondition.n_examples=64"])
+    assert experiment.conditions["noisy"] == {"precondition": {"enabled": True,
+                                                               "n_examples": 64},
+                                              "precondition.steps": 500}
+    (run,) = expand_runs(experiment, path)
+    assert (run.experiment.precondition.steps, run.experiment.precondition.n_examples) == \
+        (500, 64)
+
+
+def test_a_field_a_condition_sets_twice_is_refused(tmp_path):
+    """Flat and nested spellings of one field in one condition: which one won depended on
+    the order of the keys; the file is refused, naming the field and both values."""
+    noisy = {"precondition": {"enabled": True, "steps": 500}, "precondition.steps": 250}
+    path = write(tmp_path, merged(conditions={"noisy": noisy}))
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert str(error.value) == (f"{path}: conditions.noisy.precondition.steps = [500, 250]: "
+                                "set twice in one condition (flat and nested spellings of "
+                                "the same field): give it once")
+
+
 def test_overrides_apply_and_validate(tmp_path):
     path = write(tmp_path, BASE)
     experiment = load_experiment(path, ["train.epochs=3", "optimizer.lr=0.01", "rule=dfa",
