@@ -181,6 +181,19 @@ def alignment(chip: Chip) -> dict:
             "neuron_alignment_std_deg": neuron_std}
 
 
+def array_weights(chip: Chip) -> dict:
+    """Where the forward arrays' devices sit: per layer (1-based keys), the mean and standard
+    deviation (ddof = 0) of its normalized array weights ``w`` (the device's own units,
+    bounds ``[w_min, w_max]``; the network weight is ``alpha_l w``). A noise phase's
+    random-sign updates move the mean towards the devices' symmetry point
+    (:mod:`neurosim.device_curves`)."""
+    stats = {}
+    for index in range(chip.n_layers):
+        w = chip.weights(index).astype(np.float64)
+        stats[str(index + 1)] = {"mean": float(w.mean()), "std": float(w.std())}
+    return {"array_weights": stats}
+
+
 def neuron_angles(chip: Chip) -> dict[str, list[float]]:
     """Every hidden neuron's alignment angle (degrees), per feedback array."""
     return {str(index + 1): metrics.neuron_alignment_angles(W, B).tolist()

@@ -451,6 +451,28 @@ def alignment_table(run: Run) -> str:
     return markdown_table(["layer", "initial", "after preconditioning", "after training"], rows)
 
 
+def array_weights_table(summary: dict) -> str:
+    """Where the forward arrays' devices sit, per layer, ``mean ± std`` of the normalized
+    array weights: before and after the noise phase and after training (``""`` where the
+    run recorded none)."""
+    when = [("before noise", ("precondition", "before")), ("after noise", ("precondition", "after")),
+            ("after training", ("final",))]
+    found = [(label, dig(summary, *path, "array_weights")) for label, path in when]
+    found = [(label, stats) for label, stats in found if isinstance(stats, dict)]
+    if not found:
+        return ""
+    layers = sorted({layer for _, stats in found for layer in stats}, key=int)
+    cell = lambda stats, layer: (f"{round(stats[layer]['mean'], 3) + 0.0:+.3f} ± "
+                                 f"{stats[layer]['std']:.3f}" if layer in stats else DASH)
+    return ("\n## Array weights\n\nMean ± std of each forward array's normalized weights "
+            "w (the devices' own units; the network weight is α_l w). Random-sign updates, "
+            "such as a noise phase's, move the mean towards the devices' symmetry point "
+            "(`neurosim devices list`).\n\n"
+            + markdown_table(["layer", *(label for label, _ in found)],
+                             [[layer, *(cell(stats, layer) for _, stats in found)]
+                              for layer in layers]))
+
+
 def headline_rows(summary: dict) -> list[list[str]]:
     train, final = summary.get("train") or {}, summary.get("final") or {}
     pre = summary.get("precondition") or {}
@@ -676,7 +698,7 @@ def write_run_report(run_dir: Path) -> Path:
             "\n## Alignment angle θ_l, degrees\n\n", alignment_definition(s.get("rule")),
             ("BP does not use the feedback arrays: its angles are to the matrices B its seed's "
              "other conditions use, a control (about 90° when W ignores B).\n\n"
-             if s.get("rule") == "bp" else ""), alignment_table(run)]
+             if s.get("rule") == "bp" else ""), alignment_table(run), array_weights_table(s)]
     if isinstance(ood, dict) and ood:
         text += ["\n## Out-of-distribution accuracy\n\n",
                  markdown_table(["test set", "accuracy"], [[k, ood_text(v)] for k, v in ood.items()])]

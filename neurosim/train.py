@@ -358,10 +358,12 @@ class Trainer:
 
     def _precondition_result(self) -> Generator:
         """What the noise phase did to the chip, measured before and after it: alignment,
-        readout on the noise probe, every hidden neuron's angle."""
+        readout on the noise probe, every hidden neuron's angle, where the array weights
+        sit."""
         (out,) = yield from self._measure(Measurement((self.noise_probe[0],)))
         return {**evaluation.alignment(self.chip), **evaluation.readout_of(out),
-                "neuron_angles": evaluation.neuron_angles(self.chip)}
+                "neuron_angles": evaluation.neuron_angles(self.chip),
+                **evaluation.array_weights(self.chip)}
 
     def _data_record(self, step: int, loss_sum: float, correct: int, count: int) -> Generator:
         energy = self._energy_so_far("train")
@@ -451,6 +453,7 @@ class Trainer:
                 **evaluation.representation_rank(
                     self.chip, data.x_test[:self.experiment.evaluation.train_probe_size]),
                 "neuron_angles": evaluation.neuron_angles(self.chip),
+                **evaluation.array_weights(self.chip),
                 "pulses_up": self.chip.pulses[:, 0].tolist(),
                 "pulses_down": self.chip.pulses[:, 1].tolist(),
                 "ood": ood_accuracies(self.chip, self.backend, data,

@@ -267,6 +267,28 @@ def test_fixed_set_preconditioning_aligns_the_last_layer(tmp_path, noise):
     assert f"{described} inputs, a set of 256" in (tmp_path / "run" / "report.md").read_text()
 
 
+def test_the_summary_and_report_say_where_the_array_weights_sit(tmp_path):
+    """Before and after the noise phase and after training: each forward array's mean and
+    std of its normalized weights, as the chip holds them; the report tabulates them."""
+    trainer = Trainer(spec_for(precondition__steps=60, train__epochs=1), tmp_path / "run")
+    summary = trainer.run()
+    for index in range(trainer.chip.n_layers):
+        w = trainer.chip.weights(index).astype(np.float64)
+        assert summary["final"]["array_weights"][str(index + 1)] == {
+            "mean": float(w.mean()), "std": float(w.std())}
+    before, after = (summary["precondition"][when]["array_weights"] for when in ("before",
+                                                                                 "after"))
+    assert sorted(before) == sorted(after) == ["1", "2"]
+    assert after["2"]["std"] > before["2"]["std"]  # the noise phase moved the weights
+    write_json(tmp_path / "run" / SUMMARY, summary)
+    write_run_report(tmp_path / "run")
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "| layer | before noise | after noise | after training |" in text
+    stats = summary["final"]["array_weights"]["2"]
+    assert (f"± {after['2']['std']:.3f} | {round(stats['mean'], 3) + 0.0:+.3f} ± "
+            f"{stats['std']:.3f} |") in text
+
+
 def test_bp_does_not_align_with_unused_feedback(tmp_path):
     summary = run_spec(spec_for(rule="bp", precondition__steps=200, train__epochs=0),
                        tmp_path / "run")
