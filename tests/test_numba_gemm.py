@@ -176,6 +176,7 @@ def test_product_kernels_are_compiled_once_per_dtype_whatever_the_operands_type(
     import sys
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "NUMBA_NUM_THREADS": "2"}
+    env.pop("NUMBA_CACHE_DIR", None)  # it would win over XDG_CACHE_HOME: a filled cache
     done = subprocess.run([sys.executable, "-c", COMPILED_ONCE], env=env, capture_output=True,
                           text=True, check=True)
     compiled = json.loads(done.stdout.splitlines()[-1])
