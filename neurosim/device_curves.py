@@ -203,10 +203,12 @@ def random_sign_walk(chip: ChipConfig, n_devices: int = 200, n_pulses: int | Non
                           p90, float(start), n_devices)
 
 
-def drift_text(chip: ChipConfig) -> str:
-    """``mean ± std`` of the weights after a default :func:`random_sign_walk` (``range_steps``
-    pulses from ``w = 0``, 200 devices); ``–`` for ideally updated devices (no pulses)."""
-    if chip.forward.update.mode == "ideal":
-        return "–"
-    walk = random_sign_walk(chip)
+def walk_text(walk: RandomSignWalk) -> str:
+    """``mean ± std`` of the weights at the end of ``walk``."""
     return f"{walk.mean[-1] + 0.0:+.2f} ± {walk.std[-1]:.2f}"
+
+
+def drift_text(chip: ChipConfig) -> str:
+    """:func:`walk_text` of a default :func:`random_sign_walk` (``range_steps`` pulses from
+    ``w = 0``, 200 devices); ``–`` for ideally updated devices (no pulses)."""
+    return "–" if chip.forward.update.mode == "ideal" else walk_text(random_sign_walk(chip))

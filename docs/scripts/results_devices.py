@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from neurosim.config import load_chip, load_experiment, resolve_chip_path
-from neurosim.device_curves import drift_text, random_sign_walk, symmetry_points
+from neurosim.device_curves import random_sign_walk, symmetry_points, walk_text
 from neurosim.report import markdown_table
 from neurosim.runio import write_text
 from neurosim.runner import run_experiment
@@ -194,9 +194,10 @@ def drift_section(presets: dict, chips: dict) -> list[str]:
             continue
         noisy, plain = values(rules["fa_noise"], auc), values(rules["fa"], auc)
         wins = sum(x > y for x, y in zip(noisy, plain))
-        drift = abs(float(random_sign_walk(chip).mean[-1]))
-        (helped if wins == len(noisy) else hurt if wins == 0 else {})[preset] = drift
-        rows.append([preset, symmetry_points(chip).text(), drift_text(chip),
+        walk = random_sign_walk(chip)
+        (helped if wins == len(noisy) else hurt if wins == 0 else {})[preset] = \
+            abs(float(walk.mean[-1]))
+        rows.append([preset, symmetry_points(chip).text(), walk_text(walk),
                      fmt(values(rules["fa_noise"], first_mean("before")), 3),
                      fmt(values(rules["fa_noise"], first_mean("after")), 3),
                      f"{wins}/{len(noisy)}"])
