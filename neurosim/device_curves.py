@@ -205,7 +205,7 @@ def random_sign_walk(chip: ChipConfig, n_devices: int = 200, n_pulses: int | Non
 
 def walk_text(walk: RandomSignWalk) -> str:
     """``mean ± std`` of the weights at the end of ``walk``."""
-    return f"{walk.mean[-1] + 0.0:+.2f} ± {walk.std[-1]:.2f}"
+    return f"{round(float(walk.mean[-1]), 2) + 0.0:+.2f} ± {walk.std[-1]:.2f}"
 
 
 def drift_text(chip: ChipConfig) -> str:
