@@ -76,17 +76,25 @@ def activation_buffer(chip: Chip, batch: int) -> dict:
             "bytes": batch * values * word_bytes(chip)}
 
 
-def _array_read(chip: Chip, batch: int, n_in: int, n_out: int,
-                transposed: bool = False, traffic: str = "bytes_activations") -> np.ndarray:
+def forward_cells_per_weight(chip: Chip) -> int:
+    """Cells a read of a forward array reads per weight: 2 where every device is read
+    against a reference device (``forward.reference``, :mod:`neurosim.reference`), else 1.
+    Feedback arrays hold one cell per entry."""
+    return 1 if chip.config.forward.reference == "none" else 2
+
+
+def _array_read(chip: Chip, batch: int, n_in: int, n_out: int, transposed: bool = False,
+                traffic: str = "bytes_activations", cells_per_weight: int = 1) -> np.ndarray:
     """Counts of one read of a ``n_out x n_in`` array by the chip's tiles. Its read noise
     is physical: the simulator draws it, the chip spends nothing on it."""
     return array_read_counts(batch, n_in, n_out, *chip.tiles, word_bytes(chip), transposed,
-                             traffic)
+                             traffic, cells_per_weight)
 
 
 def forward_counts(chip: Chip, batch: int) -> np.ndarray:
     """Counts ``[layer, counter]`` of one forward pass of ``batch`` samples."""
-    return np.stack([_array_read(chip, batch, int(n_in), int(n_out))
+    cells = forward_cells_per_weight(chip)
+    return np.stack([_array_read(chip, batch, int(n_in), int(n_out), cells_per_weight=cells)
                      for _, n_out, n_in, _ in chip.layout])
 
 
@@ -100,7 +108,8 @@ def backward_counts(chip: Chip, batch: int, rule_code: int) -> np.ndarray:
         counts[l - 1] += count_vector(digital_ops=batch * n_in)  # times f'(a_{l-1})
         if rule_code == RuleCode.BP:
             counts[l] += _array_read(chip, batch, n_in, n_out, transposed=True,
-                                     traffic="bytes_errors")
+                                     traffic="bytes_errors",
+                                     cells_per_weight=forward_cells_per_weight(chip))
             counts[l] += weight_transport_counts(n_in, n_out, size)
             continue
         index = l if rule_code == RuleCode.FA else l - 1
@@ -146,8 +155,12 @@ def book_rereads(chip: Chip, ledger: Ledger, stage: str, measurement: bool) -> N
     pending = chip.rereads[int(measurement)]
     if not pending.any():
         return
-    for axis, operation in enumerate(("forward", "backward")):  # Chip.rereads' read kinds
-        ledger.add_rereads(stage, operation, pending[axis])
+    forward_cells = forward_cells_per_weight(chip)
+    # Backward re-reads are of the forward arrays under BP, of the feedback arrays otherwise.
+    backward_cells = forward_cells if chip.rule.code == RuleCode.BP else 1
+    for axis, operation, cells in ((0, "forward", forward_cells),  # Chip.rereads' read kinds
+                                   (1, "backward", backward_cells)):
+        ledger.add_rereads(stage, operation, pending[axis], cells)
     pending[:] = 0
 
 

@@ -50,7 +50,6 @@ from neurosim import rng
 from neurosim.config import ChipConfig, NetworkConfig
 from neurosim.devices import (
     DeviceState,
-    draw_device_state,
     drift,
     drift_exponents,
     place_initial_weights,
@@ -58,6 +57,7 @@ from neurosim.devices import (
 from neurosim.feedback import program
 from neurosim.ledger import Ledger
 from neurosim.periphery import REREAD_COUNTERS, PeripheryConfig
+from neurosim.reference import forward_devices
 from neurosim.rules import Rule
 
 ACTIVATIONS = {"relu": 0, "tanh": 1}
@@ -133,8 +133,7 @@ class Chip:
         if forward.device.model != "ideal":
             self.devices = []
             for index, (_, n_out, n_in, _) in enumerate(self.layout):
-                state = draw_device_state(forward.device, forward.w_min, forward.w_max,
-                                          int(n_out * n_in), seed, index)
+                state = forward_devices(forward, int(n_out * n_in), seed, index)
                 w = self.weights(index).reshape(-1)
                 w[:] = place_initial_weights(state, w)
                 self.devices.append(state)

@@ -46,6 +46,9 @@ DATASET_CLASSES = 10
 
 # --------------------------------------------------------------------------- chip
 DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
+REFERENCES = ("none", "symmetry_point")
+# Models whose per-device symmetry point a reference array can hold (neurosim.reference).
+REFERENCE_MODELS = ("soft_bounds", "exp_step")
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 #: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
 #: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.
@@ -216,6 +219,17 @@ class ForwardArrayConfig:
                             doc="fraction of the range max(|w_min|, w_max) that the largest "
                                 "initial |w| of a layer occupies; fixes the digital scale "
                                 "alpha_l = max|W_init| / (init_fill * max(|w_min|, w_max))")
+    reference: str = spec(
+        "none", choices=REFERENCES,
+        doc="zero-shifting (Kim et al., 2020; aihwkit's subtract_symmetry_point): "
+            "symmetry_point pairs every device with a reference device holding its symmetry "
+            "point, and a weight reads as the device's minus its reference, so zero-mean "
+            "updates drive weights to 0 instead of to the devices' symmetry point; every "
+            "forward read also reads the reference cells (soft_bounds and exp_step devices)")
+    reference_error: float = spec(
+        0.0, ge=0.0, le=1.0,
+        doc="std of the error with which each reference is programmed, as a fraction of the "
+            "range w_max - w_min (drawn once per device); 0: every reference exact")
 
     def check(self, source: str, path: str) -> None:
         if not self.w_min < self.w_max:
@@ -242,6 +256,21 @@ class ForwardArrayConfig:
                       "pulse responses, their noise and device-to-device spread, and stuck "
                       "devices need a device model such as constant_step, with "
                       "update.mode: pulsed or stochastic")
+        if self.reference != "none" and self.device.model not in REFERENCE_MODELS:
+            why = {"linear_step": "its slopes gamma_up / gamma_down are chip-wide scalars, "
+                                  "and a device read against its own reference would need "
+                                  "them per device",
+                   "ideal": "it is updated exactly, without pulses, so updates of zero "
+                            "mean do not drift it"}.get(self.device.model, "its up and down steps do not depend on the "
+                                            "weight, so it has no symmetry point inside its "
+                                            "range (equal steps balance everywhere, unequal "
+                                            "ones only at a bound)")
+            raise ConfigError(source, f"{path}.reference", self.reference,
+                              f"a reference at the symmetry point needs device.model "
+                              f"{' or '.join(REFERENCE_MODELS)} (model is "
+                              f"{self.device.model}: {why})")
+        refuse_unused(source, path, self, ("reference_error",), self.reference != "none",
+                      "only a reference array (reference: symmetry_point) uses it")
         mode = self.update.mode
         refuse_unused(source, f"{path}.update", self.update, ("max_pulses",), mode == "pulsed",
                       f"only update.mode pulsed uses it (mode is {mode})")

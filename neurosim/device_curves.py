@@ -32,8 +32,8 @@ from scipy.optimize import brentq
 
 from neurosim import rng
 from neurosim.config import ChipConfig
-from neurosim.devices import (apply_pulses, draw_device_state, mean_response, nominal_step,
-                              place_initial_weights)
+from neurosim.devices import apply_pulses, net_response, nominal_step, place_initial_weights
+from neurosim.reference import forward_devices, with_references
 
 NOISELESS = {"dw_min_dtod": 0.0, "dw_min_ctoc": 0.0, "write_noise": 0.0, "up_down_dtod": 0.0,
              "w_min_dtod": 0.0, "w_max_dtod": 0.0, "stuck_at_min": 0.0, "stuck_at_max": 0.0,
@@ -54,8 +54,10 @@ def devices(chip: ChipConfig, n_devices: int, seed: int, noiseless: bool):
     """``n_devices`` forward devices of ``chip`` as layer 0 draws them (with every spread and
     noise set to zero where ``noiseless``)."""
     forward = chip.forward
-    device = dataclasses.replace(forward.device, **NOISELESS) if noiseless else forward.device
-    return draw_device_state(device, forward.w_min, forward.w_max, n_devices, seed, 0)
+    if noiseless:
+        forward = dataclasses.replace(forward, reference_error=0.0,
+                                      device=dataclasses.replace(forward.device, **NOISELESS))
+    return forward_devices(forward, n_devices, seed, 0)
 
 
 def trace(chip: ChipConfig, n_devices: int, n_pulses: int, seed: int, noiseless: bool) -> np.ndarray:
@@ -122,35 +124,29 @@ class SymmetryPoints:
         return text
 
 
-def net_response(state, w: np.ndarray) -> np.ndarray:
-    """``r(w) = Δ↑(w) + Δ↓(w)`` of device 0 of ``state`` at weights ``w`` (float64): what
-    one up and one down pulse (no cycle-to-cycle noise) move it, each clipped at its bounds."""
-    i = np.zeros(w.shape, dtype=np.int64)
-    lo, hi = state.w_min[0], state.w_max[0]
-    up = np.minimum(w + mean_response(state, i, w, np.ones(w.shape, dtype=bool)), hi) - w
-    down = np.maximum(w + mean_response(state, i, w, np.zeros(w.shape, dtype=bool)), lo) - w
-    return up + down
-
-
 def symmetry_points(chip: ChipConfig, grid: int = 4001) -> SymmetryPoints:
     """The nominal forward device's symmetry points: sign changes of :func:`net_response` on
     ``grid`` weights spanning the bounds, each refined to 1e-12 by Brent's method. ``r`` is
     taken as zero where ``|r| <= 1e-9 dw_min`` (equal steps up to rounding); a device whose
     ``r`` is zero wherever both pulses are whole (more than a step from the bounds), or that
-    is updated ideally (no pulses), is neutral."""
+    is updated ideally (no pulses), is neutral. With a reference array
+    (``forward.reference``) the weights are the device's minus its reference, so the
+    range is the nominal device's bounds shifted by its reference."""
     forward = chip.forward
     state = devices(chip, 1, 0, noiseless=True)
+    w_min, w_max = float(state.w_min[0]), float(state.w_max[0])
     step = nominal_step(forward.device, forward.w_min, forward.w_max)
-    w = np.linspace(forward.w_min, forward.w_max, grid)
-    r = net_response(state, w)
+    w = np.linspace(w_min, w_max, grid)
+    first = np.zeros(grid, dtype=np.int64)
+    r = net_response(state, first, w)
     nonzero = np.abs(r) > 1e-9 * step
-    interior = (w - forward.w_min > step) & (forward.w_max - w > step)
+    interior = (w - w_min > step) & (w_max - w > step)
     if forward.update.mode == "ideal" or not np.any(nonzero & interior):
-        return SymmetryPoints((), (), forward.w_min, forward.w_max, step)
+        return SymmetryPoints((), (), w_min, w_max, step)
 
     def zero(a: int, b: int) -> float:
-        return brentq(lambda x: float(net_response(state, np.array([x]))[0]), w[a], w[b],
-                      xtol=1e-12)
+        return brentq(lambda x: float(net_response(state, first[:1], np.array([x]))[0]),
+                      w[a], w[b], xtol=1e-12)
 
     stable, unstable = [], []
     signed = np.flatnonzero(nonzero)
@@ -159,7 +155,7 @@ def symmetry_points(chip: ChipConfig, grid: int = 4001) -> SymmetryPoints:
             stable.append(zero(a, b))
         elif r[a] < 0 < r[b]:
             unstable.append(zero(a, b))
-    return SymmetryPoints(tuple(stable), tuple(unstable), forward.w_min, forward.w_max, step)
+    return SymmetryPoints(tuple(stable), tuple(unstable), w_min, w_max, step)
 
 
 # ------------------------------------------------------------------- random-sign walk
@@ -212,3 +208,18 @@ def drift_text(chip: ChipConfig) -> str:
     """:func:`walk_text` of a default :func:`random_sign_walk` (``range_steps`` pulses from
     ``w = 0``, 200 devices); ``–`` for ideally updated devices (no pulses)."""
     return "–" if chip.forward.update.mode == "ideal" else walk_text(random_sign_walk(chip))
+
+
+def zero_shifted_text(chip: ChipConfig) -> str:
+    """What zero-shifting (:mod:`neurosim.reference`) makes of ``chip``'s devices: the
+    :func:`drift_text` of the chip with references, the nominal device's reference and the
+    range its weights keep (``device bounds - reference``); ``–`` where the device model has
+    no symmetry point to hold (or the chip already reads against references)."""
+    shifted = with_references(chip)
+    if shifted is None or chip.forward.reference != "none":
+        return "–"
+    points = symmetry_points(chip)
+    reference = "+0.00" if points.neutral else points.describe(points.attractor(0.0))
+    kept = symmetry_points(shifted)
+    return (f"{drift_text(shifted)} (reference {reference}; range "
+            f"[{kept.w_min:+.2f}, {kept.w_max:+.2f}])")

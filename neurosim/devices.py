@@ -170,6 +170,9 @@ class DeviceState:
     w_min: np.ndarray  # float64 [n]
     w_max: np.ndarray  # float64 [n]
     stuck: np.ndarray  # int8 [n]: FREE, STUCK_AT_MIN, STUCK_AT_MAX, STUCK_AT_INITIAL
+    # float64 [n]: each device's reference (zero-shifting, neurosim.reference): w_min, w_max
+    # and the steps above are already those of w = device - reference. None: no reference.
+    reference: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -192,6 +195,8 @@ class DeviceState:
 
 # Bytes a DeviceState holds per device: step_up, step_down, w_min and w_max (float64) and stuck.
 DEVICE_BYTES = 4 * np.dtype(np.float64).itemsize + np.dtype(np.int8).itemsize
+# Bytes more per device where it has a reference (DeviceState.reference, float64).
+REFERENCE_BYTES = np.dtype(np.float64).itemsize
 
 
 # ----------------------------------------------------------------- nonlinearity label
@@ -338,6 +343,17 @@ def mean_response(state: DeviceState, i: np.ndarray, w: np.ndarray, up: np.ndarr
             out[direction] = (lo[direction] + exp_curve(p_new, c) * span[direction]) - w[direction]
         return out
     raise ValueError(f"unknown device model code {code}")
+
+
+def net_response(state: DeviceState, i: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``r(w) = Δ↑(w) + Δ↓(w)`` of devices ``i`` at weights ``w`` (float64): what one up and
+    one down pulse (mean responses, no cycle-to-cycle noise) move each device, each pulse
+    clipped at the device's bounds. Its zeros are the devices' symmetry points
+    (:mod:`neurosim.device_curves`, :mod:`neurosim.reference`)."""
+    lo, hi = state.w_min[i], state.w_max[i]
+    up = np.minimum(w + mean_response(state, i, w, np.ones(w.shape, dtype=bool)), hi) - w
+    down = np.maximum(w + mean_response(state, i, w, np.zeros(w.shape, dtype=bool)), lo) - w
+    return up + down
 
 
 def with_pulse_noise(dw, xi, state: DeviceState):

@@ -194,6 +194,18 @@ def array_weights(chip: Chip) -> dict:
     return {"array_weights": stats}
 
 
+def array_references(chip: Chip) -> dict:
+    """Where the forward devices' references sit (zero-shifting, :mod:`neurosim.reference`):
+    per layer (1-based keys), the mean and standard deviation of the references in the
+    devices' own units (the weight ``w`` is the device's minus its reference); ``{}`` for a
+    chip without references."""
+    if chip.devices is None or chip.devices[0].reference is None:
+        return {}
+    return {"array_references": {str(index + 1): {"mean": float(state.reference.mean()),
+                                                  "std": float(state.reference.std())}
+                                 for index, state in enumerate(chip.devices)}}
+
+
 def neuron_angles(chip: Chip) -> dict[str, list[float]]:
     """Every hidden neuron's alignment angle (degrees), per feedback array."""
     return {str(index + 1): metrics.neuron_alignment_angles(W, B).tolist()

@@ -78,15 +78,18 @@ class Ledger:
         self.rereads = np.zeros((len(STAGES), len(OPERATIONS), n_layers,
                                  len(REREAD_COUNTERS)), dtype=np.int64)
 
-    def add_rereads(self, stage: str, operation: str, rereads: np.ndarray) -> None:
-        """Book re-reads ``rereads[layer, k]`` (over :data:`REREAD_COUNTERS`) as reads:
-        their cells as MACs and cell reads, their conversions; and keep them apart."""
+    def add_rereads(self, stage: str, operation: str, rereads: np.ndarray,
+                    cells_per_weight: int = 1) -> None:
+        """Book re-reads ``rereads[layer, k]`` (over :data:`REREAD_COUNTERS`, ``cells_read``
+        counting weights) as reads: their weights as MACs and ``cells_per_weight`` cell
+        reads each (:func:`array_read_counts`), their conversions; and keep them apart."""
         s, o = STAGE_INDEX[stage], OPERATION_INDEX[operation]
         self.rereads[s, o] += rereads
+        cells = REREAD_COUNTERS.index("cells_read")
         for k, name in enumerate(REREAD_COUNTERS):
-            self.counts[s, o, :, COUNTER_INDEX[name]] += rereads[:, k]
-        self.counts[s, o, :, COUNTER_INDEX["macs"]] += rereads[:, REREAD_COUNTERS.index(
-            "cells_read")]
+            self.counts[s, o, :, COUNTER_INDEX[name]] += rereads[:, k] * (
+                cells_per_weight if k == cells else 1)
+        self.counts[s, o, :, COUNTER_INDEX["macs"]] += rereads[:, cells]
 
     def add(self, stage: str, operation: str, layer: int, vector: np.ndarray) -> None:
         """Add an int64 vector over :data:`COUNTERS` (e.g. from :func:`array_read_counts`)."""
@@ -171,7 +174,7 @@ def bytes_moved(counts: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------ per-call counts
 def array_read_counts(batch: int, n_in: int, n_out: int, tile_rows: int, tile_cols: int,
                       word_bytes: int, transposed: bool = False,
-                      traffic: str = "bytes_activations") -> np.ndarray:
+                      traffic: str = "bytes_activations", cells_per_weight: int = 1) -> np.ndarray:
     """Counts of one batched read of a crossbar array with ``n_in`` rows (inputs of a forward
     read) and ``n_out`` columns, cut into tiles of ``tile_rows x tile_cols`` cells.
 
@@ -191,13 +194,18 @@ def array_read_counts(batch: int, n_in: int, n_out: int, tile_rows: int, tile_co
     still cut the physical array, so ``dac_conversions = batch n_out R``,
     ``adc_conversions = batch n_in C``, ``partial_sum_adds = batch n_in (C - 1)``.
     Pass the forward geometry (``n_in``, ``n_out``) in both cases.
+
+    A weight held as a device read against a reference device (zero-shifting,
+    :mod:`neurosim.reference`) reads ``cells_per_weight = 2`` cells per MAC:
+    ``cells_read = cells_per_weight batch n_in n_out``; the two currents are subtracted
+    before the ADC, so the conversions do not change.
     """
     row_tiles, col_tiles = math.ceil(n_in / tile_rows), math.ceil(n_out / tile_cols)
     n_drive, drive_copies, n_sense, sense_copies = (
         (n_out, row_tiles, n_in, col_tiles) if transposed
         else (n_in, col_tiles, n_out, row_tiles))
     cells = batch * n_in * n_out
-    return count_vector(macs=cells, cells_read=cells,
+    return count_vector(macs=cells, cells_read=cells * cells_per_weight,
                         dac_conversions=batch * n_drive * drive_copies,
                         adc_conversions=batch * n_sense * sense_copies,
                         partial_sum_adds=batch * n_sense * (sense_copies - 1),

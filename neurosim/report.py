@@ -461,13 +461,20 @@ def array_weights_table(summary: dict) -> str:
     found = [(label, stats) for label, stats in found if isinstance(stats, dict)]
     if not found:
         return ""
+    references = dig(summary, "final", "array_references")
+    if isinstance(references, dict) and references:
+        found.append(("reference", references))
     layers = sorted({layer for _, stats in found for layer in stats}, key=int)
     cell = lambda stats, layer: (f"{round(stats[layer]['mean'], 3) + 0.0:+.3f} ± "
                                  f"{stats[layer]['std']:.3f}" if layer in stats else DASH)
+    zero_shifted = (" Each device is read against a reference device at its symmetry point "
+                    "(zero-shifting, `forward.reference`): w is the device's minus its "
+                    "reference, and the last column is where the references sit, in the "
+                    "devices' units." if len(found) > 1 and found[-1][0] == "reference" else "")
     return ("\n## Array weights\n\nMean ± std of each forward array's normalized weights "
             "w (the devices' own units; the network weight is α_l w). Random-sign updates, "
             "such as a noise phase's, move the mean towards the devices' symmetry point "
-            "(`neurosim devices list`).\n\n"
+            "(`neurosim devices list`)." + zero_shifted + "\n\n"
             + markdown_table(["layer", *(label for label, _ in found)],
                              [[layer, *(cell(stats, layer) for _, stats in found)]
                               for layer in layers]))

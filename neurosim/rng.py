@@ -64,6 +64,7 @@ class Purpose(IntEnum):
     FEEDBACK_DRIFT = 26  # per-cell drift exponents of a feedback array, drawn once
     FEEDBACK_STUCK = 27  # which cells of a feedback array are stuck, drawn once
     PULSE_SIGN = 28  # neurosim devices: directions of a random-sign pulse train, per pulse
+    DEVICE_REFERENCE = 29  # programming errors of the forward devices' references, drawn once
 
 
 def mix64_scalar(z: int) -> int:

@@ -454,6 +454,7 @@ class Trainer:
                     self.chip, data.x_test[:self.experiment.evaluation.train_probe_size]),
                 "neuron_angles": evaluation.neuron_angles(self.chip),
                 **evaluation.array_weights(self.chip),
+                **evaluation.array_references(self.chip),
                 "pulses_up": self.chip.pulses[:, 0].tolist(),
                 "pulses_down": self.chip.pulses[:, 1].tolist(),
                 "ood": ood_accuracies(self.chip, self.backend, data,

@@ -13,9 +13,8 @@ from conftest import REPO
 
 from neurosim.cli import main
 from neurosim.config import DeviceConfig, UpdateConfig, load_chip
-from neurosim.device_curves import (drift_text, net_response, random_sign_walk, range_steps,
-                                    symmetry_points)
-from neurosim.devices import draw_device_state
+from neurosim.device_curves import drift_text, random_sign_walk, range_steps, symmetry_points
+from neurosim.devices import draw_device_state, net_response
 
 IDEAL = load_chip(REPO / "hw_configs" / "ideal.yaml")
 
@@ -62,12 +61,14 @@ def test_exp_step_symmetry_points_are_where_one_up_and_one_down_pulse_cancel(pre
                               chip.forward.w_min, chip.forward.w_max, 1, 0, 0)
     step = points.step
     for w in points.stable + points.unstable:
-        assert abs(net_response(state, np.array([w]))[0]) < 1e-12
+        assert abs(net_response(state, np.zeros(1, dtype=int), np.array([w]))[0]) < 1e-12
     for w in points.stable:  # up wins below, down above
-        below, above = net_response(state, np.array([w - step / 10, w + step / 10]))
+        below, above = net_response(state, np.zeros(2, dtype=int),
+                                    np.array([w - step / 10, w + step / 10]))
         assert below > 0 > above
     for w in points.unstable:
-        below, above = net_response(state, np.array([w - step / 10, w + step / 10]))
+        below, above = net_response(state, np.zeros(2, dtype=int),
+                                    np.array([w - step / 10, w + step / 10]))
         assert below < 0 < above
     # stable and unstable points alternate along the range, a stable one at each end
     kinds = sorted([(w, "s") for w in points.stable] + [(w, "u") for w in points.unstable])
@@ -145,18 +146,17 @@ def test_devices_show_writes_the_random_sign_walk(tmp_path, capsys):
     assert str(png) in out
 
 
-def noise_phase_drift(preset: str, run_dir) -> float:
-    """Mean first-layer weight change over a 300-step noise phase at lr 0.01 (numpy
-    backend, the tiny network of test_train)."""
+def noise_phase_drift(chip, run_dir, lr: float = 1e-2) -> float:
+    """Mean first-layer weight change of ``chip`` (a ChipConfig) over a 300-step noise phase
+    at ``lr`` (numpy backend, the tiny network of test_train), run in ``run_dir``."""
     from test_train import spec_for
 
     from neurosim.train import Trainer
 
     spec = spec_for(simulation__backend="numpy", train__epochs=0, precondition__steps=300,
-                    optimizer__lr=1e-2, precondition__log_every=100,
+                    optimizer__lr=lr, precondition__log_every=100,
                     precondition__checkpoint_every=300)
-    spec = dataclasses.replace(spec, chip=load_chip(REPO / "hw_configs" / f"{preset}.yaml"))
-    trainer = Trainer(spec, run_dir / preset)
+    trainer = Trainer(dataclasses.replace(spec, chip=chip), run_dir)
     before = trainer.chip.weights(0).astype(np.float64).mean()
     trainer.run()
     return trainer.chip.weights(0).astype(np.float64).mean() - before
@@ -171,8 +171,8 @@ def test_a_noise_phase_drifts_asymmetric_devices_towards_their_attractor(preset,
     chip = load_chip(REPO / "hw_configs" / f"{preset}.yaml")
     assert symmetry_points(chip).attractor(0.0) < 0
     assert random_sign_walk(chip).mean[-1] < -0.1
-    assert noise_phase_drift(preset, tmp_path) < -0.05
-    assert abs(noise_phase_drift("ideal", tmp_path)) < 0.01
+    assert noise_phase_drift(chip, tmp_path / preset) < -0.05
+    assert abs(noise_phase_drift(IDEAL, tmp_path / "ideal")) < 0.01
 
 
 def test_the_attractor_of_a_weight_is_the_stable_point_of_its_basin():

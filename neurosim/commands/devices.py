@@ -9,7 +9,7 @@ from neurosim.commands.run import positive_int
 from neurosim.config import (HW_CONFIG_DIR, DeviceConfig, load_chip, read_yaml,
                              resolve_chip_path)
 from neurosim.device_curves import (drift_text, random_sign_walk, range_steps, response_curve,
-                                    symmetry_points)
+                                    symmetry_points, zero_shifted_text)
 from neurosim.energy import EnergyConfig, write_pulse_pj
 from neurosim.errors import writing
 from neurosim.plots import new_figure, save_png
@@ -32,6 +32,10 @@ def register(subparsers) -> None:
                       help="up pulses, then as many down (default: levels)")
     show.add_argument("--random-pulses", type=positive_int,
                       help="pulses of the random-sign walk (default: 10 x the range's steps)")
+    show.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE",
+                      help="override a chip field by its dotted path, e.g. "
+                           "forward.reference=symmetry_point (repeatable)")
     show.set_defaults(func=run_show)
 
 
@@ -91,21 +95,23 @@ def run_list(args: argparse.Namespace) -> int:
                      on_off(path, device),
                      cycle_to_cycle(device), device_to_device(device),
                      symmetry_points(chip).text(), drift_text(chip),
-                     write_pulses(chip.energy), chip.source])
+                     zero_shifted_text(chip), write_pulses(chip.energy), chip.source])
     print(markdown_table(["preset", "model", "update", "steps", "NL LTP/LTD", "on/off",
                           "c2c (per pulse)", "d2d (std)", "symmetry point",
-                          "w after `steps` random-sign pulses",
+                          "w after `steps` random-sign pulses", "the same, zero-shifted",
                           "write pulse up / down (pJ)", "source"],
                          rows))
     print("symmetry point: where an up and a down pulse of the nominal device cancel, and "
           "where updates of random sign drive the weights; random-sign pulses: mean ± std "
           "of 200 devices drawn as on a chip, started at w = 0 (`neurosim devices show` "
-          "plots the walk)")
+          "plots the walk); zero-shifted: each device read against a reference at its "
+          "symmetry point (`forward.reference: symmetry_point`), with the nominal "
+          "device's reference and the range of weights it leaves")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    chip = load_chip(resolve_chip_path(args.name))
+    chip = load_chip(resolve_chip_path(args.name), args.overrides)
     with writing(args.out):
         args.out.mkdir(parents=True, exist_ok=True)
     show_response(chip, args)
