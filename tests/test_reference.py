@@ -106,7 +106,8 @@ def test_the_shifted_device_is_the_device_read_against_its_reference(model, devi
 
 @pytest.mark.parametrize("model", ["soft_bounds", "exp_step"])
 def test_fast_backends_replay_the_reference_on_shifted_devices(fast, model):
-    """The backends simulate a shifted device as any other: the same pulses and weights."""
+    """The backends simulate a shifted device as any other, by pulsed and by in-array
+    (stochastic) updates: the same pulses and weights."""
     device = dict(SPREAD, dw_min=0.02, dw_min_ctoc=0.3) if model == "soft_bounds" else dict(
         SPREAD, dw_min_ctoc=0.3, nonlinearity_ltp=2.4, nonlinearity_ltd=-4.88, levels=97)
     state = forward_devices(forward(model, reference_error=0.02, **device), 3000, 9, 2)
@@ -120,6 +121,10 @@ def test_fast_backends_replay_the_reference_on_shifted_devices(fast, model):
         assert D.pulsed_update(w, dw, state, 0.02, 31, *keys) == fast.devices.pulsed_update(
             replayed, dw, state, 0.02, 31, *keys)
         fast.assert_replays(replayed, w)
+    x, d = generator.random((4, 100)), generator.normal(0, 1, (4, 30))  # 30 x 100 devices
+    assert D.stochastic_update(w, x, d, state, 0.05, 31, 3, 4) == (
+        fast.devices.stochastic_update(replayed, x, d, state, 0.05, 31, 3, 4))
+    fast.assert_replays(replayed, w)
 
 
 def test_reference_errors_are_drawn_once_per_device_at_the_configured_spread():
