@@ -94,5 +94,8 @@ def test_the_zero_shift_section_pairs_each_preset_with_its_zero_shifted_chip():
     assert "| pcm_gst | w_min | [-0.02, +1.98] |" in text
     assert "in every seed on rram_agsi." in text
     assert "It does not rescue the noise phase on pcm_gst" in text
+    assert ("| rram_agsi | 0.800 → 0.800 | 0.635 → 0.600 | 0.635 (FA) | 0.800 | 2/2 |"
+            in text)
+    assert "| pcm_gst | 0.800 → 0.800 | 0.635 → 0.600 | 0.635 (FA) | 0.650 | 1/2 |" in text
     drift = "\n".join(results_devices.drift_section(presets, loaded))
     assert "| rram_agsi |" in drift and "zero_shifted" not in drift

@@ -290,6 +290,27 @@ def zero_shift_section(presets: dict, chips: dict) -> list[str]:
     if still:
         lines += [f"It does not rescue the noise phase on {listed(still)}: with references "
                   "the noise phase still fails to raise FA's AUC in every seed.", ""]
+    costs = []
+    for preset in effect:
+        shifted = f"{preset}_zero_shifted"
+        pair = lambda rule: (f"{np.mean(values(presets[preset][rule], auc)):.3f} → "
+                             f"{np.mean(values(presets[shifted][rule], auc)):.3f}")
+        best = max(("fa", "fa_noise"), key=lambda r: np.mean(values(presets[preset][r], auc)))
+        a, b = values(presets[shifted]["fa_noise"], auc), values(presets[preset][best], auc)
+        costs.append([preset, pair("bp"), pair("fa"),
+                      f"{np.mean(b):.3f} ({'FA + noise' if best == 'fa_noise' else 'FA'})",
+                      f"{np.mean(a):.3f}", f"{sum(x > y for x, y in zip(a, b))}/{len(a)}"])
+    lines += [
+        "What the references cost and what they gain, as AUC means over seeds: BP's and FA's "
+        "AUC without and with references (the weights keep the range above, the device's "
+        "shifted by its reference), and zero-shifted FA + noise against the better of FA and "
+        "FA + noise without references.",
+        "",
+        markdown_table(["preset", "AUC BP → zero-shifted", "AUC FA → zero-shifted",
+                        "best FA without references", "zero-shifted FA + noise",
+                        "zero-shifted FA + noise > best (seeds)"], costs),
+        "",
+    ]
     return lines
 
 
