@@ -268,11 +268,11 @@ def zero_shift_section(presets: dict, chips: dict) -> list[str]:
     lines = [
         "## Zero-shifting: a reference device at each device's symmetry point",
         "",
-        "Each preset whose devices drift again, with every forward device read against a "
-        "reference device programmed to its own symmetry point (`forward.reference: "
-        "symmetry_point`, Kim et al. 2020; chips `experiments/chips/*_zero_shifted.yaml`): "
-        "the symmetry point then reads w = 0, and the weights keep the device's range minus "
-        "its reference. Every forward read also reads the reference cells (the ledger "
+        "The presets whose symmetry point is not 0, run again with every forward device "
+        "read against a reference device programmed exactly to its own symmetry point "
+        "(`forward.reference: symmetry_point`, `reference_error: 0`, Kim et al. 2020; chips "
+        "`experiments/chips/*_zero_shifted.yaml`): the symmetry point then reads w = 0, and "
+        "the weights keep the device's range minus its reference. Every forward read also reads the reference cells (the ledger "
         "charges them). Reference and range: the nominal device's. Columns in pairs: the "
         "preset, then zero-shifted.",
         "",
