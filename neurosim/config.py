@@ -47,8 +47,16 @@ DATASET_CLASSES = 10
 # --------------------------------------------------------------------------- chip
 DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
 REFERENCES = ("none", "symmetry_point")
-# Models whose per-device symmetry point a reference array can hold (neurosim.reference).
+# Models whose per-device symmetry point a reference array can hold (neurosim.reference),
+# and why the others cannot.
 REFERENCE_MODELS = ("soft_bounds", "exp_step")
+NO_REFERENCE = {
+    "ideal": "it is updated exactly, without pulses, so updates of zero mean do not drift it",
+    "constant_step": "its up and down steps do not depend on the weight, so it has no "
+                     "symmetry point inside its range (equal steps balance everywhere, unequal "
+                     "ones only at a bound)",
+    "linear_step": "its slopes gamma_up / gamma_down are chip-wide scalars, and a device read "
+                   "against its own reference would need them per device"}
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 #: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
 #: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.
@@ -257,18 +265,10 @@ class ForwardArrayConfig:
                       "devices need a device model such as constant_step, with "
                       "update.mode: pulsed or stochastic")
         if self.reference != "none" and self.device.model not in REFERENCE_MODELS:
-            why = {"linear_step": "its slopes gamma_up / gamma_down are chip-wide scalars, "
-                                  "and a device read against its own reference would need "
-                                  "them per device",
-                   "ideal": "it is updated exactly, without pulses, so updates of zero "
-                            "mean do not drift it"}.get(self.device.model, "its up and down steps do not depend on the "
-                                            "weight, so it has no symmetry point inside its "
-                                            "range (equal steps balance everywhere, unequal "
-                                            "ones only at a bound)")
             raise ConfigError(source, f"{path}.reference", self.reference,
                               f"a reference at the symmetry point needs device.model "
                               f"{' or '.join(REFERENCE_MODELS)} (model is "
-                              f"{self.device.model}: {why})")
+                              f"{self.device.model}: {NO_REFERENCE[self.device.model]})")
         refuse_unused(source, path, self, ("reference_error",), self.reference != "none",
                       "only a reference array (reference: symmetry_point) uses it")
         mode = self.update.mode

@@ -18,8 +18,8 @@ with ``s`` bytes per float, ``P`` the parameters (weights and biases), ``k`` the
 moment buffers of ``P`` floats each (Adam 2, SGD with momentum 1, plain SGD 0), ``F`` the
 feedback array's cells (:meth:`neurosim.rules.Rule.feedback_shapes`), ``C`` the forward
 cells and ``D`` the bytes of each one's device (:data:`neurosim.devices.DEVICE_BYTES`, plus
-:data:`~neurosim.devices.REFERENCE_BYTES` with a reference, 0 for ideal devices), ``N`` noise examples of ``n_0`` inputs; runs with the same seed share their
-noise set. A run holds more than this (gradients, activations, a population's stacked
+:data:`~neurosim.devices.REFERENCE_BYTES` with a reference, 0 for ideal devices), ``N``
+noise examples of ``n_0`` inputs; runs with the same seed share their noise set. A run holds more than this (gradients, activations, a population's stacked
 copies, the data), so a population near the bound may still not fit. Measured on the
 quickstart network with a 10,000-example noise set (peak RSS of 2 against 10 chips on
 numba), each chip more held about 37.6 MB, 1.16 times its 32.3 MB of bound.
