@@ -740,12 +740,13 @@ def check_folder_name(source: str, path: str, value, what: str = "the experiment
 
 
 # What the chips of one population may differ in beyond their seed (neurosim.population):
-# fields that only shape what each chip draws when it is built (its devices, its initial
-# weights and scale, its feedback cells), its own clock, and what its own ledger books.
+# fields that only shape what each chip draws when it is built (its devices, their
+# references, its initial weights and scale, its feedback cells), its own clock, and what
+# its own ledger books.
 # A population step's backend calls read every other field from its first chip.
 PER_CHIP_FIELDS = {
     "chip": ("name", "description", "source", "tiles", "energy", "step_time_s"),
-    "forward": ("init_fill",),
+    "forward": ("init_fill", "reference", "reference_error"),
     "forward.device": ("dw_min_dtod", "up_down", "up_down_dtod", "w_min_dtod", "w_max_dtod",
                        "stuck_at_min", "stuck_at_max", "stuck_at_initial", "g_min", "g_max",
                        "drift_nu", "drift_nu_dtod", "drift_t0_s"),

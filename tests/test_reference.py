@@ -264,3 +264,25 @@ def test_devices_list_and_show_tell_what_zero_shifting_makes_of_each_preset(tmp_
     assert main(["devices", "show", "rram_agsi", "--out", str(tmp_path), "--devices", "20",
                  "--random-pulses", "40", "--set", "forward.reference=symmetry_point"]) == 0
     assert "symmetry point of the nominal device: +0.00" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_chips_with_and_without_references_are_one_population_of_separate_runs(tmp_path,
+                                                                               backend):
+    """A reference only shapes the devices a chip draws, so chips with exact, erroneous and
+    no references step as one population, and each gets its separate run."""
+    from conftest import backend_under_test
+    from test_population import separately, specs_of, together, assert_same_runs
+
+    from neurosim.runner import population_members
+
+    if backend == "torch":
+        backend_under_test("torch")
+    chips = [AGSI, zero_shifted(AGSI), zero_shifted(AGSI, reference_error=0.05)]
+    specs = [dataclasses.replace(spec, chip=chip) for spec, chip in
+             zip(specs_of([1, 2, 3], backend=backend, optimizer={"name": "sgd", "lr": 0.05}),
+                 chips)]
+    assert population_members(specs, across_conditions=True) == [[0, 1, 2]]
+    separate = separately(specs, tmp_path / "separate")
+    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+    assert [("array_references" in s["final"]) for s in separate[1]] == [False, True, True]
