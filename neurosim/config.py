@@ -643,6 +643,12 @@ class ExperimentConfig:
 
     name: str = spec(doc="experiment name (the run folder's name)")
     chip: str = spec("ideal", doc="a preset in hw_configs/ or a path to a chip YAML")
+    chip_set: dict = spec(
+        factory=dict,
+        doc="fields of the chip set over its file's, by dotted path or as nested mappings "
+            "(e.g. {forward.reference: symmetry_point}): a variant of a chip without a copy "
+            "of its file, validated as the file is; a condition's chip_set adds to the "
+            "experiment's")
     network: NetworkConfig = spec(factory=NetworkConfig, doc="network shape")
     rule: str = spec("fa", choices=RULES, doc="learning rule: " + "; ".join(
         f"{name}, {rule.description}" for name, rule in LEARNING_RULES.items()))
@@ -1035,6 +1041,24 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentCo
     return experiment
 
 
+def build_chip(path: Path, chip_set: dict, source: str) -> ChipConfig:
+    """The chip file ``path`` with an experiment's ``chip_set`` (from ``source``) set over
+    it. An error in a field ``chip_set`` sets names ``source`` and ``chip_set.<field>``;
+    one elsewhere names the chip file."""
+    data = read_yaml(path)
+    if not chip_set:
+        return build(ChipConfig, data, str(path))
+    overrides = section_overrides(data, chip_set)
+    where = f"{path} (with chip_set)"
+    try:
+        return build(ChipConfig, apply_overrides(data, overrides, source, "chip_set."), where)
+    except ConfigError as error:
+        if error.source != where or owning_override(error.path, dict(overrides)) is None:
+            raise
+        raise ConfigError(source, f"chip_set.{error.path}", error.value,
+                          error.allowed) from None
+
+
 def check_update_mode(experiment: ExperimentConfig, chip: ChipConfig, source: str) -> None:
     """In-array (stochastic) updates apply plain SGD: the array is the optimizer."""
     if chip.forward.update.mode != "stochastic":
@@ -1075,8 +1099,9 @@ def _resolve_condition(base: dict, name: str, overrides: dict, source: str,
     where = f"{source} (condition {name})"
     try:
         resolved = build_experiment(data, where)
-        chip = load_chip(resolve_chip_path(resolved.chip, path, f"conditions.{name}.chip"
-                                           if "chip" in keys else "chip"))
+        chip = build_chip(resolve_chip_path(resolved.chip, path, f"conditions.{name}.chip"
+                                            if "chip" in keys else "chip"),
+                          resolved.chip_set, where)
         check_update_mode(resolved, chip, where)
     except ConfigError as error:
         if error.source != where or owning_override(error.path, keys) is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ import yaml
 from conftest import REPO
 
 from neurosim.cli import main
-from neurosim.config import expand_runs, load_experiment, parse_override
+from neurosim.config import (ExperimentConfig, build, expand_runs, load_chip, load_experiment,
+                             parse_override)
 from neurosim.errors import ConfigError
 
 BASE = {"name": "t", "data": {"dataset": "digits"}}
@@ -656,3 +659,30 @@ def test_a_noise_phase_optimizer_given_in_part_is_the_experiment_s_with_those_fi
 
     optimizer = load_sweep(sweep).trials[0].spec.experiment.precondition.optimizer
     assert (optimizer.name, optimizer.lr, optimizer.momentum) == ("sgd", 0.3, 0.9)
+
+
+def test_chip_set_makes_a_variant_of_a_chip_without_a_copy_of_its_file():
+    """An experiment's chip_set is set over its chip file, a condition's adds to it, by
+    dotted path or nested mapping; a bad value is named where it is set."""
+    data = {"name": "x", "chip": "rram_agsi", "chip_set": {"forward.init_fill": 0.5},
+            "conditions": {"plain": {},
+                           "shifted": {"chip_set": {"forward": {"reference": "symmetry_point",
+                                                                "reference_error": 0.01}}}}}
+    plain, shifted = expand_runs(build(ExperimentConfig, data, "x.yaml"))
+    preset = load_chip(REPO / "hw_configs" / "rram_agsi.yaml")
+    assert plain.chip == dataclasses.replace(
+        preset, forward=dataclasses.replace(preset.forward, init_fill=0.5))
+    assert shifted.chip == dataclasses.replace(
+        preset, forward=dataclasses.replace(preset.forward, init_fill=0.5,
+                                            reference="symmetry_point", reference_error=0.01))
+    for chip_set, message in (({"forward.reference": "zero"},
+                               "conditions.shifted.chip_set.forward.reference = 'zero'"),
+                              ({"forward.refrence": 1},
+                               "conditions.shifted.chip_set.forward.refrence = 1: unknown")):
+        bad = {**data, "conditions": {"shifted": {"chip_set": chip_set}}}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            expand_runs(build(ExperimentConfig, bad, "x.yaml"))
+    with pytest.raises(ConfigError, match=re.escape(
+            "(condition default): chip_set.forward.reference = 'symmetry_point': a reference")):
+        expand_runs(build(ExperimentConfig, {"name": "x", "chip": "ecram", "chip_set": {
+            "forward.reference": "symmetry_point"}}, "x.yaml"))

@@ -4,6 +4,7 @@ the noise phase's effect), and whether the drift separates helped from hurt pres
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from types import SimpleNamespace
 
@@ -59,27 +60,30 @@ def test_the_drift_section_says_when_the_drift_does_not_separate():
     assert "does not separate the two groups" in text
 
 
-def test_zero_shifted_chips_copy_their_preset():
-    import dataclasses
+def test_the_zero_shifted_conditions_run_their_preset_with_references():
 
-    for path in sorted((REPO / "experiments" / "chips").glob("*_zero_shifted.yaml")):
-        variant = load_chip(path)
-        base = load_chip(REPO / "hw_configs" / f"{path.stem.removesuffix('_zero_shifted')}.yaml")
-        assert variant.forward.reference == "symmetry_point"
-        assert variant == dataclasses.replace(
-            base, name=variant.name, description=variant.description,
-            forward=dataclasses.replace(base.forward, reference="symmetry_point"))
+    from neurosim.config import load_experiment
+
+    experiment = results_devices.EXPERIMENT
+    chips_of = results_devices.study_chips(load_experiment(experiment), experiment)
+    shifted = [name for name in chips_of if name.endswith("_zero_shifted")]
+    assert sorted(shifted) == ["fefet_hzo_zero_shifted", "pcm_gst_zero_shifted",
+                               "rram_agsi_zero_shifted", "rram_taox_zero_shifted"]
+    for name in shifted:
+        base = chips_of[name.removesuffix("_zero_shifted")]
+        assert chips_of[name] == dataclasses.replace(
+            base, forward=dataclasses.replace(base.forward, reference="symmetry_point"))
 
 
 def test_the_zero_shift_section_pairs_each_preset_with_its_zero_shifted_chip():
     """Rows pair a preset with its zero-shifted chip; the sentences name the presets that
     zero-shifting turned from hurt to helped and those it did not; presets are left out of
     the drift section's separation when they read against references."""
-    names = {"rram_agsi": "hw_configs/rram_agsi.yaml",
-             "rram_agsi_zero_shifted": "experiments/chips/rram_agsi_zero_shifted.yaml",
-             "pcm_gst": "hw_configs/pcm_gst.yaml",
-             "pcm_gst_zero_shifted": "experiments/chips/pcm_gst_zero_shifted.yaml"}
-    loaded = {name: load_chip(REPO / path) for name, path in names.items()}
+    from neurosim.reference import with_references
+
+    loaded = chips("rram_agsi", "pcm_gst")
+    loaded.update({f"{name}_zero_shifted": with_references(chip)
+                   for name, chip in list(loaded.items())})
     hurt = rules([0.64, 0.63], [0.6, 0.61], [-0.2, -0.22])
     presets = {"rram_agsi": hurt, "rram_agsi_zero_shifted": rules([0.6, 0.6], [0.8, 0.8],
                                                                    [0.01, 0.03]),

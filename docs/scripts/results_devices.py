@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurosim.config import load_chip, load_experiment, resolve_chip_path
+from neurosim.config import expand_runs, load_experiment
 from neurosim.device_curves import random_sign_walk, symmetry_points, walk_text
 from neurosim.report import markdown_table
 from neurosim.runio import write_text
@@ -102,11 +102,11 @@ def run_minutes(presets: dict) -> float:
                for k in ("precondition", "train", "evaluation")) / 60
 
 
-def study_chip(name: str, experiment, experiment_path: Path):
-    """The chip a study's conditions ``<name>-<rule>`` (or ``<name>-<anything>``) run on."""
-    condition = next(overrides for condition, overrides in experiment.conditions.items()
-                     if condition.rsplit("-", 1)[0] == name)
-    return load_chip(resolve_chip_path(condition["chip"], experiment_path))
+def study_chips(experiment, experiment_path: Path) -> dict:
+    """The chip each group of a study's conditions, ``<name>-<anything>``, runs on (its
+    chip file with the condition's ``chip_set``), by ``<name>``."""
+    return {spec.condition.rsplit("-", 1)[0]: spec.chip
+            for spec in expand_runs(experiment, experiment_path)}
 
 
 def study_header(title: str, about: str, command: str, out: Path, experiment_path: Path,
@@ -116,7 +116,8 @@ def study_header(title: str, about: str, command: str, out: Path, experiment_pat
     setting: :func:`setting_text` unless given), ``about`` the study, and the time measured
     inside the runs."""
     presets = study_runs(out)
-    chips = {p: study_chip(p, experiment, experiment_path) for p in presets}
+    known = study_chips(experiment, experiment_path)
+    chips = {p: known[p] for p in presets}
     n_runs = sum(len(s) for rules in presets.values() for s in rules.values())
     return presets, chips, [
         f"# {title}",
@@ -270,9 +271,9 @@ def zero_shift_section(presets: dict, chips: dict) -> list[str]:
         "",
         "The presets whose symmetry point is not 0, run again with every forward device "
         "read against a reference device programmed exactly to its own symmetry point "
-        "(`forward.reference: symmetry_point`, `reference_error: 0`, Kim et al. 2020; chips "
-        "`experiments/chips/*_zero_shifted.yaml`): the symmetry point then reads w = 0, and "
-        "the weights keep the device's range minus its reference. Every forward read also reads the reference cells (the ledger "
+        "(`chip_set: {forward.reference: symmetry_point}`, `reference_error: 0`, Kim et al. "
+        "2020): the symmetry point then reads w = 0, and the weights keep the device's range "
+        "minus its reference. Every forward read also reads the reference cells (the ledger "
         "charges them). Reference and range: the nominal device's. Columns in pairs: the "
         "preset, then zero-shifted.",
         "",
