@@ -461,20 +461,26 @@ def device_variants():
     return chips
 
 
+def variants_are_one_population_of_separate_runs(chips, backend: str, root) -> list[dict]:
+    """Runs of ``chips`` (seeds 1, 2, ..., SGD) form one population whose chips give their
+    separate runs; returns the separate runs' summaries."""
+    if backend == "torch":
+        backend_under_test("torch")
+    specs = [dataclasses.replace(spec, chip=chip) for spec, chip in
+             zip(specs_of(range(1, len(chips) + 1), backend=backend,
+                          optimizer={"name": "sgd", "lr": 0.05}), chips)]
+    assert population_members(specs, across_conditions=True) == [list(range(len(chips)))]
+    separate = separately(specs, root / "separate")
+    assert_same_runs(*together(specs, root / "together"), *separate)
+    return separate[1]
+
+
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_population_of_device_variants_gives_the_separate_runs(tmp_path, backend):
     """Chips that differ in device-to-device variation, stuck cells and feedback
     programming form one population (one chip configuration for its steps, each chip's
     own draws), and each gets its separate run."""
-    if backend == "torch":
-        backend_under_test("torch")
-    chips = device_variants()
-    specs = [dataclasses.replace(spec, chip=chip) for spec, chip in
-             zip(specs_of([1, 2, 3], backend=backend, optimizer={"name": "sgd", "lr": 0.05}),
-                 chips)]
-    assert population_members(specs, across_conditions=True) == [[0, 1, 2]]
-    separate = separately(specs, tmp_path / "separate")
-    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
+    variants_are_one_population_of_separate_runs(device_variants(), backend, tmp_path)
 
 
 def test_chips_that_step_differently_are_not_one_population():

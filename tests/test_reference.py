@@ -271,18 +271,8 @@ def test_chips_with_and_without_references_are_one_population_of_separate_runs(t
                                                                                backend):
     """A reference only shapes the devices a chip draws, so chips with exact, erroneous and
     no references step as one population, and each gets its separate run."""
-    from conftest import backend_under_test
-    from test_population import separately, specs_of, together, assert_same_runs
+    from test_population import variants_are_one_population_of_separate_runs
 
-    from neurosim.runner import population_members
-
-    if backend == "torch":
-        backend_under_test("torch")
     chips = [AGSI, zero_shifted(AGSI), zero_shifted(AGSI, reference_error=0.05)]
-    specs = [dataclasses.replace(spec, chip=chip) for spec, chip in
-             zip(specs_of([1, 2, 3], backend=backend, optimizer={"name": "sgd", "lr": 0.05}),
-                 chips)]
-    assert population_members(specs, across_conditions=True) == [[0, 1, 2]]
-    separate = separately(specs, tmp_path / "separate")
-    assert_same_runs(*together(specs, tmp_path / "together"), *separate)
-    assert [("array_references" in s["final"]) for s in separate[1]] == [False, True, True]
+    separate = variants_are_one_population_of_separate_runs(chips, backend, tmp_path)
+    assert [("array_references" in s["final"]) for s in separate] == [False, True, True]
