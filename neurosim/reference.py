@@ -79,7 +79,7 @@ def symmetry_references(state: DeviceState, start: float = 0.0) -> np.ndarray:
     rising = r0 > 0
     target = np.where(rising, hi, lo)
     near, far = w0.copy(), target.copy()  # r has r0's sign at near, not at far
-    found = r0 == 0
+    found = r0 == 0  # already balanced: near = far = the start
     far[found] = w0[found]
     for k in range(1, SCAN_CELLS + 1):
         x = w0 + (target - w0) * (k / SCAN_CELLS)
@@ -94,9 +94,7 @@ def symmetry_references(state: DeviceState, start: float = 0.0) -> np.ndarray:
         same = np.where(rising, r > 0, r < 0)
         near = np.where(same, mid, near)
         far = np.where(same, far, mid)
-    out = 0.5 * (near + far)
-    out[r0 == 0] = w0[r0 == 0]
-    return out
+    return 0.5 * (near + far)
 
 
 def shifted(state: DeviceState, reference: np.ndarray) -> DeviceState:
