@@ -422,7 +422,7 @@ def test_a_file_of_another_kind_is_named_with_the_command_it_needs(tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
-ALLOWED = {"run": "name, chip, network, rule, optimizer, precondition, data, train, evaluation, "
+ALLOWED = {"run": "name, chip, chip_set, network, rule, optimizer, precondition, data, train, evaluation, "
                   "seed, seeds, population, simulation, conditions",
            "sweep": "name, experiment, overrides, conditions, grid, cases, seeds, baseline, population"}
 

@@ -56,7 +56,7 @@ def test_results_periphery_regenerates_a_document(tmp_path, monkeypatch):
 def test_periphery_chips_are_the_ideal_chip_read_differently(condition):
     """Same devices, updates, feedback and energy as hw_configs/ideal.yaml: only names,
     periphery and tiles differ, so the study compares reads alone."""
-    chip = results_devices.study_chip(condition, load_experiment(EXPERIMENT), EXPERIMENT)
+    chip = results_devices.study_chips(load_experiment(EXPERIMENT), EXPERIMENT)[condition]
     ideal = load_chip(resolve_chip_path("ideal"))
     assert chip.forward.periphery != PeripheryConfig()
     assert chip.feedback.periphery == chip.forward.periphery

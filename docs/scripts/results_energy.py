@@ -799,7 +799,7 @@ def write_doc(out: Path, doc: Path, command: str, experiment) -> None:
         + ", ".join(f"`{p}`" for p in presets)
         + " (`ideal` updates exactly; the device presets program pulses, `pulsed` update, "
         "stochastic rounding, at most 31 pulses per weight and update); regenerated and sign "
-        "feedback use the preset copies in `experiments/chips/`. Periphery is ideal (charged "
+        "feedback set `feedback.kind` over the preset (`chip_set`). Periphery is ideal (charged "
         f"at the default converter resolution). Time measured inside the runs: "
         f"{seconds / 60:.1f} min.",
         "",
