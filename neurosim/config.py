@@ -47,9 +47,8 @@ DATASET_CLASSES = 10
 # --------------------------------------------------------------------------- chip
 DEVICE_MODELS = ("ideal", "constant_step", "linear_step", "soft_bounds", "exp_step")
 REFERENCES = ("none", "symmetry_point")
-# Models whose per-device symmetry point a reference array can hold (neurosim.reference),
-# and why the others cannot.
-REFERENCE_MODELS = ("soft_bounds", "exp_step")
+# Why a device model cannot hold a reference at its symmetry point (neurosim.reference);
+# the models that can are the others.
 NO_REFERENCE = {
     "ideal": "it is updated exactly, without pulses, so updates of zero mean do not drift it",
     "constant_step": "its up and down steps do not depend on the weight, so it has no "
@@ -57,6 +56,7 @@ NO_REFERENCE = {
                      "ones only at a bound)",
     "linear_step": "its slopes gamma_up / gamma_down are chip-wide scalars, and a device read "
                    "against its own reference would need them per device"}
+REFERENCE_MODELS = tuple(model for model in DEVICE_MODELS if model not in NO_REFERENCE)
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 #: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
 #: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.

@@ -17,7 +17,7 @@ from neurosim.config import ChipConfig, DeviceConfig, ForwardArrayConfig, Update
 from neurosim.device_curves import random_sign_walk, symmetry_points
 from neurosim.errors import ConfigError
 from neurosim.ledger import COUNTER_INDEX, Ledger
-from neurosim.reference import forward_devices, shifted, symmetry_references
+from neurosim.reference import forward_devices, shifted, symmetry_references, with_references
 
 SPREAD = dict(dw_min_dtod=0.3, up_down=-0.2, up_down_dtod=0.2, w_min_dtod=0.2, w_max_dtod=0.2)
 AGSI = load_chip(REPO / "hw_configs" / "rram_agsi.yaml")
@@ -30,8 +30,9 @@ def forward(model: str, reference="symmetry_point", reference_error=0.0, **devic
 
 
 def zero_shifted(chip: ChipConfig, **fields) -> ChipConfig:
-    return dataclasses.replace(chip, forward=dataclasses.replace(
-        chip.forward, reference="symmetry_point", **fields))
+    """:func:`with_references` of ``chip``, with ``fields`` of its forward arrays set."""
+    shifted = with_references(chip)
+    return dataclasses.replace(shifted, forward=dataclasses.replace(shifted.forward, **fields))
 
 
 def test_soft_bounds_references_are_the_analytic_balance_of_each_device():
