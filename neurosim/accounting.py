@@ -21,7 +21,8 @@ turns it into :mod:`neurosim.ledger` count vectors; the ledger itself is pure bo
   Bernoulli draws per row and column line and the signals moved to the line drivers; the
   digital bias takes one operation per output per sample. Pulses themselves are counted
   by the update kernels (``chip.pulses``) and moved into the ledger by
-  :class:`StepAccounting`.
+  :class:`StepAccounting`, as are the refresh checks of differential pairs
+  (:func:`refresh_check_counts`).
 
 ``random_numbers`` counts the numbers the chip's digital logic generates (stochastic
 rounding, pulse trains, regenerated feedback, noise inputs), each priced as one PRNG step;
@@ -78,9 +79,23 @@ def activation_buffer(chip: Chip, batch: int) -> dict:
 
 def forward_cells_per_weight(chip: Chip) -> int:
     """Cells a read of a forward array reads per weight: 2 where every device is read
-    against a reference device (``forward.reference``, :mod:`neurosim.reference`), else 1.
+    against a reference device (``forward.reference``, :mod:`neurosim.reference`) or every
+    weight is a differential pair (``forward.pair``, :mod:`neurosim.pair`), else 1.
     Feedback arrays hold one cell per entry."""
-    return 1 if chip.config.forward.reference == "none" else 2
+    forward = chip.config.forward
+    return 1 if forward.reference == "none" and forward.pair.mode == "none" else 2
+
+
+def refresh_check_counts(chip: Chip, checks: np.ndarray) -> np.ndarray:
+    """Counts ``[layer, counter]`` of ``checks[layer]`` refresh checks of a chip's
+    differential pairs (:mod:`neurosim.pair`): each reads every device of the layer once,
+    ``2 n`` cells with one ADC conversion each, and compares it with the threshold (``2 n``
+    digital operations). The RESET and SET pulses of a refresh are counted as pulses."""
+    devices = 2 * chip.layout[:, 1] * chip.layout[:, 2] * np.asarray(checks, dtype=np.int64)
+    counts = np.zeros((chip.n_layers, len(COUNTER_INDEX)), dtype=np.int64)
+    for name in ("cells_read", "adc_conversions", "digital_ops"):
+        counts[:, COUNTER_INDEX[name]] = devices
+    return counts
 
 
 def _array_read(chip: Chip, batch: int, n_in: int, n_out: int, transposed: bool = False,
@@ -194,6 +209,7 @@ class StepAccounting:
         self.templates: dict[tuple[str, int], np.ndarray] = {}
         self.pending: dict[tuple[str, int], int] = {}
         self.pulses_seen = chip.pulses.copy()
+        self.checks_seen = chip.refreshes[:, 0].copy()
         self.stage = "precondition"
         self.optimizer: OptimizerConfig | None = None
 
@@ -220,7 +236,8 @@ class StepAccounting:
             self.ledger.add_counter(self.stage, operation, layer, name, count * times)
 
     def flush(self) -> None:
-        """Move the tallied steps and the new pulses into the ledger."""
+        """Move the tallied steps, the new pulses and the new refresh checks into the
+        ledger."""
         for (stage, batch), steps in self.pending.items():
             self.ledger.counts[STAGE_INDEX[stage]] += steps * self.templates[(stage, batch)]
         self.pending.clear()
@@ -231,6 +248,11 @@ class StepAccounting:
             update[:, COUNTER_INDEX["pulses_up"]] += new[:, 0]
             update[:, COUNTER_INDEX["pulses_down"]] += new[:, 1]
             self.pulses_seen = self.chip.pulses.copy()
+        checks = self.chip.refreshes[:, 0] - self.checks_seen
+        if checks.any():
+            self.ledger.counts[STAGE_INDEX[self.stage], UPDATE] += refresh_check_counts(
+                self.chip, checks)
+            self.checks_seen = self.chip.refreshes[:, 0].copy()
 
 
 def converter_bits(chip: Chip) -> tuple[dict, dict]:

@@ -56,6 +56,7 @@ from neurosim.devices import (
 )
 from neurosim.feedback import program
 from neurosim.ledger import Ledger
+from neurosim.pair import PairState, draw_pairs, program_initial_weights
 from neurosim.periphery import REREAD_COUNTERS, PeripheryConfig
 from neurosim.reference import forward_devices
 from neurosim.rules import Rule
@@ -129,8 +130,18 @@ class Chip:
 
         forward = config.forward
         self.update_mode = forward.update.mode
+        # One device per weight (its state is the weight in params), or differential pairs
+        # whose states the chip keeps beside params (neurosim.pair); None: ideal devices.
         self.devices: list[DeviceState] | None = None
-        if forward.device.model != "ideal":
+        self.pairs: list[PairState] | None = None
+        if forward.pair.mode != "none":
+            self.pairs = []
+            for index, (_, n_out, n_in, _) in enumerate(self.layout):
+                pairs = draw_pairs(forward, int(n_out * n_in), seed, index)
+                w = self.weights(index).reshape(-1)
+                w[:] = program_initial_weights(pairs, w)
+                self.pairs.append(pairs)
+        elif forward.device.model != "ideal":
             self.devices = []
             for index, (_, n_out, n_in, _) in enumerate(self.layout):
                 state = forward_devices(forward, int(n_out * n_in), seed, index)
@@ -139,6 +150,8 @@ class Chip:
                 self.devices.append(state)
         self.update_count = 0  # programming events so far (keys the pulse noise)
         self.pulses = np.zeros((self.n_layers, 2), dtype=np.int64)  # up, down per layer
+        # Differential pairs' refreshes per layer: checks made, pairs refreshed.
+        self.refreshes = np.zeros((self.n_layers, 2), dtype=np.int64)
         # Re-reads of iterative bound management not yet booked in the ledger (host memory
         # on every backend): [training (0) or measurement (1) pass, forward (0) or backward
         # (1) read, layer whose array was read, neurosim.periphery.REREAD_COUNTERS].
@@ -299,11 +312,16 @@ class Chip:
 
     def state(self) -> dict[str, np.ndarray]:
         """Everything that changes during training (the feedback never does)."""
-        return {"params": self.params.copy(), "update_count": np.array(self.update_count),
-                "pulses": self.pulses.copy(), "rereads": self.rereads.copy(),
-                "measurement_reads": np.array(self.measurement_reads),
-                "ledger_counts": self.ledger.counts.copy(),
-                "ledger_rereads": self.ledger.rereads.copy()}
+        state = {"params": self.params.copy(), "update_count": np.array(self.update_count),
+                 "pulses": self.pulses.copy(), "rereads": self.rereads.copy(),
+                 "measurement_reads": np.array(self.measurement_reads),
+                 "ledger_counts": self.ledger.counts.copy(),
+                 "ledger_rereads": self.ledger.rereads.copy()}
+        if self.pairs is not None:
+            state["pair_states"] = np.concatenate(
+                [g for pairs in self.pairs for g in (pairs.g_plus, pairs.g_minus)])
+            state["refreshes"] = self.refreshes.copy()
+        return state
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         if self.population is not None:
@@ -317,8 +335,25 @@ class Chip:
         self.pulses[:] = state["pulses"]
         self.rereads[:] = state.get("rereads", 0)  # checkpoints before iterative reads: none
         self.measurement_reads = int(state["measurement_reads"])
+        if self.pairs is not None:
+            self._load_pair_states(state)
         self.ledger.load_state({"counts": state["ledger_counts"],
                                 "rereads": state.get("ledger_rereads", 0)})
+
+
+    def _load_pair_states(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the differential pairs' device states and refresh counts."""
+        flat = np.asarray(state.get("pair_states", np.zeros(0)))
+        size = 2 * sum(pairs.n for pairs in self.pairs)
+        if flat.shape != (size,):
+            raise ValueError(f"checkpoint pair states {flat.shape} do not match the chip's "
+                             f"{size} pair devices")
+        offset = 0
+        for pairs in self.pairs:
+            for g in (pairs.g_plus, pairs.g_minus):
+                g[:] = flat[offset:offset + pairs.n]
+                offset += pairs.n
+        self.refreshes[:] = state["refreshes"]
 
 
 def draw_feedback_numpy(specs: list[FeedbackSpec | None], total: int) -> np.ndarray:

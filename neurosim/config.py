@@ -57,6 +57,7 @@ NO_REFERENCE = {
     "linear_step": "its slopes gamma_up / gamma_down are chip-wide scalars, and a device read "
                    "against its own reference would need them per device"}
 REFERENCE_MODELS = tuple(model for model in DEVICE_MODELS if model not in NO_REFERENCE)
+PAIR_MODES = ("none", "one_sided")
 UPDATE_MODES = ("ideal", "pulsed", "stochastic")
 #: Most pulses per weight and update (pulsed) or per train (stochastic): generous (a
 #: device's whole range is ``levels`` pulses, typically 100-1000), and far within int32.
@@ -212,6 +213,28 @@ class UpdateConfig:
 
 
 @dataclass(frozen=True)
+class PairConfig:
+    """Two devices per weight (:mod:`neurosim.pair`): ``w = (G+ - G+_min) - (G- - G-_min)``
+    in weight units, each device moved only by potentiation (SET) pulses, and a pair whose
+    device nears saturation reset and reprogrammed (Burr et al., IEEE TED 2015; aihwkit's
+    ``OneSidedUnitCell``)."""
+
+    mode: str = spec("none", choices=PAIR_MODES,
+                     doc="none: one device per weight; one_sided: a differential pair per "
+                         "weight, an increase sent as SET pulses to G+, a decrease as SET "
+                         "pulses to G- (the remedy for PCM, whose depression is an abrupt "
+                         "RESET); every forward read reads both cells")
+    refresh_every: int = spec(100, ge=0,
+                              doc="programming events between refresh checks (0: never): "
+                                  "a check reads every device of the forward arrays")
+    refresh_threshold: float = spec(
+        0.75, gt=0.0, le=1.0,
+        doc="a pair is refreshed (both devices RESET, its weight reprogrammed by SET pulses "
+            "on one of them) when either device is above this fraction of its range "
+            "(aihwkit's refresh_upper_thres, 0.75)")
+
+
+@dataclass(frozen=True)
 class ForwardArrayConfig:
     """Forward crossbar arrays holding ``W_l = alpha_l * w`` with ``w in [w_min, w_max]``."""
 
@@ -238,6 +261,9 @@ class ForwardArrayConfig:
         0.0, ge=0.0, le=1.0,
         doc="std of the error with which each reference is programmed, as a fraction of the "
             "range w_max - w_min (drawn once per device); 0: every reference exact")
+    pair: PairConfig = spec(factory=PairConfig,
+                            doc="a differential pair of devices per weight, programmed "
+                                "one-sidedly and refreshed (default: one device per weight)")
 
     def check(self, source: str, path: str) -> None:
         if not self.w_min < self.w_max:
@@ -271,6 +297,7 @@ class ForwardArrayConfig:
                               f"{self.device.model}: {NO_REFERENCE[self.device.model]})")
         refuse_unused(source, path, self, ("reference_error",), self.reference != "none",
                       "only a reference array (reference: symmetry_point) uses it")
+        self._check_pair(source, path)
         mode = self.update.mode
         refuse_unused(source, f"{path}.update", self.update, ("max_pulses",), mode == "pulsed",
                       f"only update.mode pulsed uses it (mode is {mode})")
@@ -281,6 +308,26 @@ class ForwardArrayConfig:
                               "a device model other than ideal is programmed by pulses: "
                               "set update.mode: pulsed (a batch's update as pulse counts) "
                               "or stochastic (in-array pulse trains)")
+
+
+    def _check_pair(self, source: str, path: str) -> None:
+        pair = self.pair
+        refuse_unused(source, f"{path}.pair", pair, ("refresh_every", "refresh_threshold"),
+                      pair.mode != "none", "only a differential pair (pair.mode: one_sided) "
+                                           "uses it")
+        if pair.mode == "none":
+            return
+        if self.update.mode != "pulsed":
+            raise ConfigError(
+                source, f"{path}.pair.mode", pair.mode,
+                f"a one-sided pair is programmed by pulse counts: it needs update.mode pulsed "
+                f"(mode is {self.update.mode}; in-array pulse trains would need each "
+                f"coincidence routed to G+ or G- by its sign, which the stochastic kernels "
+                f"do not do)")
+        if self.reference != "none":
+            raise ConfigError(source, f"{path}.reference", self.reference,
+                              "a differential pair already reads each weight as the "
+                              "difference of two devices: use pair or reference, not both")
 
 
 @dataclass(frozen=True)

@@ -250,9 +250,12 @@ def nominal_step(config: DeviceConfig, w_min: float, w_max: float) -> float:
 
 
 def draw_device_state(config: DeviceConfig, w_min: float, w_max: float, n: int, seed: int,
-                      layer: int) -> DeviceState:
-    """Draw the ``n`` devices of layer ``layer`` (see the module docstring for the streams)."""
-    xi = rng.normal(rng.stream_key(seed, 0, layer, rng.Purpose.DEVICE_DTOD),
+                      layer: int, dtod: rng.Purpose = rng.Purpose.DEVICE_DTOD,
+                      stuck: rng.Purpose = rng.Purpose.DEVICE_STUCK) -> DeviceState:
+    """Draw the ``n`` devices of layer ``layer`` (see the module docstring for the streams;
+    ``dtod`` and ``stuck`` name their purposes: a differential pair's second devices
+    draw from streams of their own, :mod:`neurosim.pair`)."""
+    xi = rng.normal(rng.stream_key(seed, 0, layer, dtod),
                     DTOD_DRAWS * n).reshape(n, DTOD_DRAWS)
     dw_min = nominal_step(config, w_min, w_max)
     dw_min_i = np.maximum(dw_min * (1.0 + config.dw_min_dtod * xi[:, 0]), 0.0)
@@ -261,12 +264,12 @@ def draw_device_state(config: DeviceConfig, w_min: float, w_max: float, n: int, 
     w_min_i = w_min * np.maximum(1.0 + config.w_min_dtod * xi[:, 2], BOUND_FLOOR)
     w_max_i = w_max * np.maximum(1.0 + config.w_max_dtod * xi[:, 3], BOUND_FLOOR)
 
-    u = rng.uniform(rng.stream_key(seed, 0, layer, rng.Purpose.DEVICE_STUCK), n)
+    u = rng.uniform(rng.stream_key(seed, 0, layer, stuck), n)
     edges = np.cumsum([config.stuck_at_min, config.stuck_at_max, config.stuck_at_initial])
-    stuck = np.full(n, FREE, dtype=np.int8)
-    stuck[u < edges[2]] = STUCK_AT_INITIAL
-    stuck[u < edges[1]] = STUCK_AT_MAX
-    stuck[u < edges[0]] = STUCK_AT_MIN
+    codes = np.full(n, FREE, dtype=np.int8)
+    codes[u < edges[2]] = STUCK_AT_INITIAL
+    codes[u < edges[1]] = STUCK_AT_MAX
+    codes[u < edges[0]] = STUCK_AT_MIN
 
     return DeviceState(
         model=config.model, model_code=MODEL_CODES[config.model], dw_min=float(dw_min),
@@ -278,7 +281,7 @@ def draw_device_state(config: DeviceConfig, w_min: float, w_max: float, n: int, 
         a_down=nonlinearity_to_a(config.nonlinearity_ltd, config.levels),
         levels=int(config.levels),
         step_up=dw_min_i * (1.0 + up_down_i), step_down=dw_min_i * (1.0 - up_down_i),
-        w_min=w_min_i, w_max=w_max_i, stuck=stuck)
+        w_min=w_min_i, w_max=w_max_i, stuck=codes)
 
 
 def place_initial_weights(state: DeviceState, w0: np.ndarray) -> np.ndarray:

@@ -191,7 +191,24 @@ def array_weights(chip: Chip) -> dict:
     for index in range(chip.n_layers):
         w = chip.weights(index).astype(np.float64)
         stats[str(index + 1)] = {"mean": float(w.mean()), "std": float(w.std())}
-    return {"array_weights": stats}
+    return {"array_weights": stats, **array_pairs(chip)}
+
+
+def array_pairs(chip: Chip) -> dict:
+    """Where a chip's differential pairs (:mod:`neurosim.pair`) stand: per layer (1-based
+    keys), the refresh checks made and pairs refreshed so far, and the mean fill of its G+
+    and G- devices (state above G_min as a fraction of the range: SET-only pulses raise it,
+    refreshes reset it); ``{}`` for a chip without pairs."""
+    if chip.pairs is None:
+        return {}
+    stats = {}
+    for index, pairs in enumerate(chip.pairs):
+        plus, minus = pairs.fill()
+        checks, refreshed = (int(v) for v in chip.refreshes[index])
+        stats[str(index + 1)] = {"refresh_checks": checks, "pairs_refreshed": refreshed,
+                                 "fill_plus": float(plus.mean()),
+                                 "fill_minus": float(minus.mean())}
+    return {"array_pairs": stats}
 
 
 def array_references(chip: Chip) -> dict:

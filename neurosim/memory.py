@@ -18,7 +18,9 @@ with ``s`` bytes per float, ``P`` the parameters (weights and biases), ``k`` the
 moment buffers of ``P`` floats each (Adam 2, SGD with momentum 1, plain SGD 0), ``F`` the
 feedback array's cells (:meth:`neurosim.rules.Rule.feedback_shapes`), ``C`` the forward
 cells and ``D`` the bytes of each one's device (:data:`neurosim.devices.DEVICE_BYTES`, plus
-:data:`~neurosim.devices.REFERENCE_BYTES` with a reference, 0 for ideal devices), ``N``
+:data:`~neurosim.devices.REFERENCE_BYTES` with a reference; a differential pair's two
+devices with their float64 states, ``2 (DEVICE_BYTES +``
+:data:`~neurosim.pair.PAIR_STATE_BYTES` ``)``; 0 for ideal devices), ``N``
 noise examples of ``n_0`` inputs; runs with the same seed share their noise set. A run holds more than this (gradients, activations, a population's stacked
 copies, the data), so a population near the bound may still not fit. Measured on the
 quickstart network with a 10,000-example noise set (peak RSS of 2 against 10 chips on
@@ -34,6 +36,7 @@ import psutil
 
 from neurosim.config import RunSpec, SimulationConfig
 from neurosim.devices import DEVICE_BYTES, REFERENCE_BYTES
+from neurosim.pair import PAIR_STATE_BYTES
 from neurosim.energy import bytes_text
 from neurosim.errors import NeurosimError
 from neurosim.rules import get_rule
@@ -58,9 +61,11 @@ def chip_floor_bytes(spec: RunSpec) -> int:
                    filter(None, get_rule(experiment.rule).feedback_shapes(tuple(dims))))
     optimizer = experiment.optimizer
     moments = 2 if optimizer.name == "adam" else int(optimizer.momentum > 0.0)
-    device_bytes = DEVICE_BYTES + (REFERENCE_BYTES if spec.chip.forward.reference != "none"
-                                   else 0)
-    devices = device_bytes * cells if spec.chip.forward.device.model != "ideal" else 0
+    forward = spec.chip.forward
+    device_bytes = DEVICE_BYTES + (REFERENCE_BYTES if forward.reference != "none" else 0)
+    if forward.pair.mode != "none":
+        device_bytes = 2 * (DEVICE_BYTES + PAIR_STATE_BYTES)
+    devices = device_bytes * cells if forward.device.model != "ideal" else 0
     return _float_bytes(spec) * ((1 + moments) * params + feedback) + devices
 
 

@@ -480,6 +480,30 @@ def array_weights_table(summary: dict) -> str:
                               for layer in layers]))
 
 
+def array_pairs_table(summary: dict) -> str:
+    """A chip of differential pairs (``forward.pair``): per layer, the pairs refreshed and
+    the mean fill of G+ / G- before and after the noise phase and after training (``""``
+    for a chip without pairs)."""
+    when = [("before noise", ("precondition", "before")), ("after noise", ("precondition", "after")),
+            ("after training", ("final",))]
+    found = [(label, dig(summary, *path, "array_pairs")) for label, path in when]
+    found = [(label, stats) for label, stats in found if isinstance(stats, dict) and stats]
+    if not found:
+        return ""
+    layers = sorted({layer for _, stats in found for layer in stats}, key=int)
+    cell = lambda stats, layer: (f"{stats[layer]['pairs_refreshed']} · "
+                                 f"{stats[layer]['fill_plus']:.2f} / "
+                                 f"{stats[layer]['fill_minus']:.2f}" if layer in stats else DASH)
+    return ("\n## Differential pairs\n\nEvery weight is a pair of devices, w = (G+ − G+_min) − "
+            "(G− − G−_min), moved by SET pulses only; a pair with a device above "
+            "`forward.pair.refresh_threshold` of its range is RESET and reprogrammed at each "
+            "refresh check. Per cell: pairs refreshed so far · mean fill of G+ / G− (state "
+            "above G_min as a fraction of the range).\n\n"
+            + markdown_table(["layer", *(label for label, _ in found)],
+                             [[layer, *(cell(stats, layer) for _, stats in found)]
+                              for layer in layers]))
+
+
 def headline_rows(summary: dict) -> list[list[str]]:
     train, final = summary.get("train") or {}, summary.get("final") or {}
     pre = summary.get("precondition") or {}
@@ -705,7 +729,8 @@ def write_run_report(run_dir: Path) -> Path:
             "\n## Alignment angle θ_l, degrees\n\n", alignment_definition(s.get("rule")),
             ("BP does not use the feedback arrays: its angles are to the matrices B its seed's "
              "other conditions use, a control (about 90° when W ignores B).\n\n"
-             if s.get("rule") == "bp" else ""), alignment_table(run), array_weights_table(s)]
+             if s.get("rule") == "bp" else ""), alignment_table(run), array_weights_table(s),
+             array_pairs_table(s)]
     if isinstance(ood, dict) and ood:
         text += ["\n## Out-of-distribution accuracy\n\n",
                  markdown_table(["test set", "accuracy"], [[k, ood_text(v)] for k, v in ood.items()])]

@@ -65,6 +65,10 @@ class Purpose(IntEnum):
     FEEDBACK_STUCK = 27  # which cells of a feedback array are stuck, drawn once
     PULSE_SIGN = 28  # neurosim devices: directions of a random-sign pulse train, per pulse
     DEVICE_REFERENCE = 29  # programming errors of the forward devices' references, drawn once
+    PAIR_DTOD = 30  # device-to-device parameters of a differential pair's G- devices
+    PAIR_STUCK = 31  # which G- devices of a differential pair are stuck
+    PAIR_REFRESH_ROUNDING = 32  # stochastic rounding of a pair refresh's reprogramming pulses
+    PAIR_REFRESH_NOISE = 33  # cycle-to-cycle noise of those pulses
 
 
 def mix64_scalar(z: int) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 
 from neurosim.chip import Chip
 from neurosim.optimizers import OptimizerState
+from neurosim.pair import one_sided_update, refresh, refresh_keys, refresh_pulses
 from neurosim.rows import Rows, gathered
 
 if TYPE_CHECKING:
@@ -131,6 +132,31 @@ class Backend(ABC):
             chip.pulses[l] += (up, down)
             chip.bias(l)[:] += deltas[b_off:b_off + n_out]
 
+    def apply_pair_update(self, chip: Chip, deltas: np.ndarray) -> None:
+        """Realize ``dW`` on differential pairs (:mod:`neurosim.pair`, the specification):
+        SET pulses on G+ or G- by this backend's ``pulsed_update``, the pairs refreshed after
+        every ``refresh_every``-th programming event; each layer's weights then read from
+        its pairs; ``b += db``. Adds the pulses (SET up, RESET down) to ``chip.pulses`` and
+        the refreshes to ``chip.refreshes``."""
+        forward = chip.config.forward
+        every = forward.pair.refresh_every
+        refreshing = every > 0 and (chip.update_count + 1) % every == 0
+        for l, pairs in enumerate(chip.pairs):
+            w_off, n_out, n_in, b_off = chip.layout[l]
+            dw = deltas[w_off:w_off + n_out * n_in] * chip.inverse_alphas_typed[l]
+            chip.pulses[l, 0] += one_sided_update(
+                self.device_kernels, pairs, dw, pairs.plus.dw_min, forward.update.max_pulses,
+                *chip.pulse_keys(l))
+            if refreshing:
+                refreshed, resets, sets = refresh(
+                    self.device_kernels, pairs, forward.pair.refresh_threshold,
+                    pairs.plus.dw_min, refresh_pulses(forward),
+                    *refresh_keys(chip.seed, chip.update_count, l))
+                chip.pulses[l] += (sets, resets)
+                chip.refreshes[l] += (1, refreshed)
+            chip.weights(l).reshape(-1)[:] = pairs.weights()
+            chip.bias(l)[:] += deltas[b_off:b_off + n_out]
+
     def apply_stochastic_update(self, chip: Chip, state: OptimizerState, inputs: list,
                                 errors: list) -> None:
         """In-array SGD: each layer's per-sample inputs and errors (from
@@ -156,7 +182,9 @@ class Backend(ABC):
         """One programming event: the optimizer turns ``grads`` into ``dW`` (``deltas``),
         then the forward arrays realize it as the chip's update mode says."""
         self.optimizer_step(state, grads, deltas)
-        if chip.update_mode == "pulsed":
+        if chip.pairs is not None:
+            self.apply_pair_update(chip, deltas)
+        elif chip.update_mode == "pulsed":
             self.apply_pulsed_update(chip, deltas)
         else:
             self.apply_ideal_update(chip, deltas)

@@ -664,8 +664,11 @@ class NumbaBackend(Backend):
         chips, each chip's products serial: bit-identical to single-chip steps, see
         :mod:`numba_gemm`), or of :func:`population_stochastic_kernel` for in-array
         (stochastic) updates. BLAS runs single-threaded in the call (the deterministic
-        mode's setting anyway)."""
+        mode's setting anyway). Chips holding differential pairs (:mod:`neurosim.pair`)
+        step one by one (:meth:`Backend.launch_population_step`)."""
         chip = population.chips[0]
+        if chip.pairs is not None:
+            return super().launch_population_step(population, states, active, x, y)
         if chip.update_mode == "stochastic":
             return self._stochastic_population_step(population, states, active, x, y)
         index = np.asarray(active, dtype=np.int64)

@@ -522,7 +522,12 @@ class TorchBackend(Backend):
         of the chips gathered and scattered back); ``x`` and ``y`` may already be tensors
         on the device. Equal to single-chip steps to the rounding of the batched
         products. Returns the chips' summed losses and correct counts as tensors on the
-        device, not waited for."""
+        device, not waited for. Chips holding differential pairs (:mod:`neurosim.pair`) step
+        one by one (:meth:`Backend.launch_population_step`)."""
+        if population.chips[0].pairs is not None:
+            x, y = (v.cpu().numpy() if isinstance(v, torch.Tensor) else v for v in (x, y))
+            losses, correct = super().launch_population_step(population, states, active, x, y)
+            return torch.as_tensor(losses), torch.as_tensor(correct)
         population.moments(states)  # a new phase's optimizers: stacked anew, state released
         if population.resident is None:
             population.resident = ResidentPopulation(self, population, states)
