@@ -103,3 +103,52 @@ def test_the_zero_shift_section_pairs_each_preset_with_its_zero_shifted_chip():
     assert "| pcm_gst | 0.800 → 0.800 | 0.635 → 0.600 | 0.635 (FA) | 0.650 | 1/2 |" in text
     drift = "\n".join(results_devices.drift_section(presets, loaded))
     assert "| rram_agsi |" in drift and "zero_shifted" not in drift
+
+
+def test_the_pair_conditions_run_their_preset_with_a_pair_per_weight():
+    from neurosim.config import load_experiment
+
+    experiment = results_devices.EXPERIMENT
+    chips_of = results_devices.study_chips(load_experiment(experiment), experiment)
+    pairs = sorted(name for name in chips_of if name.endswith("_pair"))
+    assert pairs == ["pcm_gst_pair", "rram_agsi_pair"]
+    for name in pairs:
+        base = chips_of[name.removesuffix("_pair")]
+        assert chips_of[name] == dataclasses.replace(base, forward=dataclasses.replace(
+            base.forward, pair=dataclasses.replace(base.forward.pair, mode="one_sided")))
+
+
+def test_the_pair_section_compares_each_preset_with_its_pair_chip():
+    """Rows: each rule's AUC, one device per weight → a pair; the noise phase's effect
+    both ways; the first array after noise; pulses and refreshes; the sentences name where
+    the pairs turned the noise phase into a gain and where they did not; the drift section
+    leaves pair chips out."""
+    loaded = chips("rram_agsi", "pcm_gst")
+    for name, chip in list(loaded.items()):
+        loaded[f"{name}_pair"] = dataclasses.replace(chip, forward=dataclasses.replace(
+            chip.forward, pair=dataclasses.replace(chip.forward.pair, mode="one_sided")))
+
+    def costed(presets, pulses, refreshed):
+        for seeds in presets.values():
+            for seed in seeds.values():
+                seed.summary["final"] = {
+                    "pulses_up": [pulses, 0], "pulses_down": [0, 10],
+                    "array_pairs": {"1": {"pairs_refreshed": refreshed},
+                                    "2": {"pairs_refreshed": 1}}}
+        return presets
+
+    hurt = rules([0.64, 0.63], [0.6, 0.61], [-0.2, -0.22])
+    presets = {"rram_agsi": costed(hurt, 1000, 0),
+               "rram_agsi_pair": costed(rules([0.6, 0.6], [0.8, 0.8], [0.01, 0.03]), 3000, 40),
+               "pcm_gst": costed(rules([0.64, 0.63], [0.6, 0.61], [-0.2, -0.22]), 1000, 0),
+               "pcm_gst_pair": costed(rules([0.6, 0.6], [0.5, 0.8], [0.0, 0.0]), 2000, 9)}
+    text = "\n".join(results_devices.pair_section(presets, loaded))
+    assert ("| rram_agsi | 0.800 ± 0.000 → 0.800 ± 0.000 | 0.635 ± 0.007 → 0.600 ± 0.000 | "
+            "0.605 ± 0.007 → 0.800 ± 0.000 | 0/2 | 2/2 | -0.210 ± 0.014 → 0.020 ± 0.014 | "
+            "1.01e+03 → 3.01e+03 | 41 |") in text
+    assert "| pcm_gst |" in text and "| 0/2 | 1/2 |" in text
+    assert "Every 100 programming events the pairs with a device above 0.75" in text
+    assert "raises FA's first-epoch AUC in every seed on rram_agsi, where" in text
+    assert "still does not raise FA's AUC in every seed on pcm_gst." in text
+    drift = "\n".join(results_devices.drift_section(presets, loaded))
+    assert "| rram_agsi |" in drift and "_pair" not in drift
