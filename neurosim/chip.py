@@ -134,20 +134,22 @@ class Chip:
         # whose states the chip keeps beside params (neurosim.pair); None: ideal devices.
         self.devices: list[DeviceState] | None = None
         self.pairs: list[PairState] | None = None
-        if forward.pair.mode != "none":
-            self.pairs = []
+        if forward.device.model != "ideal":
+            paired = forward.pair.mode != "none"
+            held = []
             for index, (_, n_out, n_in, _) in enumerate(self.layout):
-                pairs = draw_pairs(forward, int(n_out * n_in), seed, index)
                 w = self.weights(index).reshape(-1)
-                w[:] = program_initial_weights(pairs, w)
-                self.pairs.append(pairs)
-        elif forward.device.model != "ideal":
-            self.devices = []
-            for index, (_, n_out, n_in, _) in enumerate(self.layout):
-                state = forward_devices(forward, int(n_out * n_in), seed, index)
-                w = self.weights(index).reshape(-1)
-                w[:] = place_initial_weights(state, w)
-                self.devices.append(state)
+                if paired:
+                    state = draw_pairs(forward, int(n_out * n_in), seed, index)
+                    w[:] = program_initial_weights(state, w)
+                else:
+                    state = forward_devices(forward, int(n_out * n_in), seed, index)
+                    w[:] = place_initial_weights(state, w)
+                held.append(state)
+            if paired:
+                self.pairs = held
+            else:
+                self.devices = held
         self.update_count = 0  # programming events so far (keys the pulse noise)
         self.pulses = np.zeros((self.n_layers, 2), dtype=np.int64)  # up, down per layer
         # Differential pairs' refreshes per layer: checks made, pairs refreshed.

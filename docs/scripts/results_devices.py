@@ -236,6 +236,24 @@ def drift_section(presets: dict, chips: dict) -> list[str]:
     return lines
 
 
+def variants(presets: dict, suffix: str) -> list[tuple[str, dict, dict]]:
+    """``(preset, its runs, its variant's runs)`` for every chip ``<preset><suffix>`` of the
+    study whose preset ran too, both with every rule."""
+    return [(name.removesuffix(suffix), presets[name.removesuffix(suffix)], rules)
+            for name, rules in presets.items()
+            if name.endswith(suffix) and name.removesuffix(suffix) in presets
+            and all(r in rules and r in presets[name.removesuffix(suffix)] for r in RULES)]
+
+
+def noise_effect(runs: dict) -> tuple[int, int, bool | None]:
+    """FA + noise against FA, seed by seed, by first-epoch AUC: (seeds better, seeds, True
+    when every seed is better, False when none is, else None)."""
+    noisy = values(runs["fa_noise"], lambda s: s["train"]["auc_first_epoch"])
+    plain = values(runs["fa"], lambda s: s["train"]["auc_first_epoch"])
+    wins = sum(x > y for x, y in zip(noisy, plain))
+    return wins, len(noisy), (wins == len(noisy) if wins in (0, len(noisy)) else None)
+
+
 def zero_shift_section(presets: dict, chips: dict) -> list[str]:
     """Per preset that also ran zero-shifted (a chip ``<preset>_zero_shifted`` reading its
     devices against references at their symmetry points, :mod:`neurosim.reference`): the
@@ -245,22 +263,18 @@ def zero_shift_section(presets: dict, chips: dict) -> list[str]:
     auc = lambda s: s["train"]["auc_first_epoch"]
     after = lambda s: s["precondition"]["after"]["array_weights"]["1"]["mean"]
     rows, effect = [], {}
-    for shifted, rules in presets.items():
-        preset = shifted.removesuffix("_zero_shifted")
-        if (shifted == preset or preset not in presets
-                or not all(r in rules and r in presets[preset] for r in RULES)):
-            continue
+    for preset, plain_runs, rules in variants(presets, "_zero_shifted"):
+        shifted = f"{preset}_zero_shifted"
         points = symmetry_points(chips[preset])
         kept = symmetry_points(chips[shifted])
         cells = [preset, points.describe(points.attractor(0.0)) if not points.neutral
                  else "+0.00", f"[{kept.w_min:+.2f}, {kept.w_max:+.2f}]"]
-        for chip, runs in ((chips[preset], presets[preset]), (chips[shifted], rules)):
-            noisy, plain = values(runs["fa_noise"], auc), values(runs["fa"], auc)
-            wins = sum(x > y for x, y in zip(noisy, plain))
-            effect.setdefault(preset, []).append(wins == len(noisy) if wins in (0, len(noisy))
-                                                 else None)
+        for chip, runs in ((chips[preset], plain_runs), (chips[shifted], rules)):
+            wins, n, consistent = noise_effect(runs)
+            effect.setdefault(preset, []).append(consistent)
             cells += [walk_text(random_sign_walk(chip)), fmt(values(runs["fa_noise"], after), 3),
-                      fmt(plain, 3), fmt(noisy, 3), f"{wins}/{len(noisy)}"]
+                      fmt(values(runs["fa"], auc), 3), fmt(values(runs["fa_noise"], auc), 3),
+                      f"{wins}/{n}"]
         rows.append(cells)
     if not rows:
         return []
@@ -327,25 +341,17 @@ def pair_section(presets: dict, chips: dict) -> list[str]:
                               for layer in s["final"].get("array_pairs", {}).values())
     mean = lambda runs, get: f"{np.mean(values(runs, get)):.3g}"
     rows, effect = [], {}
-    for name, rules in presets.items():
-        preset = name.removesuffix("_pair")
-        if (name == preset or preset not in presets
-                or not all(r in rules and r in presets[preset] for r in RULES)):
-            continue
-        cells = [preset]
-        for rule in RULES:
-            cells.append(f"{fmt(values(presets[preset][rule], auc), 3)} → "
-                         f"{fmt(values(rules[rule], auc), 3)}")
-        for runs in (presets[preset], rules):
-            noisy, plain = values(runs["fa_noise"], auc), values(runs["fa"], auc)
-            wins = sum(x > y for x, y in zip(noisy, plain))
-            effect.setdefault(preset, []).append(wins == len(noisy) if wins in (0, len(noisy))
-                                                 else None)
-            cells.append(f"{wins}/{len(noisy)}")
-        cells += [f"{fmt(values(presets[preset]['fa_noise'], after), 3)} → "
+    for preset, single, rules in variants(presets, "_pair"):
+        cells = [preset, *(f"{fmt(values(single[rule], auc), 3)} → "
+                           f"{fmt(values(rules[rule], auc), 3)}" for rule in RULES)]
+        for runs in (single, rules):
+            wins, n, consistent = noise_effect(runs)
+            effect.setdefault(preset, []).append(consistent)
+            cells.append(f"{wins}/{n}")
+        cells += [f"{fmt(values(single['fa_noise'], after), 3)} → "
                   f"{fmt(values(rules['fa_noise'], after), 3)}",
-                  f"{mean(presets[preset]['fa_noise'], pulses)} → "
-                  f"{mean(rules['fa_noise'], pulses)}", mean(rules["fa_noise"], refreshed)]
+                  f"{mean(single['fa_noise'], pulses)} → {mean(rules['fa_noise'], pulses)}",
+                  mean(rules["fa_noise"], refreshed)]
         rows.append(cells)
     if not rows:
         return []
