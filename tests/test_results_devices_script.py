@@ -150,5 +150,13 @@ def test_the_pair_section_compares_each_preset_with_its_pair_chip():
     assert "Every 100 programming events the pairs with a device above 0.75" in text
     assert "raises FA's first-epoch AUC in every seed on rram_agsi, where" in text
     assert "still does not raise FA's AUC in every seed on pcm_gst." in text
+    assert "zero-shifted" not in text  # no zero-shifted runs to compare with
+    from neurosim.reference import with_references
+
+    presets["pcm_gst_zero_shifted"] = rules([0.6, 0.6], [0.7, 0.7], [0.0, 0.0])
+    loaded["pcm_gst_zero_shifted"] = with_references(loaded["pcm_gst"])
+    text = "\n".join(results_devices.pair_section(presets, loaded))
+    assert ("Pairs against zero-shifting (AUC means over seeds, BP / FA + noise): pcm_gst: "
+            "pairs 0.800 / 0.650, zero-shifted 0.800 / 0.700.") in text
     drift = "\n".join(results_devices.drift_section(presets, loaded))
     assert "| rram_agsi |" in drift and "_pair" not in drift

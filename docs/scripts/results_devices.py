@@ -384,6 +384,15 @@ def pair_section(presets: dict, chips: dict) -> list[str]:
     if still:
         lines += [f"With pairs the noise phase still does not raise FA's AUC in every seed on "
                   f"{listed(still)}.", ""]
+    both = [p for p in effect if f"{p}_zero_shifted" in presets]
+    if both:
+        auc_mean = lambda name, rule: np.mean(values(presets[name][rule], auc))
+        lines += ["Pairs against zero-shifting (AUC means over seeds, BP / FA + noise): "
+                  + "; ".join(f"{p}: pairs {auc_mean(p + '_pair', 'bp'):.3f} / "
+                              f"{auc_mean(p + '_pair', 'fa_noise'):.3f}, zero-shifted "
+                              f"{auc_mean(p + '_zero_shifted', 'bp'):.3f} / "
+                              f"{auc_mean(p + '_zero_shifted', 'fa_noise'):.3f}"
+                              for p in both) + ".", ""]
     return lines
 
 
