@@ -135,6 +135,8 @@ def test_the_pair_section_compares_each_preset_with_its_pair_chip():
                     "pulses_up": [pulses, 0], "pulses_down": [0, 10],
                     "array_pairs": {"1": {"pairs_refreshed": refreshed},
                                     "2": {"pairs_refreshed": 1}}}
+                seed.summary["ledger"] = {"energy_pj": {"components": {
+                    "cell_read": pulses * 1e3, "write": 2e6, "digital": 1e9}}}
         return presets
 
     hurt = rules([0.64, 0.63], [0.6, 0.61], [-0.2, -0.22])
@@ -145,7 +147,7 @@ def test_the_pair_section_compares_each_preset_with_its_pair_chip():
     text = "\n".join(results_devices.pair_section(presets, loaded))
     assert ("| rram_agsi | 0.800 ± 0.000 → 0.800 ± 0.000 | 0.635 ± 0.007 → 0.600 ± 0.000 | "
             "0.605 ± 0.007 → 0.800 ± 0.000 | 0/2 | 2/2 | -0.210 ± 0.014 → 0.020 ± 0.014 | "
-            "1.01e+03 → 3.01e+03 | 41 |") in text
+            "1.01e+03 → 3.01e+03 | 3 → 5 | 41 |") in text
     assert "| pcm_gst |" in text and "| 0/2 | 1/2 |" in text
     assert "Every 100 programming events the pairs with a device above 0.75" in text
     assert "raises FA's first-epoch AUC in every seed on rram_agsi, where" in text

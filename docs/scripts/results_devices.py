@@ -339,6 +339,8 @@ def pair_section(presets: dict, chips: dict) -> list[str]:
     pulses = lambda s: sum(s["final"]["pulses_up"]) + sum(s["final"]["pulses_down"])
     refreshed = lambda s: sum(layer["pairs_refreshed"]
                               for layer in s["final"].get("array_pairs", {}).values())
+    arrays = lambda s: sum(s["ledger"]["energy_pj"]["components"][part]
+                           for part in ("cell_read", "write")) / 1e6  # µJ
     mean = lambda runs, get: f"{np.mean(values(runs, get)):.3g}"
     rows, effect = [], {}
     for preset, single, rules in variants(presets, "_pair"):
@@ -351,6 +353,7 @@ def pair_section(presets: dict, chips: dict) -> list[str]:
         cells += [f"{fmt(values(single['fa_noise'], after), 3)} → "
                   f"{fmt(values(rules['fa_noise'], after), 3)}",
                   f"{mean(single['fa_noise'], pulses)} → {mean(rules['fa_noise'], pulses)}",
+                  f"{mean(single['fa_noise'], arrays)} → {mean(rules['fa_noise'], arrays)}",
                   mean(rules["fa_noise"], refreshed)]
         rows.append(cells)
     if not rows:
@@ -368,12 +371,14 @@ def pair_section(presets: dict, chips: dict) -> list[str]:
         "by SET pulses (a refresh, simulated with the device's nonlinearity and write noise). "
         "A pair has twice a device's range with the same step; every forward read reads both "
         "cells. Each cell: one device per weight → a pair (mean ± std over seeds); pulses "
-        "include the refreshes' RESET and SET pulses.",
+        "include the refreshes' RESET and SET pulses; array energy: the ledger's cell reads "
+        "and write pulses over the whole run (µJ; the run's total is dominated by its "
+        "digital optimizer and memory traffic, `docs/results-energy.md`).",
         "",
         markdown_table(["preset", "AUC BP", "AUC FA", "AUC FA + noise",
                         "FA + noise > FA (seeds)", "FA + noise > FA, pairs",
                         "first array after noise", "pulses FA + noise",
-                        "pairs refreshed (FA + noise)"], rows),
+                        "array energy FA + noise (µJ)", "pairs refreshed (FA + noise)"], rows),
         "",
     ]
     rescued = [p for p, (before, now) in effect.items() if before is not True and now is True]
