@@ -278,3 +278,15 @@ def test_pair_chips_are_one_population_of_separate_runs(tmp_path, backend):
         PAIRED.forward, device=dataclasses.replace(PAIRED.forward.device, dw_min_dtod=0.0)))]
     separate = variants_are_one_population_of_separate_runs(chips, backend, tmp_path)
     assert all(s["final"]["array_pairs"]["1"]["refresh_checks"] > 0 for s in separate)
+
+
+def test_devices_show_says_the_curves_are_of_one_device_of_each_pair(tmp_path, capsys):
+    from neurosim.cli import main
+    from neurosim.commands.devices import PAIR_NOTE
+
+    assert main(["devices", "show", "pcm_gst", "--out", str(tmp_path), "--devices", "10",
+                 "--random-pulses", "20", "--set", "forward.pair.mode=one_sided"]) == 0
+    assert capsys.readouterr().out.startswith(PAIR_NOTE)
+    assert main(["devices", "show", "pcm_gst", "--out", str(tmp_path), "--devices", "10",
+                 "--random-pulses", "20"]) == 0
+    assert PAIR_NOTE not in capsys.readouterr().out

@@ -114,9 +114,17 @@ def run_show(args: argparse.Namespace) -> int:
     chip = load_chip(resolve_chip_path(args.name), args.overrides)
     with writing(args.out):
         args.out.mkdir(parents=True, exist_ok=True)
+    if chip.forward.pair.mode != "none":
+        print(PAIR_NOTE)
     show_response(chip, args)
     show_random_sign_walk(chip, args)
     return 0
+
+
+PAIR_NOTE = ("forward.pair: one_sided. The curves below are one device's; each weight is a "
+             "pair of them moved by SET (up) pulses only, so random-sign updates raise both "
+             "devices alike and the weight has no symmetry point to drift to; a pair near "
+             "saturation is refreshed (neurosim.pair).")
 
 
 def show_response(chip, args: argparse.Namespace) -> None:
