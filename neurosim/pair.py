@@ -63,7 +63,9 @@ Every backend runs this through its own :func:`pulsed_update` kernel
 (``Backend.device_kernels``), so the pair is simulated alike on NumPy, Numba and torch.
 What the chip pays for it (:mod:`neurosim.accounting`): every forward read, and BP's
 transposed read, reads two cells per weight; SET pulses count as ``pulses_up``, RESET
-pulses as ``pulses_down``; a check reads every device of the layer once (``2 n`` cells, one
+pulses as ``pulses_down`` (so :mod:`neurosim.energy` prices a RESET at the chip's
+depression pulse, ``energy.write_voltage_ltd_v`` and its width, where the chip gives one);
+a check reads every device of the layer once (``2 n`` cells, one
 ADC conversion each: a per-device verify read) and compares it with the threshold (``2 n``
 digital operations).
 """
