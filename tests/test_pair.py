@@ -5,7 +5,6 @@ weight, every backend alike, the chip's ledger, checkpoints and populations."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
