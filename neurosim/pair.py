@@ -79,8 +79,8 @@ import numpy as np
 
 from neurosim import rng
 from neurosim.config import MAX_PULSES, ForwardArrayConfig
-from neurosim.devices import (FREE, STUCK_AT_MAX, STUCK_AT_MIN, DeviceState,
-                              draw_device_state, nominal_step)
+from neurosim.devices import (FREE, DeviceState, draw_device_state, nominal_step,
+                              place_initial_weights)
 
 # Bytes of one device's state beside its DeviceState (PairState.g_plus / g_minus, float64).
 PAIR_STATE_BYTES = np.dtype(np.float64).itemsize
@@ -120,20 +120,13 @@ def draw_pairs(forward: ForwardArrayConfig, n: int, seed: int, layer: int) -> Pa
     return PairState(plus, minus, plus.w_min.copy(), minus.w_min.copy())
 
 
-def _stuck_in_place(g: np.ndarray, state: DeviceState) -> None:
-    """Devices stuck at their minimum or maximum sit there (``g`` in place)."""
-    for code, bound in ((STUCK_AT_MIN, state.w_min), (STUCK_AT_MAX, state.w_max)):
-        g[state.stuck == code] = bound[state.stuck == code]
-
-
 def program_initial_weights(pairs: PairState, w0: np.ndarray) -> np.ndarray:
     """Program initial weights ``w0`` (flat) into ``pairs`` (module docstring) and return the
     weights the pairs then hold, in ``w0``'s dtype."""
     w0_64 = np.asarray(w0, dtype=np.float64)
     for g, state, part in ((pairs.g_plus, pairs.plus, np.maximum(w0_64, 0.0)),
                            (pairs.g_minus, pairs.minus, np.maximum(-w0_64, 0.0))):
-        g[:] = np.minimum(state.w_min + part, state.w_max)
-        _stuck_in_place(g, state)
+        g[:] = place_initial_weights(state, state.w_min + part)  # clipped; stuck devices
     return pairs.weights().astype(np.asarray(w0).dtype)
 
 

@@ -141,6 +141,7 @@ class Backend(ABC):
         forward = chip.config.forward
         every = forward.pair.refresh_every
         refreshing = every > 0 and (chip.update_count + 1) % every == 0
+        cap = refresh_pulses(forward) if refreshing else 0
         for l, pairs in enumerate(chip.pairs):
             w_off, n_out, n_in, b_off = chip.layout[l]
             dw = deltas[w_off:w_off + n_out * n_in] * chip.inverse_alphas_typed[l]
@@ -150,7 +151,7 @@ class Backend(ABC):
             if refreshing:
                 refreshed, resets, sets = refresh(
                     self.device_kernels, pairs, forward.pair.refresh_threshold,
-                    pairs.plus.dw_min, refresh_pulses(forward),
+                    pairs.plus.dw_min, cap,
                     *refresh_keys(chip.seed, chip.update_count, l))
                 chip.pulses[l] += (sets, resets)
                 chip.refreshes[l] += (1, refreshed)
